@@ -1,0 +1,1 @@
+"""Built-in synthetic datasets, written in the real datasets' on-disk layouts."""

@@ -1,0 +1,71 @@
+"""Profiles: every size and schedule a run depends on, fixed under one name.
+
+``smoke`` is for CI (each run well under a minute on 2 CPU cores), ``quick`` is the
+default (the whole default command in a few minutes on 2 cores), ``paper`` is the
+Models Genesis setting (64x64x32 cubes, full width, its optimisers; meant for a GPU).
+Cube sizes are written (z, y, x) = slices, rows, columns: the paper's 64x64x32 (x, y, z)
+cube is (32, 64, 64) here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from benchmark.errors import UserError
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    cube: tuple[int, int, int]
+    width: int
+    # pretraining
+    pretrain_batch: int
+    pretrain_epochs: int
+    pretrain_steps_per_epoch: int
+    pretrain_patience: int
+    pretrain_val_batches: int
+    pretrain_optimizer: str  # "paper": each method's own optimiser; else "adam"
+    pretrain_lr: float
+    cubes_per_scan: int
+    # fine-tuning
+    finetune_batch: int
+    finetune_epochs: int
+    finetune_steps_per_epoch: int
+    finetune_patience: int
+    finetune_lr: float
+    sliding_window_overlap: float
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+PROFILES: dict[str, Profile] = {
+    "smoke": Profile(
+        name="smoke", cube=(16, 32, 32), width=4,
+        pretrain_batch=4, pretrain_epochs=2, pretrain_steps_per_epoch=4, pretrain_patience=2,
+        pretrain_val_batches=1, pretrain_optimizer="adam", pretrain_lr=1e-3, cubes_per_scan=8,
+        finetune_batch=4, finetune_epochs=3, finetune_steps_per_epoch=4, finetune_patience=3,
+        finetune_lr=1e-3, sliding_window_overlap=0.25,
+    ),
+    "quick": Profile(
+        name="quick", cube=(16, 32, 32), width=8,
+        pretrain_batch=8, pretrain_epochs=12, pretrain_steps_per_epoch=25, pretrain_patience=4,
+        pretrain_val_batches=4, pretrain_optimizer="adam", pretrain_lr=1e-3, cubes_per_scan=16,
+        finetune_batch=4, finetune_epochs=30, finetune_steps_per_epoch=10, finetune_patience=6,
+        finetune_lr=1e-3, sliding_window_overlap=0.25,
+    ),
+    "paper": Profile(
+        name="paper", cube=(32, 64, 64), width=32,
+        pretrain_batch=6, pretrain_epochs=10000, pretrain_steps_per_epoch=100, pretrain_patience=50,
+        pretrain_val_batches=50, pretrain_optimizer="paper", pretrain_lr=1.0, cubes_per_scan=32,
+        finetune_batch=6, finetune_epochs=10000, finetune_steps_per_epoch=100, finetune_patience=50,
+        finetune_lr=1e-3, sliding_window_overlap=0.5,
+    ),
+}
+
+
+def get_profile(name: str) -> Profile:
+    if name not in PROFILES:
+        raise UserError(f"unknown profile '{name}'; known: {', '.join(PROFILES)}")
+    return PROFILES[name]
