@@ -1,0 +1,1 @@
+"""Built-in pretraining methods: one module per method, each registering itself."""

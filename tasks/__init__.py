@@ -1,0 +1,1 @@
+"""Built-in target tasks: one module per task adapter, each with its phantom."""
