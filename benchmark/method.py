@@ -44,6 +44,16 @@ class Method(ABC):
         """Turn unlabeled cubes ``(B, C, Z, Y, X)`` in [0, 1] into (input, target) tensors."""
         raise NotImplementedError(f"method '{self.name}' does not pretrain")
 
+    def sample_batch(
+        self, pool: np.ndarray, batch_size: int, rng: np.random.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Draw a batch from a pool of cubes ``(N, C, Z, Y, X)`` and make its pretext example.
+
+        Default: cubes drawn uniformly with replacement. Methods that need to know
+        which cubes were drawn (DeepCluster's pseudo-labels) override this.
+        """
+        return self.make_example(pool[rng.integers(0, len(pool), size=batch_size)], rng)
+
     def loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Default: MSE between the sigmoid of the output and the target (restoration)."""
         return nn.functional.mse_loss(torch.sigmoid(output), target)

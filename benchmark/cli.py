@@ -1,0 +1,132 @@
+"""The ``benchmark`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from benchmark.errors import UserError
+from benchmark.profiles import PROFILES
+
+
+def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--method", required=True, help="pretraining method (see 'benchmark list')")
+    parser.add_argument("--task", required=True, help="target task (see 'benchmark list')")
+    parser.add_argument("--profile", default="quick", choices=list(PROFILES),
+                        help="sizes and schedules: smoke (CI), quick (default, CPU), paper (GPU)")
+    parser.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
+    parser.add_argument("--fraction", type=float, default=1.0,
+                        help="fraction of the training patients with labels, in (0, 1] (default 1)")
+    parser.add_argument("--data-root", type=Path, default=None,
+                        help="the task's dataset folder as downloaded (default: built-in phantom)")
+    parser.add_argument("--pretrain-root", type=Path, default=None,
+                        help="LUNA16-layout folder for pretraining (default: built-in chest phantom)")
+    parser.add_argument("--results", type=Path, default=Path("results"), help="results root (default ./results)")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="(default auto)")
+    parser.add_argument("--force", action="store_true", help="rerun even if this exact run has a record")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="benchmark",
+        description="Benchmark self-supervised pretraining methods on 3D medical imaging tasks.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    run = commands.add_parser("run", help="pretrain (or reuse), fine-tune and evaluate one method on one task",
+                              description="Pretrain (or reuse the cached checkpoint), fine-tune and evaluate "
+                                          "one method on one task, and write the record.")
+    _add_run_arguments(run)
+    commands.add_parser("list", help="list the registered methods and tasks",
+                        description="List the registered methods and tasks, built-in and plugins.")
+    baseline = commands.add_parser(
+        "baseline", help="score an intensity-threshold baseline on a task's test split",
+        description="Score the best single intensity threshold (chosen on the training split) on the test "
+                    "split: the floor any learned model must clear.")
+    baseline.add_argument("--task", required=True)
+    baseline.add_argument("--profile", default="quick", choices=list(PROFILES))
+    baseline.add_argument("--data-root", type=Path, default=None)
+    return parser
+
+
+def command_list() -> None:
+    from benchmark.registry import METHODS, TASKS
+
+    for title, registry in (("methods", METHODS), ("tasks", TASKS)):
+        print(f"{title}:")
+        names = registry.names()
+        width = max(map(len, names))
+        for name in names:
+            cls = registry.get(name)
+            origin = registry.origin(name)
+            suffix = "" if origin == "built-in" else f"  [{origin}]"
+            extra = f"[{cls.transfers}] " if title == "methods" else f"[{cls.kind}] "
+            print(f"  {name:<{width}}  {extra}{cls.description}{suffix}")
+
+
+def format_summary(record: dict[str, Any], results: Path) -> str:
+    scores = "   ".join(f"{k} {v:.4f}" for k, v in record["metrics"].items())
+    pre = record.get("pretraining")
+    if pre:
+        state = "reused" if pre.get("reused") else f"trained {pre['epochs']} epochs"
+        pretrained = f"checkpoint {pre['checkpoint_id']} ({state})"
+    else:
+        pretrained = "none (random initialisation)"
+    cases = record["cases"]
+    lines = [
+        f"run      {record['run_id']}" + ("   (already finished: existing record)" if record.get("reused") else ""),
+        f"method   {record['method']}   pretraining: {pretrained}   transferred: "
+        f"{record['transfer']['transferred']}",
+        f"task     {record['task']}   profile {record['profile']}   seed {record['seed']}   "
+        f"fraction {record['fraction']:g}   train/val/test {cases['train']}/{cases['val']}/{cases['test']}",
+        f"data     {record['data']['kind']} {record['data']['root']}",
+        f"test     {scores}",
+        f"fit      {record['finetune']['epochs']} epochs (best {record['finetune']['best_epoch']})   "
+        f"{record['wall_seconds']:.0f} s   peak memory {record['peak_memory_mb']:.0f} MB   {record['device']}",
+        f"record   {Path(results) / 'runs' / record['run_id'] / 'result.json'}",
+    ]
+    return "\n".join(lines)
+
+
+def command_run(args: argparse.Namespace) -> None:
+    from benchmark.harness import RunSpec, execute
+
+    spec = RunSpec(method=args.method, task=args.task, seed=args.seed, fraction=args.fraction,
+                   profile=args.profile, data_root=args.data_root, pretrain_root=args.pretrain_root)
+    record = execute(spec, args.results, args.device, args.force, progress=not args.no_progress)
+    print(format_summary(record, args.results))
+
+
+def command_baseline(args: argparse.Namespace) -> None:
+    from benchmark.baselines import threshold_baseline
+    from benchmark.datasets import directory_source, phantom_source
+    from benchmark.profiles import get_profile
+    from benchmark.registry import TASKS
+
+    task = TASKS.create(args.task)
+    data = directory_source(args.data_root) if args.data_root else phantom_source(task.write_phantom)
+    cube = task.cube_shape(get_profile(args.profile).cube)
+    result = threshold_baseline(task, task.load(data.root, cube))
+    scores = "   ".join(f"{k} {v:.4f}" for k, v in result["metrics"].items())
+    print(f"{task.name}: threshold baseline ({result['rule']})   test {scores}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    commands = {"run": command_run, "list": lambda _: command_list(), "baseline": command_baseline}
+    try:
+        commands[args.command](args)
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: finished runs are kept; the run in flight was not recorded", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,172 @@
+"""The harness: cross one method with one task, from run spec to written record.
+
+resolve spec -> (reuse or) pretrain -> build target model + transfer -> fine-tune with
+early stopping -> evaluate on the test split -> write the record atomically.
+Nothing here knows a method or a task by name: both come from the registries.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import time
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+import benchmark
+from benchmark import store
+from benchmark.datasets import DataSource, directory_source, phantom_source
+from benchmark.finetune import evaluate_logits, finetune, predict_logits
+from benchmark.method import Method
+from benchmark.phantoms.chest import write_chest_phantom
+from benchmark.pool import PRETRAIN_TRAIN_SUBSETS, PRETRAIN_VAL_SUBSETS, load_pool
+from benchmark.pretrain import load_checkpoint, pretrain, save_checkpoint
+from benchmark.profiles import Profile, get_profile
+from benchmark.registry import METHODS, TASKS
+from benchmark.runtime import peak_device_memory_mb, peak_host_memory_mb, resolve_device, seed_everything
+from benchmark.subsets import SUBSET_SEED, label_subset, subset_listing
+from benchmark.task import Task
+from benchmark.transfer import build_target_model, transfer_weights
+
+PRETRAIN_PROFILE_FIELDS = ("cube", "width", "cubes_per_scan")
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """Everything a user chooses about one run."""
+
+    method: str
+    task: str
+    seed: int = 0
+    fraction: float = 1.0
+    profile: str = "quick"
+    data_root: Path | None = None
+    pretrain_root: Path | None = None
+
+
+def content_hash(data: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def pretrain_identity(method: Method, pool: DataSource, profile: Profile, seed: int) -> dict[str, Any]:
+    """What determines a pretrained checkpoint: method, pretraining data, profile, seed."""
+    fields = {k: v for k, v in profile.as_dict().items() if k.startswith("pretrain_") or k in PRETRAIN_PROFILE_FIELDS}
+    return {"method": method.name, "settings": method.settings(), "pool": pool.fingerprint,
+            "profile": fields, "seed": seed, "version": benchmark.__version__}
+
+
+def checkpoint_id(method: Method, identity: dict[str, Any]) -> str:
+    return f"{method.name}-{content_hash(identity)}"
+
+
+def run_identity(spec: RunSpec, method: Method, data: DataSource, pool: DataSource | None,
+                 profile: Profile) -> dict[str, Any]:
+    return {"method": spec.method, "method_settings": method.settings(), "task": spec.task, "seed": spec.seed,
+            "fraction": spec.fraction, "subset_seed": SUBSET_SEED, "profile": profile.as_dict(),
+            "data": data.fingerprint, "pretrain_data": pool.fingerprint if pool else None,
+            "version": benchmark.__version__}
+
+
+def run_id(spec: RunSpec, identity: dict[str, Any]) -> str:
+    return f"{spec.task}-{spec.method}-{spec.profile}-s{spec.seed}-f{spec.fraction:g}-{content_hash(identity)}"
+
+
+def pretraining_source(spec: RunSpec) -> DataSource:
+    return directory_source(spec.pretrain_root) if spec.pretrain_root else phantom_source(write_chest_phantom)
+
+
+def obtain_checkpoint(method: Method, pool: DataSource, profile: Profile, seed: int, results: Path,
+                      device: torch.device, progress: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The cached checkpoint for (method, pool, profile, seed), pretraining it if absent."""
+    identity = pretrain_identity(method, pool, profile, seed)
+    folder = store.checkpoint_dir(results, checkpoint_id(method, identity))
+    path = folder / "checkpoint.pt"
+    if path.is_file() and (folder / "meta.json").is_file():
+        return load_checkpoint(path), {**store.read_json(folder / "meta.json"), "reused": True}
+    start = time.perf_counter()
+    train = load_pool(pool.root, profile.cube, PRETRAIN_TRAIN_SUBSETS, profile.cubes_per_scan, seed)
+    val = load_pool(pool.root, profile.cube, PRETRAIN_VAL_SUBSETS, profile.cubes_per_scan, seed)
+    checkpoint, history = pretrain(method, train, val, profile, seed, device, progress)
+    meta = {"checkpoint_id": folder.name, "identity": identity, "pool": pool.describe(),
+            "train_cubes": len(train), "val_cubes": len(val), "epochs": checkpoint["epochs"],
+            "cubes_seen": checkpoint["cubes_seen"], "best_val_loss": checkpoint["best_val_loss"],
+            "wall_seconds": time.perf_counter() - start, "device": str(device)}
+    save_checkpoint(checkpoint, path)
+    store.write_csv(folder / "history.csv", history)
+    store.write_json(folder / "meta.json", meta)
+    return checkpoint, {**meta, "reused": False}
+
+
+def _split_sizes(cases: dict[str, list]) -> dict[str, int]:
+    return {name: len(split) for name, split in cases.items()}
+
+
+def execute(spec: RunSpec, results: Path, device_name: str = "auto", force: bool = False,
+            progress: bool = True) -> dict[str, Any]:
+    """Run one spec (or return its finished record) and return the record."""
+    method: Method = METHODS.create(spec.method)
+    task: Task = TASKS.create(spec.task)
+    profile = get_profile(spec.profile)
+    data = directory_source(spec.data_root) if spec.data_root else phantom_source(task.write_phantom)
+    pool = pretraining_source(spec) if method.transfers != "none" else None
+    identity = run_identity(spec, method, data, pool, profile)
+    rid = run_id(spec, identity)
+    finished = store.finished_result(results, rid)
+    if finished is not None and not force:
+        return {**finished, "reused": True}
+
+    start = time.perf_counter()
+    device = resolve_device(device_name)
+    seed_everything(spec.seed)
+    cube = task.cube_shape(profile.cube)
+    task_data = task.load(data.root, cube)
+    train = label_subset(task_data.train, spec.fraction, stratify=task.kind == "classification")
+    model = build_target_model(task.kind, task.in_channels, profile.width)
+    method.init_weights(model)
+    pretraining: dict[str, Any] | None = None
+    transfer = {"transferred": "none", "fresh_modules": ["all"], "loaded_keys": 0, "inflated_first_conv": False}
+    if pool is not None:
+        checkpoint, pretraining = obtain_checkpoint(method, pool, profile, spec.seed, results, device, progress)
+        transfer = transfer_weights(model, checkpoint["state_dict"], checkpoint["transfers"], task.kind,
+                                    source=f"checkpoint {pretraining['checkpoint_id']}")
+    model, history, fit = finetune(model, task, train, task_data.val, cube, profile, spec.seed, device, progress)
+    logits = predict_logits(model, task, task_data.test, cube, profile, device)
+    scores, cases = evaluate_logits(task, task_data.test, logits)
+    subset_text, subset_hash = subset_listing(train)
+
+    record = {
+        "run_id": rid, "method": spec.method, "task": spec.task, "seed": spec.seed, "fraction": spec.fraction,
+        "profile": spec.profile, "data": data.describe(),
+        "pretrain_data": pool.describe() if pool else None,
+        "metrics": scores, "primary_metric": task.primary_metric,
+        "wall_seconds": time.perf_counter() - start,
+        "peak_memory_mb": peak_host_memory_mb(), "peak_device_memory_mb": peak_device_memory_mb(device),
+        "device": str(device), "transfer": transfer, "pretraining": pretraining,
+        "finetune": fit, "cases": {**_split_sizes({"val": task_data.val, "test": task_data.test}),
+                                   "train": len(train), "train_available": len(task_data.train)},
+        "subset": {"seed": SUBSET_SEED, "hash": subset_hash, "groups": subset_text.count("\n")},
+        "cube": list(cube), "identity": identity, "versions": _versions(),
+        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    folder = store.run_dir(results, rid)
+    store.write_atomic(folder / "subset.txt", lambda tmp: tmp.write_text(subset_text))
+    store.write_csv(folder / "cases.csv", cases)
+    store.write_csv(folder / "history.csv", history)
+    store.write_json(folder / "result.json", record)
+    return {**record, "reused": False}
+
+
+def _versions() -> dict[str, str]:
+    return {"benchmark": benchmark.__version__, "torch": torch.__version__, "numpy": np.__version__,
+            "pandas": pd.__version__, "python": platform.python_version()}
+
+
+def record_dict(spec: RunSpec) -> dict[str, Any]:
+    return {k: str(v) if isinstance(v, Path) else v for k, v in asdict(spec).items()}

@@ -1,0 +1,434 @@
+"""Models Genesis (Zhou et al., "Models Genesis: Generic Autodidactic Models for 3D Medical
+Image Analysis", MICCAI 2019; extended in Medical Image Analysis 2021).
+
+The pretext task restores the original cube from a transformed one. Per cube, in this
+order: flip (input and target together), local pixel shuffling, a non-linear intensity
+map, and painting (inner cutout = in-painting, or outer cutout = out-painting). The
+target is the cube after the flip only; the loss is MSE on the sigmoid output (the
+``Method`` default). Probabilities and sizes are the reference code's defaults and live
+in ``GenesisConfig``; the numbers are documented in ``shared/spec/methods.md``.
+
+Where this implementation departs from the reference code, and why:
+
+* **Flip axes.** The reference picks the flip axis among ``(0, 1, 2)`` of a
+  ``(C, rows, cols, depth)`` cube: axis 0 is the channel axis (a no-op for one channel)
+  and the depth axis is never flipped. That is a bug; here the axis is one of the three
+  spatial axes (Z, Y, X), uniformly.
+* **Local pixel shuffling is an exact permutation.** The reference copies each window
+  from the *original* cube, shuffled, and later windows overwrite earlier ones; with
+  overlapping windows some values are duplicated and others dropped, so the histogram
+  is not preserved (the paper says it is). Here each voxel is labelled by the last
+  window that covers it and values are permuted within each label's voxel set: the
+  histogram is preserved exactly, every voxel's value comes from inside the window that
+  last covers it (as in the reference), voxels covered by no window stay put.
+* **Cutout boxes.** The first box is always drawn (the reference draws even the first
+  in-painting box only while ``rand < 0.95``, so ~5% of "painted" cubes got no box);
+  degenerate size ranges on small cubes are clipped (see ``_box_ranges``).
+* **Inverted non-linear map.** Both the sampled x and y of the Bézier curve are sorted
+  and the inverted map pairs ascending x with descending y, so it is exactly monotone
+  decreasing with f(0) = 1, f(1) = 0 (the reference pairs sorted x with unsorted y).
+* All randomness comes from a passed ``np.random.Generator``; all channels share the
+  window/box geometry (the reference only shuffles channel 0).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from benchmark.method import Method
+from benchmark.registry import METHODS
+
+__all__ = [
+    "ABLATIONS",
+    "Genesis",
+    "GenesisConfig",
+    "bezier_map",
+    "cutout_count",
+    "flip",
+    "genesis_transform",
+    "inner_cutout",
+    "inner_cutout_boxes",
+    "last_window_labels",
+    "local_pixel_shuffling",
+    "nonlinear_intensity",
+    "outer_cutout",
+    "outer_cutout_boxes",
+    "shuffle_windows",
+]
+
+Shape3 = tuple[int, int, int]
+
+# the one-transform ablations GenesisConfig.only knows
+ABLATIONS = ("nonlinear", "local_shuffle", "outer_cutout", "inner_cutout", "identity")
+
+
+@dataclass(frozen=True)
+class GenesisConfig:
+    """Every probability and size of the Genesis transforms (defaults: the reference code).
+
+    A probability of 0 disables a transform. Flip is an augmentation applied to input
+    and target alike, so it is kept on by ``only``.
+    """
+
+    # flip: up to ``max_flips`` flips, each while rand < flip_prob
+    flip_prob: float = 0.4
+    max_flips: int = 3
+    # local pixel shuffling: window side per axis randint(1, dim // window_divisor), inclusive
+    local_shuffle_prob: float = 0.5
+    n_windows: int = 10_000
+    window_divisor: int = 10
+    # non-linear intensity: cubic Bézier sampled at bezier_points points; inverted with invert_prob
+    nonlinear_prob: float = 0.9
+    invert_prob: float = 0.5
+    bezier_points: int = 1000
+    # painting with paint_prob; then inner cutout with inpaint_prob, else outer cutout
+    paint_prob: float = 0.9
+    inpaint_prob: float = 0.2
+    # boxes: the first always, each further one (up to max_boxes) while rand < more_box_prob
+    max_boxes: int = 5
+    more_box_prob: float = 0.95
+    margin: int = 3
+    # inner box side per axis randint(dim // a, dim // b) with (a, b) = inner_side_divisors
+    inner_side_divisors: tuple[int, int] = (6, 3)
+    # outer box side per axis dim - randint(dim * n1 // d1, dim * n2 // d2),
+    # (n1, d1) = outer_cut_low, (n2, d2) = outer_cut_high
+    outer_cut_low: tuple[int, int] = (3, 7)
+    outer_cut_high: tuple[int, int] = (4, 7)
+
+    def __post_init__(self) -> None:
+        for field in ("flip_prob", "local_shuffle_prob", "nonlinear_prob", "invert_prob",
+                      "paint_prob", "inpaint_prob", "more_box_prob"):
+            value = getattr(self, field)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"GenesisConfig.{field} must be in [0, 1], got {value}")
+        for field in ("max_flips", "n_windows", "margin"):
+            if getattr(self, field) < 0:
+                raise ValueError(f"GenesisConfig.{field} must be >= 0, got {getattr(self, field)}")
+        if self.window_divisor < 1 or self.max_boxes < 1 or self.bezier_points < 2:
+            raise ValueError("GenesisConfig: window_divisor and max_boxes must be >= 1, bezier_points >= 2")
+        if min(self.inner_side_divisors) < 1 or self.outer_cut_low[1] < 1 or self.outer_cut_high[1] < 1:
+            raise ValueError("GenesisConfig: divisors and denominators must be >= 1")
+
+    @classmethod
+    def only(cls, transform: str, prob: float | None = None, **overrides: Any) -> GenesisConfig:
+        """The config of a one-transform ablation: ``nonlinear``, ``local_shuffle``,
+        ``outer_cutout``, ``inner_cutout`` or ``identity`` (no transform; input == target).
+
+        The chosen transform keeps its reference probability unless ``prob`` is given
+        (for the cutouts, ``prob`` is the painting probability: default 0.9). Flip stays on.
+        """
+        if transform not in ABLATIONS:
+            raise ValueError(f"unknown Genesis transform '{transform}'; known: {', '.join(ABLATIONS)}")
+        base = cls(**overrides)
+        off: dict[str, float] = dict(local_shuffle_prob=0.0, nonlinear_prob=0.0, paint_prob=0.0)
+        if transform == "nonlinear":
+            off["nonlinear_prob"] = base.nonlinear_prob if prob is None else prob
+        elif transform == "local_shuffle":
+            off["local_shuffle_prob"] = base.local_shuffle_prob if prob is None else prob
+        elif transform in ("inner_cutout", "outer_cutout"):
+            off["paint_prob"] = base.paint_prob if prob is None else prob
+            off["inpaint_prob"] = 1.0 if transform == "inner_cutout" else 0.0
+        return dataclasses.replace(base, **off)
+
+
+# --------------------------------------------------------------------------- flip
+
+
+def flip(
+    input: np.ndarray,
+    target: np.ndarray,
+    rng: np.random.Generator,
+    prob: float = 0.4,
+    max_flips: int = 3,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Flip ``input`` and ``target`` (each ``(C, Z, Y, X)``) identically, up to ``max_flips``
+    times while ``rng.random() < prob``, each time along a uniformly chosen spatial axis.
+
+    The reference code chooses among axes 0-2 of a ``(C, rows, cols, depth)`` array, so it
+    sometimes "flips" the channel axis and never the depth axis (a bug); here only the
+    spatial axes 1-3 are flipped. Returns views (``np.flip``); copy before writing.
+    """
+    flips = 0
+    while flips < max_flips and rng.random() < prob:
+        axis = int(rng.integers(1, 4))
+        input = np.flip(input, axis=axis)
+        target = np.flip(target, axis=axis)
+        flips += 1
+    return input, target
+
+
+# ------------------------------------------------------------- local pixel shuffling
+
+
+def shuffle_windows(
+    spatial_shape: Shape3, rng: np.random.Generator, n_windows: int = 10_000, window_divisor: int = 10
+) -> tuple[np.ndarray, np.ndarray]:
+    """Draw the local-shuffling windows: ``(starts, sizes)``, each ``(n_windows, 3)`` int64 in
+    (Z, Y, X) order. Side per axis ``randint(1, dim // window_divisor)`` inclusive, at least 1
+    (so axes shorter than ``window_divisor`` get side 1) and at most ``dim``; the window
+    lies fully inside the cube, its position uniform."""
+    shape = np.asarray(spatial_shape, dtype=np.int64)
+    high = np.clip(shape // window_divisor, 1, shape)
+    sizes = rng.integers(1, high + 1, size=(n_windows, 3))
+    starts = rng.integers(0, shape - sizes + 1)
+    return starts.astype(np.int64), sizes.astype(np.int64)
+
+
+def last_window_labels(
+    spatial_shape: Shape3, starts: np.ndarray, sizes: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """For each voxel covered by at least one window, the index of the last window covering it.
+
+    Returns ``(voxels, labels)``: flat (C-order) voxel indices into the spatial volume,
+    ascending, and the window index for each. Vectorised: windows are grouped by size
+    (few distinct sizes: at most 6 x 6 x 3 for a 64x64x32 cube); per group the voxel
+    indices come by broadcasting; the last window covering a voxel is the largest window
+    index among those covering it, taken with the unbuffered ``np.maximum.at``.
+    """
+    zs, ys, xs = (int(d) for d in spatial_shape)
+    label = np.full(zs * ys * xs, -1, dtype=np.int64)
+    if len(starts):
+        strides = np.array([ys * xs, xs, 1], dtype=np.int64)
+        code = (sizes[:, 0] * (ys + 1) + sizes[:, 1]) * (xs + 1) + sizes[:, 2]
+        order = np.argsort(code, kind="stable")
+        bounds = np.flatnonzero(np.diff(code[order])) + 1
+        base = starts @ strides
+        voxels, windows = [], []
+        for group in np.split(order, bounds):
+            sz, sy, sx = (int(s) for s in sizes[group[0]])
+            offsets = (np.arange(sz)[:, None, None] * strides[0] + np.arange(sy)[None, :, None] * strides[1]
+                       + np.arange(sx)[None, None, :]).ravel()
+            voxels.append((base[group, None] + offsets[None, :]).ravel())
+            windows.append(np.repeat(group, len(offsets)))
+        np.maximum.at(label, np.concatenate(voxels), np.concatenate(windows))
+    covered = np.flatnonzero(label >= 0)
+    return covered, label[covered]
+
+
+def local_pixel_shuffling(
+    cube: np.ndarray, rng: np.random.Generator, n_windows: int = 10_000, window_divisor: int = 10
+) -> np.ndarray:
+    """Shuffle voxels within ``n_windows`` small random windows of a ``(C, Z, Y, X)`` cube.
+
+    Windows come from ``shuffle_windows`` (drawn first from ``rng``, so the same seed gives
+    the same windows). Departure from the reference code, by design: the reference copies
+    each window from the original cube, shuffled, later windows overwriting earlier ones,
+    which duplicates and drops values where windows overlap. Here each voxel is labelled
+    by the last window that covers it and the original values are permuted randomly
+    within each label's voxel set: an exact permutation (histogram preserved), every
+    voxel's value comes from inside the window that last covers it, voxels outside all
+    windows are unchanged. All channels share the windows and the permutation (a voxel
+    moves with all its channels). Returns a new array.
+    """
+    cube = np.asarray(cube)
+    starts, sizes = shuffle_windows(cube.shape[1:], rng, n_windows, window_divisor)
+    voxels, labels = last_window_labels(cube.shape[1:], starts, sizes)
+    flat = cube.reshape(cube.shape[0], -1)
+    out = flat.copy()
+    if len(voxels):
+        if n_windows <= np.iinfo(np.int16).max:
+            labels = labels.astype(np.int16)  # a 16-bit stable sort is a radix sort
+        random_order = rng.permutation(len(voxels))
+        destination = voxels[np.argsort(labels, kind="stable")]
+        source = voxels[random_order[np.argsort(labels[random_order], kind="stable")]]
+        out[:, destination] = flat[:, source]
+    return out.reshape(cube.shape)
+
+
+# ------------------------------------------------------------- non-linear intensity
+
+
+def bezier_map(
+    rng: np.random.Generator, invert_prob: float = 0.5, n_points: int = 1000
+) -> tuple[np.ndarray, np.ndarray, bool]:
+    """Draw a monotone intensity map: ``(xs, ys, inverted)`` for ``np.interp(v, xs, ys)``.
+
+    A cubic Bézier with end points (0, 0), (1, 1) and two control points uniform in
+    [0, 1]^2, sampled at ``n_points`` values of t; x and y are each sorted so the map is
+    monotone increasing with f(0) = 0, f(1) = 1; with probability ``invert_prob`` y is
+    reversed (decreasing, f(0) = 1, f(1) = 0).
+    """
+    (x1, y1), (x2, y2) = rng.random((2, 2))
+    t = np.linspace(0.0, 1.0, n_points)
+    weights = np.stack([(1 - t) ** 3, 3 * t * (1 - t) ** 2, 3 * t**2 * (1 - t), t**3])
+    xs = np.clip(np.sort(np.array([0.0, x1, x2, 1.0]) @ weights), 0.0, 1.0)
+    ys = np.clip(np.sort(np.array([0.0, y1, y2, 1.0]) @ weights), 0.0, 1.0)
+    inverted = bool(rng.random() < invert_prob)
+    if inverted:
+        ys = ys[::-1]
+    return xs, ys, inverted
+
+
+def nonlinear_intensity(
+    cube: np.ndarray, rng: np.random.Generator, invert_prob: float = 0.5, n_points: int = 1000
+) -> np.ndarray:
+    """Map every voxel through a random monotone Bézier curve (see ``bezier_map``).
+
+    Values outside [0, 1] are clamped to the curve's ends; the output is float32 in [0, 1].
+    """
+    xs, ys, _ = bezier_map(rng, invert_prob, n_points)
+    return np.interp(cube, xs, ys).astype(np.float32)
+
+
+# ------------------------------------------------------------------------ cutouts
+
+
+def cutout_count(rng: np.random.Generator, max_boxes: int = 5, more_prob: float = 0.95) -> int:
+    """How many boxes: the first always, each further one while ``rng.random() < more_prob``."""
+    count = 1
+    while count < max_boxes and rng.random() < more_prob:
+        count += 1
+    return min(count, max_boxes)
+
+
+def _box_ranges(
+    spatial_shape: Shape3, low: np.ndarray, high: np.ndarray, margin: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Clip the side range ``[low, high]`` per axis so that a box with the margin always fits.
+
+    Guards for small cubes: the margin shrinks to ``(dim - 1) // 2`` when the axis is too
+    short for it; the high side is clipped to ``[1, dim - 2 * margin]`` and the low side to
+    ``[1, high]`` (so ``high < low`` collapses to a single side ``high``).
+    """
+    shape = np.asarray(spatial_shape, dtype=np.int64)
+    m = np.minimum(margin, (shape - 1) // 2)
+    high = np.clip(high, 1, shape - 2 * m)
+    low = np.clip(low, 1, high)
+    return low, high, m
+
+
+def _draw_boxes(
+    spatial_shape: Shape3, rng: np.random.Generator, low: np.ndarray, high: np.ndarray, margin: int,
+    max_boxes: int, more_prob: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    low, high, m = _box_ranges(spatial_shape, low, high, margin)
+    count = cutout_count(rng, max_boxes, more_prob)
+    sizes = rng.integers(low, high + 1, size=(count, 3))
+    starts = rng.integers(m, np.asarray(spatial_shape) - sizes - m + 1)
+    return starts.astype(np.int64), sizes.astype(np.int64)
+
+
+def inner_cutout_boxes(
+    spatial_shape: Shape3, rng: np.random.Generator, max_boxes: int = 5, more_prob: float = 0.95,
+    side_divisors: tuple[int, int] = (6, 3), margin: int = 3,
+) -> tuple[np.ndarray, np.ndarray]:
+    """In-painting boxes ``(starts, sizes)``, each ``(count, 3)``: side per axis
+    ``randint(dim // 6, dim // 3)`` inclusive, origin in ``[margin, dim - side - margin]``."""
+    shape = np.asarray(spatial_shape, dtype=np.int64)
+    return _draw_boxes(spatial_shape, rng, shape // side_divisors[0], shape // side_divisors[1],
+                       margin, max_boxes, more_prob)
+
+
+def outer_cutout_boxes(
+    spatial_shape: Shape3, rng: np.random.Generator, max_boxes: int = 5, more_prob: float = 0.95,
+    cut_low: tuple[int, int] = (3, 7), cut_high: tuple[int, int] = (4, 7), margin: int = 3,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Out-painting boxes ``(starts, sizes)``: side per axis ``dim - randint(3*dim//7, 4*dim//7)``,
+    origin in ``[margin, dim - side - margin]``."""
+    shape = np.asarray(spatial_shape, dtype=np.int64)
+    low = shape - shape * cut_high[0] // cut_high[1]
+    high = shape - shape * cut_low[0] // cut_low[1]
+    return _draw_boxes(spatial_shape, rng, np.minimum(low, high), np.maximum(low, high),
+                       margin, max_boxes, more_prob)
+
+
+def inner_cutout(
+    cube: np.ndarray, rng: np.random.Generator, max_boxes: int = 5, more_prob: float = 0.95,
+    side_divisors: tuple[int, int] = (6, 3), margin: int = 3,
+) -> np.ndarray:
+    """In-painting: fill 1 to ``max_boxes`` random boxes (``inner_cutout_boxes``, drawn first)
+    with uniform noise in [0, 1) (independent per channel). Returns a new float32 array."""
+    out = np.array(cube, dtype=np.float32, copy=True)
+    starts, sizes = inner_cutout_boxes(out.shape[1:], rng, max_boxes, more_prob, side_divisors, margin)
+    for (z, y, x), (sz, sy, sx) in zip(starts, sizes, strict=True):
+        out[:, z:z + sz, y:y + sy, x:x + sx] = rng.random((out.shape[0], sz, sy, sx), dtype=np.float32)
+    return out
+
+
+def outer_cutout(
+    cube: np.ndarray, rng: np.random.Generator, max_boxes: int = 5, more_prob: float = 0.95,
+    cut_low: tuple[int, int] = (3, 7), cut_high: tuple[int, int] = (4, 7), margin: int = 3,
+) -> np.ndarray:
+    """Out-painting: the whole cube becomes uniform noise in [0, 1), then 1 to ``max_boxes``
+    boxes (``outer_cutout_boxes``, drawn first) of the original are restored. New float32 array."""
+    cube = np.asarray(cube)
+    starts, sizes = outer_cutout_boxes(cube.shape[1:], rng, max_boxes, more_prob, cut_low, cut_high, margin)
+    out = rng.random(cube.shape, dtype=np.float32)
+    for (z, y, x), (sz, sy, sx) in zip(starts, sizes, strict=True):
+        box = (slice(None), slice(z, z + sz), slice(y, y + sy), slice(x, x + sx))
+        out[box] = cube[box]
+    return out
+
+
+# ---------------------------------------------------------------------- pipeline
+
+
+def genesis_transform(
+    cube: np.ndarray, rng: np.random.Generator, config: GenesisConfig = GenesisConfig()
+) -> tuple[np.ndarray, np.ndarray]:
+    """One Genesis training pair ``(input, target)`` from a ``(C, Z, Y, X)`` cube in [0, 1].
+
+    flip (both) -> local shuffling (p) -> non-linear (p) -> painting (p: inner with
+    ``inpaint_prob``, else outer). The target is the cube after the flip only. Both are
+    new contiguous float32 arrays; the caller's array is not modified. Each gate draws one
+    ``rng.random()`` even when its probability is 0, so the draw sequence does not depend
+    on which transforms are enabled.
+    """
+    c = config
+    _, flipped = flip(cube, cube, rng, c.flip_prob, c.max_flips)
+    target = np.array(flipped, dtype=np.float32, order="C", copy=True)
+    x = target
+    if rng.random() < c.local_shuffle_prob:
+        x = local_pixel_shuffling(x, rng, c.n_windows, c.window_divisor)
+    if rng.random() < c.nonlinear_prob:
+        x = nonlinear_intensity(x, rng, c.invert_prob, c.bezier_points)
+    if rng.random() < c.paint_prob:
+        if rng.random() < c.inpaint_prob:
+            x = inner_cutout(x, rng, c.max_boxes, c.more_box_prob, c.inner_side_divisors, c.margin)
+        else:
+            x = outer_cutout(x, rng, c.max_boxes, c.more_box_prob, c.outer_cut_low, c.outer_cut_high,
+                             c.margin)
+    if x is target:
+        x = target.copy()
+    return np.ascontiguousarray(x, dtype=np.float32), target
+
+
+# ------------------------------------------------------------------------ method
+
+
+@METHODS.register
+class Genesis(Method):
+    name = "genesis"
+    description = (
+        "Models Genesis: restore cubes from flip, local shuffling, non-linear and in/out-painting "
+        "(Zhou et al. 2019)"
+    )
+    transfers = "encoder+decoder"
+
+    def __init__(self, config: GenesisConfig = GenesisConfig()) -> None:
+        self.config = config
+
+    def make_example(
+        self, cubes: np.ndarray, rng: np.random.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        cubes = np.asarray(cubes)
+        if cubes.ndim != 5:
+            raise ValueError(f"expected cubes (B, C, Z, Y, X), got shape {cubes.shape}")
+        pairs = [genesis_transform(cube, rng, self.config) for cube in cubes]
+        inputs = np.stack([p[0] for p in pairs])
+        targets = np.stack([p[1] for p in pairs])
+        return torch.from_numpy(inputs), torch.from_numpy(targets)
+
+    def paper_optimizer(
+        self, parameters: Any
+    ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.ReduceLROnPlateau | None]:
+        optimizer = torch.optim.SGD(parameters, lr=1.0, momentum=0.9)
+        return optimizer, torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=10)
+
+    def settings(self) -> dict[str, Any]:
+        return dataclasses.asdict(self.config)

@@ -1,0 +1,34 @@
+"""Atomic writes: an interrupted write leaves the old file (or nothing), never a partial one."""
+
+import json
+
+import pytest
+
+from benchmark import store
+
+
+def test_write_json_is_atomic_and_leaves_no_temporary_files(tmp_path):
+    path = tmp_path / "runs" / "x" / "result.json"
+    store.write_json(path, {"a": 1})
+    assert json.loads(path.read_text()) == {"a": 1}
+    assert [p.name for p in path.parent.iterdir()] == ["result.json"]
+
+
+def test_a_failing_write_keeps_the_previous_file(tmp_path):
+    path = tmp_path / "result.json"
+    store.write_json(path, {"a": 1})
+
+    def explode(tmp):
+        tmp.write_text("{partial")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        store.write_atomic(path, explode)
+    assert json.loads(path.read_text()) == {"a": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["result.json"]
+
+
+def test_finished_result_is_none_until_the_record_exists(tmp_path):
+    assert store.finished_result(tmp_path, "run-1") is None
+    store.write_json(store.run_dir(tmp_path, "run-1") / store.RESULT_FILE, {"run_id": "run-1"})
+    assert store.finished_result(tmp_path, "run-1") == {"run_id": "run-1"}
