@@ -146,7 +146,7 @@ def finetune(model: nn.Module, task: Task, train: Sequence[Case], val: Sequence[
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            losses.append(float(loss))
+            losses.append(loss.item())
             bar.update()
             bar.set_postfix(epoch=epoch, loss=f"{losses[-1]:.4f}")
         row = {"epoch": epoch, "train_loss": float(np.mean(losses)),

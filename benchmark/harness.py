@@ -11,7 +11,7 @@ import hashlib
 import json
 import platform
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ import torch
 import benchmark
 from benchmark import store
 from benchmark.datasets import DataSource, directory_source, phantom_source
+from benchmark.errors import UserError
 from benchmark.finetune import evaluate_logits, finetune, predict_logits
 from benchmark.method import Method
 from benchmark.phantoms.chest import write_chest_phantom
@@ -49,6 +50,10 @@ class RunSpec:
     profile: str = "quick"
     data_root: Path | None = None
     pretrain_root: Path | None = None
+
+    def __post_init__(self) -> None:
+        if not 0 < self.fraction <= 1:
+            raise UserError(f"--fraction {self.fraction:g}: must be in (0, 1]")
 
 
 def content_hash(data: dict[str, Any]) -> str:
@@ -166,7 +171,3 @@ def execute(spec: RunSpec, results: Path, device_name: str = "auto", force: bool
 def _versions() -> dict[str, str]:
     return {"benchmark": benchmark.__version__, "torch": torch.__version__, "numpy": np.__version__,
             "pandas": pd.__version__, "python": platform.python_version()}
-
-
-def record_dict(spec: RunSpec) -> dict[str, Any]:
-    return {k: str(v) if isinstance(v, Path) else v for k, v in asdict(spec).items()}

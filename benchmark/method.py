@@ -9,7 +9,6 @@ The harness owns the loop, the data, the checkpoints and the transfer.
 
 from __future__ import annotations
 
-from abc import ABC
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -23,7 +22,7 @@ from benchmark.profiles import Profile
 Transfer = Literal["encoder", "encoder+decoder", "none"]
 
 
-class Method(ABC):
+class Method:
     """A pretraining method. Override what differs from a restoration method with MSE."""
 
     name: ClassVar[str]

@@ -80,7 +80,7 @@ def pretrain(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            train_losses.append(float(loss))
+            train_losses.append(loss.item())
             bar.update()
             bar.set_postfix(epoch=epoch, loss=f"{train_losses[-1]:.4f}")
         val_loss = _validation_loss(method, model, val_pool, profile, seed, device)

@@ -15,7 +15,6 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from benchmark.errors import UserError
 from benchmark.task import Case
 
 SUBSET_SEED = 0
@@ -31,8 +30,6 @@ def _prefix(groups: list[str], fraction: float, rng: np.random.Generator) -> lis
 def label_subset(cases: Sequence[Case], fraction: float, stratify: bool,
                  subset_seed: int = SUBSET_SEED) -> list[Case]:
     """The training cases of a ``fraction`` of the groups (at least one group per stratum)."""
-    if not 0 < fraction <= 1:
-        raise UserError(f"--fraction {fraction}: must be in (0, 1]")
     if fraction == 1:
         return list(cases)
     groups = sorted({c.group for c in cases})

@@ -1,0 +1,361 @@
+"""Models Genesis transforms and the ``genesis`` method plugin."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+
+import numpy as np
+import pytest
+import torch
+
+import methods.genesis as genesis
+from methods.genesis import (
+    Genesis,
+    GenesisConfig,
+    bezier_map,
+    flip,
+    genesis_transform,
+    inner_cutout,
+    inner_cutout_boxes,
+    last_window_labels,
+    local_pixel_shuffling,
+    nonlinear_intensity,
+    outer_cutout,
+    outer_cutout_boxes,
+    shuffle_windows,
+)
+
+SMALL = (1, 16, 32, 32)
+PAPER = (1, 32, 64, 64)
+NOTHING = GenesisConfig(flip_prob=0.0, local_shuffle_prob=0.0, nonlinear_prob=0.0, paint_prob=0.0)
+
+
+def unique_cube(shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
+    """A float32 cube in [0, 1) whose values are all different."""
+    n = int(np.prod(shape))
+    return (np.random.default_rng(seed).permutation(n) / n).astype(np.float32).reshape(shape)
+
+
+def box_mask(spatial_shape: tuple[int, ...], starts: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    mask = np.zeros(spatial_shape, dtype=bool)
+    for (z, y, x), (sz, sy, sx) in zip(starts, sizes, strict=True):
+        mask[z:z + sz, y:y + sy, x:x + sx] = True
+    return mask
+
+
+# ------------------------------------------------------------------ local shuffling
+
+
+@pytest.mark.parametrize("shape", [(16, 32, 32), (32, 64, 64), (5, 9, 12)])
+def test_shuffle_windows_sizes_and_bounds(shape):
+    starts, sizes = shuffle_windows(shape, np.random.default_rng(1), n_windows=5000)
+    dims = np.array(shape)
+    high = np.maximum(1, dims // 10)
+    assert starts.shape == sizes.shape == (5000, 3)
+    assert (sizes >= 1).all() and (sizes <= high).all()
+    assert (starts >= 0).all() and (starts + sizes <= dims).all()
+    for axis in range(3):  # every allowed side occurs (inclusive upper bound)
+        assert set(np.unique(sizes[:, axis])) == set(range(1, high[axis] + 1))
+
+
+def test_last_window_labels_matches_painting_in_order():
+    shape = (16, 32, 32)
+    starts, sizes = shuffle_windows(shape, np.random.default_rng(2), n_windows=400)
+    expected = np.full(shape, -1)
+    for index, ((z, y, x), (sz, sy, sx)) in enumerate(zip(starts, sizes, strict=True)):
+        expected[z:z + sz, y:y + sy, x:x + sx] = index
+    voxels, labels = last_window_labels(shape, starts, sizes)
+    covered = np.flatnonzero(expected.ravel() >= 0)
+    np.testing.assert_array_equal(voxels, covered)
+    np.testing.assert_array_equal(labels, expected.ravel()[covered])
+
+
+@pytest.mark.parametrize("shape, n_windows", [(SMALL, 300), (SMALL, 10_000), ((2, 16, 32, 32), 1000)])
+def test_local_shuffling_permutes_within_last_window(shape, n_windows):
+    cube = unique_cube(shape)
+    if shape[0] == 2:  # the second channel follows the first: a voxel moves with all its channels
+        cube[1] = cube[0] + 1.0
+    spatial = shape[1:]
+    out = local_pixel_shuffling(cube, np.random.default_rng(3), n_windows=n_windows)
+    starts, sizes = shuffle_windows(spatial, np.random.default_rng(3), n_windows=n_windows)  # drawn first
+    voxels, labels = last_window_labels(spatial, starts, sizes)
+
+    assert out.dtype == cube.dtype and out.shape == cube.shape
+    np.testing.assert_array_equal(np.sort(out, axis=None), np.sort(cube, axis=None))  # exact histogram
+    if shape[0] == 2:
+        np.testing.assert_array_equal(out[1], out[0] + 1.0)
+
+    flat_in, flat_out = cube[0].ravel(), out[0].ravel()
+    source = np.argsort(flat_in)[np.searchsorted(np.sort(flat_in), flat_out)]  # where each value came from
+    label = np.full(flat_in.size, -1)
+    label[voxels] = labels
+    outside = label < 0
+    np.testing.assert_array_equal(source[outside], np.flatnonzero(outside))  # uncovered voxels stay put
+    assert (label[source] == label).all()  # values move only within the last window's voxel set
+    coords = np.stack(np.unravel_index(source[voxels], spatial), axis=1)
+    assert ((coords >= starts[labels]) & (coords < starts[labels] + sizes[labels])).all()
+    assert (source[voxels] != voxels).mean() > 0.3  # and they do move
+
+
+def test_local_shuffling_deterministic_and_histogram_on_paper_cube():
+    cube = np.random.default_rng(4).random(PAPER, dtype=np.float32)
+    first = local_pixel_shuffling(cube, np.random.default_rng(5), n_windows=50)
+    np.testing.assert_array_equal(first, local_pixel_shuffling(cube, np.random.default_rng(5), n_windows=50))
+    assert not np.array_equal(first, local_pixel_shuffling(cube, np.random.default_rng(6), n_windows=50))
+    full = local_pixel_shuffling(cube, np.random.default_rng(5))
+    np.testing.assert_array_equal(np.sort(full, axis=None), np.sort(cube, axis=None))
+    np.testing.assert_array_equal(local_pixel_shuffling(cube, np.random.default_rng(5), n_windows=0), cube)
+
+
+# --------------------------------------------------------------------- non-linear
+
+
+def test_nonlinear_map_monotone_with_endpoints():
+    ramp = np.linspace(0.0, 1.0, 1001, dtype=np.float32).reshape(1, 1, 1, -1)
+    rng = np.random.default_rng(7)
+    directions = set()
+    for _ in range(100):
+        state = rng.bit_generator.state
+        _, _, inverted = bezier_map(rng)
+        rng.bit_generator.state = state  # replay the same draw through nonlinear_intensity
+        out = nonlinear_intensity(ramp, rng).ravel()
+        assert out.dtype == np.float32
+        assert (out >= 0).all() and (out <= 1).all()
+        steps = np.diff(out)
+        if inverted:
+            assert (steps <= 0).all() and out[0] == 1.0 and out[-1] == 0.0
+        else:
+            assert (steps >= 0).all() and out[0] == 0.0 and out[-1] == 1.0
+        directions.add(inverted)
+    assert directions == {True, False}
+
+
+@pytest.mark.parametrize("invert_prob, inverted", [(0.0, False), (1.0, True)])
+def test_nonlinear_invert_probability_extremes(invert_prob, inverted):
+    rng = np.random.default_rng(8)
+    assert all(bezier_map(rng, invert_prob)[2] is inverted for _ in range(50))
+
+
+def test_nonlinear_output_in_unit_range_for_any_input():
+    cube = np.random.default_rng(9).normal(0.5, 1.0, SMALL).astype(np.float32)
+    out = nonlinear_intensity(cube, np.random.default_rng(10))
+    assert out.shape == SMALL and out.dtype == np.float32
+    assert out.min() >= 0.0 and out.max() <= 1.0
+
+
+# ------------------------------------------------------------------------ cutouts
+
+
+@pytest.mark.parametrize("shape", [SMALL, PAPER])
+def test_inner_cutout_boxes_and_noise(shape):
+    spatial = np.array(shape[1:])
+    ones = np.ones(shape, dtype=np.float32)
+    counts = []
+    for seed in range(60):
+        out = inner_cutout(ones, np.random.default_rng(seed))
+        starts, sizes = inner_cutout_boxes(shape[1:], np.random.default_rng(seed))
+        counts.append(len(starts))
+        assert 1 <= len(starts) <= 5
+        assert ((sizes >= spatial // 6) & (sizes <= spatial // 3)).all()
+        assert (starts >= 3).all() and (starts + sizes <= spatial - 3).all()
+        mask = box_mask(shape[1:], starts, sizes)
+        np.testing.assert_array_equal(out[0] < 1.0, mask)  # noise in [0, 1) exactly inside the boxes
+        assert out.min() >= 0.0 and out.dtype == np.float32
+    assert min(counts) < 5 and max(counts) == 5
+
+
+@pytest.mark.parametrize("shape", [SMALL, PAPER])
+def test_outer_cutout_restores_boxes_exactly(shape):
+    spatial = np.array(shape[1:])
+    cube = np.random.default_rng(11).random(shape, dtype=np.float32)
+    ones = np.ones(shape, dtype=np.float32)
+    low, high = spatial - 4 * spatial // 7, spatial - 3 * spatial // 7
+    for seed in range(60):
+        starts, sizes = outer_cutout_boxes(shape[1:], np.random.default_rng(seed))
+        assert 1 <= len(starts) <= 5
+        assert ((sizes >= low) & (sizes <= high)).all()
+        assert (starts >= 3).all() and (starts + sizes <= spatial - 3).all()
+        mask = box_mask(shape[1:], starts, sizes)
+        np.testing.assert_array_equal(outer_cutout(ones, np.random.default_rng(seed))[0] == 1.0, mask)
+        out = outer_cutout(cube, np.random.default_rng(seed))
+        np.testing.assert_array_equal(out[:, mask], cube[:, mask])
+        assert out.min() >= 0.0 and out.max() < 1.0 and out.dtype == np.float32
+
+
+@pytest.mark.parametrize("spatial", [(1, 1, 1), (4, 5, 7), (6, 6, 6), (16, 32, 32)])
+def test_cutouts_on_tiny_cubes_stay_inside(spatial):
+    cube = np.random.default_rng(12).random((1, *spatial), dtype=np.float32)
+    for seed in range(20):
+        for boxes in (inner_cutout_boxes, outer_cutout_boxes):
+            starts, sizes = boxes(spatial, np.random.default_rng(seed))
+            assert (sizes >= 1).all() and (starts >= 0).all() and (starts + sizes <= spatial).all()
+        assert inner_cutout(cube, np.random.default_rng(seed)).shape == cube.shape
+        assert outer_cutout(cube, np.random.default_rng(seed)).shape == cube.shape
+        assert local_pixel_shuffling(cube, np.random.default_rng(seed), n_windows=20).shape == cube.shape
+
+
+# -------------------------------------------------------------------------- flips
+
+
+def test_flip_identical_on_input_and_target_and_spatial_only():
+    cube = unique_cube((2, 4, 5, 6))
+    other = cube * 2.0
+    flipped_axes = set()
+    for seed in range(200):
+        a, b = flip(cube, other, np.random.default_rng(seed), prob=1.0, max_flips=1)
+        np.testing.assert_array_equal(b, a * 2.0)
+        matches = [axis for axis in range(4) if np.array_equal(a, np.flip(cube, axis))]
+        assert len(matches) == 1 and matches[0] != 0
+        flipped_axes.add(matches[0])
+    assert flipped_axes == {1, 2, 3}
+
+
+def test_flip_only_config_keeps_input_equal_to_target():
+    cube = unique_cube((2, 4, 5, 6))
+    config = dataclasses.replace(NOTHING, flip_prob=0.7)
+    saw_flip = False
+    for seed in range(100):
+        x, y = genesis_transform(cube, np.random.default_rng(seed), config)
+        np.testing.assert_array_equal(x, y)
+        assert any(np.array_equal(y, f) for f in all_spatial_flips(cube))  # channels never swapped
+        saw_flip |= not np.array_equal(y, cube)
+    assert saw_flip
+
+
+# ------------------------------------------------------------------ probabilities
+
+
+def count_calls(monkeypatch, name: str) -> list[int]:
+    calls: list[int] = []
+    real = getattr(genesis, name)
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(genesis, name, counted)
+    return calls
+
+
+def test_transform_probabilities_match_config(monkeypatch):
+    draws = 2000
+    cube = np.random.default_rng(13).random((1, 8, 12, 12), dtype=np.float32)
+    calls = {name: count_calls(monkeypatch, name)
+             for name in ("local_pixel_shuffling", "nonlinear_intensity", "inner_cutout", "outer_cutout")}
+    flips: list[int] = []
+    real_flip = np.flip
+    monkeypatch.setattr(genesis.np, "flip", lambda a, axis: flips.append(1) or real_flip(a, axis))
+    rng = np.random.default_rng(14)
+    config = GenesisConfig(n_windows=5)
+    for _ in range(draws):
+        genesis_transform(cube, rng, config)
+    monkeypatch.undo()
+
+    def close(observed: float, p: float, n: int) -> bool:  # within 5 standard errors
+        return abs(observed - p) < 5 * np.sqrt(p * (1 - p) / n)
+
+    painted = len(calls["inner_cutout"]) + len(calls["outer_cutout"])
+    assert close(len(calls["local_pixel_shuffling"]) / draws, 0.5, draws)
+    assert close(len(calls["nonlinear_intensity"]) / draws, 0.9, draws)
+    assert close(painted / draws, 0.9, draws)
+    assert close(len(calls["inner_cutout"]) / painted, 0.2, painted)
+    expected_flips = 0.4 + 0.4**2 + 0.4**3  # mean number of flips per cube (each flips two arrays)
+    assert abs(len(flips) / 2 / draws - expected_flips) < 0.1
+
+
+# ---------------------------------------------------------------------- pipeline
+
+
+def all_spatial_flips(cube: np.ndarray) -> list[np.ndarray]:
+    return [np.flip(cube, axes) if axes else cube
+            for r in range(4) for axes in itertools.combinations((1, 2, 3), r)]
+
+
+@pytest.mark.parametrize("shape", [SMALL, PAPER])
+def test_genesis_transform_outputs(shape):
+    cube = np.random.default_rng(15).random(shape)  # float64 in: float32 out
+    cube.setflags(write=False)
+    before = cube.copy()
+    flips = all_spatial_flips(cube)
+    for seed in range(8):
+        x, y = genesis_transform(cube, np.random.default_rng(seed))
+        for array in (x, y):
+            assert array.shape == shape and array.dtype == np.float32 and array.flags.c_contiguous
+            assert array.min() >= 0.0 and array.max() <= 1.0
+        assert any(np.array_equal(y, f.astype(np.float32)) for f in flips)  # target: the flipped cube
+        assert not np.shares_memory(x, y)
+        x2, y2 = genesis_transform(cube, np.random.default_rng(seed))
+        np.testing.assert_array_equal(x, x2)
+        np.testing.assert_array_equal(y, y2)
+    np.testing.assert_array_equal(cube, before)
+
+
+def test_genesis_transform_does_not_touch_callers_array():
+    cube = np.random.default_rng(16).random(SMALL, dtype=np.float32)
+    before = cube.copy()
+    for seed in range(10):
+        x, y = genesis_transform(cube, np.random.default_rng(seed), NOTHING)
+        x[...] = 0.5
+        y[...] = 0.25
+    np.testing.assert_array_equal(cube, before)
+
+
+# --------------------------------------------------------------------- ablations
+
+
+@pytest.mark.parametrize("transform", genesis.ABLATIONS)
+def test_single_transform_configs(transform, monkeypatch):
+    config = GenesisConfig.only(transform)
+    others = {"nonlinear": "nonlinear_prob", "local_shuffle": "local_shuffle_prob"}
+    for name, field in others.items():
+        assert getattr(config, field) == (getattr(GenesisConfig(), field) if name == transform else 0.0)
+    assert config.paint_prob == (0.9 if transform.endswith("cutout") else 0.0)
+    assert config.flip_prob == 0.4
+    if transform == "inner_cutout":
+        assert config.inpaint_prob == 1.0
+    if transform == "outer_cutout":
+        assert config.inpaint_prob == 0.0
+    assert GenesisConfig.only(transform, prob=1.0, n_windows=7).n_windows == 7
+    cube = np.random.default_rng(17).random(SMALL, dtype=np.float32)
+    x, y = genesis_transform(cube, np.random.default_rng(18), GenesisConfig.only("identity"))
+    np.testing.assert_array_equal(x, y)
+
+
+def test_config_validation():
+    with pytest.raises(ValueError):
+        GenesisConfig(paint_prob=1.5)
+    with pytest.raises(ValueError):
+        GenesisConfig(n_windows=-1)
+    with pytest.raises(ValueError):
+        GenesisConfig.only("rotation")
+
+
+# ------------------------------------------------------------------------ plugin
+
+
+def test_genesis_plugin_registered_and_makes_examples():
+    from benchmark.registry import METHODS
+
+    cls = METHODS.get("genesis")
+    assert cls is Genesis and cls.transfers == "encoder+decoder"
+    method = METHODS.create("genesis")
+    cubes = np.random.default_rng(19).random((3, *SMALL), dtype=np.float32)
+    inputs, targets = method.make_example(cubes, np.random.default_rng(20))
+    for tensor in (inputs, targets):
+        assert isinstance(tensor, torch.Tensor)
+        assert tensor.shape == (3, *SMALL) and tensor.dtype == torch.float32 and tensor.is_contiguous()
+    assert method.settings() == dataclasses.asdict(GenesisConfig())
+    again = method.make_example(cubes, np.random.default_rng(20))
+    assert torch.equal(again[0], inputs) and torch.equal(again[1], targets)
+    loss = method.loss(inputs, targets)
+    assert loss.ndim == 0 and torch.isfinite(loss)
+
+
+def test_genesis_paper_optimizer():
+    parameter = torch.nn.Parameter(torch.zeros(3))
+    optimizer, scheduler = Genesis().paper_optimizer([parameter])
+    assert isinstance(optimizer, torch.optim.SGD)
+    assert optimizer.defaults["lr"] == 1.0 and optimizer.defaults["momentum"] == 0.9
+    assert isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
+    assert scheduler.factor == 0.5 and scheduler.patience == 10

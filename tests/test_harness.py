@@ -1,0 +1,93 @@
+"""End to end through the CLI: every task with Genesis and scratch on the smoke profile."""
+
+import json
+import math
+
+import pandas as pd
+import pytest
+
+from benchmark.cli import main
+from benchmark.registry import TASKS
+
+RECORD_KEYS = {"run_id", "method", "task", "seed", "fraction", "profile", "data", "metrics", "wall_seconds",
+               "peak_memory_mb", "transfer", "pretraining", "finetune", "cases", "subset", "identity", "device"}
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    return tmp_path_factory.mktemp("results")
+
+
+def run(results, method, task, *extra):
+    argv = ["run", "--method", method, "--task", task, "--profile", "smoke", "--results", str(results),
+            "--no-progress", *extra]
+    assert main(argv) == 0
+    (record_path,) = [p for p in (results / "runs").glob(f"{task}-{method}-smoke-*/result.json")
+                      if json.loads(p.read_text())["fraction"] == float(dict(zip(extra[::2], extra[1::2]))
+                                                                           .get("--fraction", 1))]
+    return record_path
+
+
+@pytest.mark.parametrize("method", ["genesis", "scratch-he"])
+@pytest.mark.parametrize("task_name", TASKS.names())
+def test_run_writes_a_complete_record(results, method, task_name, capsys):
+    task = TASKS.create(task_name)
+    record_path = run(results, method, task_name)
+    record = json.loads(record_path.read_text())
+    assert RECORD_KEYS <= set(record)
+    assert (record["method"], record["task"], record["seed"], record["fraction"], record["profile"]) == \
+        (method, task_name, 0, 1.0, "smoke")
+    assert set(record["metrics"]) == set(task.metrics)
+    assert all(0 <= v <= 1 for v in record["metrics"].values() if not math.isnan(v))
+    cases = pd.read_csv(record_path.parent / "cases.csv")
+    assert len(cases) == record["cases"]["test"] > 0
+    history = pd.read_csv(record_path.parent / "history.csv")
+    assert {"epoch", "train_loss", "val_loss", f"val_{task.primary_metric}"} <= set(history.columns)
+    assert len(history) == record["finetune"]["epochs"]
+    if method == "scratch-he":
+        assert record["transfer"]["transferred"] == "none" and record["pretraining"] is None
+    else:
+        expected = "encoder+decoder" if task.kind == "segmentation" else "encoder"
+        assert record["transfer"]["transferred"] == expected
+        assert record["transfer"]["inflated_first_conv"] == (task.in_channels > 1)
+        assert record["pretraining"]["cubes_seen"] > 0
+    out = capsys.readouterr().out
+    assert record["run_id"] in out and "test" in out
+
+
+def test_a_finished_run_is_reported_not_recomputed_and_force_reruns(results, capsys):
+    record_path = run(results, "scratch-he", "ncc")
+    before = record_path.stat().st_mtime_ns
+    run(results, "scratch-he", "ncc")
+    assert "already finished" in capsys.readouterr().out
+    assert record_path.stat().st_mtime_ns == before
+    run(results, "scratch-he", "ncc", "--force")
+    assert record_path.stat().st_mtime_ns != before
+
+
+def test_the_pretrained_checkpoint_is_reused_across_tasks(results):
+    checkpoints = list((results / "checkpoints").glob("genesis-*/checkpoint.pt"))
+    assert len(checkpoints) == 1
+    records = [json.loads(p.read_text()) for p in (results / "runs").glob("*-genesis-smoke-*/result.json")]
+    assert sum(not r["pretraining"]["reused"] for r in records) <= 1
+    assert len({r["pretraining"]["checkpoint_id"] for r in records}) == 1
+
+
+def test_same_spec_and_seed_give_the_same_numbers(tmp_path):
+    first = json.loads(run(tmp_path / "a", "genesis", "ncs").read_text())
+    second = json.loads(run(tmp_path / "b", "genesis", "ncs").read_text())
+    assert first["run_id"] == second["run_id"]
+    assert first["metrics"] == second["metrics"]
+
+
+def test_a_label_fraction_trains_on_fewer_patients_and_changes_the_run_id(results):
+    full = json.loads(run(results, "scratch-he", "lcs").read_text())
+    part = json.loads(run(results, "scratch-he", "lcs", "--fraction", "0.5").read_text())
+    assert part["cases"]["train"] < full["cases"]["train"]
+    assert part["run_id"] != full["run_id"] and part["subset"]["hash"] != full["subset"]["hash"]
+
+
+def test_bad_fraction_is_a_one_line_error(results, capsys):
+    assert main(["run", "--method", "scratch-he", "--task", "ncc", "--profile", "smoke", "--fraction", "1.5",
+                 "--results", str(results), "--no-progress"]) == 2
+    assert capsys.readouterr().err.strip() == "error: --fraction 1.5: must be in (0, 1]"
