@@ -55,7 +55,8 @@ def _scan_paths(root: Path, subsets: Sequence[int]) -> list[Path]:
     scans = luna_scans(root)
     paths = [path for subset in sorted(set(subsets)) for path in scans.get(subset, [])]
     if not paths:
-        raise UserError(f"{root}: no scans in subsets {', '.join(map(str, subsets))} (subsetK/<seriesuid>.mhd)")
+        listed = ", ".join(map(str, subsets))
+        raise UserError(f"{root}: no scans in subsets {listed} (expected subsetK/<seriesuid>.mhd)")
     return paths
 
 
@@ -68,14 +69,17 @@ def soft_tissue_fraction(hu: np.ndarray) -> float:
     return float(np.mean(hu >= SOFT_TISSUE_HU))
 
 
-def scan_cubes(hu: np.ndarray, cube: tuple[int, int, int], count: int, rng: np.random.Generator) -> list[np.ndarray]:
+def scan_cubes(
+    hu: np.ndarray, cube: tuple[int, int, int], count: int, rng: np.random.Generator
+) -> list[np.ndarray]:
     """Up to ``count`` accepted HU cubes at random positions of one (z, y, x) scan.
 
     A scan smaller than the cube along an axis is centred on that axis and padded with air.
     """
     cubes: list[np.ndarray] = []
     for _ in range(TRIES_PER_CUBE * count):
-        center = [int(rng.integers(0, n - c + 1)) + c // 2 if n >= c else n // 2 for n, c in zip(hu.shape, cube)]
+        center = [int(rng.integers(0, n - c + 1)) + c // 2 if n >= c else n // 2
+                  for n, c in zip(hu.shape, cube, strict=True)]
         window = crop_centered(hu, tuple(center), cube, pad_value=HU_MIN)
         if soft_tissue_fraction(window) <= MAX_SOFT_TISSUE_FRACTION:
             cubes.append(window)

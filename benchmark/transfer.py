@@ -73,5 +73,6 @@ def transfer_weights(
     model.load_state_dict(loaded, strict=False)
     fresh = sorted({k.split(".")[0] if not k.startswith(OUTPUT_CONV) else "decoder.out_tr"
                     for k in target if k not in loaded})
-    return {"transferred": transfers if prefixes else "none", "loaded_keys": len(loaded),
+    transferred = "+".join(prefix.rstrip(".") for prefix in prefixes) or "none"
+    return {"transferred": transferred, "loaded_keys": len(loaded),
             "fresh_modules": fresh, "inflated_first_conv": bool(inflated)}

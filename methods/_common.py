@@ -1,0 +1,176 @@
+"""Pieces shared by several method plugins (not a plugin: the registry skips ``_`` modules).
+
+* ``genesis_sgd``: the Models Genesis optimiser, reused by the restoration baselines.
+* ``EncoderClassifier`` and ``encoder_state``: the backbone encoder with a linear head on
+  its global-average-pooled bottleneck (jigsaw, DeepCluster), and the ``encoder.*`` part
+  of a pretext model's weights, keyed exactly like ``UNet3D``'s encoder.
+* Puzzle geometry (jigsaw, Rubik's cube): ``grid_cells`` splits a cube into a grid of
+  cells, ``tile_shape`` is the common tile size (cell minus a gap), ``cut_tiles`` cuts one
+  tile per cell at a random position inside the cell (jitter).
+* Permutation sets: ``permutation_set`` (greedy maximal mean Hamming distance, Noroozi &
+  Favaro 2016) and ``mean_hamming``.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from benchmark.backbone import Encoder
+
+Shape3 = tuple[int, int, int]
+
+# exhaustive greedy selection up to 9 items (9! = 362,880 candidates); random sets above
+EXHAUSTIVE_MAX_ITEMS = 9
+
+
+def genesis_sgd(
+    parameters: Any,
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.ReduceLROnPlateau]:
+    """SGD lr 1.0, momentum 0.9, ReduceLROnPlateau(factor 0.5, patience 10): the Genesis setting."""
+    optimizer = torch.optim.SGD(parameters, lr=1.0, momentum=0.9)
+    return optimizer, torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=10)
+
+
+# ------------------------------------------------------------------ models
+
+
+def pooled(bottleneck: torch.Tensor) -> torch.Tensor:
+    """Global average pool ``(N, C, z, y, x) -> (N, C)``."""
+    return torch.flatten(nn.functional.adaptive_avg_pool3d(bottleneck, 1), 1)
+
+
+class EncoderClassifier(nn.Module):
+    """The backbone ``Encoder`` + one linear layer on its pooled bottleneck; returns logits."""
+
+    def __init__(self, in_channels: int, width: int, n_outputs: int) -> None:
+        super().__init__()
+        self.encoder = Encoder(in_channels, width)
+        self.head = nn.Linear(self.encoder.out_channels, n_outputs)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return pooled(self.encoder(x)[1])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+def encoder_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The ``encoder.*`` entries of ``model.state_dict()`` (the backbone encoder's weights)."""
+    return {k: v for k, v in model.state_dict().items() if k.startswith("encoder.")}
+
+
+# --------------------------------------------------------------- puzzle geometry
+
+
+def grid_cells(spatial_shape: Shape3, grid: Shape3) -> tuple[np.ndarray, np.ndarray]:
+    """Cells of a ``grid`` over a cube: ``(starts, sizes)``, each ``(n_cells, 3)`` int64.
+
+    Cell edges along an axis are ``floor(i * dim / g)``; cells are numbered in C order
+    (z slowest, x fastest): cell ``(iz, iy, ix)`` is number ``(iz * gy + iy) * gx + ix``.
+    """
+    shape, grid_ = np.asarray(spatial_shape), np.asarray(grid)
+    if np.any(grid_ < 1) or np.any(grid_ > shape):
+        raise ValueError(f"grid {tuple(grid)} does not fit a cube of shape {tuple(spatial_shape)}")
+    edges = [np.arange(g + 1) * d // g for d, g in zip(shape, grid_, strict=True)]
+    starts, sizes = [], []
+    for index in itertools.product(*(range(g) for g in grid_)):
+        starts.append([e[i] for e, i in zip(edges, index, strict=True)])
+        sizes.append([e[i + 1] - e[i] for e, i in zip(edges, index, strict=True)])
+    return np.array(starts, dtype=np.int64), np.array(sizes, dtype=np.int64)
+
+
+def tile_shape(cell_sizes: np.ndarray, gap_fraction: float) -> np.ndarray:
+    """The tile side per axis: the smallest cell side minus a gap of ``round(side * gap_fraction)``
+    voxels (at least 1 when ``gap_fraction > 0``), and at least 1 voxel."""
+    if not 0.0 <= gap_fraction < 1.0:
+        raise ValueError(f"gap_fraction must be in [0, 1), got {gap_fraction}")
+    smallest = cell_sizes.min(axis=0)
+    gap = np.round(smallest * gap_fraction).astype(np.int64)
+    if gap_fraction > 0:
+        gap = np.maximum(gap, 1)
+    return np.maximum(smallest - gap, 1)
+
+
+def cut_tiles(
+    cube: np.ndarray, starts: np.ndarray, sizes: np.ndarray, tile: np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
+    """One ``tile``-sized sub-cube per cell of a ``(C, Z, Y, X)`` cube, each at a uniform random
+    offset inside its cell (jitter). Returns ``(n_cells, C, tz, ty, tx)``."""
+    offsets = starts + rng.integers(0, sizes - tile + 1)
+    tz, ty, tx = (int(t) for t in tile)
+    return np.stack([cube[:, z:z + tz, y:y + ty, x:x + tx] for z, y, x in offsets])
+
+
+def centred_offsets(starts: np.ndarray, sizes: np.ndarray, tile: np.ndarray) -> np.ndarray:
+    """Where a tile sits when placed at the centre of each cell: ``(n_cells, 3)``."""
+    return starts + (sizes - tile) // 2
+
+
+# ------------------------------------------------------------- permutation sets
+
+
+@functools.lru_cache(maxsize=4)
+def _all_permutations(n_items: int) -> np.ndarray:
+    return np.array(list(itertools.permutations(range(n_items))), dtype=np.int8)
+
+
+def _greedy_max_hamming(candidates: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    """Start from one random candidate; repeatedly add the candidate with the largest total
+    (equivalently mean) Hamming distance to those chosen, ties broken at random."""
+    total = np.zeros(len(candidates), dtype=np.int64)
+    free = np.ones(len(candidates), dtype=bool)
+    chosen = [int(rng.integers(len(candidates)))]
+    for _ in range(k - 1):
+        free[chosen[-1]] = False
+        total += (candidates != candidates[chosen[-1]]).sum(axis=1)
+        score = np.where(free, total, -1)
+        chosen.append(int(rng.choice(np.flatnonzero(score == score.max()))))
+    return candidates[chosen].astype(np.int64)
+
+
+def _random_distinct(n_items: int, k: int, rng: np.random.Generator) -> np.ndarray:
+    seen: set[bytes] = set()
+    out = []
+    while len(out) < k:
+        perm = rng.permutation(n_items)
+        if perm.tobytes() not in seen:
+            seen.add(perm.tobytes())
+            out.append(perm)
+    return np.stack(out).astype(np.int64)
+
+
+@functools.lru_cache(maxsize=16)
+def _permutation_set(n_items: int, k: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    if n_items <= EXHAUSTIVE_MAX_ITEMS:
+        candidates = _all_permutations(n_items)
+        result = _greedy_max_hamming(candidates, min(k, len(candidates)), rng)
+    else:  # n! candidates cannot be enumerated; random permutations are nearly maximally distant
+        result = _random_distinct(n_items, k, rng)
+    result.setflags(write=False)
+    return result
+
+
+def permutation_set(n_items: int, k: int, seed: int = 0) -> np.ndarray:
+    """``K`` distinct permutations of ``n_items`` as a read-only ``(K, n_items)`` int64 array.
+
+    Up to ``EXHAUSTIVE_MAX_ITEMS`` items: greedy maximal mean Hamming distance over all
+    ``n_items!`` permutations (Noroozi & Favaro 2016), ``K`` clipped to ``n_items!``.
+    Above: random distinct permutations. Deterministic given ``seed``.
+    """
+    if n_items < 1 or k < 1:
+        raise ValueError(f"need n_items >= 1 and k >= 1, got {n_items}, {k}")
+    return _permutation_set(int(n_items), int(k), int(seed))
+
+
+def mean_hamming(permutations: np.ndarray) -> float:
+    """Mean pairwise Hamming distance of a set of permutations (rows)."""
+    distances = (permutations[:, None, :] != permutations[None, :, :]).sum(axis=2)
+    n = len(permutations)
+    return float(distances.sum() / (n * (n - 1))) if n > 1 else 0.0

@@ -1,0 +1,120 @@
+"""Patch shuffling: context restoration (Chen et al., "Self-supervised learning for medical
+image analysis using image context restoration", Medical Image Analysis 2019), in 3D.
+
+Pretext: ``T`` times, pick two non-overlapping boxes of the same size and swap their
+contents; restore the original cube with MSE on the sigmoid output (the ``Method``
+default). The corruption is a permutation of the voxels: the intensity histogram is
+preserved exactly, so only the spatial context tells what was moved. Transfers the
+encoder and the decoder.
+
+Settings *(choices; the paper works on 2D images and uses patches of 8-16 px)*:
+``swaps`` = (10, 20): T drawn uniformly in [10, 20] per cube; ``patch_fraction`` =
+(1/8, 1/4): each swap draws a side per axis uniformly in
+``[round(dim / 8), round(dim / 4)]`` (at least 1), so 4-8 x 8-16 x 8-16 voxels on the
+paper's 32x64x64 cube (the paper's 8-16, along the thin axis scaled to its extent) and
+2-4 x 4-8 x 4-8 on the 16x32x32 cube. The second box of a pair is drawn uniformly among
+the positions that do not overlap the first (rejection sampling: exact). Swaps are
+applied in sequence: a later pair may overlap an earlier one (as in the paper); the two
+boxes of one pair never overlap (one public implementation lets them: not here).
+
+Departures: the paper's network is a 2D encoder-decoder; here the shared 3D U-Net.
+``paper_optimizer`` is the Genesis one (SGD 1.0, momentum 0.9, plateau schedule), as
+for the other restoration methods.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from benchmark.method import Method
+from benchmark.registry import METHODS
+from methods._common import genesis_sgd
+
+Shape3 = tuple[int, int, int]
+Swap = tuple[np.ndarray, np.ndarray, np.ndarray]  # (start of box a, start of box b, common size)
+
+MAX_TRIES = 10_000
+
+
+def boxes_overlap(a: np.ndarray, b: np.ndarray, size: np.ndarray) -> bool:
+    """Whether two boxes of side ``size`` starting at ``a`` and ``b`` share a voxel."""
+    return bool(np.all(np.abs(np.asarray(a) - np.asarray(b)) < np.asarray(size)))
+
+
+def patch_side_range(
+    spatial_shape: Shape3, patch_fraction: tuple[float, float]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Inclusive side range per axis ``[round(dim * lo), round(dim * hi)]``, in [1, max(dim // 2, 1)]."""
+    shape = np.asarray(spatial_shape, dtype=np.int64)
+    high = np.clip(np.round(shape * patch_fraction[1]).astype(np.int64), 1, np.maximum(shape // 2, 1))
+    low = np.clip(np.round(shape * patch_fraction[0]).astype(np.int64), 1, high)
+    return low, high
+
+
+def draw_swap(
+    spatial_shape: Shape3, rng: np.random.Generator, low: np.ndarray, high: np.ndarray
+) -> Swap:
+    """One pair of non-overlapping boxes of a common random size."""
+    shape = np.asarray(spatial_shape, dtype=np.int64)
+    size = rng.integers(low, high + 1)
+    a = rng.integers(0, shape - size + 1)
+    for _ in range(MAX_TRIES):
+        b = rng.integers(0, shape - size + 1)
+        if not boxes_overlap(a, b, size):
+            return a, b, size
+    raise RuntimeError(f"no room for two disjoint {tuple(size)} boxes in a {tuple(spatial_shape)} cube")
+
+
+def shuffle_patches(
+    cube: np.ndarray, rng: np.random.Generator, swaps: tuple[int, int] = (10, 20),
+    patch_fraction: tuple[float, float] = (1 / 8, 1 / 4),
+) -> tuple[np.ndarray, list[Swap]]:
+    """Swap ``T ~ U{swaps}`` pairs of same-size non-overlapping boxes in a ``(C, Z, Y, X)`` cube.
+
+    Returns ``(shuffled, pairs)`` with the pairs in the order applied; float32, a new array.
+    """
+    out = np.array(cube, dtype=np.float32, copy=True)
+    low, high = patch_side_range(out.shape[1:], patch_fraction)
+    count = int(rng.integers(swaps[0], swaps[1] + 1))
+    pairs = [draw_swap(out.shape[1:], rng, low, high) for _ in range(count)]
+    for a, b, size in pairs:
+        box_a = (slice(None), *(slice(int(s), int(s + n)) for s, n in zip(a, size, strict=True)))
+        box_b = (slice(None), *(slice(int(s), int(s + n)) for s, n in zip(b, size, strict=True)))
+        out[box_a], out[box_b] = out[box_b].copy(), out[box_a].copy()
+    return out, pairs
+
+
+@METHODS.register
+class PatchShuffling(Method):
+    name = "patch-shuffling"
+    description = "Context restoration: restore cubes whose patch pairs were swapped (Chen et al. 2019)"
+    transfers = "encoder+decoder"
+
+    def __init__(
+        self, swaps: tuple[int, int] = (10, 20), patch_fraction: tuple[float, float] = (1 / 8, 1 / 4)
+    ) -> None:
+        if not 0 <= swaps[0] <= swaps[1]:
+            raise ValueError(f"swaps must be (low, high) with 0 <= low <= high, got {swaps}")
+        if not 0.0 < patch_fraction[0] <= patch_fraction[1] <= 0.5:
+            raise ValueError(f"need 0 < patch_fraction[0] <= patch_fraction[1] <= 0.5, got {patch_fraction}")
+        self.swaps = (int(swaps[0]), int(swaps[1]))
+        self.patch_fraction = (float(patch_fraction[0]), float(patch_fraction[1]))
+
+    def make_example(
+        self, cubes: np.ndarray, rng: np.random.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        targets = np.ascontiguousarray(cubes, dtype=np.float32)
+        inputs = np.stack([shuffle_patches(cube, rng, self.swaps, self.patch_fraction)[0]
+                           for cube in targets])
+        return torch.from_numpy(inputs), torch.from_numpy(targets.copy())
+
+    def paper_optimizer(
+        self, parameters: Any
+    ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.ReduceLROnPlateau | None]:
+        return genesis_sgd(parameters)
+
+    def settings(self) -> dict[str, Any]:
+        return {"swaps": list(self.swaps), "patch_fraction": list(self.patch_fraction)}

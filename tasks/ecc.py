@@ -1,0 +1,172 @@
+"""ECC: pulmonary embolism false-positive reduction on CTPA (classify PE candidates).
+
+The paper's CTPA set is private; any CTPA volumes with a candidates list in the LUNA16
+format work. Layout: ``volumes/<seriesuid>.nii.gz``, ``candidates.csv``
+(``seriesuid,coordX,coordY,coordZ,class``, world millimetres) and ``splits.csv``
+(``seriesuid,split``, one patient per series). Crops are cubes with equal sides (the
+paper uses 64x64x64).
+
+The phantom: a chest with contrast-filled vessels (+250..+400 HU); positives are emboli,
+filling defects of 20-80 HU inside the lumen; negatives are flow artefacts (mild
+dimming inside the lumen), the partial-volume rim of vessels, lymph nodes of similar
+HU just outside the lumen, and bifurcations.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from benchmark.errors import UserError
+from benchmark.imageio import read_image
+from benchmark.phantoms.chest import (
+    CANDIDATE_HEADER,
+    Segment,
+    bifurcations,
+    blob_in_box,
+    chest_anatomy,
+    finish_ct,
+    lung_vessels,
+    make_image,
+    segments_mask,
+    series_uid,
+    to_world,
+)
+from benchmark.registry import TASKS
+from benchmark.task import Case, Task, TaskData
+from tasks._candidates import SPLITS, candidate_cases, keep_negatives, read_candidates, read_splits
+
+VOLUMES = 20
+SPLIT_COUNTS = (10, 3, 7)  # volumes (= patients) per split
+UID_ROOT = "1.2.826.0.1.3680043.8.498."
+
+
+def _unit(vector: np.ndarray) -> np.ndarray:
+    return vector / (np.linalg.norm(vector) + 1e-8)
+
+
+def _across(axis: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A random unit vector perpendicular to ``axis``."""
+    return _unit(np.cross(axis, rng.standard_normal(3)))
+
+
+def _ctpa_volume(seed: int, index: int) -> tuple[str, sitk.Image, list[tuple[float, float, float, int]]]:
+    """(uid, image, candidates in world mm with class) of one CTPA phantom volume."""
+    rng = np.random.default_rng([seed, index])
+    uid = series_uid(rng, UID_ROOT, 24)
+    shape = (int(rng.integers(52, 61)), int(rng.integers(64, 73)), int(rng.integers(76, 85)))
+    pixel = round(float(rng.uniform(1.6, 1.8)), 3)
+    spacing = (round(float(rng.uniform(1.8, 2.0)), 3), pixel, pixel)
+    sp = np.asarray(spacing)
+    chest = chest_anatomy(shape, spacing, rng)
+    contrast = float(rng.uniform(250, 400))
+    segments = lung_vessels(chest, rng, root_radius=float(rng.uniform(5.5, 6.5)), depth=4, trees_per_lung=3)
+    lumen = segments_mask(shape, spacing, segments) & chest.lung
+    lumen |= segments_mask(shape, spacing, [Segment(chest.hila[0], chest.hila[1], 6.0, -1)])
+    hu = chest.hu
+    hu[lumen] = contrast + rng.normal(0, 15, int(lumen.sum()))
+
+    points: list[tuple[np.ndarray, int]] = []  # (z, y, x) mm, class
+    big = [segments[i] for i in rng.permutation(len(segments)) if segments[i].radius >= 2.5]
+    counts = [int(rng.integers(3, 6)), int(rng.integers(2, 4)), int(rng.integers(2, 5))]
+    ends = np.cumsum(counts)
+    emboli, artefacts, nodes = big[: ends[0]], big[ends[0]: ends[1]], big[ends[1]: ends[2]]
+    for seg in emboli:  # filling defects, central or mural, inside the lumen only
+        axis = _unit(seg.end - seg.start)
+        radius = seg.radius * rng.uniform(0.5, 0.95)
+        center = seg.start + rng.uniform(0.3, 0.7) * (seg.end - seg.start)
+        center += _across(axis, rng) * (seg.radius - radius) * rng.uniform(0, 1)
+        half = axis * seg.radius * rng.uniform(0.5, 1.5)
+        defect = segments_mask(shape, spacing, [Segment(center - half, center + half, radius, -1)]) & lumen
+        hu[defect] = rng.uniform(20, 80) + rng.normal(0, 10, int(defect.sum()))
+        points.append((center, 1))
+    for seg in artefacts:  # mixing artefact: the lumen a little darker over a stretch
+        center = seg.start + rng.uniform(0.3, 0.7) * (seg.end - seg.start)
+        stretch = blob_in_box(shape, spacing, center, 1.5 * seg.radius, rng, lobulation=0.0) & lumen
+        hu[stretch] *= rng.uniform(0.5, 0.75)
+        points.append((center, 0))
+    for seg in nodes:  # lymph node of embolus-like HU just outside the vessel wall
+        radius = float(rng.uniform(2.5, 5.0))
+        center = seg.start + rng.uniform(0.3, 0.7) * (seg.end - seg.start)
+        center += _across(_unit(seg.end - seg.start), rng) * (seg.radius + radius + rng.uniform(0, 1))
+        node = blob_in_box(shape, spacing, center, radius, rng, lobulation=0.15) & ~lumen
+        hu[node] = rng.uniform(30, 60) + rng.normal(0, 10, int(node.sum()))
+        points.append((center, 0))
+    rims = [s for s in segments if 1.0 <= s.radius <= 3.0]
+    for i in rng.permutation(len(rims))[: rng.integers(2, 4)]:  # partial volume at the vessel edge
+        seg = rims[i]
+        center = seg.start + rng.uniform(0.2, 0.8) * (seg.end - seg.start)
+        points.append((center + _across(_unit(seg.end - seg.start), rng) * seg.radius, 0))
+    forks = [s.end for s in bifurcations(segments) if s.radius >= 1.5]
+    points += [(forks[i], 0) for i in rng.permutation(len(forks))[: rng.integers(2, 4)]]
+    defects = [p for p, label in points if label == 1]
+    points = [(p, label) for p, label in points
+              if label == 1 or all(np.linalg.norm(p - d) > 8.0 for d in defects)]
+
+    image = make_image(finish_ct(hu, rng, float(rng.uniform(20, 35))), spacing, index % 2 == 1, rng)
+    candidates = []
+    for i in rng.permutation(len(points)):
+        point, label = points[i]
+        candidates.append((*to_world(image, point / sp + rng.uniform(-0.3, 0.3, 3)), label))
+    return uid, image, candidates
+
+
+def write_ecc_phantom(root: Path, seed: int) -> None:
+    """20 CTPA-like volumes, their PE candidates and a patient-level split."""
+    root = Path(root)
+    (root / "volumes").mkdir(parents=True, exist_ok=True)
+    order = np.random.default_rng(seed).permutation(VOLUMES)
+    split_of = np.repeat(SPLITS, SPLIT_COUNTS)[np.argsort(order)]
+    candidate_rows, split_rows = [], []
+    for index in range(VOLUMES):
+        uid, image, candidates = _ctpa_volume(seed, index)
+        sitk.WriteImage(image, str(root / "volumes" / f"{uid}.nii.gz"), useCompression=True)
+        candidate_rows += [(uid, *(f"{c:.4f}" for c in row[:3]), row[3]) for row in candidates]
+        split_rows.append((uid, split_of[index]))
+    for name, header, rows in (("candidates.csv", CANDIDATE_HEADER, candidate_rows),
+                               ("splits.csv", ("seriesuid", "split"), split_rows)):
+        with open(root / name, "w", newline="") as handle:
+            writer = csv.writer(handle, lineterminator="\n")
+            writer.writerow(header)
+            writer.writerows(rows)
+
+
+def _volume(folder: Path, uid: str) -> Path:
+    for suffix in (".nii.gz", ".nii", ".mhd"):
+        if (folder / f"{uid}{suffix}").is_file():
+            return folder / f"{uid}{suffix}"
+    raise UserError(f"{folder / uid}.nii.gz: file not found (listed in splits.csv)")
+
+
+@TASKS.register
+class EmbolismCandidateClassification(Task):
+    name = "ecc"
+    description = "Pulmonary embolism false-positive reduction on CTPA candidates (classification, AUC)"
+    kind = "classification"
+    in_channels = 1
+    metrics = ("auc",)
+    primary_metric = "auc"
+    write_phantom = staticmethod(write_ecc_phantom)
+    max_negatives_per_scan = 50  # the paper's set has ~46 false candidates per scan
+
+    def cube_shape(self, cube: tuple[int, int, int]) -> tuple[int, int, int]:
+        """A cube with equal sides, the profile cube's in-plane side (64 -> 64x64x64)."""
+        return (cube[1], cube[1], cube[1])
+
+    def load(self, root: Path, cube: tuple[int, int, int]) -> TaskData:
+        root = Path(root)
+        split_of = read_splits(root / "splits.csv", "seriesuid")
+        candidates = read_candidates(root / "candidates.csv")
+        splits: dict[str, list[Case]] = {split: [] for split in SPLITS}
+        for uid, split in sorted(split_of.items()):
+            chosen = keep_negatives(uid, candidates.get(uid, []), self.max_negatives_per_scan)
+            if chosen:
+                image = read_image(_volume(root / "volumes", uid))
+                splits[split] += candidate_cases(uid, image, chosen, cube)
+        empty = [split for split in SPLITS if not splits[split]]
+        if empty:
+            raise UserError(f"{root}: no candidates for the {' and '.join(empty)} split (see splits.csv)")
+        return TaskData(**splits)

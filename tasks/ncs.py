@@ -1,0 +1,145 @@
+"""NCS: lung nodule segmentation (LIDC-IDRI), from nodule-centred crops.
+
+Layout (LIDC-IDRI as most users have it preprocessed): ``images/<patient>_<nodule>.nii.gz``
+(HU) and ``masks/<patient>_<nodule>.nii.gz`` (label > 0 is nodule), 1 mm isotropic
+64x64x32 (x, y, z) crops centred near the nodule, and ``splits.csv`` (``case_id,split``)
+assigned at patient level. Crops at another spacing are resampled to 1 mm (linear for
+the image, nearest neighbour for the mask). Each crop is centre-cropped (or padded) to
+the profile's cube.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from benchmark.errors import UserError
+from benchmark.imageio import HU_MIN, crop_centered, read_image, scale_ct
+from benchmark.phantoms.chest import Segment, blob_in_box, finish_ct, lung_patch, paint_nodule
+from benchmark.registry import TASKS
+from benchmark.task import Case, Task, TaskData
+from tasks._candidates import SPLITS, read_splits
+
+CROP_SHAPE = (32, 64, 64)  # (z, y, x) voxels of 1 mm
+SPLIT_FRACTIONS = (0.5, 0.1, 0.4)  # patients, like the paper's 510 / 100 / 408
+
+
+def patient_of(case_id: str) -> str:
+    """``LIDC-IDRI-0001_2`` -> ``LIDC-IDRI-0001``: cases are named ``<patient>_<nodule>``."""
+    return case_id.rsplit("_", 1)[0]
+
+
+def _nodule_crop(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """One nodule-centred crop (HU int16, mask uint8): solid, ground-glass, part-solid or calcified
+    nodules, a third of them against the chest wall, most of them touched by a vessel."""
+    spacing = (1.0, 1.0, 1.0)
+    center = np.array(CROP_SHAPE, float) / 2 + rng.uniform(-3, 3, size=3)
+    radius = float(np.exp(rng.uniform(np.log(2.5), np.log(10.0))))
+    wall = None
+    if rng.random() < 0.35:
+        normal = np.array([rng.normal(0, 0.3), *rng.normal(0, 1, 2)])
+        normal /= np.linalg.norm(normal)
+        wall = (center + normal * radius * rng.uniform(0.5, 0.9), normal)
+    vessels = []
+    for _ in range(int(rng.integers(0, 3)) + int(wall is None)):
+        heading = rng.normal(0, 1, 3)
+        heading /= np.linalg.norm(heading)
+        side = np.cross(heading, rng.normal(0, 1, 3))
+        side /= np.linalg.norm(side)
+        vessel_radius = rng.uniform(1.0, 2.2)
+        through = center + side * (radius * rng.uniform(0.7, 1.1) + vessel_radius)
+        vessels.append(Segment(through - 40 * heading, through + 40 * heading, vessel_radius, -1))
+    hu, lung = lung_patch(CROP_SHAPE, spacing, rng, wall=wall, extra_vessels=vessels)
+    mask = blob_in_box(CROP_SHAPE, spacing, center, radius, rng, lobulation=0.3) & lung
+    kind = str(rng.choice(["solid", "ground-glass", "part-solid", "calcified"], p=[0.5, 0.25, 0.15, 0.1]))
+    paint_nodule(hu, mask, "ground-glass" if kind == "part-solid" else kind, rng)
+    if kind == "part-solid":
+        core = blob_in_box(CROP_SHAPE, spacing, center, 0.5 * radius, rng) & mask
+        paint_nodule(hu, core, "solid", rng)
+    return finish_ct(hu, rng, float(rng.uniform(20, 40))), mask.astype(np.uint8)
+
+
+def write_ncs_phantom(root: Path, seed: int) -> None:
+    """~60 nodule crops from 30 patients in the preprocessed LIDC-IDRI layout."""
+    root = Path(root)
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    (root / "masks").mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    patients = [f"LIDC-IDRI-{n:04d}" for n in sorted(rng.choice(np.arange(1, 1013), 30, replace=False))]
+    order = rng.permutation(len(patients))
+    bounds = np.cumsum(np.round(np.array(SPLIT_FRACTIONS) * len(patients))).astype(int)
+    split_of = {patients[i]: SPLITS[int(np.searchsorted(bounds, rank, side="right"))]
+                for rank, i in enumerate(order)}
+    rows = []
+    for number, patient in enumerate(patients):
+        patient_rng = np.random.default_rng([seed, number])
+        origin = (rng.uniform(-150, 50), rng.uniform(-150, 50), rng.uniform(-300, -100))
+        for nodule in range(int(patient_rng.integers(1, 4))):
+            hu, mask = _nodule_crop(patient_rng)
+            case_id = f"{patient}_{nodule}"
+            for folder, array in (("images", hu), ("masks", mask)):
+                image = sitk.GetImageFromArray(array)
+                image.SetOrigin(tuple(round(float(o), 2) for o in origin))
+                sitk.WriteImage(image, str(root / folder / f"{case_id}.nii.gz"), useCompression=True)
+            rows.append((case_id, split_of[patient]))
+    with open(root / "splits.csv", "w", newline="") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(("case_id", "split"))
+        writer.writerows(rows)
+
+
+def _find(folder: Path, case_id: str) -> Path:
+    for suffix in (".nii.gz", ".nii"):
+        if (folder / f"{case_id}{suffix}").is_file():
+            return folder / f"{case_id}{suffix}"
+    raise UserError(f"{folder / case_id}.nii.gz: file not found (listed in splits.csv)")
+
+
+def _at_1mm(image: sitk.Image, interpolator: int, fill: float) -> sitk.Image:
+    """``image`` resampled to 1 mm isotropic over the same extent (unchanged if already 1 mm)."""
+    spacing = np.array(image.GetSpacing())
+    if np.allclose(spacing, 1.0, atol=0.01):
+        return image
+    size = [max(int(round(n * s)), 1) for n, s in zip(image.GetSize(), spacing, strict=True)]
+    origin = image.TransformContinuousIndexToPhysicalPoint(tuple(float((1 / s - 1) / 2) for s in spacing))
+    return sitk.Resample(image, size, sitk.Transform(), interpolator, origin, (1.0, 1.0, 1.0),
+                         image.GetDirection(), fill, image.GetPixelID())
+
+
+@TASKS.register
+class NoduleSegmentation(Task):
+    name = "ncs"
+    description = "Lung nodule segmentation on LIDC-IDRI nodule crops (segmentation, IoU)"
+    kind = "segmentation"
+    in_channels = 1
+    metrics = ("dice", "iou", "mg_iou")
+    primary_metric = "iou"
+    write_phantom = staticmethod(write_ncs_phantom)
+
+    def load(self, root: Path, cube: tuple[int, int, int]) -> TaskData:
+        root = Path(root)
+        split_of = read_splits(root / "splits.csv", "case_id")
+        patient_split: dict[str, str] = {}
+        for case_id, split in split_of.items():
+            if patient_split.setdefault(patient_of(case_id), split) != split:
+                patient = patient_of(case_id)
+                raise UserError(f"{root / 'splits.csv'}: patient {patient} has cases in two splits")
+        splits: dict[str, list[Case]] = {split: [] for split in SPLITS}
+        for case_id, split in sorted(split_of.items()):
+            image = _at_1mm(read_image(_find(root / "images", case_id)), sitk.sitkLinear, HU_MIN)
+            mask = _at_1mm(read_image(_find(root / "masks", case_id)), sitk.sitkNearestNeighbor, 0)
+            if image.GetSize() != mask.GetSize():
+                raise UserError(f"{root / 'masks' / case_id}: mask size {mask.GetSize()} differs from the "
+                                f"image's {image.GetSize()}")
+            hu, label = sitk.GetArrayFromImage(image), sitk.GetArrayFromImage(mask)
+            center = tuple(n // 2 for n in hu.shape)
+            crop = crop_centered(hu, center, cube, pad_value=HU_MIN)
+            target = (crop_centered(label, center, cube) > 0).astype(np.uint8)
+            splits[split].append(Case(case_id, scale_ct(crop)[None], target, patient_of(case_id)))
+        empty = [split for split in SPLITS if not splits[split]]
+        if empty:
+            raise UserError(f"{root / 'splits.csv'}: no cases in the {' and '.join(empty)} split")
+        return TaskData(**splits)

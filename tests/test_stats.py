@@ -1,0 +1,405 @@
+"""Tests for benchmark.stats against scipy/statsmodels/sklearn and brute-force references."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+from scipy import stats as st
+from sklearn.metrics import roc_auc_score
+from statsmodels.stats.multitest import multipletests
+
+from benchmark import stats
+from benchmark.stats import (
+    auc_bootstrap_ci,
+    auc_variance,
+    bootstrap_ci,
+    correct,
+    delong,
+    delong_speed_check,
+    epochs_to_reach,
+    fewer_labels,
+    significance_marks,
+    welch_t,
+    wilcoxon_signed_rank,
+)
+
+# --------------------------------------------------------------------------- t-tests
+
+A = np.array([0.81, 0.84, 0.79, 0.86, 0.83])
+B = np.array([0.76, 0.80, 0.71, 0.78, 0.74, 0.77, 0.69])
+
+
+def test_welch_matches_hand_computation():
+    va, vb = A.var(ddof=1) / A.size, B.var(ddof=1) / B.size
+    t = (A.mean() - B.mean()) / math.sqrt(va + vb)
+    df = (va + vb) ** 2 / (va**2 / (A.size - 1) + vb**2 / (B.size - 1))
+    p = 2 * st.t.sf(abs(t), df)
+    r = welch_t(A, B)
+    assert r.test == "Welch t-test (two-sided)"
+    assert r.n == {"a": 5, "b": 7}
+    assert r.statistic == pytest.approx(t, rel=1e-12)
+    assert r.detail["df"] == pytest.approx(df, rel=1e-12)
+    assert r.p == pytest.approx(p, rel=1e-10)
+    assert r.detail["difference"] == pytest.approx(A.mean() - B.mean())
+
+
+def test_student_option_matches_pooled_formula():
+    na, nb = A.size, B.size
+    sp2 = ((na - 1) * A.var(ddof=1) + (nb - 1) * B.var(ddof=1)) / (na + nb - 2)
+    t = (A.mean() - B.mean()) / math.sqrt(sp2 * (1 / na + 1 / nb))
+    r = welch_t(A, B, equal_var=True)
+    assert r.test.startswith("Student t-test")
+    assert r.statistic == pytest.approx(t, rel=1e-12)
+    assert r.detail["df"] == na + nb - 2
+    assert r.p == pytest.approx(2 * st.t.sf(abs(t), na + nb - 2), rel=1e-10)
+
+
+def test_t_test_small_groups_and_constant_groups():
+    with pytest.raises(ValueError, match="at least 2"):
+        welch_t([0.5], [0.4, 0.6])
+    with pytest.raises(ValueError, match="NaN"):
+        welch_t([0.5, np.nan], [0.4, 0.6])
+    same = welch_t([0.7, 0.7, 0.7], [0.7, 0.7])
+    assert (same.statistic, same.p) == (0.0, 1.0) and "zero variance" in same.detail["note"]
+    diff = welch_t([0.8, 0.8], [0.7, 0.7])
+    assert diff.statistic == math.inf and diff.p == 0.0
+
+
+def test_result_is_frozen():
+    r = welch_t(A, B)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        r.p = 0.0  # type: ignore[misc]
+
+
+# --------------------------------------------------------------------------- Wilcoxon
+
+
+def test_wilcoxon_hand_example():
+    a = np.array([0.90, 0.70, 0.93, 0.84, 0.85, 0.60])
+    b = a - np.array([0.01, -0.02, 0.03, 0.04, 0.05, 0.0])  # differences rank 1..5, one zero
+    r = wilcoxon_signed_rank(a, b)
+    # W+ = 1 + 3 + 4 + 5 = 13, W- = 2; exact null of W for n = 5: P(W <= 2) = 3/32.
+    assert r.n == {"pairs": 6, "nonzero": 5}
+    assert r.statistic == pytest.approx(2.0)
+    assert r.p == pytest.approx(2 * 3 / 32)
+    ref = st.wilcoxon(a, b)
+    assert (r.statistic, r.p) == pytest.approx((ref.statistic, ref.pvalue))
+    assert "Wilcoxon signed-rank" in r.test
+
+
+def test_wilcoxon_matches_scipy_larger_sample():
+    rng = np.random.default_rng(3)
+    a = rng.uniform(0.6, 0.9, size=80)
+    b = a - rng.normal(0.01, 0.03, size=80)
+    r, ref = wilcoxon_signed_rank(a, b), st.wilcoxon(a, b)
+    assert r.statistic == pytest.approx(ref.statistic) and r.p == pytest.approx(ref.pvalue)
+
+
+def test_wilcoxon_all_zero_and_bad_input():
+    r = wilcoxon_signed_rank([0.5, 0.6, 0.7], [0.5, 0.6, 0.7])
+    assert r.p == 1.0 and r.n == {"pairs": 3, "nonzero": 0} and "zero" in r.detail["note"]
+    with pytest.raises(ValueError, match="equal lengths"):
+        wilcoxon_signed_rank([0.5, 0.6], [0.5])
+
+
+# --------------------------------------------------------------------------- DeLong
+
+
+def _psi(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Kernel matrix psi(x_i, y_j): 1 if x > y, 1/2 if tied, 0 otherwise."""
+    return (x[:, None] > y[None, :]) + 0.5 * (x[:, None] == y[None, :])
+
+
+def _brute_delong(labels, score_vectors):
+    """Textbook DeLong (1988) by O(m n) pairwise comparisons: AUCs, covariance S, V10, V01."""
+    labels = np.asarray(labels, dtype=bool)
+    aucs, v10, v01 = [], [], []
+    for s in score_vectors:
+        s = np.asarray(s, dtype=float)
+        k = _psi(s[labels], s[~labels])
+        aucs.append(k.mean())
+        v10.append(k.mean(axis=1))
+        v01.append(k.mean(axis=0))
+    m, n = labels.sum(), (~labels).sum()
+    s10 = np.cov(np.array(v10))
+    s01 = np.cov(np.array(v01))
+    return np.array(aucs), s10 / m + s01 / n
+
+
+def _tied_data(seed: int, size: int = 300, prevalence: float = 0.2):
+    rng = np.random.default_rng(seed)
+    labels = (rng.random(size) < prevalence).astype(int)
+    sa = np.round(rng.normal(size=size) + 1.0 * labels, 1)  # 1 decimal: many ties
+    sb = np.round(0.6 * sa + rng.normal(size=size) * 0.8 + 0.5 * labels, 1)
+    return labels, sa, sb
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_delong_matches_brute_force_with_ties(seed):
+    labels, sa, sb = _tied_data(seed)
+    assert np.unique(sa).size < sa.size / 3  # really tied, also across classes
+    aucs, cov = _brute_delong(labels, [sa, sb])
+    z = (aucs[0] - aucs[1]) / math.sqrt(cov[0, 0] + cov[1, 1] - 2 * cov[0, 1])
+    r = delong(labels, sa, sb)
+    assert r.detail["auc_a"] == pytest.approx(aucs[0], abs=1e-14)
+    assert r.detail["auc_b"] == pytest.approx(aucs[1], abs=1e-14)
+    assert r.detail["auc_a"] == pytest.approx(roc_auc_score(labels, sa), abs=1e-14)
+    assert r.detail["auc_b"] == pytest.approx(roc_auc_score(labels, sb), abs=1e-14)
+    np.testing.assert_allclose(np.array(r.detail["covariance"]), cov, rtol=1e-10, atol=1e-16)
+    assert r.statistic == pytest.approx(z, rel=1e-9)
+    assert r.p == pytest.approx(2 * st.norm.sf(abs(z)), rel=1e-9)
+    assert r.n == {"positives": int(labels.sum()), "negatives": int((1 - labels).sum())}
+    assert auc_variance(labels, sa) == pytest.approx(cov[0, 0], rel=1e-10)
+    assert auc_variance(labels.astype(bool), sb) == pytest.approx(cov[1, 1], rel=1e-10)
+
+
+def test_delong_input_order_and_label_types_do_not_matter():
+    labels, sa, sb = _tied_data(5, size=200)
+    perm = np.random.default_rng(0).permutation(labels.size)
+    r1 = delong(labels, sa, sb)
+    r2 = delong(labels[perm].astype(bool), sa[perm], sb[perm])
+    assert r1.statistic == pytest.approx(r2.statistic, rel=1e-12)
+    # swapping the two score vectors flips the sign only
+    r3 = delong(labels, sb, sa)
+    assert r3.statistic == pytest.approx(-r1.statistic, rel=1e-12) and r3.p == pytest.approx(r1.p)
+
+
+def test_delong_identical_and_same_ranking_scores_give_p_one():
+    labels, sa, _ = _tied_data(7)
+    for other in (sa.copy(), 3.0 * sa + 1.0):  # identical, and a monotone transform (same ranks)
+        r = delong(labels, sa, other)
+        assert r.statistic == 0.0 and r.p == 1.0
+        assert r.detail["difference"] == 0.0 and r.detail["variance_difference"] == 0.0
+        assert "note" in r.detail
+
+
+def test_delong_zero_variance_but_different_aucs():
+    labels = np.array([0, 0, 0, 1, 1, 1])
+    perfect = np.array([0.1, 0.2, 0.3, 0.7, 0.8, 0.9])
+    constant = np.full(6, 0.5)
+    r = delong(labels, perfect, constant)
+    assert r.detail["auc_a"] == 1.0 and r.detail["auc_b"] == 0.5
+    assert r.statistic == math.inf and r.p == 0.0
+
+
+def test_delong_rejects_bad_input():
+    with pytest.raises(ValueError, match="at least 2 positives"):
+        delong([0, 0, 0, 1], [0.1, 0.2, 0.3, 0.4], [0.4, 0.3, 0.2, 0.1])
+    with pytest.raises(ValueError, match="binary"):
+        delong([0, 2, 0, 2], [0.1, 0.2, 0.3, 0.4], [0.4, 0.3, 0.2, 0.1])
+    with pytest.raises(ValueError, match="length"):
+        delong([0, 1, 0, 1], [0.1, 0.2, 0.3], [0.4, 0.3, 0.2, 0.1])
+    with pytest.raises(ValueError, match="NaN"):
+        delong([0, 1, 0, 1], [0.1, np.nan, 0.3, 0.4], [0.4, 0.3, 0.2, 0.1])
+
+
+def test_delong_speed_check_smoke():
+    # Not a timing test: the full 750k measurement belongs to the benchmark speed command.
+    seconds = delong_speed_check(n=20_000, n_positive=40, repeats=1)
+    assert seconds > 0
+
+
+# --------------------------------------------------------------------------- bootstrap
+
+
+def test_bootstrap_ci_matches_scipy_and_covers_known_mean():
+    rng = np.random.default_rng(11)
+    x = rng.normal(loc=0.8, scale=0.05, size=40)
+    ci = bootstrap_ci(x, n_resamples=2000, seed=4)
+    ref = st.bootstrap((x,), np.mean, n_resamples=2000, method="BCa", rng=np.random.default_rng(4))
+    assert ci.method == "BCa" and ci.note == ""
+    assert ci.low == ref.confidence_interval.low and ci.high == ref.confidence_interval.high
+    assert ci.low < 0.8 < ci.high
+    assert ci.estimate == pytest.approx(x.mean())
+    assert ci.n == {"values": 40}
+    # reproducible
+    assert bootstrap_ci(x, n_resamples=2000, seed=4) == ci
+
+
+def test_bootstrap_ci_other_statistic_and_confidence():
+    x = np.arange(1.0, 31.0)
+    ci = bootstrap_ci(x, statistic=np.median, confidence=0.9, n_resamples=1000, seed=0)
+    ref = st.bootstrap(
+        (x,), np.median, confidence_level=0.9, n_resamples=1000, method="BCa", rng=np.random.default_rng(0)
+    )
+    assert (ci.low, ci.high) == (ref.confidence_interval.low, ref.confidence_interval.high)
+    assert ci.low < 15.5 < ci.high
+
+
+def test_bootstrap_ci_degenerate_falls_back_to_percentile():
+    ci = bootstrap_ci([0.75] * 8, n_resamples=500)
+    assert ci.method == "percentile" and "BCa degenerate" in ci.note
+    assert ci.low == ci.high == 0.75
+    with pytest.raises(ValueError):
+        bootstrap_ci([0.75])
+
+
+def _auc_two_samples(x, y, axis=-1):
+    """Vectorised AUC of positives x vs negatives y for scipy.stats.bootstrap (ties 1/2)."""
+    x = np.moveaxis(np.asarray(x), axis, -1)
+    y = np.moveaxis(np.asarray(y), axis, -1)
+    k = (x[..., :, None] > y[..., None, :]) + 0.5 * (x[..., :, None] == y[..., None, :])
+    return k.mean(axis=(-2, -1))
+
+
+def _auc_data():
+    rng = np.random.default_rng(21)
+    labels = np.r_[np.ones(30, int), np.zeros(70, int)]
+    scores = np.round(rng.normal(size=100) + 0.9 * labels, 1)
+    return labels, scores
+
+
+def test_auc_bootstrap_replicates_match_naive_stratified_bootstrap():
+    labels, scores = _auc_data()
+    pos, neg = scores[labels == 1], scores[labels == 0]
+    fast = stats._auc_bootstrap_replicates(pos, neg, 6000, np.random.default_rng(1))
+    rng = np.random.default_rng(2)
+    naive = np.array([_auc_two_samples(rng.choice(pos, pos.size), rng.choice(neg, neg.size)) for _ in range(6000)])
+    assert fast.mean() == pytest.approx(naive.mean(), abs=0.003)
+    assert fast.std() == pytest.approx(naive.std(), rel=0.06)
+    np.testing.assert_allclose(np.percentile(fast, [2.5, 97.5]), np.percentile(naive, [2.5, 97.5]), atol=0.01)
+    # the bootstrap standard error agrees with the DeLong standard error
+    assert fast.std() == pytest.approx(math.sqrt(auc_variance(labels, scores)), rel=0.1)
+
+
+def test_auc_bca_acceleration_matches_brute_force_jackknife():
+    labels, scores = _auc_data()
+    pos, neg = scores[labels == 1], scores[labels == 0]
+    nums, dens = [], []
+    for j, sample in enumerate((pos, neg)):
+        jack = []
+        for i in range(sample.size):
+            left_out = np.delete(sample, i)
+            jack.append(_auc_two_samples(left_out, neg) if j == 0 else _auc_two_samples(pos, left_out))
+        jack = np.array(jack)
+        u = (sample.size - 1) * (jack.mean() - jack)
+        nums.append((u**3).sum() / sample.size**3)
+        dens.append((u**2).sum() / sample.size**2)
+    accel_ref = sum(nums) / (6 * sum(dens) ** 1.5)
+    auc, accel = stats._auc_bca_acceleration(labels.astype(bool), scores)
+    assert auc == pytest.approx(roc_auc_score(labels, scores), abs=1e-14)
+    assert accel == pytest.approx(accel_ref, rel=1e-9, abs=1e-14)
+
+
+def test_auc_bootstrap_ci_close_to_scipy_two_sample_bca():
+    labels, scores = _auc_data()
+    pos, neg = scores[labels == 1], scores[labels == 0]
+    ref = st.bootstrap(
+        (pos, neg), _auc_two_samples, n_resamples=6000, batch=500, method="BCa", rng=np.random.default_rng(5)
+    )
+    ci = auc_bootstrap_ci(labels, scores, n_resamples=6000, seed=6)
+    assert ci.method == "BCa (stratified by class)"
+    assert ci.estimate == pytest.approx(roc_auc_score(labels, scores))
+    assert ci.low == pytest.approx(ref.confidence_interval.low, abs=0.012)
+    assert ci.high == pytest.approx(ref.confidence_interval.high, abs=0.012)
+    assert ci.n == {"positives": 30, "negatives": 70}
+    pct = auc_bootstrap_ci(labels, scores, n_resamples=6000, seed=6, method="percentile")
+    assert pct.method.startswith("percentile") and pct.low < pct.estimate < pct.high
+
+
+def test_auc_bootstrap_ci_perfect_separation_falls_back():
+    labels = np.array([0, 0, 0, 0, 1, 1, 1])
+    scores = np.array([0.1, 0.2, 0.2, 0.3, 0.8, 0.9, 0.9])
+    ci = auc_bootstrap_ci(labels, scores, n_resamples=300)
+    assert ci.method.startswith("percentile") and ci.note
+    assert ci.low == ci.high == ci.estimate == 1.0
+
+
+# --------------------------------------------------------------------------- corrections
+
+
+P = [0.01, 0.04, 0.03, 0.005]
+
+
+def test_holm_hand_values_and_statsmodels():
+    c = correct(P)  # Holm is the default
+    assert c.method == "holm" and c.label == "Holm" and c.n_tests == 4
+    # sorted 0.005*4=0.02, 0.01*3=0.03, 0.03*2=0.06, max(0.04*1, 0.06)=0.06
+    np.testing.assert_allclose(c.p_corrected, [0.03, 0.06, 0.06, 0.02])
+    assert c.reject == (True, False, False, True)
+    rej, ref, _, _ = multipletests(P, alpha=0.05, method="holm")
+    np.testing.assert_allclose(c.p_corrected, ref)
+    assert c.reject == tuple(rej)
+
+
+def test_bh_hand_values_aliases_and_statsmodels():
+    c = correct(P, method="bh")
+    assert c.method == "fdr_bh" and "Hochberg" in c.label
+    # sorted p*4/rank = 0.02, 0.02, 0.04, 0.04 (step-up minimum)
+    np.testing.assert_allclose(c.p_corrected, [0.02, 0.04, 0.04, 0.02])
+    assert all(c.reject)
+    np.testing.assert_allclose(c.p_corrected, multipletests(P, method="fdr_bh")[1])
+    assert correct(P, method="fdr_bh") == c
+    with pytest.raises(ValueError, match="unknown correction"):
+        correct(P, method="hs")
+
+
+def test_correction_leaves_nan_out():
+    c = correct([0.01, np.nan, 0.04, 0.03, 0.005], method="holm")
+    assert c.n_tests == 4
+    assert math.isnan(c.p_corrected[1]) and c.reject[1] is False
+    np.testing.assert_allclose(np.array(c.p_corrected)[[0, 2, 3, 4]], [0.03, 0.06, 0.06, 0.02])
+    empty = correct([np.nan, np.nan])
+    assert empty.n_tests == 0 and empty.reject == (False, False)
+    assert correct([]).p_corrected == ()
+    with pytest.raises(ValueError):
+        correct([0.5, 1.5])
+
+
+def test_significance_marks():
+    assert [significance_marks(p) for p in (0.2, 0.05, 0.049, 0.01, 0.0099, 0.001, 0.0009)] == [
+        "",
+        "",
+        "*",
+        "*",
+        "**",
+        "**",
+        "***",
+    ]
+    assert significance_marks(float("nan")) == "" and significance_marks(None) == ""
+
+
+# --------------------------------------------------------------------------- label efficiency, convergence
+
+FRACTIONS = [0.05, 0.10, 0.25, 0.50, 1.00]
+CURVE = [0.60, 0.70, 0.75, 0.80, 0.85]
+
+
+def test_fewer_labels_known_answers():
+    assert fewer_labels(FRACTIONS, CURVE, 0.80) == pytest.approx(0.5)  # reached exactly at 50%
+    # 0.775 lies halfway between 0.75 (25%) and 0.80 (50%): f = 0.375
+    assert fewer_labels(FRACTIONS, CURVE, 0.775) == pytest.approx(1 - 0.375)
+    assert fewer_labels(FRACTIONS, CURVE, 0.90) is None
+    assert fewer_labels(FRACTIONS, CURVE, 0.50) == pytest.approx(0.95)  # reached at the smallest fraction
+    assert fewer_labels(FRACTIONS, CURVE, 0.85) == pytest.approx(0.0)  # needs all the data
+
+
+def test_fewer_labels_order_seeds_and_direction():
+    order = [3, 0, 4, 2, 1]
+    shuffled = fewer_labels([FRACTIONS[i] for i in order], [CURVE[i] for i in order], 0.775)
+    assert shuffled == pytest.approx(0.625)
+    per_seed = [[c - 0.01, c + 0.01] for c in CURVE]
+    assert fewer_labels(FRACTIONS, per_seed, 0.80) == pytest.approx(0.5)
+    losses = [1 - c for c in CURVE]
+    assert fewer_labels(FRACTIONS, losses, 0.225, higher_is_better=False) == pytest.approx(0.625)
+    # first crossing counts even if the curve dips later
+    assert fewer_labels(FRACTIONS, [0.6, 0.8, 0.7, 0.9, 0.95], 0.8) == pytest.approx(0.9)
+    with pytest.raises(ValueError, match=r"\(0, 1\]"):
+        fewer_labels([5, 10, 25, 50, 100], CURVE, 0.8)
+    with pytest.raises(ValueError, match="one score per fraction"):
+        fewer_labels(FRACTIONS, CURVE[:-1], 0.8)
+
+
+def test_epochs_to_reach():
+    history = [0.10, 0.50, 0.80, 0.90, 0.95, 1.00, 0.98]
+    assert epochs_to_reach(history) == 5  # 0.95 * 1.00 first reached at epoch 5
+    assert epochs_to_reach(history, 0.5) == 2
+    assert epochs_to_reach(history, 1.0) == 6
+    assert epochs_to_reach(history, 0.95, reference="last") == 5  # target 0.931
+    assert epochs_to_reach([np.nan, 0.2, np.nan, 0.4]) == 4
+    assert epochs_to_reach([np.nan, np.nan]) is None
+    with pytest.raises(ValueError):
+        epochs_to_reach(history, 1.5)
