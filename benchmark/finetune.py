@@ -3,7 +3,11 @@
 Classification batches are class-balanced (half positives, half negatives: candidate
 sets are heavily imbalanced). Segmentation trains on cube-sized patches drawn from
 the training cases, a third of them centred on a foreground voxel (nnU-Net's
-oversampling), with BCE + soft Dice loss. Segmentation cases are predicted by
+oversampling), with BCE + soft Dice loss. Every training sample is flipped along each
+spatial axis with probability 1/2 (the only augmentation). Early stopping watches the
+task's primary validation metric (AUC, Dice, IoU): on the small, imbalanced validation
+sets of classification tasks the validation loss mostly measures calibration and
+stops training long before the ranking stops improving. Segmentation cases are predicted by
 sliding-window inference over the whole case (MONAI, Gaussian blending), so a
 whole-volume task is evaluated on whole volumes, never on patches.
 """
@@ -71,7 +75,22 @@ def sample_batch(task: Task, cases: Sequence[Case], cube: tuple[int, int, int], 
         ]
         images = np.stack([p[0] for p in patches])
         targets = np.stack([p[1][None] for p in patches]).astype(np.float32)
-    return torch.from_numpy(np.ascontiguousarray(images)), torch.from_numpy(targets)
+    if task.kind == "segmentation":
+        images, targets = random_flips(images, targets, rng)
+    else:
+        images, _ = random_flips(images, images[:, :1], rng)
+    return torch.from_numpy(np.ascontiguousarray(images)), torch.from_numpy(np.ascontiguousarray(targets))
+
+
+def random_flips(images: np.ndarray, masks: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Flip each (image, mask) pair of a batch along each spatial axis with probability 1/2."""
+    images, masks = images.copy(), masks.copy()
+    for index in range(len(images)):
+        axes = tuple(1 + int(a) for a in np.flatnonzero(rng.random(3) < 0.5))
+        if axes:
+            images[index] = np.flip(images[index], axes)
+            masks[index] = np.flip(masks[index], axes)
+    return images, masks
 
 
 @torch.no_grad()
@@ -79,15 +98,16 @@ def predict_logits(model: nn.Module, task: Task, cases: Sequence[Case], cube: tu
                    profile: Profile, device: torch.device) -> list[torch.Tensor]:
     """Logits per case: one value per candidate, or a whole-case map by sliding window."""
     model.eval()
+    batch = profile.schedule(task.kind).batch
     if task.kind == "classification":
         outputs = []
-        for start in range(0, len(cases), profile.finetune_batch * 4):
-            chunk = np.stack([c.image for c in cases[start:start + profile.finetune_batch * 4]])
+        for start in range(0, len(cases), batch * 4):
+            chunk = np.stack([c.image for c in cases[start:start + batch * 4]])
             outputs.extend(model(torch.from_numpy(chunk).to(device)).cpu()[:, 0])
         return outputs
     return [
         sliding_window_inference(
-            torch.from_numpy(case.image[None]).to(device), roi_size=cube, sw_batch_size=profile.finetune_batch,
+            torch.from_numpy(case.image[None]).to(device), roi_size=cube, sw_batch_size=batch,
             predictor=model, overlap=profile.sliding_window_overlap, mode="gaussian",
         ).cpu()[0, 0]
         for case in cases
@@ -129,19 +149,21 @@ def validate(model: nn.Module, task: Task, cases: Sequence[Case], cube: tuple[in
 def finetune(model: nn.Module, task: Task, train: Sequence[Case], val: Sequence[Case],
              cube: tuple[int, int, int], profile: Profile, seed: int, device: torch.device,
              progress: bool = True) -> tuple[nn.Module, pd.DataFrame, dict[str, Any]]:
-    """Train ``model`` on ``train`` with early stopping on the validation loss; keep the best epoch."""
+    """Train ``model`` on ``train`` with early stopping on the primary validation metric; keep the best epoch."""
     rng = np.random.default_rng([seed, 2])
     torch.manual_seed(seed)
     model.to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=profile.finetune_lr)
-    history, best_loss, best_state, best_epoch, stale = [], float("inf"), None, 0, 0
-    bar = tqdm(total=profile.finetune_epochs * profile.finetune_steps_per_epoch, desc=f"fine-tune {task.name}",
+    schedule = profile.schedule(task.kind)
+    optimizer = torch.optim.Adam(model.parameters(), lr=schedule.lr)
+    monitor = f"val_{task.primary_metric}"
+    history, best_score, best_state, best_epoch, stale = [], -float("inf"), None, 0, 0
+    bar = tqdm(total=schedule.epochs * schedule.steps_per_epoch, desc=f"fine-tune {task.name}",
                unit="step", disable=not progress, leave=False)
-    for epoch in range(profile.finetune_epochs):
+    for epoch in range(schedule.epochs):
         model.train()
         losses = []
-        for _ in range(profile.finetune_steps_per_epoch):
-            images, targets = sample_batch(task, train, cube, profile.finetune_batch, rng)
+        for _ in range(schedule.steps_per_epoch):
+            images, targets = sample_batch(task, train, cube, schedule.batch, rng)
             loss = task_loss(task.kind, model(images.to(device)), targets.to(device))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -152,14 +174,14 @@ def finetune(model: nn.Module, task: Task, train: Sequence[Case], val: Sequence[
         row = {"epoch": epoch, "train_loss": float(np.mean(losses)),
                **validate(model, task, val, cube, profile, device)}
         history.append(row)
-        if row["val_loss"] < best_loss:
-            best_loss, best_state, best_epoch, stale = row["val_loss"], copy.deepcopy(model.state_dict()), epoch, 0
+        if row[monitor] > best_score or best_state is None:
+            best_score, best_state, best_epoch, stale = row[monitor], copy.deepcopy(model.state_dict()), epoch, 0
         else:
             stale += 1
-            if stale >= profile.finetune_patience:
+            if stale >= schedule.patience:
                 break
     bar.close()
     model.load_state_dict(best_state)
-    steps = len(history) * profile.finetune_steps_per_epoch
-    return model, pd.DataFrame(history), {"epochs": len(history), "best_epoch": best_epoch,
-                                          "samples_seen": steps * profile.finetune_batch}
+    steps = len(history) * schedule.steps_per_epoch
+    return model, pd.DataFrame(history), {"epochs": len(history), "best_epoch": best_epoch, "monitor": monitor,
+                                          "samples_seen": steps * schedule.batch}

@@ -15,6 +15,17 @@ from benchmark.errors import UserError
 
 
 @dataclass(frozen=True)
+class Schedule:
+    """How a target model is fine-tuned: batch size, epoch length, stopping, learning rate (Adam)."""
+
+    batch: int
+    epochs: int
+    steps_per_epoch: int
+    patience: int
+    lr: float = 1e-3
+
+
+@dataclass(frozen=True)
 class Profile:
     name: str
     cube: tuple[int, int, int]
@@ -28,13 +39,13 @@ class Profile:
     pretrain_optimizer: str  # "paper": each method's own optimiser; else "adam"
     pretrain_lr: float
     cubes_per_scan: int
-    # fine-tuning
-    finetune_batch: int
-    finetune_epochs: int
-    finetune_steps_per_epoch: int
-    finetune_patience: int
-    finetune_lr: float
+    # fine-tuning, per task kind: a classifier step (encoder only) costs far less than a U-Net step
+    classification: Schedule
+    segmentation: Schedule
     sliding_window_overlap: float
+
+    def schedule(self, kind: str) -> Schedule:
+        return self.classification if kind == "classification" else self.segmentation
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -45,22 +56,25 @@ PROFILES: dict[str, Profile] = {
         name="smoke", cube=(16, 32, 32), width=4,
         pretrain_batch=4, pretrain_epochs=2, pretrain_steps_per_epoch=4, pretrain_patience=2,
         pretrain_val_batches=1, pretrain_optimizer="adam", pretrain_lr=1e-3, cubes_per_scan=8,
-        finetune_batch=4, finetune_epochs=3, finetune_steps_per_epoch=4, finetune_patience=3,
-        finetune_lr=1e-3, sliding_window_overlap=0.25,
+        classification=Schedule(batch=4, epochs=3, steps_per_epoch=4, patience=3),
+        segmentation=Schedule(batch=4, epochs=3, steps_per_epoch=4, patience=3),
+        sliding_window_overlap=0.25,
     ),
     "quick": Profile(
         name="quick", cube=(16, 32, 32), width=8,
         pretrain_batch=8, pretrain_epochs=12, pretrain_steps_per_epoch=25, pretrain_patience=4,
         pretrain_val_batches=4, pretrain_optimizer="adam", pretrain_lr=1e-3, cubes_per_scan=16,
-        finetune_batch=4, finetune_epochs=30, finetune_steps_per_epoch=10, finetune_patience=6,
-        finetune_lr=1e-3, sliding_window_overlap=0.25,
+        classification=Schedule(batch=8, epochs=30, steps_per_epoch=25, patience=10),
+        segmentation=Schedule(batch=4, epochs=30, steps_per_epoch=10, patience=10),
+        sliding_window_overlap=0.25,
     ),
     "paper": Profile(
         name="paper", cube=(32, 64, 64), width=32,
         pretrain_batch=6, pretrain_epochs=10000, pretrain_steps_per_epoch=100, pretrain_patience=50,
         pretrain_val_batches=50, pretrain_optimizer="paper", pretrain_lr=1.0, cubes_per_scan=32,
-        finetune_batch=6, finetune_epochs=10000, finetune_steps_per_epoch=100, finetune_patience=50,
-        finetune_lr=1e-3, sliding_window_overlap=0.5,
+        classification=Schedule(batch=6, epochs=10000, steps_per_epoch=100, patience=50),
+        segmentation=Schedule(batch=6, epochs=10000, steps_per_epoch=100, patience=50),
+        sliding_window_overlap=0.5,
     ),
 }
 
