@@ -24,6 +24,9 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the task's dataset folder as downloaded (default: built-in phantom)")
     parser.add_argument("--pretrain-root", type=Path, default=None,
                         help="LUNA16-layout folder for pretraining (default: built-in chest phantom)")
+    parser.add_argument("--weights", type=Path, default=None,
+                        help="benchmark a pretrained file instead of pretraining: the released Models Genesis "
+                             "checkpoint, a state dict, safetensors or a checkpoint of this suite")
     parser.add_argument("--results", type=Path, default=Path("results"), help="results root (default ./results)")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="(default auto)")
     parser.add_argument("--force", action="store_true", help="rerun even if this exact run has a record")
@@ -70,7 +73,9 @@ def command_list() -> None:
 def format_summary(record: dict[str, Any], results: Path) -> str:
     scores = "   ".join(f"{k} {v:.4f}" for k, v in record["metrics"].items())
     pre = record.get("pretraining")
-    if pre:
+    if record.get("weights"):
+        pretrained = f"weights {record['weights']['path']} ({record['weights']['format']})"
+    elif pre:
         state = "reused" if pre.get("reused") else f"trained {pre['epochs']} epochs"
         pretrained = f"checkpoint {pre['checkpoint_id']} ({state})"
     else:
@@ -95,7 +100,8 @@ def command_run(args: argparse.Namespace) -> None:
     from benchmark.harness import RunSpec, execute
 
     spec = RunSpec(method=args.method, task=args.task, seed=args.seed, fraction=args.fraction,
-                   profile=args.profile, data_root=args.data_root, pretrain_root=args.pretrain_root)
+                   profile=args.profile, data_root=args.data_root, pretrain_root=args.pretrain_root,
+                   weights=args.weights)
     record = execute(spec, args.results, args.device, args.force, progress=not args.no_progress)
     print(format_summary(record, args.results))
 

@@ -35,6 +35,7 @@ from benchmark.runtime import peak_device_memory_mb, peak_host_memory_mb, resolv
 from benchmark.subsets import SUBSET_SEED, label_subset, subset_listing
 from benchmark.task import Task
 from benchmark.transfer import build_target_model, transfer_weights
+from benchmark.weights import load_pretrained_weights
 
 PRETRAIN_PROFILE_FIELDS = ("cube", "width", "cubes_per_scan")
 
@@ -50,6 +51,7 @@ class RunSpec:
     profile: str = "quick"
     data_root: Path | None = None
     pretrain_root: Path | None = None
+    weights: Path | None = None
 
     def __post_init__(self) -> None:
         if not 0 < self.fraction <= 1:
@@ -72,11 +74,18 @@ def checkpoint_id(method: Method, identity: dict[str, Any]) -> str:
 
 
 def run_identity(spec: RunSpec, method: Method, data: DataSource, pool: DataSource | None,
-                 profile: Profile) -> dict[str, Any]:
-    return {"method": spec.method, "method_settings": method.settings(), "task": spec.task, "seed": spec.seed,
+                 profile: Profile, weights: dict[str, Any] | None) -> dict[str, Any]:
+    return {"method": spec.method, "weights": _weights_identity(weights), "method_settings": method.settings(),
+            "task": spec.task, "seed": spec.seed,
             "fraction": spec.fraction, "subset_seed": SUBSET_SEED, "profile": profile.as_dict(),
             "data": data.fingerprint, "pretrain_data": pool.fingerprint if pool else None,
             "version": benchmark.__version__}
+
+
+def _weights_identity(weights: dict[str, Any] | None) -> dict[str, Any] | None:
+    if weights is None:
+        return None
+    return {k: weights[k] for k in ("fingerprint", "format", "transfers", "kernels_reordered")}
 
 
 def run_id(spec: RunSpec, identity: dict[str, Any]) -> str:
@@ -120,8 +129,12 @@ def execute(spec: RunSpec, results: Path, device_name: str = "auto", force: bool
     task: Task = TASKS.create(spec.task)
     profile = get_profile(spec.profile)
     data = directory_source(spec.data_root) if spec.data_root else phantom_source(task.write_phantom)
-    pool = pretraining_source(spec) if method.transfers != "none" else None
-    identity = run_identity(spec, method, data, pool, profile)
+    weights = load_pretrained_weights(spec.weights) if spec.weights else None
+    if weights is not None and weights["width"] != profile.width:
+        raise UserError(f"{spec.weights}: weights of width {weights['width']} do not fit profile "
+                        f"'{profile.name}' (width {profile.width}); the released Genesis weights need --profile paper")
+    pool = pretraining_source(spec) if method.transfers != "none" and weights is None else None
+    identity = run_identity(spec, method, data, pool, profile, weights)
     rid = run_id(spec, identity)
     finished = store.finished_result(results, rid)
     if finished is not None and not force:
@@ -137,7 +150,10 @@ def execute(spec: RunSpec, results: Path, device_name: str = "auto", force: bool
     method.init_weights(model)
     pretraining: dict[str, Any] | None = None
     transfer = {"transferred": "none", "fresh_modules": ["all"], "loaded_keys": 0, "inflated_first_conv": False}
-    if pool is not None:
+    if weights is not None:
+        transfer = transfer_weights(model, weights["state_dict"], weights["transfers"], task.kind,
+                                    source=str(spec.weights))
+    elif pool is not None:
         checkpoint, pretraining = obtain_checkpoint(method, pool, profile, spec.seed, results, device, progress)
         transfer = transfer_weights(model, checkpoint["state_dict"], checkpoint["transfers"], task.kind,
                                     source=f"checkpoint {pretraining['checkpoint_id']}")
@@ -150,6 +166,7 @@ def execute(spec: RunSpec, results: Path, device_name: str = "auto", force: bool
         "run_id": rid, "method": spec.method, "task": spec.task, "seed": spec.seed, "fraction": spec.fraction,
         "profile": spec.profile, "data": data.describe(),
         "pretrain_data": pool.describe() if pool else None,
+        "weights": {"path": str(spec.weights), **_weights_identity(weights)} if weights else None,
         "metrics": scores, "primary_metric": task.primary_metric,
         "wall_seconds": time.perf_counter() - start,
         "peak_memory_mb": peak_host_memory_mb(), "peak_device_memory_mb": peak_device_memory_mb(device),

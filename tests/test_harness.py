@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from benchmark.cli import main
-from benchmark.registry import TASKS
+from benchmark.registry import METHODS, TASKS
 
 RECORD_KEYS = {"run_id", "method", "task", "seed", "fraction", "profile", "data", "metrics", "wall_seconds",
                "peak_memory_mb", "transfer", "pretraining", "finetune", "cases", "subset", "identity", "device"}
@@ -91,3 +91,40 @@ def test_bad_fraction_is_a_one_line_error(results, capsys):
     assert main(["run", "--method", "scratch-he", "--task", "ncc", "--profile", "smoke", "--fraction", "1.5",
                  "--results", str(results), "--no-progress"]) == 2
     assert capsys.readouterr().err.strip() == "error: --fraction 1.5: must be in (0, 1]"
+
+
+@pytest.mark.parametrize("task_name", ["ncc", "ncs"])
+@pytest.mark.parametrize("method", METHODS.names())
+def test_every_method_runs_through_the_harness(results, method, task_name):
+    record = json.loads(run(results, method, task_name).read_text())
+    method_cls = METHODS.get(method)
+    assert record["method"] == method
+    assert all(not math.isnan(v) for v in record["metrics"].values())
+    if method_cls.transfers == "none":
+        assert record["transfer"]["transferred"] == "none"
+    else:
+        assert record["transfer"]["transferred"].startswith("encoder")
+        assert record["transfer"]["loaded_keys"] > 0
+
+
+def genesis_checkpoint(results):
+    run(results, "genesis", "ncc")
+    return next((results / "checkpoints").glob("genesis-*/checkpoint.pt"))
+
+
+def test_weights_file_is_benchmarked_without_pretraining(results, tmp_path):
+    checkpoint = genesis_checkpoint(results)
+    assert main(["run", "--method", "genesis", "--task", "lcs", "--profile", "smoke", "--weights", str(checkpoint),
+                 "--results", str(tmp_path), "--no-progress"]) == 0
+    (path,) = (tmp_path / "runs").glob("lcs-genesis-smoke-*/result.json")
+    record = json.loads(path.read_text())
+    assert record["weights"]["format"] == "benchmark-checkpoint" and record["pretraining"] is None
+    assert record["transfer"]["transferred"] == "encoder+decoder" and record["transfer"]["loaded_keys"] > 0
+    assert not (tmp_path / "checkpoints").exists()
+
+
+def test_weights_of_another_width_are_a_one_line_error(results, tmp_path, capsys):
+    checkpoint = genesis_checkpoint(results)
+    assert main(["run", "--method", "genesis", "--task", "lcs", "--profile", "quick", "--weights", str(checkpoint),
+                 "--results", str(tmp_path), "--no-progress"]) == 2
+    assert "do not fit profile 'quick'" in capsys.readouterr().err

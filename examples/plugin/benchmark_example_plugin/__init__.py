@@ -1,0 +1,1 @@
+"""An example out-of-tree method plugin for genesis-benchmark (see ``rotation``)."""

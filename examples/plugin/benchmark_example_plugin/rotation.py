@@ -1,0 +1,47 @@
+"""Rotation prediction: which of four 90-degree rotations in the axial (Y, X) plane was applied.
+
+A minimal pretraining method living outside the benchmark: the encoder with a linear head
+on its pooled bottleneck, trained with cross-entropy; it hands over the encoder only.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from benchmark.backbone import Encoder
+from benchmark.method import Method
+
+
+class RotationNet(nn.Module):
+    def __init__(self, in_channels: int, width: int) -> None:
+        super().__init__()
+        self.encoder = Encoder(in_channels, width)  # named 'encoder': its keys match UNet3D's
+        self.head = nn.Linear(self.encoder.out_channels, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _, bottleneck = self.encoder(x)
+        return self.head(torch.flatten(nn.functional.adaptive_avg_pool3d(bottleneck, 1), 1))
+
+
+class ExampleRotation(Method):
+    name = "example-rotation"
+    description = "Predict which 90-degree axial rotation was applied (example plugin)"
+    transfers = "encoder"
+
+    def build_pretext_model(self, in_channels: int, width: int) -> nn.Module:
+        return RotationNet(in_channels, width)
+
+    def make_example(self, cubes: np.ndarray, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        if cubes.shape[-1] != cubes.shape[-2]:
+            raise ValueError(f"axial rotations need square (Y, X) slices, got cubes {cubes.shape}")
+        labels = rng.integers(0, 4, size=len(cubes))
+        rotated = np.stack([np.rot90(cube, k, axes=(2, 3)) for cube, k in zip(cubes, labels)])  # (C, Z, Y, X)
+        return torch.from_numpy(np.ascontiguousarray(rotated, dtype=np.float32)), torch.from_numpy(labels)
+
+    def loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return nn.functional.cross_entropy(output, target)
+
+    def backbone_state(self, pretext_model: nn.Module) -> dict[str, torch.Tensor]:
+        return {k: v for k, v in pretext_model.state_dict().items() if k.startswith("encoder.")}
