@@ -112,11 +112,6 @@ class Jigsaw(Method):
     def checkpoint_extras(self) -> dict[str, Any]:
         return {"permutations": torch.from_numpy(self.permutations.copy())}
 
-    def paper_optimizer(
-        self, parameters: Any
-    ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.ReduceLROnPlateau | None]:
-        return torch.optim.Adam(parameters, lr=1e-3), None
-
     def settings(self) -> dict[str, Any]:
         return {"grid": list(self.grid), "n_permutations": self.n_permutations,
                 "gap_fraction": self.gap_fraction, "permutation_seed": self.permutation_seed}

@@ -180,11 +180,6 @@ class RubiksCubeBase(Method):
     def checkpoint_extras(self) -> dict[str, Any]:
         return {"permutations": torch.from_numpy(self.permutations.copy())}
 
-    def paper_optimizer(
-        self, parameters: Any
-    ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.ReduceLROnPlateau | None]:
-        return torch.optim.Adam(parameters, lr=1e-3), None
-
     def settings(self) -> dict[str, Any]:
         settings = {"n_permutations": self.n_permutations, "gap_fraction": self.gap_fraction,
                     "rotation_probs": list(self.rotation_probs), "permutation_seed": self.permutation_seed}

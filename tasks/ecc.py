@@ -53,8 +53,24 @@ def _across(axis: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return _unit(np.cross(axis, rng.standard_normal(3)))
 
 
+def _along(seg: Segment, rng: np.random.Generator, low: float = 0.3, high: float = 0.7) -> np.ndarray:
+    """A random point on the axis of ``seg``, between fractions ``low`` and ``high`` of its length."""
+    return seg.start + rng.uniform(low, high) * (seg.end - seg.start)
+
+
+def _length(seg: Segment) -> float:
+    return float(np.linalg.norm(seg.end - seg.start))
+
+
 def _ctpa_volume(seed: int, index: int) -> tuple[str, sitk.Image, list[tuple[float, float, float, int]]]:
-    """(uid, image, candidates in world mm with class) of one CTPA phantom volume."""
+    """(uid, image, candidates in world mm with class) of one CTPA phantom volume.
+
+    Candidates sit on thick contrast-filled arteries (radius >= 3.5 mm, at least four
+    voxels across), so what tells an embolus from a look-alike is the 3D context: a
+    dark plug inside and along a bright lumen (positive) against a bright lumen, a
+    mildly dimmed stretch of lumen, a soft-tissue node beside the lumen, a small
+    vessel whose blurred centre has embolus-like HU, a vessel edge or a bifurcation.
+    """
     rng = np.random.default_rng([seed, index])
     uid = series_uid(rng, UID_ROOT, 24)
     shape = (int(rng.integers(52, 61)), int(rng.integers(64, 73)), int(rng.integers(76, 85)))
@@ -63,54 +79,63 @@ def _ctpa_volume(seed: int, index: int) -> tuple[str, sitk.Image, list[tuple[flo
     sp = np.asarray(spacing)
     chest = chest_anatomy(shape, spacing, rng)
     contrast = float(rng.uniform(250, 400))
-    segments = lung_vessels(chest, rng, root_radius=float(rng.uniform(5.5, 6.5)), depth=4, trees_per_lung=3)
+    segments = lung_vessels(chest, rng, root_radius=float(rng.uniform(7.0, 8.0)), depth=4, trees_per_lung=3)
     lumen = segments_mask(shape, spacing, segments) & chest.lung
-    lumen |= segments_mask(shape, spacing, [Segment(chest.hila[0], chest.hila[1], 6.0, -1)])
+    lumen |= segments_mask(shape, spacing, [Segment(chest.hila[0], chest.hila[1], 7.0, -1)])
     hu = chest.hu
     hu[lumen] = contrast + rng.normal(0, 15, int(lumen.sum()))
 
     points: list[tuple[np.ndarray, int]] = []  # (z, y, x) mm, class
-    big = [segments[i] for i in rng.permutation(len(segments)) if segments[i].radius >= 2.5]
-    counts = [int(rng.integers(3, 6)), int(rng.integers(2, 4)), int(rng.integers(2, 5))]
+    big = [segments[i] for i in rng.permutation(len(segments))
+           if segments[i].radius >= 3.5 and _length(segments[i]) >= 2.5 * segments[i].radius]
+    counts = [int(rng.integers(6, 9)), int(rng.integers(2, 4)), int(rng.integers(2, 4)), int(rng.integers(2, 4))]
     ends = np.cumsum(counts)
-    emboli, artefacts, nodes = big[: ends[0]], big[ends[0]: ends[1]], big[ends[1]: ends[2]]
-    for seg in emboli:  # filling defects, central or mural, inside the lumen only
+    emboli, artefacts, nodes, shafts = (big[: ends[0]], big[ends[0]: ends[1]], big[ends[1]: ends[2]],
+                                        big[ends[2]: ends[3]])
+    for seg in artefacts:  # mixing artefact: the lumen diffusely a little darker along a stretch
         axis = _unit(seg.end - seg.start)
-        radius = seg.radius * rng.uniform(0.5, 0.95)
-        center = seg.start + rng.uniform(0.3, 0.7) * (seg.end - seg.start)
-        center += _across(axis, rng) * (seg.radius - radius) * rng.uniform(0, 1)
-        half = axis * seg.radius * rng.uniform(0.5, 1.5)
+        center = _along(seg, rng)
+        half = axis * seg.radius * rng.uniform(1.0, 2.0)
+        stretch = segments_mask(shape, spacing, [Segment(center - half, center + half, seg.radius + 1, -1)]) & lumen
+        hu[stretch] = contrast * rng.uniform(0.6, 0.85) + rng.normal(0, 15, int(stretch.sum()))
+        points.append((center, 0))
+    for seg in emboli:  # filling defects elongated along the lumen: occlusive, central or mural
+        axis = _unit(seg.end - seg.start)
+        center = _along(seg, rng)
+        if rng.random() < 0.4:  # occlusive: the plug fills the whole cross-section
+            radius = seg.radius + 1.0
+        else:
+            radius = seg.radius * rng.uniform(0.5, 0.8)
+            center = center + _across(axis, rng) * (seg.radius - radius) * rng.uniform(0, 1)
+        half = axis * seg.radius * rng.uniform(0.8, 1.6)
         defect = segments_mask(shape, spacing, [Segment(center - half, center + half, radius, -1)]) & lumen
         hu[defect] = rng.uniform(20, 80) + rng.normal(0, 10, int(defect.sum()))
         points.append((center, 1))
-    for seg in artefacts:  # mixing artefact: the lumen a little darker over a stretch
-        center = seg.start + rng.uniform(0.3, 0.7) * (seg.end - seg.start)
-        stretch = blob_in_box(shape, spacing, center, 1.5 * seg.radius, rng, lobulation=0.0) & lumen
-        hu[stretch] *= rng.uniform(0.5, 0.75)
-        points.append((center, 0))
     for seg in nodes:  # lymph node of embolus-like HU just outside the vessel wall
-        radius = float(rng.uniform(2.5, 5.0))
-        center = seg.start + rng.uniform(0.3, 0.7) * (seg.end - seg.start)
-        center += _across(_unit(seg.end - seg.start), rng) * (seg.radius + radius + rng.uniform(0, 1))
+        radius = float(rng.uniform(3.0, 5.0))
+        center = _along(seg, rng) + _across(_unit(seg.end - seg.start), rng) * (seg.radius + radius + 0.5)
         node = blob_in_box(shape, spacing, center, radius, rng, lobulation=0.15) & ~lumen
-        hu[node] = rng.uniform(30, 60) + rng.normal(0, 10, int(node.sum()))
+        hu[node] = rng.uniform(20, 80) + rng.normal(0, 10, int(node.sum()))
         points.append((center, 0))
-    rims = [s for s in segments if 1.0 <= s.radius <= 3.0]
+    points += [(_along(seg, rng), 0) for seg in shafts]  # a bright lumen with nothing in it
+    small = [s for s in segments if 1.0 <= s.radius <= 2.2]
+    for i in rng.permutation(len(small))[: rng.integers(2, 5)]:  # a small vessel: blurred, mid-grey centre
+        points.append((_along(small[i], rng, 0.2, 0.8), 0))
+    rims = [s for s in segments if s.radius >= 2.0]
     for i in rng.permutation(len(rims))[: rng.integers(2, 4)]:  # partial volume at the vessel edge
         seg = rims[i]
-        center = seg.start + rng.uniform(0.2, 0.8) * (seg.end - seg.start)
-        points.append((center + _across(_unit(seg.end - seg.start), rng) * seg.radius, 0))
-    forks = [s.end for s in bifurcations(segments) if s.radius >= 1.5]
+        points.append((_along(seg, rng, 0.2, 0.8) + _across(_unit(seg.end - seg.start), rng) * seg.radius, 0))
+    forks = [s.end for s in bifurcations(segments) if s.radius >= 2.0]
     points += [(forks[i], 0) for i in rng.permutation(len(forks))[: rng.integers(2, 4)]]
     defects = [p for p, label in points if label == 1]
     points = [(p, label) for p, label in points
-              if label == 1 or all(np.linalg.norm(p - d) > 8.0 for d in defects)]
+              if label == 1 or all(np.linalg.norm(p - d) > 12.0 for d in defects)]
 
     image = make_image(finish_ct(hu, rng, float(rng.uniform(20, 35))), spacing, index % 2 == 1, rng)
     candidates = []
     for i in rng.permutation(len(points)):
         point, label = points[i]
-        candidates.append((*to_world(image, point / sp + rng.uniform(-0.3, 0.3, 3)), label))
+        candidates.append((*to_world(image, point / sp + rng.uniform(-0.5, 0.5, 3)), label))
     return uid, image, candidates
 
 
