@@ -8,7 +8,6 @@ before the tests started. The CLI runs in fresh subprocesses, so entry points ar
 from __future__ import annotations
 
 import importlib.metadata
-import importlib.util
 import json
 import math
 import os
@@ -39,8 +38,6 @@ def _pip(*args: str) -> None:
 
 @pytest.fixture(scope="module")
 def plugin(tmp_path_factory):
-    if importlib.util.find_spec("pip") is None:
-        pytest.skip("pip is not available in this environment")
     already = _installed()
     if not already:
         source = tmp_path_factory.mktemp("plugin-src") / "plugin"
