@@ -33,6 +33,29 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
+def _add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--methods", required=True, help="comma-separated methods, e.g. genesis,scratch-he")
+    parser.add_argument("--tasks", required=True, help="comma-separated tasks, e.g. ncc,lcs")
+    parser.add_argument("--fractions", default="1.0", help="comma-separated label fractions in (0, 1] (default 1.0)")
+    parser.add_argument("--seeds", default="0", help="comma-separated training seeds (default 0)")
+    parser.add_argument("--profile", default="quick", choices=list(PROFILES), help="(default quick)")
+    parser.add_argument("--data-root", action="append", default=[], metavar="TASK=DIR",
+                        help="a task's dataset folder as downloaded (repeatable; default: built-in phantoms)")
+    parser.add_argument("--pretrain-root", type=Path, default=None,
+                        help="LUNA16-layout folder for pretraining (default: built-in chest phantom)")
+    parser.add_argument("--results", type=Path, default=Path("results"), help="results root (default ./results)")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="(default auto)")
+    parser.add_argument("--jobs", type=int, default=1, help="jobs running at once (default 1)")
+    parser.add_argument("--executor", choices=["inline", "local", "slurm"], default=None,
+                        help="inline (this process), local (one process per job) or slurm "
+                             "(default: inline for --jobs 1, else local)")
+    parser.add_argument("--slurm-partition", default=None, help="SLURM partition (with --executor slurm)")
+    parser.add_argument("--slurm-time", type=int, default=24 * 60, help="minutes per SLURM job (default 1440)")
+    parser.add_argument("--slurm-gpus", type=int, default=1, help="GPUs per SLURM job (default 1)")
+    parser.add_argument("--slurm-cpus", type=int, default=8, help="CPUs per SLURM job (default 8)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="benchmark",
@@ -43,6 +66,10 @@ def build_parser() -> argparse.ArgumentParser:
                               description="Pretrain (or reuse the cached checkpoint), fine-tune and evaluate "
                                           "one method on one task, and write the record.")
     _add_run_arguments(run)
+    _add_sweep_arguments(commands.add_parser(
+        "sweep", help="run a grid of methods x tasks x label fractions x seeds (resumable)",
+        description="Run every cell of a grid of methods x tasks x label fractions x seeds that has no record "
+                    "yet. Stop it at any time and start it again: finished runs are kept and skipped."))
     commands.add_parser("list", help="list the registered methods and tasks",
                         description="List the registered methods and tasks, built-in and plugins.")
     baseline = commands.add_parser(
@@ -120,18 +147,25 @@ def command_baseline(args: argparse.Namespace) -> None:
     print(f"{task.name}: threshold baseline ({result['rule']})   test {scores}")
 
 
+def command_sweep(args: argparse.Namespace) -> int:
+    from benchmark import sweep
+
+    return sweep.command(args)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    commands = {"run": command_run, "list": lambda _: command_list(), "baseline": command_baseline}
+    commands = {"run": command_run, "list": lambda _: command_list(), "baseline": command_baseline,
+                "sweep": command_sweep}
     try:
-        commands[args.command](args)
+        status = commands[args.command](args)
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted: finished runs are kept; the run in flight was not recorded", file=sys.stderr)
         return 130
-    return 0
+    return status or 0
 
 
 if __name__ == "__main__":

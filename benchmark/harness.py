@@ -31,7 +31,14 @@ from benchmark.pool import PRETRAIN_TRAIN_SUBSETS, PRETRAIN_VAL_SUBSETS, load_po
 from benchmark.pretrain import load_checkpoint, pretrain, save_checkpoint
 from benchmark.profiles import Profile, get_profile
 from benchmark.registry import METHODS, TASKS
-from benchmark.runtime import peak_device_memory_mb, peak_host_memory_mb, resolve_device, seed_everything
+from benchmark.runtime import (
+    device_name,
+    peak_device_memory_mb,
+    peak_host_memory_mb,
+    reset_peak_memory,
+    resolve_device,
+    seed_everything,
+)
 from benchmark.subsets import SUBSET_SEED, label_subset, subset_listing
 from benchmark.task import Task
 from benchmark.transfer import build_target_model, transfer_weights
@@ -98,11 +105,21 @@ def pretraining_source(spec: RunSpec) -> DataSource:
 
 def obtain_checkpoint(method: Method, pool: DataSource, profile: Profile, seed: int, results: Path,
                       device: torch.device, progress: bool) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The cached checkpoint for (method, pool, profile, seed), pretraining it if absent."""
+    """The cached checkpoint for (method, pool, profile, seed), pretraining it if absent.
+
+    A process that finds another one pretraining the same checkpoint waits for it and reuses its result.
+    """
     identity = pretrain_identity(method, pool, profile, seed)
     folder = store.checkpoint_dir(results, checkpoint_id(method, identity))
-    path = folder / "checkpoint.pt"
-    if path.is_file() and (folder / "meta.json").is_file():
+    with store.exclusive(store.lock_path(results, folder.name), wait=True):
+        return _load_or_pretrain(method, pool, profile, seed, device, progress, identity, folder)
+
+
+def _load_or_pretrain(method: Method, pool: DataSource, profile: Profile, seed: int,
+                      device: torch.device, progress: bool, identity: dict[str, Any],
+                      folder: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    path = folder / store.CHECKPOINT_FILE
+    if store.checkpoint_ready(folder):
         return load_checkpoint(path), {**store.read_json(folder / "meta.json"), "reused": True}
     start = time.perf_counter()
     train = load_pool(pool.root, profile.cube, PRETRAIN_TRAIN_SUBSETS, profile.cubes_per_scan, seed)
@@ -122,9 +139,28 @@ def _split_sizes(cases: dict[str, list]) -> dict[str, int]:
     return {name: len(split) for name, split in cases.items()}
 
 
-def execute(spec: RunSpec, results: Path, device_name: str = "auto", force: bool = False,
-            progress: bool = True) -> dict[str, Any]:
-    """Run one spec (or return its finished record) and return the record."""
+class RunInProgress(UserError):
+    """Another process holds the run's lock: it is computing this very run now."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A run spec resolved against the registries, the profile and the data: what will run, under which id."""
+
+    spec: RunSpec
+    method: Method
+    task: Task
+    profile: Profile
+    data: DataSource
+    pool: DataSource | None
+    weights: dict[str, Any] | None
+    identity: dict[str, Any]
+    run_id: str
+    checkpoint_id: str | None  # the pretrained checkpoint the run needs, if any
+
+
+def plan_run(spec: RunSpec) -> Plan:
+    """Resolve ``spec`` (names, profile, data folders, weights file) without training anything."""
     method: Method = METHODS.create(spec.method)
     task: Task = TASKS.create(spec.task)
     profile = get_profile(spec.profile)
@@ -135,54 +171,101 @@ def execute(spec: RunSpec, results: Path, device_name: str = "auto", force: bool
                         f"'{profile.name}' (width {profile.width}); the released Genesis weights need --profile paper")
     pool = pretraining_source(spec) if method.transfers != "none" and weights is None else None
     identity = run_identity(spec, method, data, pool, profile, weights)
-    rid = run_id(spec, identity)
-    finished = store.finished_result(results, rid)
+    checkpoint = checkpoint_id(method, pretrain_identity(method, pool, profile, spec.seed)) if pool else None
+    return Plan(spec, method, task, profile, data, pool, weights, identity, run_id(spec, identity), checkpoint)
+
+
+def ensure_checkpoint(plan: Plan, results: Path, device: torch.device,
+                      progress: bool = True) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """The pretrained checkpoint the run needs (trained now if not cached), or None if it needs none."""
+    if plan.pool is None:
+        return None
+    return obtain_checkpoint(plan.method, plan.pool, plan.profile, plan.spec.seed, results, device, progress)
+
+
+def execute(spec: RunSpec, results: Path, device_name: str = "auto", force: bool = False,
+            progress: bool = True) -> dict[str, Any]:
+    """Run one spec (or return its finished record) and return the record.
+
+    Raises ``RunInProgress`` when another process is computing the same run.
+    """
+    plan = plan_run(spec)
+    finished = store.finished_result(results, plan.run_id)
     if finished is not None and not force:
         return {**finished, "reused": True}
+    lock = store.lock_path(results, plan.run_id)
+    with store.exclusive(lock, wait=False) as obtained:
+        if not obtained:
+            raise RunInProgress(f"run {plan.run_id} is being computed by another process right now (lock {lock})")
+        finished = store.finished_result(results, plan.run_id)
+        if finished is not None and not force:  # finished by another process since the first look
+            return {**finished, "reused": True}
+        return _compute(plan, results, resolve_device(device_name), progress)
 
+
+def _compute(plan: Plan, results: Path, device: torch.device, progress: bool) -> dict[str, Any]:
+    spec, method, task, profile = plan.spec, plan.method, plan.task, plan.profile
     start = time.perf_counter()
-    device = resolve_device(device_name)
+    reset_peak_memory(device)
     seed_everything(spec.seed)
     cube = task.cube_shape(profile.cube)
-    task_data = task.load(data.root, cube)
+    task_data = task.load(plan.data.root, cube)
     train = label_subset(task_data.train, spec.fraction, stratify=task.kind == "classification")
     model = build_target_model(task.kind, task.in_channels, profile.width)
     method.init_weights(model)
     pretraining: dict[str, Any] | None = None
     transfer = {"transferred": "none", "fresh_modules": ["all"], "loaded_keys": 0, "inflated_first_conv": False}
-    if weights is not None:
-        transfer = transfer_weights(model, weights["state_dict"], weights["transfers"], task.kind,
+    if plan.weights is not None:
+        transfer = transfer_weights(model, plan.weights["state_dict"], plan.weights["transfers"], task.kind,
                                     source=str(spec.weights))
-    elif pool is not None:
-        checkpoint, pretraining = obtain_checkpoint(method, pool, profile, spec.seed, results, device, progress)
+    elif plan.pool is not None:
+        checkpoint, pretraining = ensure_checkpoint(plan, results, device, progress)
         transfer = transfer_weights(model, checkpoint["state_dict"], checkpoint["transfers"], task.kind,
                                     source=f"checkpoint {pretraining['checkpoint_id']}")
+    finetune_start = time.perf_counter()
     model, history, fit = finetune(model, task, train, task_data.val, cube, profile, spec.seed, device, progress)
     logits = predict_logits(model, task, task_data.test, cube, profile, device)
     scores, cases = evaluate_logits(task, task_data.test, logits)
+    finetune_seconds = time.perf_counter() - finetune_start
     subset_text, subset_hash = subset_listing(train)
 
     record = {
-        "run_id": rid, "method": spec.method, "task": spec.task, "seed": spec.seed, "fraction": spec.fraction,
-        "profile": spec.profile, "data": data.describe(),
-        "pretrain_data": pool.describe() if pool else None,
-        "weights": {"path": str(spec.weights), **_weights_identity(weights)} if weights else None,
+        "run_id": plan.run_id, "method": spec.method, "task": spec.task, "seed": spec.seed,
+        "fraction": spec.fraction, "profile": spec.profile, "data": plan.data.describe(),
+        "pretrain_data": plan.pool.describe() if plan.pool else None,
+        "weights": {"path": str(spec.weights), **_weights_identity(plan.weights)} if plan.weights else None,
         "metrics": scores, "primary_metric": task.primary_metric,
         "wall_seconds": time.perf_counter() - start,
         "peak_memory_mb": peak_host_memory_mb(), "peak_device_memory_mb": peak_device_memory_mb(device),
-        "device": str(device), "transfer": transfer, "pretraining": pretraining,
+        "device": str(device), "compute": _compute_accounting(device, pretraining, fit, finetune_seconds),
+        "transfer": transfer, "pretraining": pretraining,
         "finetune": fit, "cases": {**_split_sizes({"val": task_data.val, "test": task_data.test}),
                                    "train": len(train), "train_available": len(task_data.train)},
         "subset": {"seed": SUBSET_SEED, "hash": subset_hash, "groups": subset_text.count("\n")},
-        "cube": list(cube), "identity": identity, "versions": _versions(),
+        "cube": list(cube), "identity": plan.identity, "versions": _versions(),
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    folder = store.run_dir(results, rid)
+    folder = store.run_dir(results, plan.run_id)
     store.write_atomic(folder / "subset.txt", lambda tmp: tmp.write_text(subset_text))
     store.write_csv(folder / "cases.csv", cases)
     store.write_csv(folder / "history.csv", history)
     store.write_json(folder / "result.json", record)
     return {**record, "reused": False}
+
+
+def _compute_accounting(device: torch.device, pretraining: dict[str, Any] | None, fit: dict[str, Any],
+                        finetune_seconds: float) -> dict[str, Any]:
+    """What the run cost, so that methods can also be compared at equal compute.
+
+    Pretraining cost is the checkpoint's own (whether trained in this run or reused).
+    """
+    return {
+        "device_name": device_name(device), "torch_threads": torch.get_num_threads(),
+        "pretrain_cubes_seen": pretraining["cubes_seen"] if pretraining else 0,
+        "pretrain_seconds": pretraining["wall_seconds"] if pretraining else 0.0,
+        "pretrained_in_this_run": bool(pretraining) and not pretraining["reused"],
+        "finetune_samples_seen": fit["samples_seen"], "finetune_seconds": finetune_seconds,
+    }
 
 
 def _versions() -> dict[str, str]:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import platform
 import random
 import resource
 import sys
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -31,8 +34,27 @@ def seed_everything(seed: int) -> np.random.Generator:
     return np.random.default_rng(seed)
 
 
+def reset_peak_memory(device: torch.device) -> None:
+    """Start a new peak-memory measurement, so each run of a multi-run process reports its own peak.
+
+    Host: Linux resets the peak resident size (VmHWM) on writing 5 to ``clear_refs``; elsewhere
+    the host figure stays the process's peak since it started.
+    """
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+
 def peak_host_memory_mb() -> float:
-    """Peak resident memory of this process so far (MB)."""
+    """Peak resident memory since the last ``reset_peak_memory`` (Linux) or since the process started (MB)."""
+    status = Path("/proc/self/status")
+    if status.is_file():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / 1024 / 1024 if sys.platform == "darwin" else peak / 1024
 
@@ -41,3 +63,16 @@ def peak_device_memory_mb(device: torch.device) -> float | None:
     if device.type != "cuda":
         return None
     return torch.cuda.max_memory_allocated(device) / 1024 / 1024
+
+
+def device_name(device: torch.device) -> str:
+    """A human-readable name of the hardware: the GPU model, or the CPU model and core count."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    model = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
+                 if line.startswith("model name")]
+        model = names[0] if names else model
+    return f"{model} ({len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()} cores)"

@@ -1,0 +1,260 @@
+"""Sweeps: a grid of methods × tasks × label fractions × seeds, resumable and safe to run twice at once.
+
+A sweep plans every cell first (unknown names and missing folders fail before any
+training), skips cells that already have a record, pretrains each checkpoint the
+remaining cells need once, then fine-tunes the cells. Each unit of work is a
+``SweepJob`` handed to an executor:
+
+* ``inline``: in this process, one after the other (the default with ``--jobs 1``);
+* ``local``: ``submitit``'s local executor, each job in its own process, at most
+  ``--jobs`` at once (the default with ``--jobs N > 1``);
+* ``slurm``: ``submitit`` on a SLURM cluster, each job a SLURM job, requeued as-is
+  when preempted or timed out.
+
+All three run the same job code and write to the same results store. Records are
+written atomically and runs are guarded by locks (see ``benchmark.store``), so
+Ctrl-C or a killed process loses at most the runs in flight, and two sweeps on one
+results root never compute the same run twice.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from tqdm.auto import tqdm
+
+from benchmark import store
+from benchmark.errors import UserError
+from benchmark.harness import Plan, RunInProgress, RunSpec, ensure_checkpoint, execute, plan_run
+from benchmark.runtime import resolve_device
+
+EXECUTORS = ("inline", "local", "slurm")
+
+
+@dataclass(frozen=True)
+class Grid:
+    """The cells of a sweep: every combination of the lists, under one profile."""
+
+    methods: Sequence[str]
+    tasks: Sequence[str]
+    fractions: Sequence[float]
+    seeds: Sequence[int]
+    profile: str = "quick"
+    data_roots: dict[str, Path] = field(default_factory=dict)
+    pretrain_root: Path | None = None
+
+    def specs(self) -> list[RunSpec]:
+        """One spec per cell, ordered so that cells sharing a pretrained checkpoint are adjacent."""
+        unknown = sorted(set(self.data_roots) - set(self.tasks))
+        if unknown:
+            raise UserError(f"--data-root given for {', '.join(unknown)}, which is not in --tasks")
+        return [RunSpec(method=m, task=t, seed=s, fraction=f, profile=self.profile,
+                        data_root=self.data_roots.get(t), pretrain_root=self.pretrain_root)
+                for m, s, t, f in itertools.product(self.methods, self.seeds, self.tasks, self.fractions)]
+
+
+class Job(Protocol):
+    def done(self) -> bool: ...
+
+    def result(self) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class SweepJob:
+    """One unit of a sweep: pretrain the checkpoint a cell needs (``stage="pretrain"``) or run the cell.
+
+    Picklable, and restartable from scratch at any time: finished work is found in the store.
+    """
+
+    stage: str
+    spec: RunSpec
+    results: Path
+    device: str
+
+    def __call__(self) -> dict[str, Any]:
+        start = time.perf_counter()
+        try:
+            if self.stage == "pretrain":
+                plan = plan_run(self.spec)
+                _, meta = ensure_checkpoint(plan, self.results, resolve_device(self.device), progress=False)
+                return self._outcome("reused" if meta["reused"] else "done", start)
+            record = execute(self.spec, self.results, self.device, progress=False)
+            return self._outcome("reused" if record["reused"] else "done", start, record)
+        except RunInProgress as error:
+            return self._outcome("busy", start, error=str(error))
+        except Exception as error:  # one failed cell must not stop the grid: it is reported at the end
+            return self._outcome("failed", start, error=f"{type(error).__name__}: {error}")
+
+    def checkpoint(self) -> Any:
+        """submitit's hook on preemption or timeout: resubmit the same job unchanged."""
+        from submitit.helpers import DelayedSubmission
+
+        return DelayedSubmission(self)
+
+    def _outcome(self, status: str, start: float, record: dict[str, Any] | None = None,
+                 error: str | None = None) -> dict[str, Any]:
+        return {"stage": self.stage, "status": status, "label": cell_label(self.spec),
+                "run_id": record["run_id"] if record else None,
+                "metrics": record["metrics"] if record else {}, "seconds": time.perf_counter() - start,
+                "error": error}
+
+
+def cell_label(spec: RunSpec) -> str:
+    return f"{spec.task} {spec.method} fraction {spec.fraction:g} seed {spec.seed}"
+
+
+def make_submitter(executor: str, results: Path, jobs: int,
+                   slurm: dict[str, Any] | None = None) -> Callable[[SweepJob], Job]:
+    """A function that starts a ``SweepJob`` on the chosen executor and returns a handle on it."""
+    if executor == "inline":
+        return _run_inline
+    import submitit
+
+    folder = Path(results) / "sweep-logs" / "%j"
+    if executor == "local":
+        local = submitit.LocalExecutor(folder=folder)
+        local.update_parameters(timeout_min=7 * 24 * 60)
+        return local.submit
+    if executor == "slurm":
+        cluster = submitit.AutoExecutor(folder=folder, cluster="slurm")
+        cluster.update_parameters(**(slurm or {}))
+        return cluster.submit
+    raise UserError(f"--executor {executor}: expected one of {', '.join(EXECUTORS)}")
+
+
+def _run_inline(job: SweepJob) -> Future:
+    future: Future = Future()
+    future.set_result(job())
+    return future
+
+
+def dispatch(jobs: Sequence[SweepJob], submit: Callable[[SweepJob], Job], max_in_flight: int,
+             on_outcome: Callable[[dict[str, Any]], None], poll_seconds: float = 1.0) -> list[dict[str, Any]]:
+    """Run ``jobs`` with at most ``max_in_flight`` started and unfinished; report each outcome as it lands."""
+    waiting, running, outcomes = list(jobs), [], []
+    while waiting or running:
+        while waiting and len(running) < max_in_flight:
+            job = waiting.pop(0)
+            running.append((job, submit(job)))
+        finished = [(job, handle) for job, handle in running if handle.done()]
+        if not finished:
+            time.sleep(poll_seconds)
+            continue
+        for job, handle in finished:
+            running.remove((job, handle))
+            outcome = _collect(job, handle)
+            outcomes.append(outcome)
+            on_outcome(outcome)
+    return outcomes
+
+
+def _collect(job: SweepJob, handle: Job) -> dict[str, Any]:
+    """The job's outcome; a job that died outside our code (killed, out of memory) counts as failed."""
+    try:
+        return handle.result()
+    except Exception as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        return {"stage": job.stage, "status": "failed", "label": cell_label(job.spec), "run_id": None,
+                "metrics": {}, "seconds": 0.0, "error": first_line}
+
+
+def pending_work(plans: Sequence[Plan], results: Path) -> tuple[list[Plan], list[Plan]]:
+    """(one plan per checkpoint still to pretrain, the plans whose run has no record yet)."""
+    unfinished = [p for p in plans if store.finished_result(results, p.run_id) is None]
+    to_pretrain: dict[str, Plan] = {}
+    for plan in unfinished:
+        key = plan.checkpoint_id
+        if key and key not in to_pretrain and not store.checkpoint_ready(store.checkpoint_dir(results, key)):
+            to_pretrain[key] = plan
+    return list(to_pretrain.values()), unfinished
+
+
+def run_sweep(grid: Grid, results: Path, device: str = "auto", jobs: int = 1, executor: str | None = None,
+              slurm: dict[str, Any] | None = None, progress: bool = True) -> list[dict[str, Any]]:
+    """Run every unfinished cell of ``grid``; return one outcome per job run (finished cells are not rerun)."""
+    if jobs < 1:
+        raise UserError(f"--jobs {jobs}: must be at least 1")
+    executor = executor or ("inline" if jobs == 1 else "local")
+    plans = [plan_run(spec) for spec in grid.specs()]
+    to_pretrain, unfinished = pending_work(plans, results)
+    print(f"sweep: {len(plans)} runs in the grid, {len(plans) - len(unfinished)} already recorded, "
+          f"{len(unfinished)} to run, {len(to_pretrain)} checkpoints to pretrain; executor {executor}, "
+          f"{jobs} at a time")
+    submit = make_submitter(executor, results, jobs, slurm)
+    stages = [("pretrain", [SweepJob("pretrain", p.spec, Path(results), device) for p in to_pretrain]),
+              ("run", [SweepJob("run", p.spec, Path(results), device) for p in unfinished])]
+    outcomes: list[dict[str, Any]] = []
+    bar = tqdm(total=len(to_pretrain) + len(unfinished), desc="sweep", unit="job", disable=not progress)
+    for _, stage_jobs in stages:
+        outcomes += dispatch(stage_jobs, submit, jobs, lambda outcome: _report(outcome, bar))
+    bar.close()
+    return outcomes
+
+
+def _report(outcome: dict[str, Any], bar: tqdm) -> None:
+    bar.update()
+    tqdm.write(format_outcome(outcome))
+
+
+def format_outcome(outcome: dict[str, Any]) -> str:
+    what = "pretraining for" if outcome["stage"] == "pretrain" else "run"
+    scores = "  ".join(f"{k} {v:.4f}" for k, v in outcome["metrics"].items())
+    detail = outcome["error"] if outcome["error"] else scores
+    return f"{outcome['status']:<6} {what} {outcome['label']} ({outcome['seconds']:.0f} s) {detail}".rstrip()
+
+
+def summarise(outcomes: Sequence[dict[str, Any]], results: Path) -> tuple[str, int]:
+    """A closing summary and the exit status: non-zero when a job failed."""
+    runs = [o for o in outcomes if o["stage"] == "run"]
+    counts = {status: sum(o["status"] == status for o in runs) for status in ("done", "reused", "busy", "failed")}
+    failed = [o for o in outcomes if o["status"] == "failed"]
+    lines = [f"sweep finished: {counts['done']} runs computed, {counts['reused']} found recorded, "
+             f"{counts['busy']} being computed by another process, {len(failed)} jobs failed"]
+    lines += [f"  failed: {format_outcome(o)}" for o in failed]
+    if counts["busy"]:
+        lines.append("  runs being computed elsewhere are recorded when that process finishes; "
+                     "run the sweep again afterwards to check")
+    lines.append(f"records under {Path(results) / 'runs'}; tables and plots: benchmark report --results {results}")
+    return "\n".join(lines), 1 if failed else 0
+
+
+def _names(text: str) -> list[str]:
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def _numbers(text: str, kind: Callable[[str], Any], option: str) -> list[Any]:
+    try:
+        return [kind(item) for item in _names(text)]
+    except ValueError as error:
+        raise UserError(f"{option} {text}: expected a comma-separated list of numbers") from error
+
+
+def _data_roots(items: Sequence[str]) -> dict[str, Path]:
+    roots = {}
+    for item in items:
+        task, sep, folder = item.partition("=")
+        if not sep or not task or not folder:
+            raise UserError(f"--data-root {item}: expected TASK=DIR, e.g. --data-root lcs=/data/LiTS")
+        roots[task] = Path(folder)
+    return roots
+
+
+def command(args: Any) -> int:
+    """``benchmark sweep``: run the grid, print the summary, return the exit status."""
+    grid = Grid(methods=_names(args.methods), tasks=_names(args.tasks),
+                fractions=_numbers(args.fractions, float, "--fractions"),
+                seeds=_numbers(args.seeds, int, "--seeds"), profile=args.profile,
+                data_roots=_data_roots(args.data_root), pretrain_root=args.pretrain_root)
+    slurm = {"slurm_partition": args.slurm_partition, "timeout_min": args.slurm_time,
+             "gpus_per_node": args.slurm_gpus, "cpus_per_task": args.slurm_cpus}
+    outcomes = run_sweep(grid, args.results, args.device, args.jobs, args.executor,
+                         {k: v for k, v in slurm.items() if v is not None}, progress=not args.no_progress)
+    summary, status = summarise(outcomes, args.results)
+    print(summary)
+    return status
