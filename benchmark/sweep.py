@@ -99,13 +99,16 @@ class SweepJob:
 
     def _outcome(self, status: str, start: float, record: dict[str, Any] | None = None,
                  error: str | None = None) -> dict[str, Any]:
-        return {"stage": self.stage, "status": status, "label": cell_label(self.spec),
+        return {"stage": self.stage, "status": status, "label": job_label(self),
                 "run_id": record["run_id"] if record else None,
                 "metrics": record["metrics"] if record else {}, "seconds": time.perf_counter() - start,
                 "error": error}
 
 
-def cell_label(spec: RunSpec) -> str:
+def job_label(job: SweepJob) -> str:
+    spec = job.spec
+    if job.stage == "pretrain":
+        return f"{spec.method} seed {spec.seed}"
     return f"{spec.task} {spec.method} fraction {spec.fraction:g} seed {spec.seed}"
 
 
@@ -160,7 +163,7 @@ def _collect(job: SweepJob, handle: Job) -> dict[str, Any]:
         return handle.result()
     except Exception as error:
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        return {"stage": job.stage, "status": "failed", "label": cell_label(job.spec), "run_id": None,
+        return {"stage": job.stage, "status": "failed", "label": job_label(job), "run_id": None,
                 "metrics": {}, "seconds": 0.0, "error": first_line}
 
 
@@ -203,7 +206,7 @@ def _report(outcome: dict[str, Any], bar: tqdm) -> None:
 
 
 def format_outcome(outcome: dict[str, Any]) -> str:
-    what = "pretraining for" if outcome["stage"] == "pretrain" else "run"
+    what = "pretraining" if outcome["stage"] == "pretrain" else "run"
     scores = "  ".join(f"{k} {v:.4f}" for k, v in outcome["metrics"].items())
     detail = outcome["error"] if outcome["error"] else scores
     return f"{outcome['status']:<6} {what} {outcome['label']} ({outcome['seconds']:.0f} s) {detail}".rstrip()
