@@ -10,7 +10,8 @@ from benchmark.cli import main
 from benchmark.registry import METHODS, TASKS
 
 RECORD_KEYS = {"run_id", "method", "task", "seed", "fraction", "profile", "data", "metrics", "wall_seconds",
-               "peak_memory_mb", "transfer", "pretraining", "finetune", "cases", "subset", "identity", "device"}
+               "peak_memory_mb", "transfer", "pretraining", "finetune", "cases", "subset", "identity", "device",
+               "compute"}
 
 
 @pytest.fixture(scope="module")
