@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from benchmark import convert, pretrain, report, speed, verify
 from benchmark.errors import UserError
 from benchmark.profiles import PROFILES
 
@@ -24,12 +25,15 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the task's dataset folder as downloaded (default: built-in phantom)")
     parser.add_argument("--pretrain-root", type=Path, default=None,
                         help="LUNA16-layout folder for pretraining (default: built-in chest phantom)")
+    parser.add_argument("--splits", type=Path, default=None,
+                        help="a split file (CSV case_id,split) replacing the task's shipped split")
     parser.add_argument("--weights", type=Path, default=None,
                         help="benchmark a pretrained file instead of pretraining: the released Models Genesis "
                              "checkpoint, a state dict, safetensors or a checkpoint of this suite")
     parser.add_argument("--results", type=Path, default=Path("results"), help="results root (default ./results)")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="(default auto)")
     parser.add_argument("--force", action="store_true", help="rerun even if this exact run has a record")
+    pretrain.add_switch_arguments(parser)
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -70,6 +74,34 @@ def build_parser() -> argparse.ArgumentParser:
         "sweep", help="run a grid of methods x tasks x label fractions x seeds (resumable)",
         description="Run every cell of a grid of methods x tasks x label fractions x seeds that has no record "
                     "yet. Stop it at any time and start it again: finished runs are kept and skipped."))
+    report.add_arguments(commands.add_parser(
+        "report", help="tables, significance tests and figures of a results root (CSV, Markdown, LaTeX, PNG, HTML)",
+        description="Write Table 3 (mean ± s.d., best in bold, significance marks), pairwise tests with a "
+                    "multiple-comparison correction, confidence intervals, label-efficiency, convergence and "
+                    "seed box plots, restoration pictures and one self-contained index.html; works on partial "
+                    "results and lists what it could not compute."))
+    verify.add_arguments(commands.add_parser(
+        "verify-data", help="check a downloaded dataset for a task and list every problem found",
+        description="Check a dataset folder for a task: missing or unreadable files, image/label grid mismatches, "
+                    "label values outside the expected set, NaN/inf, empty volumes, candidates outside their "
+                    "volume, duplicated or unknown case ids, a wrong modality set. Prints one line per problem "
+                    "and a summary; exits non-zero when any is found."))
+    pretrain.add_arguments(commands.add_parser(
+        "pretrain", help="pretrain one method into the checkpoint cache (several GPUs: launch with torchrun)",
+        description="Pretrain one method (or find its cached checkpoint) and print the checkpoint's path. "
+                    "Launched by 'torchrun --nproc_per_node N -m benchmark.cli pretrain ...', the N processes "
+                    "train it together with DistributedDataParallel; fine-tune it with "
+                    "'benchmark run --weights <path>'."))
+    speed.add_arguments(commands.add_parser(
+        "speed", help="measure the transforms, the data pipeline and the training step as ratios",
+        description="Time each method's corruptions (vectorised vs a plain loop), CPU vs device batches, the "
+                    "data pipeline vs the training step, bf16 autocast, channels_last_3d and torch.compile, "
+                    "at the chosen profiles' sizes; print one ratio per line."))
+    convert.add_arguments(commands.add_parser(
+        "convert-emboli", help="turn voxel embolus masks (CAD-PE, FUMPE) into a candidates CSV",
+        description="Turn voxel-level embolus masks into a candidates list in the LUNA16 format: one positive per "
+                    "connected component at its centroid (world mm, direction-aware), and negatives drawn "
+                    "reproducibly among contrast-filled voxels away from every embolus."))
     commands.add_parser("list", help="list the registered methods and tasks",
                         description="List the registered methods and tasks, built-in and plugins.")
     baseline = commands.add_parser(
@@ -128,7 +160,7 @@ def command_run(args: argparse.Namespace) -> None:
 
     spec = RunSpec(method=args.method, task=args.task, seed=args.seed, fraction=args.fraction,
                    profile=args.profile, data_root=args.data_root, pretrain_root=args.pretrain_root,
-                   weights=args.weights)
+                   weights=args.weights, splits=args.splits, switches=tuple(pretrain.switches(args).items()))
     record = execute(spec, args.results, args.device, args.force, progress=not args.no_progress)
     print(format_summary(record, args.results))
 
@@ -156,7 +188,8 @@ def command_sweep(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     commands = {"run": command_run, "list": lambda _: command_list(), "baseline": command_baseline,
-                "sweep": command_sweep}
+                "sweep": command_sweep, "report": report.command, "verify-data": verify.command,
+                "pretrain": pretrain.command, "speed": speed.command, "convert-emboli": convert.command}
     try:
         status = commands[args.command](args)
     except UserError as error:

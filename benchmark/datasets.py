@@ -18,20 +18,36 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from benchmark.errors import UserError
+
+if TYPE_CHECKING:
+    from benchmark.task import Splits
 
 PHANTOM_SEED = 0
 
 
 @dataclass(frozen=True)
 class DataSource:
+    """A dataset folder, what it is, its fingerprint and the user's split file replacing the shipped split."""
+
     root: Path
     kind: str  # "phantom" or "directory"
-    fingerprint: str
+    fingerprint: str  # covers the split file too
+    splits: Splits | None = None
 
     def describe(self) -> dict[str, str]:
-        return {"kind": self.kind, "root": str(self.root), "fingerprint": self.fingerprint}
+        described = {"kind": self.kind, "root": str(self.root), "fingerprint": self.fingerprint}
+        if self.splits is not None:
+            described["splits"] = str(self.splits.path)
+        return described
+
+
+def _with_splits(fingerprint: str, splits: Splits | None) -> str:
+    if splits is None:
+        return fingerprint
+    return hashlib.sha256(f"{fingerprint}:{splits.fingerprint}".encode()).hexdigest()[:16]
 
 
 def cache_root() -> Path:
@@ -53,7 +69,8 @@ def phantom_fingerprint(write: Callable[[Path, int], None], seed: int) -> str:
     return digest.hexdigest()[:16]
 
 
-def phantom_source(write: Callable[[Path, int], None], seed: int = PHANTOM_SEED) -> DataSource:
+def phantom_source(write: Callable[[Path, int], None], seed: int = PHANTOM_SEED,
+                   splits: Splits | None = None) -> DataSource:
     """The phantom written by ``write``, generated into the cache unless already there."""
     fingerprint = phantom_fingerprint(write, seed)
     root = cache_root() / "phantoms" / f"{write.__name__}-{fingerprint}"
@@ -69,10 +86,10 @@ def phantom_source(write: Callable[[Path, int], None], seed: int = PHANTOM_SEED)
                 raise
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
-    return DataSource(root=root, kind="phantom", fingerprint=fingerprint)
+    return DataSource(root=root, kind="phantom", fingerprint=_with_splits(fingerprint, splits), splits=splits)
 
 
-def directory_source(path: Path) -> DataSource:
+def directory_source(path: Path, splits: Splits | None = None) -> DataSource:
     """A user's data folder, fingerprinted by the names, sizes and times of its files."""
     root = Path(path).expanduser().resolve()
     if not root.is_dir():
@@ -81,4 +98,5 @@ def directory_source(path: Path) -> DataSource:
     for file in sorted(p for p in root.rglob("*") if p.is_file()):
         stat = file.stat()
         digest.update(f"{file.relative_to(root)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
-    return DataSource(root=root, kind="directory", fingerprint=digest.hexdigest()[:16])
+    return DataSource(root=root, kind="directory", fingerprint=_with_splits(digest.hexdigest()[:16], splits),
+                      splits=splits)

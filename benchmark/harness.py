@@ -21,7 +21,7 @@ import pandas as pd
 import torch
 
 import benchmark
-from benchmark import store
+from benchmark import distributed, store
 from benchmark.datasets import DataSource, directory_source, phantom_source
 from benchmark.errors import UserError
 from benchmark.finetune import evaluate_logits, finetune, predict_logits
@@ -40,8 +40,9 @@ from benchmark.runtime import (
     seed_everything,
 )
 from benchmark.subsets import SUBSET_SEED, label_subset, subset_listing
-from benchmark.task import Task
+from benchmark.task import Splits, Task
 from benchmark.transfer import build_target_model, transfer_weights
+from benchmark.verify import preflight
 from benchmark.weights import load_pretrained_weights
 
 PRETRAIN_PROFILE_FIELDS = ("cube", "width", "cubes_per_scan")
@@ -59,6 +60,8 @@ class RunSpec:
     data_root: Path | None = None
     pretrain_root: Path | None = None
     weights: Path | None = None
+    splits: Path | None = None  # a split file replacing the task's shipped split
+    switches: tuple[tuple[str, Any], ...] = ()  # profile fields replaced from the command line
 
     def __post_init__(self) -> None:
         if not 0 < self.fraction <= 1:
@@ -73,7 +76,7 @@ def pretrain_identity(method: Method, pool: DataSource, profile: Profile, seed: 
     """What determines a pretrained checkpoint: method, pretraining data, profile, seed."""
     fields = {k: v for k, v in profile.as_dict().items() if k.startswith("pretrain_") or k in PRETRAIN_PROFILE_FIELDS}
     return {"method": method.name, "settings": method.settings(), "pool": pool.fingerprint,
-            "profile": fields, "seed": seed, "version": benchmark.__version__}
+            "profile": fields, "seed": seed, "version": benchmark.__version__, **distributed.identity()}
 
 
 def checkpoint_id(method: Method, identity: dict[str, Any]) -> str:
@@ -84,7 +87,7 @@ def run_identity(spec: RunSpec, method: Method, data: DataSource, pool: DataSour
                  profile: Profile, weights: dict[str, Any] | None) -> dict[str, Any]:
     return {"method": spec.method, "weights": _weights_identity(weights), "method_settings": method.settings(),
             "task": spec.task, "seed": spec.seed,
-            "fraction": spec.fraction, "subset_seed": SUBSET_SEED, "profile": profile.as_dict(),
+            "fraction": spec.fraction, "subset_seed": SUBSET_SEED, "profile": profile.identity(),
             "data": data.fingerprint, "pretrain_data": pool.fingerprint if pool else None,
             "version": benchmark.__version__}
 
@@ -100,7 +103,12 @@ def run_id(spec: RunSpec, identity: dict[str, Any]) -> str:
 
 
 def pretraining_source(spec: RunSpec) -> DataSource:
-    return directory_source(spec.pretrain_root) if spec.pretrain_root else phantom_source(write_chest_phantom)
+    return pretraining_pool(spec.pretrain_root)
+
+
+def pretraining_pool(root: Path | None) -> DataSource:
+    """The pretraining data: a LUNA16-layout folder, or the built-in chest phantom."""
+    return directory_source(root) if root else phantom_source(write_chest_phantom)
 
 
 def obtain_checkpoint(method: Method, pool: DataSource, profile: Profile, seed: int, results: Path,
@@ -111,6 +119,8 @@ def obtain_checkpoint(method: Method, pool: DataSource, profile: Profile, seed: 
     """
     identity = pretrain_identity(method, pool, profile, seed)
     folder = store.checkpoint_dir(results, checkpoint_id(method, identity))
+    if not distributed.is_main():  # data-parallel pretraining: rank 0 holds the lock and writes
+        return _load_or_pretrain(method, pool, profile, seed, device, progress, identity, folder)
     with store.exclusive(store.lock_path(results, folder.name), wait=True):
         return _load_or_pretrain(method, pool, profile, seed, device, progress, identity, folder)
 
@@ -125,6 +135,8 @@ def _load_or_pretrain(method: Method, pool: DataSource, profile: Profile, seed: 
     train = load_pool(pool.root, profile.cube, PRETRAIN_TRAIN_SUBSETS, profile.cubes_per_scan, seed)
     val = load_pool(pool.root, profile.cube, PRETRAIN_VAL_SUBSETS, profile.cubes_per_scan, seed)
     checkpoint, history = pretrain(method, train, val, profile, seed, device, progress)
+    if not distributed.is_main():
+        return checkpoint, {"checkpoint_id": folder.name, "epochs": checkpoint["epochs"], "reused": False}
     meta = {"checkpoint_id": folder.name, "identity": identity, "pool": pool.describe(),
             "train_cubes": len(train), "val_cubes": len(val), "epochs": checkpoint["epochs"],
             "cubes_seen": checkpoint["cubes_seen"], "best_val_loss": checkpoint["best_val_loss"],
@@ -160,11 +172,20 @@ class Plan:
 
 
 def plan_run(spec: RunSpec) -> Plan:
-    """Resolve ``spec`` (names, profile, data folders, weights file) without training anything."""
+    """Resolve ``spec`` (names, profile, data folders, weights file) without training anything.
+
+    A user's data folders are checked here (``verify.preflight``), so that a broken download
+    stops every run, and every sweep, before any training.
+    """
+    if distributed.world().size > 1:
+        raise UserError("benchmark run is one process: under torchrun use 'benchmark pretrain', "
+                        "then 'benchmark run --weights <its checkpoint>'")
     method: Method = METHODS.create(spec.method)
     task: Task = TASKS.create(spec.task)
-    profile = get_profile(spec.profile)
-    data = directory_source(spec.data_root) if spec.data_root else phantom_source(task.write_phantom)
+    profile = get_profile(spec.profile, **dict(spec.switches))
+    splits = Splits.read(spec.splits) if spec.splits else None
+    data = directory_source(spec.data_root, splits) if spec.data_root else phantom_source(task.write_phantom,
+                                                                                         splits=splits)
     weights = load_pretrained_weights(spec.weights) if spec.weights else None
     if weights is not None and weights["width"] != profile.width:
         raise UserError(f"{spec.weights}: weights of width {weights['width']} do not fit profile "
@@ -172,6 +193,7 @@ def plan_run(spec: RunSpec) -> Plan:
     pool = pretraining_source(spec) if method.transfers != "none" and weights is None else None
     identity = run_identity(spec, method, data, pool, profile, weights)
     checkpoint = checkpoint_id(method, pretrain_identity(method, pool, profile, spec.seed)) if pool else None
+    preflight(task, data, pool)
     return Plan(spec, method, task, profile, data, pool, weights, identity, run_id(spec, identity), checkpoint)
 
 
@@ -209,7 +231,7 @@ def _compute(plan: Plan, results: Path, device: torch.device, progress: bool) ->
     reset_peak_memory(device)
     seed_everything(spec.seed)
     cube = task.cube_shape(profile.cube)
-    task_data = task.load(plan.data.root, cube)
+    task_data = task.load(plan.data.root, cube, plan.data.splits)
     train = label_subset(task_data.train, spec.fraction, stratify=task.kind == "classification")
     model = build_target_model(task.kind, task.in_channels, profile.width)
     method.init_weights(model)

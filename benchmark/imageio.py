@@ -64,6 +64,32 @@ def scale_min_max(array: np.ndarray) -> np.ndarray:
     return ((array - low) / (high - low)).astype(np.float32)
 
 
+def pad_to_cube(array: np.ndarray, cube: tuple[int, int, int], value: float = 0.0) -> np.ndarray:
+    """Pad the last three axes symmetrically so that each is at least the cube's side (unchanged if already)."""
+    widths = []
+    for side, want in zip(array.shape[-3:], cube, strict=True):
+        missing = max(want - side, 0)
+        widths.append((missing // 2, missing - missing // 2))
+    if not any(before or after for before, after in widths):
+        return array
+    return np.pad(array, [(0, 0)] * (array.ndim - 3) + widths, constant_values=value)
+
+
+def geometry(image: sitk.Image) -> dict[str, list[float]]:
+    """Origin, spacing and direction of an image, (x, y, z) order, as plain lists (JSON-ready)."""
+    return {"origin": list(image.GetOrigin()), "spacing": list(image.GetSpacing()),
+            "direction": list(image.GetDirection())}
+
+
+def geometry_image(geometry: dict[str, list[float]]) -> sitk.Image:
+    """A one-voxel image carrying ``geometry``: enough for ``world_to_index`` without the voxels."""
+    image = sitk.Image([1, 1, 1], sitk.sitkUInt8)
+    image.SetOrigin(geometry["origin"])
+    image.SetSpacing(geometry["spacing"])
+    image.SetDirection(geometry["direction"])
+    return image
+
+
 def world_to_index(image: sitk.Image, point_xyz: tuple[float, float, float]) -> tuple[int, int, int]:
     """The (z, y, x) voxel holding a world point in mm, using the image's direction matrix."""
     continuous = image.TransformPhysicalPointToContinuousIndex(tuple(float(p) for p in point_xyz))

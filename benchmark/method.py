@@ -9,6 +9,7 @@ The harness owns the loop, the data, the checkpoints and the transfer.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -20,6 +21,7 @@ from benchmark.init import he_uniform
 from benchmark.profiles import Profile
 
 Transfer = Literal["encoder", "encoder+decoder", "none"]
+Corruption = Callable[[np.ndarray, np.random.Generator], Any]  # f(cube, rng), for benchmark speed
 
 
 class Method:
@@ -28,6 +30,7 @@ class Method:
     name: ClassVar[str]
     description: ClassVar[str]
     transfers: ClassVar[Transfer] = "encoder+decoder"
+    baseline: ClassVar[bool] = False  # the reference the report tests the other methods against
 
     def init_weights(self, model: nn.Module) -> None:
         """Initialise a freshly built model (pretext or target) before any weights are loaded."""
@@ -52,6 +55,34 @@ class Method:
         which cubes were drawn (DeepCluster's pseudo-labels) override this.
         """
         return self.make_example(pool[rng.integers(0, len(pool), size=batch_size)], rng)
+
+    def make_example_on_device(
+        self, cubes: torch.Tensor, generator: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Optional: the batched torch version of ``make_example``, for cubes ``(B, C, Z, Y, X)``
+        already on the training device, with randomness from ``generator`` (on that device).
+        Used when the profile runs the transforms on the device; same distribution as
+        ``make_example``."""
+        raise NotImplementedError(f"method '{self.name}' has no device transforms")
+
+    @classmethod
+    def has_device_transforms(cls) -> bool:
+        return cls.make_example_on_device is not Method.make_example_on_device
+
+    def sample_batch_on_device(
+        self, pool: torch.Tensor, batch_size: int, generator: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``sample_batch`` on the device: cubes drawn uniformly with replacement from a pool
+        tensor on the device, then ``make_example_on_device``."""
+        index = torch.randint(0, len(pool), (batch_size,), generator=generator, device=pool.device)
+        return self.make_example_on_device(pool[index], generator)
+
+    def speed_comparisons(
+        self, cube_shape: tuple[int, ...]
+    ) -> dict[str, tuple[Corruption, Corruption]]:
+        """Named ``(fast, loop)`` implementations of the method's corruptions for ``benchmark speed``,
+        each called as ``f(cube, rng)`` on one ``(C, Z, Y, X)`` cube of ``cube_shape``."""
+        return {}
 
     def loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Default: MSE between the sigmoid of the output and the target (restoration)."""

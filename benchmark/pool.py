@@ -5,7 +5,8 @@ which hold NCC's test scans; ``load_pool`` refuses those subsets so that no targ
 test scan can leak into pretraining. Cubes are drawn at random positions at native
 spacing and rejected when dominated by soft tissue (more than 15% of the voxels at
 -150 HU or above), as in the reference generator; a scan that offers no acceptable
-position within a bounded number of tries contributes fewer cubes (or none).
+position within a bounded number of tries contributes fewer cubes (or none). Scans are
+decoded once into the preprocessing cache (windowed HU) and cropped from memory maps.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmark.cache import ct_volume
 from benchmark.errors import UserError
-from benchmark.imageio import HU_MIN, crop_centered, read_array, scale_ct
+from benchmark.imageio import HU_MIN, crop_centered, scale_ct
 
 PRETRAIN_TRAIN_SUBSETS = (0, 1, 2, 3, 4)
 PRETRAIN_VAL_SUBSETS = (5, 6)
@@ -99,7 +101,7 @@ def load_pool(
     cubes: list[np.ndarray] = []
     for path in _scan_paths(root, subsets):
         rng = np.random.default_rng([seed, zlib.crc32(path.stem.encode())])
-        cubes += scan_cubes(read_array(path), tuple(cube), cubes_per_scan, rng)
+        cubes += scan_cubes(ct_volume(path).hu, tuple(cube), cubes_per_scan, rng)
     if not cubes:
         raise UserError(
             f"{root}: no {'x'.join(map(str, cube))} (z, y, x) cube in subsets {', '.join(map(str, subsets))} "

@@ -1,4 +1,10 @@
-"""The pretraining loop and the checkpoint it produces.
+"""The pretraining loop, the checkpoint it produces, and the ``benchmark pretrain`` command.
+
+Batches come from ``benchmark.loader`` (host worker processes, or the method's batched
+transforms on the device), each a function of (seed, epoch, step, rank) only. The speed
+switches of the profile (bf16 autocast, channels_last_3d, torch.compile) apply to the
+pretraining step; under ``torchrun`` the processes train one model with DDP
+(``benchmark.distributed``).
 
 A checkpoint is a plain dict of tensors and primitives (loadable with
 ``torch.load(..., weights_only=True)``)::
@@ -11,7 +17,9 @@ A checkpoint is a plain dict of tensors and primitives (loadable with
 
 from __future__ import annotations
 
+import argparse
 import copy
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,26 +28,87 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from benchmark import distributed, store
 from benchmark.errors import UserError
+from benchmark.loader import (
+    EPOCH_STREAM,
+    TRAIN_STREAM,
+    VALIDATION_STREAM,
+    device_batches,
+    host_batches,
+    keep_freed_memory,
+)
 from benchmark.method import Method
-from benchmark.profiles import Profile
+from benchmark.profiles import PRECISIONS, PROFILES, Profile, get_profile
 from benchmark.store import write_atomic
 
 CHECKPOINT_FORMAT = 1
 
 
+class Batches:
+    """Where a run's pretext batches come from: the host loader, or the device transforms."""
+
+    def __init__(self, method: Method, train_pool: np.ndarray, val_pool: np.ndarray, profile: Profile, seed: int,
+                 device: torch.device) -> None:
+        self.method, self.profile, self.seed, self.device = method, profile, seed, device
+        keep_freed_memory()
+        self.batch_size = distributed.shard(profile.pretrain_batch)
+        self.rank = distributed.world().rank
+        if profile.pretrain_device_transforms:
+            if not method.has_device_transforms():
+                raise UserError(f"method '{method.name}' has no device transforms; pretrain it without them")
+            self.pools = {TRAIN_STREAM: torch.from_numpy(train_pool).to(device),
+                          VALIDATION_STREAM: torch.from_numpy(val_pool).to(device)}
+        else:
+            self.pools = {TRAIN_STREAM: train_pool, VALIDATION_STREAM: val_pool}
+
+    def epoch(self, stream: int, epoch: int, steps: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """One epoch of (inputs, targets) on the device. Training batches: this rank's share of
+        each step; validation batches: whole, the same every epoch and on every rank."""
+        if stream == TRAIN_STREAM:
+            batch_size, rank = self.batch_size, self.rank
+        else:
+            batch_size, rank, epoch = self.profile.pretrain_batch, 0, 0
+        pool = self.pools[stream]
+        if isinstance(pool, torch.Tensor):
+            batches = device_batches(self.method, pool, batch_size, steps, self.seed, stream, epoch, rank)
+        else:
+            batches = host_batches(self.method, pool, batch_size, steps, self.seed, stream, epoch, rank,
+                                   self.profile.loader_workers, pin_memory=self.device.type == "cuda")
+        memory = torch.channels_last_3d if self.profile.pretrain_channels_last else torch.preserve_format
+        for inputs, targets in batches:
+            yield (inputs.to(self.device, non_blocking=True, memory_format=memory),
+                   targets.to(self.device, non_blocking=True))
+
+
+def pretext_loss(method: Method, model: torch.nn.Module, inputs: torch.Tensor, targets: torch.Tensor,
+                 precision: str) -> torch.Tensor:
+    """The method's loss on one batch; the forward pass under bf16 autocast when asked, the
+    loss in float32."""
+    with torch.autocast(inputs.device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+        output = model(inputs)
+    return method.loss(output.float(), targets)
+
+
 def _validation_loss(
-    method: Method, model: torch.nn.Module, pool: np.ndarray, profile: Profile, seed: int, device: torch.device
+    method: Method, model: torch.nn.Module, batches: Batches, profile: Profile, device: torch.device
 ) -> float:
-    """Mean pretext loss on the validation pool, with the same draws every epoch."""
-    rng = np.random.default_rng([seed, 1])
+    """Mean pretext loss on the validation pool (the same draws every epoch), averaged over ranks."""
     model.eval()
-    losses = []
     with torch.no_grad():
-        for _ in range(profile.pretrain_val_batches):
-            inputs, targets = method.sample_batch(pool, profile.pretrain_batch, rng)
-            losses.append(float(method.loss(model(inputs.to(device)), targets.to(device))))
-    return float(np.mean(losses))
+        losses = [float(pretext_loss(method, model, inputs, targets, profile.pretrain_precision))
+                  for inputs, targets in batches.epoch(VALIDATION_STREAM, 0, profile.pretrain_val_batches)]
+    return distributed.mean(float(np.mean(losses)), device)
+
+
+def prepare_model(model: torch.nn.Module, profile: Profile, device: torch.device) -> torch.nn.Module:
+    """``model`` on the device in the profile's memory format; returns the module to train with
+    (wrapped for data parallelism, compiled, as the profile asks)."""
+    model.to(device)
+    if profile.pretrain_channels_last:
+        model.to(memory_format=torch.channels_last_3d)
+    trained = distributed.wrap(model, device)
+    return torch.compile(trained) if profile.pretrain_compile else trained
 
 
 def pretrain(
@@ -54,27 +123,27 @@ def pretrain(
     """Train ``method``'s pretext task; return (checkpoint, per-epoch history).
 
     Early stopping on the validation loss with the profile's patience; the weights of
-    the best epoch are kept.
+    the best epoch are kept. Under ``torchrun`` the processes train one model together
+    (see ``benchmark.distributed``); each returns the same checkpoint.
     """
-    rng = np.random.default_rng([seed, 0])
     torch.manual_seed(seed)
     in_channels = int(train_pool.shape[1])
     model = method.build_pretext_model(in_channels, profile.width)
     method.init_weights(model)
-    model.to(device)
+    trained = prepare_model(model, profile, device)
     optimizer, scheduler = method.make_optimizer(model.parameters(), profile)
+    batches = Batches(method, train_pool, val_pool, profile, seed, device)
     history, best_loss, best_state, stale = [], float("inf"), None, 0
     bar = tqdm(
         total=profile.pretrain_epochs * profile.pretrain_steps_per_epoch,
-        desc=f"pretrain {method.name}", unit="step", disable=not progress, leave=False,
+        desc=f"pretrain {method.name}", unit="step", disable=not progress or not distributed.is_main(), leave=False,
     )
     for epoch in range(profile.pretrain_epochs):
-        method.on_epoch_start(model, train_pool, rng, device)
+        method.on_epoch_start(model, train_pool, np.random.default_rng([seed, EPOCH_STREAM, epoch]), device)
         model.train()
         train_losses = []
-        for _ in range(profile.pretrain_steps_per_epoch):
-            inputs, targets = method.sample_batch(train_pool, profile.pretrain_batch, rng)
-            loss = method.loss(model(inputs.to(device)), targets.to(device))
+        for inputs, targets in batches.epoch(TRAIN_STREAM, epoch, profile.pretrain_steps_per_epoch):
+            loss = pretext_loss(method, trained, inputs, targets, profile.pretrain_precision)
             if not torch.isfinite(loss):
                 raise RuntimeError(f"pretraining {method.name}: the loss became {float(loss)} at epoch {epoch}")
             optimizer.zero_grad(set_to_none=True)
@@ -83,12 +152,14 @@ def pretrain(
             train_losses.append(loss.item())
             bar.update()
             bar.set_postfix(epoch=epoch, loss=f"{train_losses[-1]:.4f}")
-        val_loss = _validation_loss(method, model, val_pool, profile, seed, device)
+        val_loss = _validation_loss(method, model, batches, profile, device)
+        if not np.isfinite(val_loss):
+            raise RuntimeError(f"pretraining {method.name}: the validation loss became {val_loss} at epoch {epoch}")
         if scheduler is not None:
             scheduler.step(val_loss)
         history.append({
-            "epoch": epoch, "train_loss": float(np.mean(train_losses)), "val_loss": val_loss,
-            "lr": optimizer.param_groups[0]["lr"],
+            "epoch": epoch, "train_loss": distributed.mean(float(np.mean(train_losses)), device),
+            "val_loss": val_loss, "lr": optimizer.param_groups[0]["lr"],
         })
         if val_loss < best_loss:
             best_loss, best_state, stale = val_loss, copy.deepcopy(model.state_dict()), 0
@@ -103,7 +174,7 @@ def pretrain(
         "method": method.name,
         "transfers": method.transfers,
         "backbone": {"in_channels": in_channels, "width": profile.width, "transposed": True},
-        "state_dict": {k: v.detach().cpu() for k, v in method.backbone_state(model).items()},
+        "state_dict": {k: v.detach().cpu().contiguous() for k, v in method.backbone_state(model).items()},
         "extras": method.checkpoint_extras(),
         "cubes_seen": len(history) * profile.pretrain_steps_per_epoch * profile.pretrain_batch,
         "epochs": len(history),
@@ -125,3 +196,63 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise UserError(f"{path}: not a benchmark checkpoint (no 'state_dict')")
     return checkpoint
+
+
+# ------------------------------------------------------------------ command line
+
+
+def add_switch_arguments(parser: argparse.ArgumentParser) -> None:
+    """The pretraining speed switches; each overrides the profile's value when given."""
+    parser.add_argument("--workers", type=int, default=None,
+                        help="data-loader worker processes for pretraining batches (default: the profile's, 0)")
+    parser.add_argument("--transforms-on-device", action=argparse.BooleanOptionalAction, default=None,
+                        help="make pretraining batches with the method's batched torch transforms on the "
+                             "training device (default: the profile's, off)")
+    parser.add_argument("--precision", choices=PRECISIONS, default=None,
+                        help="pretraining forward pass precision: bf16 autocast or fp32 (default: the profile's)")
+    parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
+                        help="channels_last_3d memory format for pretraining (default: the profile's, off)")
+    parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                        help="torch.compile the pretext model (default: the profile's, off)")
+
+
+def switches(args: argparse.Namespace) -> dict[str, Any]:
+    """The profile fields the switches given on the command line replace."""
+    given = {"loader_workers": args.workers, "pretrain_device_transforms": args.transforms_on_device,
+             "pretrain_precision": args.precision, "pretrain_channels_last": args.channels_last,
+             "pretrain_compile": args.compile}
+    return {field: value for field, value in given.items() if value is not None}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--method", required=True, help="pretraining method (see 'benchmark list')")
+    parser.add_argument("--profile", default="quick", choices=list(PROFILES), help="sizes and schedules")
+    parser.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
+    parser.add_argument("--pretrain-root", type=Path, default=None,
+                        help="LUNA16-layout folder for pretraining (default: built-in chest phantom)")
+    parser.add_argument("--results", type=Path, default=Path("results"), help="results root (default ./results)")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="(default auto)")
+    add_switch_arguments(parser)
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def command(args: argparse.Namespace) -> None:
+    """Pretrain one method into the checkpoint cache (or find it there) and print its path.
+    Launched by ``torchrun``, the processes train it together (DDP)."""
+    from benchmark.harness import obtain_checkpoint, pretraining_pool
+    from benchmark.registry import METHODS
+
+    method = METHODS.create(args.method)
+    if method.transfers == "none":
+        raise UserError(f"method '{method.name}' does not pretrain (a random initialisation)")
+    profile = get_profile(args.profile, **switches(args))
+    device = distributed.start(args.device)
+    try:
+        _, meta = obtain_checkpoint(method, pretraining_pool(args.pretrain_root), profile, args.seed, args.results,
+                                    device, progress=not args.no_progress)
+    finally:
+        distributed.stop()
+    if distributed.is_main():
+        state = "reused" if meta["reused"] else f"trained {meta['epochs']} epochs"
+        path = store.checkpoint_dir(args.results, meta["checkpoint_id"]) / "checkpoint.pt"
+        print(f"checkpoint {meta['checkpoint_id']} ({state}, {distributed.world().size} process(es))\n{path}")

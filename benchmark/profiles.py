@@ -9,9 +9,12 @@ cube is (32, 64, 64) here.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
+from typing import Any
 
 from benchmark.errors import UserError
+
+PRECISIONS = ("fp32", "bf16")
 
 
 @dataclass(frozen=True)
@@ -43,12 +46,29 @@ class Profile:
     classification: Schedule
     segmentation: Schedule
     sliding_window_overlap: float
+    # pretraining speed switches (off by default: each is to be measured on a GPU before it is
+    # turned on; see docs/performance.md). All but loader_workers can change the numbers.
+    pretrain_device_transforms: bool = False  # batched torch transforms on the training device
+    pretrain_precision: str = "fp32"  # "fp32" or "bf16" (autocast)
+    pretrain_channels_last: bool = False  # channels_last_3d memory format
+    pretrain_compile: bool = False  # torch.compile the pretext model
+    loader_workers: int = 0  # data-loader worker processes (never changes the numbers)
+
+    def __post_init__(self) -> None:
+        if self.pretrain_precision not in PRECISIONS:
+            raise UserError(f"precision '{self.pretrain_precision}': expected one of {', '.join(PRECISIONS)}")
+        if self.loader_workers < 0:
+            raise UserError(f"workers {self.loader_workers}: must be >= 0")
 
     def schedule(self, kind: str) -> Schedule:
         return self.classification if kind == "classification" else self.segmentation
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+    def identity(self) -> dict:
+        """The fields that can change a run's numbers (all but the loader's worker count)."""
+        return {k: v for k, v in self.as_dict().items() if k != "loader_workers"}
 
 
 PROFILES: dict[str, Profile] = {
@@ -79,7 +99,8 @@ PROFILES: dict[str, Profile] = {
 }
 
 
-def get_profile(name: str) -> Profile:
+def get_profile(name: str, **switches: Any) -> Profile:
+    """The named profile, with the given fields replaced (the command line's speed switches)."""
     if name not in PROFILES:
         raise UserError(f"unknown profile '{name}'; known: {', '.join(PROFILES)}")
-    return PROFILES[name]
+    return replace(PROFILES[name], **switches) if switches else PROFILES[name]

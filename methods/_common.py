@@ -1,6 +1,7 @@
 """Pieces shared by several method plugins (not a plugin: the registry skips ``_`` modules).
 
 * ``genesis_sgd``: the Models Genesis optimiser, reused by the restoration baselines.
+* ``uniform_integers``: batched uniform integer draws for the torch (device) transforms.
 * ``EncoderClassifier`` and ``encoder_state``: the backbone encoder with a linear head on
   its global-average-pooled bottleneck (jigsaw, DeepCluster), and the ``encoder.*`` part
   of a pretext model's weights, keyed exactly like ``UNet3D``'s encoder.
@@ -27,6 +28,13 @@ Shape3 = tuple[int, int, int]
 
 # exhaustive greedy selection up to 9 items (9! = 362,880 candidates); random sets above
 EXHAUSTIVE_MAX_ITEMS = 9
+
+
+def uniform_integers(low: torch.Tensor, high: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Integers uniform in ``[low, high]`` inclusive, elementwise, on ``low``'s device (int64): the
+    batched torch counterpart of ``Generator.integers(low, high + 1)``."""
+    u = torch.rand(low.shape, generator=generator, device=low.device, dtype=torch.float64)
+    return low + torch.floor(u * (high - low + 1)).long().minimum(high - low)
 
 
 def genesis_sgd(

@@ -56,6 +56,15 @@ class Denoising(Method):
         inputs = np.stack([add_noise(cube, rng, self.max_sigma)[0] for cube in targets])
         return torch.from_numpy(inputs), torch.from_numpy(targets.copy())
 
+    def make_example_on_device(
+        self, cubes: torch.Tensor, generator: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``make_example`` batched on the cubes' device: the same per-cube sigma and clipping."""
+        targets = cubes.float()
+        sigma = torch.rand(len(cubes), generator=generator, device=cubes.device) * self.max_sigma
+        noise = torch.randn(targets.shape, generator=generator, device=cubes.device)
+        return (targets + noise * sigma.reshape(-1, 1, 1, 1, 1)).clamp(0.0, 1.0), targets.clone()
+
     def paper_optimizer(
         self, parameters: Any
     ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.ReduceLROnPlateau | None]:

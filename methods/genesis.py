@@ -34,13 +34,15 @@ Where this implementation departs from the reference code, and why:
 from __future__ import annotations
 
 import dataclasses
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
-from benchmark.method import Method
+from benchmark.method import Corruption, Method
 from benchmark.registry import METHODS
 
 __all__ = [
@@ -48,20 +50,27 @@ __all__ = [
     "Genesis",
     "GenesisConfig",
     "bezier_map",
+    "bezier_table",
     "cutout_count",
     "flip",
     "genesis_transform",
     "inner_cutout",
     "inner_cutout_boxes",
     "last_window_labels",
+    "window_rows",
     "local_pixel_shuffling",
+    "lookup",
     "nonlinear_intensity",
     "outer_cutout",
     "outer_cutout_boxes",
     "shuffle_windows",
+    "transform_pipeline",
 ]
 
 Shape3 = tuple[int, int, int]
+
+# points of the non-linear map's lookup table: 2**14 steps
+LOOKUP_SIZE = 2**14 + 1
 
 # the one-transform ablations GenesisConfig.only knows
 ABLATIONS = ("nonlinear", "local_shuffle", "outer_cutout", "inner_cutout", "identity")
@@ -171,12 +180,15 @@ def shuffle_windows(
     """Draw the local-shuffling windows: ``(starts, sizes)``, each ``(n_windows, 3)`` int64 in
     (Z, Y, X) order. Side per axis ``randint(1, dim // window_divisor)`` inclusive, at least 1
     (so axes shorter than ``window_divisor`` get side 1) and at most ``dim``; the window
-    lies fully inside the cube, its position uniform."""
+    lies fully inside the cube, its position uniform. Integers uniform in ``[0, k)`` are drawn
+    as ``floor(u * k)`` of uniform doubles (one call for all: several times faster than
+    ``Generator.integers`` with per-element bounds; uniform up to k / 2**53)."""
     shape = np.asarray(spatial_shape, dtype=np.int64)
     high = np.clip(shape // window_divisor, 1, shape)
-    sizes = rng.integers(1, high + 1, size=(n_windows, 3))
-    starts = rng.integers(0, shape - sizes + 1)
-    return starts.astype(np.int64), sizes.astype(np.int64)
+    u = rng.random((2, n_windows, 3))
+    sizes = 1 + (u[0] * high).astype(np.int64)
+    starts = (u[1] * (shape - sizes + 1)).astype(np.int64)
+    return starts, sizes
 
 
 def last_window_labels(
@@ -185,29 +197,38 @@ def last_window_labels(
     """For each voxel covered by at least one window, the index of the last window covering it.
 
     Returns ``(voxels, labels)``: flat (C-order) voxel indices into the spatial volume,
-    ascending, and the window index for each. Vectorised: windows are grouped by size
-    (few distinct sizes: at most 6 x 6 x 3 for a 64x64x32 cube); per group the voxel
-    indices come by broadcasting; the last window covering a voxel is the largest window
-    index among those covering it, taken with the unbuffered ``np.maximum.at``.
+    ascending, and the window index for each (int16 when the indices fit, else int32).
+    Vectorised: every window is cut into rows along X (``window_rows``); with the rows
+    ordered by length, the rows covering at least ``dx + 1`` voxels are a prefix, so the
+    ``dx``-th voxel of every row is one ``np.maximum.at`` over that prefix: the last
+    window covering a voxel is the largest window index among those covering it.
     """
     zs, ys, xs = (int(d) for d in spatial_shape)
-    label = np.full(zs * ys * xs, -1, dtype=np.int64)
+    dtype = np.int16 if len(starts) <= np.iinfo(np.int16).max else np.int32
+    label = np.full(zs * ys * xs, -1, dtype=dtype)
     if len(starts):
-        strides = np.array([ys * xs, xs, 1], dtype=np.int64)
-        code = (sizes[:, 0] * (ys + 1) + sizes[:, 1]) * (xs + 1) + sizes[:, 2]
-        order = np.argsort(code, kind="stable")
-        bounds = np.flatnonzero(np.diff(code[order])) + 1
-        base = starts @ strides
-        voxels, windows = [], []
-        for group in np.split(order, bounds):
-            sz, sy, sx = (int(s) for s in sizes[group[0]])
-            offsets = (np.arange(sz)[:, None, None] * strides[0] + np.arange(sy)[None, :, None] * strides[1]
-                       + np.arange(sx)[None, None, :]).ravel()
-            voxels.append((base[group, None] + offsets[None, :]).ravel())
-            windows.append(np.repeat(group, len(offsets)))
-        np.maximum.at(label, np.concatenate(voxels), np.concatenate(windows))
+        row_start, row_window, row_length = window_rows(spatial_shape, starts, sizes)
+        row_window = row_window.astype(dtype)
+        rows_longer = np.searchsorted(-row_length, -np.arange(int(row_length[0])), side="left")
+        for dx, count in enumerate(rows_longer):
+            np.maximum.at(label, row_start[:count] + dx, row_window[:count])
     covered = np.flatnonzero(label >= 0)
     return covered, label[covered]
+
+
+def window_rows(spatial_shape: Shape3, starts: np.ndarray, sizes: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The rows along X of a set of windows, longest first: ``(start voxel, window index, length)``,
+    flat int64 / int64 / int32 arrays (``np.repeat`` over the windows, no loop)."""
+    _, ys, xs = (int(d) for d in spatial_shape)
+    order = np.argsort(-sizes[:, 2].astype(np.int16), kind="stable")  # longest rows first
+    sz, sy, sx = (sizes[order, axis].astype(np.int32) for axis in range(3))
+    base = starts[order, 0] * (ys * xs) + starts[order, 1] * xs + starts[order, 2]
+    rows = sz * sy  # rows per window
+    row_in_window = np.arange(int(rows.sum())) - np.repeat(np.cumsum(rows) - rows, rows)
+    row_sy = np.repeat(sy, rows)
+    dz = row_in_window // row_sy
+    row_start = np.repeat(base, rows) + dz * (ys * xs) + (row_in_window - dz * row_sy) * xs
+    return row_start, np.repeat(order, rows), np.repeat(sx, rows)
 
 
 def local_pixel_shuffling(
@@ -230,13 +251,12 @@ def local_pixel_shuffling(
     voxels, labels = last_window_labels(cube.shape[1:], starts, sizes)
     flat = cube.reshape(cube.shape[0], -1)
     out = flat.copy()
-    if len(voxels):
-        if n_windows <= np.iinfo(np.int16).max:
-            labels = labels.astype(np.int16)  # a 16-bit stable sort is a radix sort
+    if len(voxels):  # (with int16 labels, the stable sorts are radix sorts)
         random_order = rng.permutation(len(voxels))
         destination = voxels[np.argsort(labels, kind="stable")]
         source = voxels[random_order[np.argsort(labels[random_order], kind="stable")]]
-        out[:, destination] = flat[:, source]
+        for channel in range(len(flat)):  # one-dimensional fancy indexing is the fastest
+            out[channel, destination] = flat[channel, source]
     return out.reshape(cube.shape)
 
 
@@ -254,14 +274,41 @@ def bezier_map(
     reversed (decreasing, f(0) = 1, f(1) = 0).
     """
     (x1, y1), (x2, y2) = rng.random((2, 2))
-    t = np.linspace(0.0, 1.0, n_points)
-    weights = np.stack([(1 - t) ** 3, 3 * t * (1 - t) ** 2, 3 * t**2 * (1 - t), t**3])
-    xs = np.clip(np.sort(np.array([0.0, x1, x2, 1.0]) @ weights), 0.0, 1.0)
-    ys = np.clip(np.sort(np.array([0.0, y1, y2, 1.0]) @ weights), 0.0, 1.0)
+    controls = np.array([[0.0, x1, x2, 1.0], [0.0, y1, y2, 1.0]])
+    xs, ys = np.clip(np.sort(controls @ _bezier_weights(n_points), axis=1), 0.0, 1.0)
     inverted = bool(rng.random() < invert_prob)
     if inverted:
         ys = ys[::-1]
     return xs, ys, inverted
+
+
+@functools.lru_cache(maxsize=4)
+def _bezier_weights(n_points: int) -> np.ndarray:
+    """The cubic Bernstein weights ``(4, n_points)`` at ``n_points`` equally spaced t in [0, 1]."""
+    t = np.linspace(0.0, 1.0, n_points)
+    weights = np.stack([(1 - t) ** 3, 3 * t * (1 - t) ** 2, 3 * t**2 * (1 - t), t**3])
+    weights.setflags(write=False)
+    return weights
+
+
+@functools.lru_cache(maxsize=4)
+def _grid(size: int) -> np.ndarray:
+    grid = np.linspace(0.0, 1.0, size)
+    grid.setflags(write=False)
+    return grid
+
+
+def bezier_table(xs: np.ndarray, ys: np.ndarray, size: int = LOOKUP_SIZE) -> np.ndarray:
+    """The map ``np.interp(v, xs, ys)`` tabulated at ``size`` equally spaced v in [0, 1] (float32)."""
+    return np.interp(_grid(size), xs, ys).astype(np.float32)
+
+
+def lookup(values: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """``table`` read at the nearest of its equally spaced points in [0, 1]; values are clamped."""
+    scaled = np.clip(values, 0.0, 1.0, dtype=np.float32)
+    scaled *= np.float32(len(table) - 1)
+    scaled += np.float32(0.5)
+    return table.take(scaled.astype(np.intp))
 
 
 def nonlinear_intensity(
@@ -270,9 +317,12 @@ def nonlinear_intensity(
     """Map every voxel through a random monotone Bézier curve (see ``bezier_map``).
 
     Values outside [0, 1] are clamped to the curve's ends; the output is float32 in [0, 1].
+    The curve is read from a lookup table of ``LOOKUP_SIZE`` points (``bezier_table``): the
+    error against exact interpolation is at most half a table step times the curve's slope,
+    the map stays monotone and its end points exact.
     """
     xs, ys, _ = bezier_map(rng, invert_prob, n_points)
-    return np.interp(cube, xs, ys).astype(np.float32)
+    return lookup(cube, bezier_table(xs, ys))
 
 
 # ------------------------------------------------------------------------ cutouts
@@ -379,14 +429,23 @@ def genesis_transform(
     ``rng.random()`` even when its probability is 0, so the draw sequence does not depend
     on which transforms are enabled.
     """
+    return transform_pipeline(cube, rng, config, local_pixel_shuffling, nonlinear_intensity)
+
+
+def transform_pipeline(
+    cube: np.ndarray, rng: np.random.Generator, config: GenesisConfig,
+    shuffle: Callable[..., np.ndarray], nonlinear: Callable[..., np.ndarray],
+) -> tuple[np.ndarray, np.ndarray]:
+    """The Genesis pipeline with the given local-shuffling and non-linear implementations
+    (the vectorised ones here, the loop ones in ``methods.genesis_loop``)."""
     c = config
     _, flipped = flip(cube, cube, rng, c.flip_prob, c.max_flips)
     target = np.array(flipped, dtype=np.float32, order="C", copy=True)
     x = target
     if rng.random() < c.local_shuffle_prob:
-        x = local_pixel_shuffling(x, rng, c.n_windows, c.window_divisor)
+        x = shuffle(x, rng, c.n_windows, c.window_divisor)
     if rng.random() < c.nonlinear_prob:
-        x = nonlinear_intensity(x, rng, c.invert_prob, c.bezier_points)
+        x = nonlinear(x, rng, c.invert_prob, c.bezier_points)
     if rng.random() < c.paint_prob:
         if rng.random() < c.inpaint_prob:
             x = inner_cutout(x, rng, c.max_boxes, c.more_box_prob, c.inner_side_divisors, c.margin)
@@ -423,6 +482,32 @@ class Genesis(Method):
         inputs = np.stack([p[0] for p in pairs])
         targets = np.stack([p[1] for p in pairs])
         return torch.from_numpy(inputs), torch.from_numpy(targets)
+
+    def make_example_on_device(
+        self, cubes: torch.Tensor, generator: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        from methods.genesis_torch import genesis_batch
+
+        return genesis_batch(cubes, generator, self.config)
+
+    def speed_comparisons(self, cube_shape: tuple[int, ...]) -> dict[str, tuple[Corruption, Corruption]]:
+        from methods.genesis_loop import (
+            genesis_transform_loop,
+            local_pixel_shuffling_loop,
+            nonlinear_intensity_loop,
+        )
+
+        c = self.config
+        return {
+            "genesis local pixel shuffling": (
+                lambda cube, rng: local_pixel_shuffling(cube, rng, c.n_windows, c.window_divisor),
+                lambda cube, rng: local_pixel_shuffling_loop(cube, rng, c.n_windows, c.window_divisor)),
+            "genesis non-linear intensity": (
+                lambda cube, rng: nonlinear_intensity(cube, rng, c.invert_prob, c.bezier_points),
+                lambda cube, rng: nonlinear_intensity_loop(cube, rng, c.invert_prob, c.bezier_points)),
+            "genesis pipeline": (lambda cube, rng: genesis_transform(cube, rng, c),
+                                 lambda cube, rng: genesis_transform_loop(cube, rng, c)),
+        }
 
     def paper_optimizer(
         self, parameters: Any

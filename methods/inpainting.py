@@ -167,6 +167,17 @@ class Inpainting(Method):
         inputs = np.stack([mask_centre(cube, self.box_fraction, self.overlap) for cube in targets])
         return torch.from_numpy(inputs), torch.from_numpy(targets.copy())
 
+    def make_example_on_device(
+        self, cubes: torch.Tensor, generator: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``make_example`` on the cubes' device (no randomness: the same central box)."""
+        targets = cubes.float()
+        _, hidden = mask_geometry(tuple(targets.shape[2:]), self.box_fraction, self.overlap)
+        inputs = targets.clone()
+        region = (slice(None), slice(None), *hidden)
+        inputs[region] = targets.mean(dim=(2, 3, 4), keepdim=True).expand_as(inputs[region])
+        return inputs, targets.clone()
+
     def loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         shape = tuple(target.shape[2:])
         weights = torch.from_numpy(loss_weights(shape, self.box_fraction, self.overlap, self.overlap_weight))

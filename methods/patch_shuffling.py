@@ -31,7 +31,7 @@ import torch
 
 from benchmark.method import Method
 from benchmark.registry import METHODS
-from methods._common import genesis_sgd
+from methods._common import genesis_sgd, uniform_integers
 
 Shape3 = tuple[int, int, int]
 Swap = tuple[np.ndarray, np.ndarray, np.ndarray]  # (start of box a, start of box b, common size)
@@ -87,6 +87,59 @@ def shuffle_patches(
     return out, pairs
 
 
+def draw_swaps_batch(
+    spatial_shape: Shape3, batch: int, generator: torch.Generator, device: torch.device,
+    low: np.ndarray, high: np.ndarray,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One pair of same-size non-overlapping boxes per cube: ``(a, b, size)``, each ``(B, 3)``;
+    ``b`` by rejection sampling, as ``draw_swap``."""
+    shape = torch.tensor(spatial_shape, device=device)
+    size = uniform_integers(torch.tensor(low, device=device).expand(batch, 3),
+                             torch.tensor(high, device=device).expand(batch, 3), generator)
+    zero = torch.zeros_like(size)
+    a = uniform_integers(zero, shape - size, generator)
+    b = torch.empty_like(a)
+    todo = torch.ones(batch, dtype=torch.bool, device=device)
+    for _ in range(MAX_TRIES):
+        candidate = uniform_integers(zero, shape - size, generator)
+        fits = todo & ((a - candidate).abs() >= size).any(dim=1)
+        b[fits] = candidate[fits]
+        todo &= ~fits
+        if not todo.any():
+            return a, b, size
+    raise RuntimeError(f"no room for two disjoint boxes of the drawn sizes in a {tuple(spatial_shape)} cube")
+
+
+def shuffle_patches_batch(
+    cubes: torch.Tensor, generator: torch.Generator, swaps: tuple[int, int] = (10, 20),
+    patch_fraction: tuple[float, float] = (1 / 8, 1 / 4),
+) -> torch.Tensor:
+    """``shuffle_patches`` for a batch ``(B, C, Z, Y, X)`` on its device: per cube ``T ~ U{swaps}``
+    swaps applied in sequence; swap ``t`` of all cubes at once. Returns a new float32 tensor."""
+    batch, channels = cubes.shape[:2]
+    spatial = tuple(int(d) for d in cubes.shape[2:])
+    device = cubes.device
+    low, high = patch_side_range(spatial, patch_fraction)
+    n_voxels = int(np.prod(spatial))
+    flat = torch.cat([cubes.float().reshape(batch, channels, n_voxels),
+                      torch.zeros(batch, channels, 1, device=device)], dim=2)  # the last voxel: a dump slot
+    count = uniform_integers(torch.full((batch,), swaps[0], device=device),
+                              torch.full((batch,), swaps[1], device=device), generator)
+    offsets = torch.stack(torch.meshgrid(*(torch.arange(int(h), device=device) for h in high), indexing="ij"),
+                          dim=-1).reshape(-1, 3)  # every offset of the largest box
+    strides = torch.tensor([spatial[1] * spatial[2], spatial[2], 1], device=device)
+    for t in range(swaps[1]):
+        a, b, size = draw_swaps_batch(spatial, batch, generator, device, low, high)
+        used = (offsets[None] < size[:, None]).all(dim=2) & (t < count)[:, None]  # (B, O)
+        index_a = torch.where(used, ((a[:, None] + offsets[None]) * strides).sum(dim=2), n_voxels)
+        index_b = torch.where(used, ((b[:, None] + offsets[None]) * strides).sum(dim=2), n_voxels)
+        index_a, index_b = (i[:, None].expand(batch, channels, -1) for i in (index_a, index_b))
+        values_a, values_b = flat.gather(2, index_a), flat.gather(2, index_b)
+        flat.scatter_(2, index_a, values_b)
+        flat.scatter_(2, index_b, values_a)
+    return flat[:, :, :n_voxels].reshape(cubes.shape)
+
+
 @METHODS.register
 class PatchShuffling(Method):
     name = "patch-shuffling"
@@ -110,6 +163,11 @@ class PatchShuffling(Method):
         inputs = np.stack([shuffle_patches(cube, rng, self.swaps, self.patch_fraction)[0]
                            for cube in targets])
         return torch.from_numpy(inputs), torch.from_numpy(targets.copy())
+
+    def make_example_on_device(
+        self, cubes: torch.Tensor, generator: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        return shuffle_patches_batch(cubes, generator, self.swaps, self.patch_fraction), cubes.float().clone()
 
     def paper_optimizer(
         self, parameters: Any

@@ -27,6 +27,7 @@ class Scratch(Method):
 class ScratchHe(Scratch):
     name = "scratch-he"
     description = "From scratch, Keras he_uniform init U(+-sqrt(6/fan_in))"
+    baseline = True
     initialiser = staticmethod(init.he_uniform)
 
 

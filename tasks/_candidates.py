@@ -5,20 +5,20 @@ every candidate of one scan from a single read of that scan.
 
 from __future__ import annotations
 
-import csv
 import zlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import SimpleITK as sitk
 
+from benchmark.cache import CTVolume
 from benchmark.errors import UserError
 from benchmark.imageio import HU_MIN, crop_centered, scale_ct, world_to_index
-from benchmark.task import Case
+from benchmark.task import Case, read_csv_rows
+from benchmark.verify import SPLITS, Problem, check_points_inside, read_volume
 
 CANDIDATE_COLUMNS = ("seriesuid", "coordX", "coordY", "coordZ", "class")
-SPLITS = ("train", "val", "test")
 
 
 @dataclass(frozen=True)
@@ -28,46 +28,51 @@ class Candidate:
     label: int
 
 
-def read_csv_rows(path: Path, columns: tuple[str, ...]) -> list[tuple[int, dict[str, str]]]:
-    """(line number, row) pairs of a CSV that must have ``columns``; UserError naming the file otherwise."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: file not found")
-    with open(path, newline="") as handle:
-        reader = csv.DictReader(handle)
-        missing = [c for c in columns if c not in (reader.fieldnames or [])]
-        if missing:
-            raise UserError(
-                f"{path}: missing column(s) {', '.join(missing)} (the header must have {','.join(columns)})"
-            )
-        return [(reader.line_num, row) for row in reader]
-
-
-def read_candidates(path: Path) -> dict[str, list[Candidate]]:
-    """Candidates by series UID, in file order."""
+def parse_candidates(path: Path) -> tuple[dict[str, list[Candidate]], list[Problem]]:
+    """Candidates by series UID, in file order, and a problem for each malformed line."""
     candidates: dict[str, list[Candidate]] = {}
+    problems: list[Problem] = []
     for line, row in read_csv_rows(path, CANDIDATE_COLUMNS):
         try:
             world = (float(row["coordX"]), float(row["coordY"]), float(row["coordZ"]))
             label = int(float(row["class"]))
         except (TypeError, ValueError):
-            raise UserError(f"{path}: line {line}: coordinates and class must be numbers") from None
+            problems.append(Problem(f"{path}: line {line}", "coordinates and class must be numbers"))
+            continue
         if label not in (0, 1) or not all(np.isfinite(world)):
-            raise UserError(f"{path}: line {line}: class must be 0 or 1 and coordinates finite")
-        candidates.setdefault(row["seriesuid"].strip(), []).append(Candidate(line, world, label))
+            problems.append(Problem(f"{path}: line {line}", "class must be 0 or 1 and coordinates finite"))
+            continue
+        candidates.setdefault((row["seriesuid"] or "").strip(), []).append(Candidate(line, world, label))
+    return candidates, problems
+
+
+def read_candidates(path: Path) -> dict[str, list[Candidate]]:
+    """Candidates by series UID, in file order; UserError at the first malformed line."""
+    candidates, problems = parse_candidates(path)
+    if problems:
+        raise UserError(str(problems[0]))
     return candidates
 
 
-def read_splits(path: Path, key: str) -> dict[str, str]:
-    """``key`` -> split (train/val/test) from a two-column split file."""
-    splits: dict[str, str] = {}
-    for line, row in read_csv_rows(path, (key, "split")):
-        name, split = (row[key] or "").strip(), (row["split"] or "").strip()
-        if split not in SPLITS:
-            raise UserError(f"{path}: line {line}: split must be one of {', '.join(SPLITS)}, not '{split}'")
-        if splits.setdefault(name, split) != split:
-            raise UserError(f"{path}: line {line}: '{name}' is listed in two splits")
-    return splits
+def scan_problems(path: Path, candidates: list[Candidate], csv_path: Path) -> list[Problem]:
+    """A candidate scan must be a readable, finite, non-empty volume holding every one of its candidates."""
+    problems: list[Problem] = []
+    image = read_volume(path, problems)
+    if image is not None:
+        check_points_inside(image, ((f"{csv_path}: line {c.row}", c.world) for c in candidates), problems)
+    return problems
+
+
+def class_problems(labels: Mapping[str, list[int]], source: Path) -> list[Problem]:
+    """Each split needs candidates of both classes (the AUC is undefined otherwise)."""
+    problems = []
+    for split in SPLITS:
+        present = sorted(set(labels.get(split, [])))
+        if present != [0, 1]:
+            have = f"only class {present[0]}" if present else "none"
+            problems.append(Problem(str(source), f"the {split} split has {have} candidates; it needs both "
+                                                 "classes (0 and 1)"))
+    return problems
 
 
 def keep_negatives(uid: str, candidates: list[Candidate], limit: int | None) -> list[Candidate]:
@@ -85,12 +90,11 @@ def keep_negatives(uid: str, candidates: list[Candidate], limit: int | None) -> 
 
 
 def candidate_cases(
-    uid: str, image: sitk.Image, candidates: list[Candidate], cube: tuple[int, int, int]
+    uid: str, volume: CTVolume, candidates: list[Candidate], cube: tuple[int, int, int]
 ) -> list[Case]:
     """One case per candidate: a ``cube`` crop centred on its voxel (direction-aware), air-padded, scaled."""
-    hu = sitk.GetArrayViewFromImage(image)
     cases = []
     for candidate in candidates:
-        crop = crop_centered(hu, world_to_index(image, candidate.world), cube, pad_value=HU_MIN)
+        crop = crop_centered(volume.hu, world_to_index(volume.reference, candidate.world), cube, pad_value=HU_MIN)
         cases.append(Case(f"{uid}:{candidate.row}", scale_ct(crop)[None], candidate.label, uid))
     return cases

@@ -20,7 +20,8 @@ brats2018_fold{1,2,3}.txt``. By default fold 3 is the test set and folds 1 + 2 t
 of which every 8th case of their sorted id list (positions 7, 15, ...) validates; a
 case's split depends only on the fold files, never on which other cases are on disk.
 Fold cases missing on disk are skipped (a partial copy works); cases on disk in no fold
-are ignored; both are counted in the log.
+are ignored; both are counted in the log. A split file keyed by case id replaces the folds.
+Cropped, scaled cases are kept in the preprocessing cache.
 """
 
 from __future__ import annotations
@@ -33,12 +34,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from benchmark.cache import Entry, cached
 from benchmark.errors import UserError
-from benchmark.imageio import read_array, scale_min_max
+from benchmark.imageio import pad_to_cube, read_array, scale_min_max
 from benchmark.phantoms.brain import MODALITIES, write_brain_phantom
 from benchmark.registry import TASKS
-from benchmark.task import Case, Task, TaskData
-from tasks.lcs import pad_to_cube
+from benchmark.task import Case, Splits, Task, TaskData
+from benchmark.verify import Problem, check_labels, check_same_grid, check_unique, progress, read_volume
 
 if TYPE_CHECKING:
     from importlib.resources.abc import Traversable
@@ -47,7 +49,9 @@ log = logging.getLogger(__name__)
 
 GRADES = ("HGG", "LGG")
 LABELS = (0, 1, 2, 4)
+KINDS = (*MODALITIES, "seg")
 CROP_MARGIN = 4
+PERCENTILES = (0.5, 99.5)
 VAL_EVERY = 8
 FOLD_FILES: tuple[Traversable, ...] = tuple(
     files("tasks") / "data" / f"brats2018_fold{fold}.txt" for fold in (1, 2, 3)
@@ -95,8 +99,8 @@ def check_not_decathlon(root: Path) -> None:
         )
 
 
-def find_brats_cases(root: Path) -> dict[str, Path]:
-    """Case id -> case folder over ``root/HGG`` and ``root/LGG``."""
+def brats_folders(root: Path) -> list[tuple[str, Path]]:
+    """(case id, folder) over ``root/HGG`` and ``root/LGG``; an id may appear twice (a fault)."""
     root = Path(root)
     if not root.is_dir():
         raise UserError(f"{root}: folder not found")
@@ -104,12 +108,16 @@ def find_brats_cases(root: Path) -> dict[str, Path]:
     grades = [root / grade for grade in GRADES if (root / grade).is_dir()]
     if not grades:
         raise UserError(f"{root}: no HGG/ or LGG/ folder (expected the BraTS 2018 training layout)")
+    return [(folder.name, folder) for grade in grades for folder in sorted(p for p in grade.iterdir() if p.is_dir())]
+
+
+def find_brats_cases(root: Path) -> dict[str, Path]:
+    """Case id -> case folder over ``root/HGG`` and ``root/LGG``."""
     found: dict[str, Path] = {}
-    for grade in grades:
-        for folder in sorted(p for p in grade.iterdir() if p.is_dir()):
-            if folder.name in found:
-                raise UserError(f"{folder}: case {folder.name} is also at {found[folder.name]}; keep one")
-            found[folder.name] = folder
+    for case, folder in brats_folders(root):
+        if case in found:
+            raise UserError(f"{folder}: case {case} is also at {found[case]}; keep one")
+        found[case] = folder
     return found
 
 
@@ -125,13 +133,21 @@ def _case_file(folder: Path, suffix: str) -> Path:
 
 def _scale_modality(channel: np.ndarray, brain: np.ndarray) -> np.ndarray:
     """Clip brain voxels to their 0.5-99.5 percentiles, then min-max the image to [0, 1]."""
-    low, high = np.percentile(channel[brain], (0.5, 99.5))
+    low, high = np.percentile(channel[brain], PERCENTILES)
     clipped = np.where(brain, np.clip(channel, low, high), channel)
     return scale_min_max(clipped)
 
 
 def read_brats_case(folder: Path, cube: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
     """One case as a (4, Z, Y, X) image in [0, 1] (flair, t1, t1ce, t2) and its whole-tumour mask."""
+    sources = [_case_file(folder, kind) for kind in KINDS]
+    settings = {"reader": "brats", "margin": CROP_MARGIN, "percentiles": list(PERCENTILES)}
+    entry = cached(sources, settings, lambda: _preprocess_brats_case(folder))
+    return pad_to_cube(entry.arrays["image"], cube), pad_to_cube(entry.arrays["mask"], cube)
+
+
+def _preprocess_brats_case(folder: Path) -> Entry:
+    """Decode, crop to the brain and scale one case (see the module docstring)."""
     seg_path = _case_file(folder, "seg")
     label = np.rint(read_array(seg_path)).astype(np.int16)  # tolerate float label maps
     channels = []
@@ -158,7 +174,16 @@ def read_brats_case(folder: Path, cube: tuple[int, int, int]) -> tuple[np.ndarra
     )
     image, brain, label = image[(slice(None), *box)], brain[box], label[box]
     image = np.stack([_scale_modality(channel, brain) for channel in image])
-    return pad_to_cube(image, cube), pad_to_cube((label > 0).astype(np.uint8), cube)
+    return Entry({"image": image, "mask": (label > 0).astype(np.uint8)})
+
+
+def case_splits(on_disk: dict[str, Path], splits: Splits | None,
+                fold_files: Sequence[Path | Traversable] = FOLD_FILES, test_fold: int = 3) -> dict[str, list[str]]:
+    """Case ids per split: the fold files' (all of them, on disk or not), or the user's split file's."""
+    if splits is None:
+        return brats_splits(fold_files, test_fold)
+    chosen = splits.choose(on_disk, "case")
+    return {split: sorted(case for case, s in chosen.items() if s == split) for split in ("train", "val", "test")}
 
 
 def load_brats(
@@ -166,12 +191,13 @@ def load_brats(
     cube: tuple[int, int, int],
     fold_files: Sequence[Path | Traversable] = FOLD_FILES,
     test_fold: int = 3,
+    splits: Splits | None = None,
 ) -> TaskData:
-    """Read the BraTS 2018 cases under ``root`` into the cross-validation split."""
+    """Read the BraTS 2018 cases under ``root`` into the cross-validation split (or ``splits``)."""
     root = Path(root)
     on_disk = find_brats_cases(root)
-    splits = brats_splits(fold_files, test_fold)
-    listed = {case for cases in splits.values() for case in cases}
+    split_ids = case_splits(on_disk, splits, fold_files, test_fold)
+    listed = {case for cases in split_ids.values() for case in cases}
     unlisted = sorted(set(on_disk) - listed)
     absent = len(listed - set(on_disk))
     if unlisted:
@@ -180,7 +206,7 @@ def load_brats(
     if absent:
         log.info("BraTS: %d of the %d fold cases are not under %s, skipped", absent, len(listed), root)
     data: dict[str, list[Case]] = {}
-    for split, ids in splits.items():
+    for split, ids in split_ids.items():
         present = [case for case in ids if case in on_disk]
         if not present:
             raise UserError(
@@ -190,9 +216,61 @@ def load_brats(
     return TaskData(**data)
 
 
+def case_problems(case: str, folder: Path) -> list[Problem]:
+    """One case folder: exactly the five files, each a readable finite volume on the segmentation's grid,
+    no modality empty, labels 0/1/2/4 with some tumour."""
+    problems: list[Problem] = []
+    expected = {f"{case}_{kind}{ext}" for kind in KINDS for ext in (".nii.gz", ".nii")}
+    for path in sorted(folder.iterdir()):
+        if path.name not in expected:
+            problems.append(Problem(str(path), f"unexpected file: a BraTS 2018 case holds {case}_<kind>.nii.gz "
+                                               f"for kind in {', '.join(KINDS)}"))
+    files = {}
+    for kind in KINDS:
+        try:
+            files[kind] = _case_file(folder, kind)
+        except UserError as error:
+            problems.append(Problem.from_error(error))
+    if "seg" not in files:
+        return problems
+    seg = read_volume(files["seg"], problems, "label map")
+    for kind in MODALITIES:
+        image = read_volume(files[kind], problems) if kind in files else None
+        if image is not None and seg is not None:
+            check_same_grid(seg, files["seg"], image, files[kind], problems)
+    if seg is not None:
+        check_labels(seg, files["seg"], LABELS, problems, " (BraTS 2018; the Decathlon's relabelled copy uses 1/2/3)")
+    return problems
+
+
+def verify_brats(root: Path, splits: Splits | None = None) -> list[Problem]:
+    """Every fault of a BraTS 2018 folder, for the cases of the split (fold files or ``splits``)."""
+    root = Path(root)
+    try:
+        folders = brats_folders(root)
+    except UserError as error:
+        return [Problem.from_error(error)]
+    problems: list[Problem] = []
+    check_unique(((case, str(folder)) for case, folder in folders), problems, "case")
+    on_disk = dict(reversed(folders))  # the first place of a duplicated id
+    if splits is None:
+        listed = brats_splits()
+        for split, ids in listed.items():
+            if not any(case in on_disk for case in ids):
+                problems.append(Problem(str(root), f"none of the {len(ids)} BraTS 2018 {split} cases of the fold "
+                                                   "files is in HGG/, LGG/"))
+        used = sorted({case for ids in listed.values() for case in ids} & set(on_disk))
+    else:
+        problems += splits.problems(on_disk, "case")
+        used = sorted(set(splits.assignment) & set(on_disk))
+    for case in progress(used, "checking BraTS cases"):
+        problems += case_problems(case, on_disk[case])
+    return problems
+
+
 @TASKS.register
 class BrainTumourSegmentation(Task):
-    """Models Genesis BMS: whole-tumour segmentation on BraTS 2018 multi-modal MRI."""
+    """Models Genesis BMS: whole-tumour segmentation on BraTS 2018 multi-modal MRI. Split units: case ids."""
 
     name = "bms"
     description = "Brain tumour segmentation in 4-channel MRI (BraTS 2018), Dice/IoU per case"
@@ -202,5 +280,8 @@ class BrainTumourSegmentation(Task):
     primary_metric = "dice"
     write_phantom = staticmethod(write_brain_phantom)
 
-    def load(self, root: Path, cube: tuple[int, int, int]) -> TaskData:
-        return load_brats(root, cube)
+    def load(self, root: Path, cube: tuple[int, int, int], splits: Splits | None = None) -> TaskData:
+        return load_brats(root, cube, splits=splits)
+
+    def verify(self, root: Path, splits: Splits | None = None) -> list[Problem]:
+        return verify_brats(root, splits)

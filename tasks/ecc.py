@@ -3,8 +3,10 @@
 The paper's CTPA set is private; any CTPA volumes with a candidates list in the LUNA16
 format work. Layout: ``volumes/<seriesuid>.nii.gz``, ``candidates.csv``
 (``seriesuid,coordX,coordY,coordZ,class``, world millimetres) and ``splits.csv``
-(``seriesuid,split``, one patient per series). Crops are cubes with equal sides (the
-paper uses 64x64x64).
+(``seriesuid,split``, one patient per series; a split file given by the user, keyed by
+series UID, replaces it). Crops are cubes with equal sides (the paper uses 64x64x64).
+Public sources with voxel-level embolus masks (CAD-PE, FUMPE) need their masks turned
+into candidates first.
 
 The phantom: a chest with contrast-filled vessels (+250..+400 HU); positives are emboli,
 filling defects of 20-80 HU inside the lumen; negatives are flow artefacts (mild
@@ -20,8 +22,8 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from benchmark.cache import ct_volume
 from benchmark.errors import UserError
-from benchmark.imageio import read_image
 from benchmark.phantoms.chest import (
     CANDIDATE_HEADER,
     Segment,
@@ -36,8 +38,17 @@ from benchmark.phantoms.chest import (
     to_world,
 )
 from benchmark.registry import TASKS
-from benchmark.task import Case, Task, TaskData
-from tasks._candidates import SPLITS, candidate_cases, keep_negatives, read_candidates, read_splits
+from benchmark.task import Case, Splits, Task, TaskData, read_split_file
+from benchmark.verify import Problem, check_unique, progress
+from tasks._candidates import (
+    SPLITS,
+    candidate_cases,
+    class_problems,
+    keep_negatives,
+    parse_candidates,
+    read_candidates,
+    scan_problems,
+)
 
 VOLUMES = 20
 SPLIT_COUNTS = (10, 3, 7)  # volumes (= patients) per split
@@ -159,15 +170,32 @@ def write_ecc_phantom(root: Path, seed: int) -> None:
             writer.writerows(rows)
 
 
-def _volume(folder: Path, uid: str) -> Path:
-    for suffix in (".nii.gz", ".nii", ".mhd"):
-        if (folder / f"{uid}{suffix}").is_file():
-            return folder / f"{uid}{suffix}"
-    raise UserError(f"{folder / uid}.nii.gz: file not found (listed in splits.csv)")
+VOLUME_SUFFIXES = (".nii.gz", ".nii", ".mhd")
+
+
+def _uid_of(path: Path) -> str | None:
+    return next((path.name[: -len(suffix)] for suffix in VOLUME_SUFFIXES if path.name.endswith(suffix)), None)
+
+
+def volume_files(root: Path) -> list[tuple[str, Path]]:
+    """(series UID, file) of every volume under ``root/volumes`` (a UID may appear twice: a fault)."""
+    folder = Path(root) / "volumes"
+    if not folder.is_dir():
+        raise UserError(f"{folder}: folder not found (the CTPA volumes, <seriesuid>.nii.gz)")
+    return [(uid, path) for path in sorted(folder.iterdir()) if (uid := _uid_of(path)) is not None]
+
+
+def series_splits(root: Path, volumes: dict[str, Path], splits: Splits | None) -> dict[str, str]:
+    """Series UID -> split: from ``splits.csv``, or from the user's split file."""
+    if splits is not None:
+        return splits.choose(volumes, "series")
+    return read_split_file(Path(root) / "splits.csv", "seriesuid")
 
 
 @TASKS.register
 class EmbolismCandidateClassification(Task):
+    """Split units for a split file: series UIDs."""
+
     name = "ecc"
     description = "Pulmonary embolism false-positive reduction on CTPA candidates (classification, AUC)"
     kind = "classification"
@@ -181,17 +209,47 @@ class EmbolismCandidateClassification(Task):
         """A cube with equal sides, the profile cube's in-plane side (64 -> 64x64x64)."""
         return (cube[1], cube[1], cube[1])
 
-    def load(self, root: Path, cube: tuple[int, int, int]) -> TaskData:
+    def load(self, root: Path, cube: tuple[int, int, int], splits: Splits | None = None) -> TaskData:
         root = Path(root)
-        split_of = read_splits(root / "splits.csv", "seriesuid")
+        volumes = dict(volume_files(root))
+        split_of = series_splits(root, volumes, splits)
         candidates = read_candidates(root / "candidates.csv")
-        splits: dict[str, list[Case]] = {split: [] for split in SPLITS}
+        cases: dict[str, list[Case]] = {split: [] for split in SPLITS}
         for uid, split in sorted(split_of.items()):
             chosen = keep_negatives(uid, candidates.get(uid, []), self.max_negatives_per_scan)
             if chosen:
-                image = read_image(_volume(root / "volumes", uid))
-                splits[split] += candidate_cases(uid, image, chosen, cube)
-        empty = [split for split in SPLITS if not splits[split]]
+                if uid not in volumes:
+                    raise UserError(f"{root / 'volumes' / uid}.nii.gz: file not found (listed in splits.csv)")
+                cases[split] += candidate_cases(uid, ct_volume(volumes[uid]), chosen, cube)
+        empty = [split for split in SPLITS if not cases[split]]
         if empty:
             raise UserError(f"{root}: no candidates for the {' and '.join(empty)} split (see splits.csv)")
-        return TaskData(**splits)
+        return TaskData(**cases)
+
+    def verify(self, root: Path, splits: Splits | None = None) -> list[Problem]:
+        """Volumes readable, finite, not empty and listed once; every listed series on disk; candidates
+        well-formed, of known series and inside their volume; both classes in every split."""
+        root = Path(root)
+        csv_path = root / "candidates.csv"
+        try:
+            files = volume_files(root)
+            candidates, problems = parse_candidates(csv_path)
+            split_of = read_split_file(root / "splits.csv", "seriesuid") if splits is None else {}
+        except UserError as error:
+            return [Problem.from_error(error)]
+        check_unique(((uid, str(path)) for uid, path in files), problems, "series")
+        volumes = dict(files)
+        if splits is not None:
+            problems += splits.problems(volumes, "series")
+            split_of = {uid: split for uid, split in splits.assignment.items() if uid in volumes}
+        for uid in sorted(set(split_of) - set(volumes)):
+            problems.append(Problem(f"{root / 'volumes' / uid}.nii.gz", "missing (listed in splits.csv)"))
+        for uid in sorted(set(candidates) - set(split_of)):
+            problems.append(Problem(f"{csv_path}: line {candidates[uid][0].row}",
+                                    f"candidates of series {uid}, which is in no split"))
+        labels: dict[str, list[int]] = {split: [] for split in SPLITS}
+        for uid, split in progress(sorted(split_of.items()), "checking CTPA volumes"):
+            labels[split] += [c.label for c in candidates.get(uid, [])]
+            if uid in volumes:
+                problems += scan_problems(volumes[uid], candidates.get(uid, []), csv_path)
+        return problems + class_problems(labels, csv_path)

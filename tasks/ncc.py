@@ -10,13 +10,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from benchmark.cache import ct_volume
 from benchmark.errors import UserError
-from benchmark.imageio import read_image
 from benchmark.phantoms.chest import write_chest_phantom
 from benchmark.pool import luna_scans
 from benchmark.registry import TASKS
-from benchmark.task import Case, Task, TaskData
-from tasks._candidates import SPLITS, candidate_cases, keep_negatives, read_candidates
+from benchmark.task import Case, Splits, Task, TaskData
+from benchmark.verify import Problem, progress
+from tasks._candidates import (
+    SPLITS,
+    candidate_cases,
+    class_problems,
+    keep_negatives,
+    parse_candidates,
+    read_candidates,
+    scan_problems,
+)
 
 SPLIT_OF_SUBSET = {0: "train", 1: "train", 2: "train", 3: "train", 4: "train", 5: "val", 6: "val",
                    7: "test", 8: "test", 9: "test"}
@@ -31,8 +40,30 @@ def candidates_file(root: Path) -> Path:
     raise UserError(f"{root / CANDIDATE_FILES[0]}: file not found (the LUNA16 candidates list)")
 
 
+def scan_paths(root: Path) -> dict[str, tuple[Path, int]]:
+    """Series UID -> (scan, subset) over ``subset0..9``; UserError for another subset folder or a scan twice."""
+    found: dict[str, tuple[Path, int]] = {}
+    for subset, paths in sorted(luna_scans(root).items()):
+        if subset not in SPLIT_OF_SUBSET:
+            raise UserError(f"{root}: unexpected folder subset{subset} (LUNA16 has subset0..subset9)")
+        for path in paths:
+            if path.stem in found:
+                raise UserError(f"{path}: scan {path.stem} is also at {found[path.stem][0]}; keep one")
+            found[path.stem] = (path, subset)
+    return found
+
+
+def scan_splits(scans: dict[str, tuple[Path, int]], splits: Splits | None) -> dict[str, str]:
+    """Series UID -> split: by subset (0-4 train, 5-6 val, 7-9 test) unless a split file says otherwise."""
+    if splits is not None:
+        return splits.choose(scans, "scan")
+    return {uid: SPLIT_OF_SUBSET[subset] for uid, (_, subset) in scans.items()}
+
+
 @TASKS.register
 class NoduleCandidateClassification(Task):
+    """Split units for a split file: series UIDs."""
+
     name = "ncc"
     description = "Lung nodule false-positive reduction on LUNA16 candidates (classification, AUC)"
     kind = "classification"
@@ -42,22 +73,38 @@ class NoduleCandidateClassification(Task):
     write_phantom = staticmethod(write_chest_phantom)
     max_negatives_per_scan = 20  # LUNA16 has ~850 per scan; see keep_negatives
 
-    def load(self, root: Path, cube: tuple[int, int, int]) -> TaskData:
+    def load(self, root: Path, cube: tuple[int, int, int], splits: Splits | None = None) -> TaskData:
         root = Path(root)
-        scans = luna_scans(root)
-        unknown = sorted(set(scans) - set(SPLIT_OF_SUBSET))
-        if unknown:
-            raise UserError(f"{root}: unexpected folder subset{unknown[0]} (LUNA16 has subset0..subset9)")
+        scans = scan_paths(root)
+        split_of = scan_splits(scans, splits)
         candidates = read_candidates(candidates_file(root))
-        splits: dict[str, list[Case]] = {split: [] for split in SPLITS}
-        for subset, paths in sorted(scans.items()):
-            for path in paths:
-                chosen = keep_negatives(path.stem, candidates.get(path.stem, []), self.max_negatives_per_scan)
-                if chosen:
-                    cases = candidate_cases(path.stem, read_image(path), chosen, cube)
-                    splits[SPLIT_OF_SUBSET[subset]] += cases
-        empty = [split for split in SPLITS if not splits[split]]
+        cases: dict[str, list[Case]] = {split: [] for split in SPLITS}
+        for uid, split in sorted(split_of.items(), key=lambda item: scans[item[0]][1]):
+            chosen = keep_negatives(uid, candidates.get(uid, []), self.max_negatives_per_scan)
+            if chosen:
+                cases[split] += candidate_cases(uid, ct_volume(scans[uid][0]), chosen, cube)
+        empty = [split for split in SPLITS if not cases[split]]
         if empty:
             raise UserError(f"{root}: no candidates for the {' and '.join(empty)} split "
                             "(subsets 0-4 train, 5-6 val, 7-9 test)")
-        return TaskData(**splits)
+        return TaskData(**cases)
+
+    def verify(self, root: Path, splits: Splits | None = None) -> list[Problem]:
+        """Scans readable, finite and not empty; candidates well-formed and inside their scans; both classes
+        in every split. Candidates of scans absent from the folder are allowed (a partial download)."""
+        root = Path(root)
+        try:
+            scans = scan_paths(root)
+            csv_path = candidates_file(root)
+            candidates, problems = parse_candidates(csv_path)
+        except UserError as error:
+            return [Problem.from_error(error)]
+        split_of = {uid: SPLIT_OF_SUBSET[subset] for uid, (_, subset) in scans.items()}
+        if splits is not None:
+            problems += splits.problems(scans, "scan")
+            split_of = {uid: split for uid, split in splits.assignment.items() if uid in scans}
+        labels: dict[str, list[int]] = {split: [] for split in SPLITS}
+        for uid, split in progress(sorted(split_of.items()), "checking LUNA16 scans"):
+            problems += scan_problems(scans[uid][0], candidates.get(uid, []), csv_path)
+            labels[split] += [c.label for c in candidates.get(uid, [])]
+        return problems + class_problems(labels, csv_path)

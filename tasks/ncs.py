@@ -1,16 +1,20 @@
 """NCS: lung nodule segmentation (LIDC-IDRI), from nodule-centred crops.
 
-Layout (LIDC-IDRI as most users have it preprocessed): ``images/<patient>_<nodule>.nii.gz``
+Two layouts are read. LIDC-IDRI as downloaded (``LIDC-IDRI-NNNN/.../*.dcm`` and the XML
+reads; see ``tasks._lidc``: 50% consensus masks, 1 mm, 64x64x32 crops; split by patient
+number, 0001-0510 train, 0511-0610 val, the rest test). Or as most users have it
+preprocessed: ``images/<patient>_<nodule>.nii.gz``
 (HU) and ``masks/<patient>_<nodule>.nii.gz`` (label > 0 is nodule), 1 mm isotropic
 64x64x32 (x, y, z) crops centred near the nodule, and ``splits.csv`` (``case_id,split``)
 assigned at patient level. Crops at another spacing are resampled to 1 mm (linear for
 the image, nearest neighbour for the mask). Each crop is centre-cropped (or padded) to
-the profile's cube.
+the profile's cube. A split file keyed by case id replaces ``splits.csv``.
 """
 
 from __future__ import annotations
 
 import csv
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -20,11 +24,13 @@ from benchmark.errors import UserError
 from benchmark.imageio import HU_MIN, crop_centered, read_image, scale_ct
 from benchmark.phantoms.chest import Segment, blob_in_box, finish_ct, lung_patch, paint_nodule
 from benchmark.registry import TASKS
-from benchmark.task import Case, Task, TaskData
-from tasks._candidates import SPLITS, read_splits
+from benchmark.task import Case, Splits, Task, TaskData, read_split_file
+from benchmark.verify import SPLITS, Problem, check_labels, check_same_grid, progress, read_volume
+from tasks._lidc import default_split, is_lidc_layout, lidc_cases, lidc_problems
 
 CROP_SHAPE = (32, 64, 64)  # (z, y, x) voxels of 1 mm
 SPLIT_FRACTIONS = (0.5, 0.1, 0.4)  # patients, like the paper's 510 / 100 / 408
+SUFFIXES = (".nii.gz", ".nii")
 
 
 def patient_of(case_id: str) -> str:
@@ -91,11 +97,40 @@ def write_ncs_phantom(root: Path, seed: int) -> None:
         writer.writerows(rows)
 
 
+def _path(folder: Path, case_id: str) -> Path:
+    """The case's file in ``folder`` (.nii.gz or .nii), or where the .nii.gz would be."""
+    return next((folder / f"{case_id}{s}" for s in SUFFIXES if (folder / f"{case_id}{s}").is_file()),
+                folder / f"{case_id}{SUFFIXES[0]}")
+
+
 def _find(folder: Path, case_id: str) -> Path:
-    for suffix in (".nii.gz", ".nii"):
-        if (folder / f"{case_id}{suffix}").is_file():
-            return folder / f"{case_id}{suffix}"
-    raise UserError(f"{folder / case_id}.nii.gz: file not found (listed in splits.csv)")
+    path = _path(folder, case_id)
+    if not path.is_file():
+        raise UserError(f"{path}: file not found (listed in splits.csv)")
+    return path
+
+
+def crop_ids(root: Path) -> list[str]:
+    """The case ids of the crops in ``root/images``."""
+    folder = Path(root) / "images"
+    names = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+    return [case for name in names if (case := _case_of(name)) is not None]
+
+
+def _case_of(name: str) -> str | None:
+    return next((name[: -len(s)] for s in SUFFIXES if name.endswith(s)), None)
+
+
+def crop_splits(root: Path, splits: Splits | None) -> dict[str, str]:
+    """Case id -> split, from ``splits.csv`` or the user's split file; a patient in two splits is an error."""
+    root = Path(root)
+    source = root / "splits.csv" if splits is None else splits.path
+    split_of = read_split_file(source, "case_id") if splits is None else splits.choose(crop_ids(root), "case")
+    patient_split: dict[str, str] = {}
+    for case_id, split in split_of.items():
+        if patient_split.setdefault(patient_of(case_id), split) != split:
+            raise UserError(f"{source}: patient {patient_of(case_id)} has cases in two splits")
+    return split_of
 
 
 def _at_1mm(image: sitk.Image, interpolator: int, fill: float) -> sitk.Image:
@@ -109,6 +144,34 @@ def _at_1mm(image: sitk.Image, interpolator: int, fill: float) -> sitk.Image:
                          image.GetDirection(), fill, image.GetPixelID())
 
 
+def uses_lidc_layout(root: Path) -> bool:
+    """True for LIDC-IDRI as downloaded (patient folders), False for the preprocessed crops."""
+    return not (Path(root) / "images").is_dir() and is_lidc_layout(root)
+
+
+def read_crop(root: Path, case_id: str) -> tuple[np.ndarray, np.ndarray]:
+    """One preprocessed crop at 1 mm: (HU, mask) arrays (z, y, x)."""
+    image = _at_1mm(read_image(_find(root / "images", case_id)), sitk.sitkLinear, HU_MIN)
+    mask = _at_1mm(read_image(_find(root / "masks", case_id)), sitk.sitkNearestNeighbor, 0)
+    if image.GetSize() != mask.GetSize():
+        raise UserError(f"{root / 'masks' / case_id}: mask size {mask.GetSize()} differs from the "
+                        f"image's {image.GetSize()}")
+    return sitk.GetArrayFromImage(image), sitk.GetArrayFromImage(mask)
+
+
+def verify_lidc(root: Path, splits: Splits | None) -> list[Problem]:
+    problems = lidc_problems(root)
+    if problems:
+        return problems
+    crops = lidc_cases(root)
+    if splits is not None:
+        return splits.problems(crops, "case")
+    present = {default_split(patient_of(case)) for case in crops}
+    return [Problem(str(root), f"no nodule of 3 mm or more in the {split} split (patients "
+                               "0001-0510 train, 0511-0610 val, the rest test); use --splits")
+            for split in SPLITS if split not in present]
+
+
 @TASKS.register
 class NoduleSegmentation(Task):
     name = "ncs"
@@ -119,27 +182,48 @@ class NoduleSegmentation(Task):
     primary_metric = "iou"
     write_phantom = staticmethod(write_ncs_phantom)
 
-    def load(self, root: Path, cube: tuple[int, int, int]) -> TaskData:
+    def load(self, root: Path, cube: tuple[int, int, int], splits: Splits | None = None) -> TaskData:
         root = Path(root)
-        split_of = read_splits(root / "splits.csv", "case_id")
-        patient_split: dict[str, str] = {}
-        for case_id, split in split_of.items():
-            if patient_split.setdefault(patient_of(case_id), split) != split:
-                patient = patient_of(case_id)
-                raise UserError(f"{root / 'splits.csv'}: patient {patient} has cases in two splits")
-        splits: dict[str, list[Case]] = {split: [] for split in SPLITS}
+        if uses_lidc_layout(root):
+            crops = lidc_cases(root)
+            split_of = splits.choose(crops, "case") if splits else {c: default_split(patient_of(c)) for c in crops}
+            read = crops.__getitem__
+        else:
+            split_of = crop_splits(root, splits)
+            read = partial(read_crop, root)
+        cases: dict[str, list[Case]] = {split: [] for split in SPLITS}
         for case_id, split in sorted(split_of.items()):
-            image = _at_1mm(read_image(_find(root / "images", case_id)), sitk.sitkLinear, HU_MIN)
-            mask = _at_1mm(read_image(_find(root / "masks", case_id)), sitk.sitkNearestNeighbor, 0)
-            if image.GetSize() != mask.GetSize():
-                raise UserError(f"{root / 'masks' / case_id}: mask size {mask.GetSize()} differs from the "
-                                f"image's {image.GetSize()}")
-            hu, label = sitk.GetArrayFromImage(image), sitk.GetArrayFromImage(mask)
+            hu, label = read(case_id)
             center = tuple(n // 2 for n in hu.shape)
             crop = crop_centered(hu, center, cube, pad_value=HU_MIN)
             target = (crop_centered(label, center, cube) > 0).astype(np.uint8)
-            splits[split].append(Case(case_id, scale_ct(crop)[None], target, patient_of(case_id)))
-        empty = [split for split in SPLITS if not splits[split]]
+            cases[split].append(Case(case_id, scale_ct(crop)[None], target, patient_of(case_id)))
+        empty = [split for split in SPLITS if not cases[split]]
         if empty:
-            raise UserError(f"{root / 'splits.csv'}: no cases in the {' and '.join(empty)} split")
-        return TaskData(**splits)
+            raise UserError(f"{splits.path if splits else root}: no cases in the {' and '.join(empty)} split")
+        return TaskData(**cases)
+
+    def verify(self, root: Path, splits: Splits | None = None) -> list[Problem]:
+        """Every listed crop has an image and a mask, readable, finite, on one grid, mask 0/1 with a nodule
+        (for the raw LIDC-IDRI layout: every series and its reads readable and consistent)."""
+        root = Path(root)
+        if uses_lidc_layout(root):
+            return verify_lidc(root, splits)
+        if splits is not None and (problems := splits.problems(crop_ids(root), "case")):
+            return problems
+        try:
+            split_of = crop_splits(root, splits)
+        except UserError as error:
+            return [Problem.from_error(error)]
+        problems = []
+        for split in SPLITS:
+            if split not in split_of.values():
+                problems.append(Problem(str(root / "splits.csv"), f"no cases in the {split} split"))
+        for case_id in progress(sorted(split_of), "checking nodule crops"):
+            paths = [_path(root / folder, case_id) for folder in ("images", "masks")]
+            image = read_volume(paths[0], problems)
+            mask = read_volume(paths[1], problems, "label map")
+            if image is not None and mask is not None:
+                check_same_grid(image, paths[0], mask, paths[1], problems)
+                check_labels(mask, paths[1], (0, 1), problems, " (nodule mask: 0 background, 1 nodule)")
+        return problems

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,7 @@ import pytest
 import SimpleITK as sitk
 from sklearn.metrics import roc_auc_score
 
+from benchmark.cache import CTVolume
 from benchmark.errors import UserError
 from benchmark.imageio import read_image, scale_ct, world_to_index
 from benchmark.phantoms.chest import IDENTITY, LUNA_UID_ROOT, build_chest_scan, write_chest_phantom
@@ -37,7 +39,14 @@ SAMPLE_FILES = {  # a few files per phantom compared byte for byte
 }
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module", autouse=True)
+def isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("BENCHMARK_CACHE", str(tmp_path_factory.mktemp("cache")))
+        yield
+
+
+@pytest.fixture(scope="module")
 def phantoms(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     roots = {}
     for name, write in GENERATORS.items():
@@ -46,7 +55,7 @@ def phantoms(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return roots
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def loaded(phantoms: dict[str, Path]) -> dict[str, TaskData]:
     data = {}
     for task_name, phantom in TASK_PHANTOM.items():
@@ -147,7 +156,8 @@ def test_a_candidate_crop_is_centred_and_air_padded_on_a_hand_made_image(tmp_pat
     image = read_image(tmp_path / "scan.mhd")
     world = (10.0 - 0 * 2.0, 20.0 - 5 * 3.0, 30.0 + 4 * 4.0)  # origin + direction @ (index * spacing)
     assert world_to_index(image, world) == (4, 5, 0)
-    (case,) = candidate_cases("scan", image, [Candidate(2, world, 1)], (3, 3, 3))
+    volume = CTVolume(sitk.GetArrayFromImage(image), image)
+    (case,) = candidate_cases("scan", volume, [Candidate(2, world, 1)], (3, 3, 3))
     crop = case.image[0]
     assert case.image.shape == (1, 3, 3, 3) and case.image.dtype == np.float32
     assert crop[1, 1, 1] == scale_ct(np.array(500.0))
@@ -247,7 +257,7 @@ def test_malformed_or_missing_files_are_user_errors(phantoms: dict[str, Path], t
         (tmp_path / "subset0" / scan.name).symlink_to(scan)
     with pytest.raises(UserError, match="candidates_V2.csv: file not found"):
         TASKS.create("ncc").load(tmp_path, CUBE)
-    with pytest.raises(UserError, match=r"splits\.csv: file not found"):
+    with pytest.raises(UserError, match=r"volumes: folder not found"):
         TASKS.create("ecc").load(tmp_path, CUBE)
     with pytest.raises(UserError, match=r"splits\.csv: file not found"):
         TASKS.create("ncs").load(tmp_path, CUBE)

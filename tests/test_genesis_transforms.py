@@ -8,8 +8,10 @@ import itertools
 import numpy as np
 import pytest
 import torch
+from scipy import stats
 
 import methods.genesis as genesis
+import methods.genesis_torch as genesis_torch
 from methods.genesis import (
     Genesis,
     GenesisConfig,
@@ -25,6 +27,7 @@ from methods.genesis import (
     outer_cutout_boxes,
     shuffle_windows,
 )
+from methods.genesis_loop import genesis_transform_loop, local_pixel_shuffling_loop, nonlinear_intensity_loop
 
 SMALL = (1, 16, 32, 32)
 PAPER = (1, 32, 64, 64)
@@ -359,3 +362,183 @@ def test_genesis_paper_optimizer():
     assert optimizer.defaults["lr"] == 1.0 and optimizer.defaults["momentum"] == 0.9
     assert isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
     assert scheduler.factor == 0.5 and scheduler.patience == 10
+
+
+# ------------------------------------------------------------------ the loop oracle
+
+
+@pytest.mark.parametrize("shape, n_windows", [(SMALL, 300), (SMALL, 10_000), ((2, 6, 9, 12), 40)])
+def test_loop_oracle_local_shuffling_matches_vectorised_exactly(shape, n_windows):
+    cube = unique_cube(shape)
+    fast = local_pixel_shuffling(cube, np.random.default_rng(21), n_windows=n_windows, window_divisor=3)
+    loop = local_pixel_shuffling_loop(cube, np.random.default_rng(21), n_windows=n_windows, window_divisor=3)
+    np.testing.assert_array_equal(fast, loop)
+    assert not np.array_equal(fast, cube)
+
+
+def test_loop_oracle_nonlinear_matches_vectorised_up_to_the_lookup_table():
+    cube = np.random.default_rng(22).normal(0.5, 0.4, (1, 6, 10, 10)).astype(np.float32)
+    steps = genesis.LOOKUP_SIZE - 1
+    on_grid = np.rint(np.clip(cube, 0.0, 1.0) * steps) / steps  # the table point the vectorised map reads
+    for seed in range(30):
+        fast = nonlinear_intensity(cube, np.random.default_rng(seed))
+        assert fast.dtype == np.float32 and fast.shape == cube.shape
+        np.testing.assert_allclose(fast, nonlinear_intensity_loop(on_grid, np.random.default_rng(seed)), atol=1e-6)
+        exact = nonlinear_intensity_loop(cube, np.random.default_rng(seed))
+        assert np.abs(fast - exact).mean() < 1e-3
+
+
+def test_loop_oracle_pipeline_matches_vectorised():
+    cube = np.random.default_rng(23).random(SMALL, dtype=np.float32)
+    config = GenesisConfig(n_windows=500)
+    for seed in range(12):
+        fast_x, fast_y = genesis_transform(cube, np.random.default_rng(seed), config)
+        loop_x, loop_y = genesis_transform_loop(cube, np.random.default_rng(seed), config)
+        np.testing.assert_array_equal(fast_y, loop_y)
+        assert loop_x.dtype == np.float32 and loop_x.flags.c_contiguous
+        assert np.abs(fast_x - loop_x).mean() < 1e-3  # the non-linear map's lookup table, nothing else
+        assert np.mean(np.abs(fast_x - loop_x) > 1e-2) < 0.01
+
+
+# ------------------------------------------------------- batched torch vs numpy
+
+
+def flip_state(flipped: np.ndarray, cube: np.ndarray) -> int:
+    """Which of the 8 combinations of spatial flips turns ``cube`` into ``flipped``."""
+    states = [np.flip(cube, axes) if axes else cube
+              for r in range(4) for axes in itertools.combinations((1, 2, 3), r)]
+    return next(i for i, state in enumerate(states) if np.array_equal(flipped, state))
+
+
+def same_distribution(a: np.ndarray, b: np.ndarray) -> bool:
+    return stats.ks_2samp(a, b).pvalue > 1e-3
+
+
+def test_batched_flip_has_the_cpu_flip_distribution():
+    cube = unique_cube((1, 2, 3, 4))
+    n = 2000
+    cpu = [flip_state(flip(cube, cube, np.random.default_rng(seed))[0], cube) for seed in range(n)]
+    batch = genesis_torch.flip_batch(torch.from_numpy(cube).expand(n, -1, -1, -1, -1), torch.Generator().manual_seed(0))
+    device = [flip_state(x, cube) for x in batch.numpy()]
+    table = np.array([np.bincount(cpu, minlength=8), np.bincount(device, minlength=8)])
+    assert stats.chi2_contingency(table).pvalue > 1e-3
+
+
+def test_batched_window_labels_are_the_last_window_painted():
+    spatial = (6, 9, 12)
+    starts, sizes = genesis_torch.draw_windows(spatial, 3, torch.Generator().manual_seed(1), torch.device("cpu"),
+                                               n_windows=60, window_divisor=3)
+    assert sizes.min() >= 1 and (sizes <= torch.tensor([2, 3, 4])).all()
+    assert set(sizes[..., 2].unique().tolist()) == {1, 2, 3, 4}
+    assert (starts >= 0).all() and (starts + sizes <= torch.tensor(spatial)).all()
+    labels = genesis_torch.window_labels(spatial, starts, sizes)
+    for b in range(3):
+        expected = np.full(spatial, -1)
+        for index, ((z, y, x), (sz, sy, sx)) in enumerate(zip(starts[b].tolist(), sizes[b].tolist())):
+            expected[z:z + sz, y:y + sy, x:x + sx] = index
+        np.testing.assert_array_equal(labels[b].numpy(), expected.ravel())
+
+
+def test_batched_local_shuffling_permutes_within_last_window_like_the_cpu_one():
+    cube = unique_cube((2, 6, 9, 12))
+    cube[1] = cube[0] + 1.0
+    n, spatial = 150, (6, 9, 12)
+    generator = torch.Generator().manual_seed(2)
+    replay = torch.Generator().manual_seed(2)
+    out = genesis_torch.local_pixel_shuffling_batch(torch.from_numpy(cube).expand(n, -1, -1, -1, -1), generator,
+                                                    n_windows=30, window_divisor=3).numpy()
+    labels = genesis_torch.window_labels(spatial, *genesis_torch.draw_windows(
+        spatial, n, replay, torch.device("cpu"), n_windows=30, window_divisor=3)).numpy()
+    flat_in = cube[0].ravel()
+    moved = []
+    for b in range(n):
+        np.testing.assert_array_equal(np.sort(out[b], axis=None), np.sort(cube, axis=None))
+        np.testing.assert_array_equal(out[b, 1], out[b, 0] + 1.0)
+        source = np.argsort(flat_in)[np.searchsorted(np.sort(flat_in), out[b, 0].ravel())]
+        assert (labels[b][source] == labels[b]).all()
+        np.testing.assert_array_equal(source[labels[b] < 0], np.flatnonzero(labels[b] < 0))
+        moved.append(np.mean(source != np.arange(source.size)))
+    cpu_moved = [np.mean(local_pixel_shuffling(cube, np.random.default_rng(seed), 30, 3)[0] != cube[0])
+                 for seed in range(n)]
+    assert same_distribution(np.array(moved), np.array(cpu_moved))
+
+
+def test_batched_nonlinear_maps_have_the_cpu_distribution():
+    n = 1000
+    ramp = np.linspace(0.0, 1.0, 101, dtype=np.float32).reshape(1, 1, 1, -1)
+    batch = genesis_torch.nonlinear_batch(torch.from_numpy(ramp).expand(n, -1, -1, -1, -1),
+                                          torch.Generator().manual_seed(3)).numpy().reshape(n, -1)
+    cpu = np.stack([nonlinear_intensity(ramp, np.random.default_rng(seed)).ravel() for seed in range(n)])
+    steps = np.diff(batch, axis=1)
+    increasing, decreasing = (steps >= 0).all(axis=1), (steps <= 0).all(axis=1)
+    assert (increasing | decreasing).all() and batch.min() >= 0 and batch.max() <= 1
+    np.testing.assert_array_equal(batch[increasing, 0], 0.0)
+    np.testing.assert_array_equal(batch[decreasing & ~increasing, 0], 1.0)
+    assert abs(decreasing.mean() - 0.5) < 5 * np.sqrt(0.25 / n)
+    for column in (10, 25, 50, 75, 90):
+        assert same_distribution(batch[:, column], cpu[:, column])
+
+
+@pytest.mark.parametrize("kind", ["inner", "outer"])
+def test_batched_cutout_boxes_have_the_cpu_distribution(kind):
+    n, spatial, config = 2000, (16, 32, 32), GenesisConfig()
+    ranges = genesis_torch.inner_box_ranges if kind == "inner" else genesis_torch.outer_box_ranges
+    cpu_boxes = inner_cutout_boxes if kind == "inner" else outer_cutout_boxes
+    starts, sizes, used = genesis_torch.draw_boxes(spatial, n, torch.Generator().manual_seed(4), torch.device("cpu"),
+                                                   *ranges(spatial, config), config)
+    cpu = [cpu_boxes(spatial, np.random.default_rng(seed)) for seed in range(n)]
+    counts = np.array([np.bincount(used.sum(dim=1).numpy(), minlength=6),
+                       np.bincount([len(s) for s, _ in cpu], minlength=6)])
+    assert stats.chi2_contingency(counts[:, 1:]).pvalue > 1e-3
+    cpu_starts = np.concatenate([s for s, _ in cpu])
+    cpu_sizes = np.concatenate([z for _, z in cpu])
+    for axis in range(3):
+        first_sizes, first_starts = sizes[:, 0, axis].numpy(), starts[:, 0, axis].numpy()
+        assert set(np.unique(first_sizes)) == set(np.unique(cpu_sizes[:, axis]))
+        assert first_starts.min() == cpu_starts[:, axis].min()
+        assert (first_starts + first_sizes).max() == (cpu_starts[:, axis] + cpu_sizes[:, axis]).max()
+        assert same_distribution(first_sizes, cpu_sizes[:, axis])
+        assert same_distribution(first_starts, cpu_starts[:, axis])
+
+
+def outcome_counts(pairs: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    """Per pair: 0 untouched, 1 changed with the corner voxel intact (in-painting: boxes keep a
+    margin), 2 changed with the corner changed too (out-painting, or a global transform)."""
+    outcome = [0 if np.array_equal(x, y) else 1 if x[0, 0, 0, 0] == y[0, 0, 0, 0] else 2 for x, y in pairs]
+    return np.bincount(outcome, minlength=3)
+
+
+@pytest.mark.parametrize("transform, expected", [("local_shuffle", [0.5, 0.5, 0.0]), ("nonlinear", [0.1, 0.0, 0.9]),
+                                                 ("paint", [0.1, 0.18, 0.72])])
+def test_batched_gates_have_the_cpu_probabilities(transform, expected):
+    n, shape = 600, (1, 8, 16, 16)
+    cube = unique_cube(shape, seed=25)
+    config = dataclasses.replace(NOTHING, n_windows=50, **{f"{transform}_prob": getattr(GenesisConfig(),
+                                                                                          f"{transform}_prob")})
+    if transform == "local_shuffle":  # windows of more than one voxel on this small cube
+        config = dataclasses.replace(config, window_divisor=4)
+    inputs, targets = Genesis(config).make_example_on_device(torch.from_numpy(cube).expand(n, -1, -1, -1, -1),
+                                                             torch.Generator().manual_seed(6))
+    device = outcome_counts(list(zip(inputs.numpy(), targets.numpy())))
+    cpu = outcome_counts([genesis_transform(cube, np.random.default_rng(seed), config) for seed in range(n)])
+    if transform == "local_shuffle":  # the corner may be shuffled too: only "changed" counts
+        device, cpu, expected = (np.array([c[0], c[1] + c[2]]) for c in (device, cpu, np.array(expected)))
+    used = np.array(expected) > 0
+    for counts in (device, cpu):
+        assert stats.chisquare(counts[used], n * np.array(expected)[used]).pvalue > 1e-3
+    assert not counts[~used].any()
+
+
+def test_batched_pipeline_has_the_cpu_pipeline_distribution():
+    n, shape = 400, (1, 8, 16, 16)
+    cube = np.random.default_rng(24).random(shape, dtype=np.float32)
+    config = GenesisConfig(n_windows=50)
+    inputs, targets = Genesis(config).make_example_on_device(torch.from_numpy(cube).expand(n, -1, -1, -1, -1),
+                                                             torch.Generator().manual_seed(5))
+    assert inputs.shape == targets.shape == (n, *shape) and inputs.dtype == targets.dtype == torch.float32
+    assert inputs.min() >= 0 and inputs.max() <= 1
+    flips = all_spatial_flips(cube)
+    assert all(any(np.array_equal(t, f) for f in flips) for t in targets.numpy()[:50])
+    cpu = [genesis_transform(cube, np.random.default_rng(seed), config) for seed in range(n)]
+    assert same_distribution(inputs.mean(dim=(1, 2, 3, 4)).numpy(), np.array([x.mean() for x, _ in cpu]))
+    assert same_distribution(inputs.std(dim=(1, 2, 3, 4)).numpy(), np.array([x.std() for x, _ in cpu]))

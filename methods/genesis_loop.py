@@ -1,0 +1,89 @@
+"""The Models Genesis transforms as plain loops: the test oracle and the speed baseline.
+
+Written from the paper's description, one window or one voxel at a time, the way the
+reference code is written (a Python loop over the shuffling windows), with no trick:
+
+* local pixel shuffling paints each window's index over the cube in order (later windows
+  overwrite earlier ones), then walks the windows and permutes the values of the voxels
+  each one kept;
+* the non-linear map evaluates the sampled Bézier curve voxel by voxel (binary search
+  for the segment, then linear interpolation).
+
+Each function consumes exactly the random draws of its vectorised counterpart in
+``methods.genesis``, in the same order, so the two agree draw for draw: exactly for
+local shuffling and the pipeline's geometry, and to float rounding for the non-linear
+map (the vectorised one reads a fine lookup table). Flip and the cutouts are array
+slices in both: there is nothing to loop over, so the pipeline reuses them.
+"""
+
+from __future__ import annotations
+
+import bisect
+
+import numpy as np
+
+from methods.genesis import GenesisConfig, bezier_map, shuffle_windows, transform_pipeline
+
+__all__ = ["genesis_transform_loop", "local_pixel_shuffling_loop", "nonlinear_intensity_loop"]
+
+
+def local_pixel_shuffling_loop(
+    cube: np.ndarray, rng: np.random.Generator, n_windows: int = 10_000, window_divisor: int = 10
+) -> np.ndarray:
+    """Local pixel shuffling of a ``(C, Z, Y, X)`` cube, window by window.
+
+    Same draws as ``methods.genesis.local_pixel_shuffling``: the windows, then a random
+    order of the covered voxels (a permutation; a voxel's rank is its place in it). Inside
+    each window's kept voxels, in C order, the value of the voxel of the k-th smallest
+    rank goes to the k-th voxel.
+    """
+    cube = np.asarray(cube)
+    spatial = cube.shape[1:]
+    starts, sizes = shuffle_windows(spatial, rng, n_windows, window_divisor)
+    label = np.full(spatial, -1, dtype=np.int64)
+    for index, ((z, y, x), (sz, sy, sx)) in enumerate(zip(starts, sizes)):
+        label[z:z + sz, y:y + sy, x:x + sx] = index
+    covered = np.flatnonzero(label >= 0)
+    rank = np.full(label.size, -1, dtype=np.int64)
+    rank[covered[rng.permutation(len(covered))]] = np.arange(len(covered))
+    rank = rank.reshape(spatial)
+    out = cube.copy()
+    for index, ((z, y, x), (sz, sy, sx)) in enumerate(zip(starts, sizes)):
+        box = (slice(z, z + sz), slice(y, y + sy), slice(x, x + sx))
+        kept = label[box] == index
+        if kept.any():
+            values = cube[(slice(None), *box)][:, kept]
+            out[(slice(None), *box)][:, kept] = values[:, np.argsort(rank[box][kept])]
+    return out
+
+
+def nonlinear_intensity_loop(
+    cube: np.ndarray, rng: np.random.Generator, invert_prob: float = 0.5, n_points: int = 1000
+) -> np.ndarray:
+    """The non-linear intensity map, voxel by voxel: same draw as ``nonlinear_intensity``
+    (``bezier_map``), values clamped to [0, 1] then mapped through the sampled curve."""
+    xs, ys, _ = bezier_map(rng, invert_prob, n_points)
+    xs_list, ys_list = xs.tolist(), ys.tolist()
+    last = len(xs_list) - 1
+    values = np.asarray(cube, dtype=np.float64).ravel().tolist()
+    mapped = []
+    for value in values:
+        if value <= xs_list[0]:
+            mapped.append(ys_list[0])
+            continue
+        if value >= xs_list[last]:
+            mapped.append(ys_list[last])
+            continue
+        right = bisect.bisect_right(xs_list, value)
+        x0, x1, y0, y1 = xs_list[right - 1], xs_list[right], ys_list[right - 1], ys_list[right]
+        mapped.append(y0 if x1 == x0 else y0 + (y1 - y0) * (value - x0) / (x1 - x0))
+    return np.array(mapped, dtype=np.float32).reshape(np.shape(cube))
+
+
+def genesis_transform_loop(
+    cube: np.ndarray, rng: np.random.Generator, config: GenesisConfig | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """``methods.genesis.genesis_transform`` with the loop versions of local shuffling and the
+    non-linear map: the same gates, draws and order (default config: the reference's)."""
+    config = GenesisConfig() if config is None else config
+    return transform_pipeline(cube, rng, config, local_pixel_shuffling_loop, nonlinear_intensity_loop)

@@ -1,0 +1,219 @@
+"""LIDC-IDRI as downloaded from TCIA: DICOM series and the radiologists' XML reads -> nodule crops.
+
+Layout: ``LIDC-IDRI-NNNN/<study>/<series>/*.dcm`` with the series' reads in an XML file
+(``LidcReadMessage``) in the same folder. Up to four radiologists read each scan; each
+outlined every nodule of 3 mm or more slice by slice (``roi``: ``imageZposition``,
+``inclusion``, ``edgeMap`` points in pixel columns and rows); smaller nodules have a
+single point and are skipped. Reads of one nodule by different readers are grouped when
+their centroids lie within ``GROUP_DISTANCE_MM`` (a reader outlines a nodule once), and
+the nodule's mask is the usual 50% consensus: the voxels marked by at least half of the
+readers who outlined it. Each nodule gives a 64x64x32 (x, y, z) crop at 1 mm isotropic,
+centred on the consensus centroid, resampled straight from the scan (linear for the
+image, nearest neighbour for the mask; outside the scan is air). Crops are kept in the
+preprocessing cache, so the DICOM files are read once.
+"""
+
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ElementTree
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+from scipy import ndimage
+
+from benchmark.cache import Entry, cached, windowed_hu
+from benchmark.errors import UserError
+from benchmark.imageio import HU_MIN
+from benchmark.verify import Problem, progress
+
+PATIENT = re.compile(r"LIDC-IDRI-\d{4}")
+NAMESPACE = "{http://www.nih.gov}"
+GROUP_DISTANCE_MM = 10.0
+CONSENSUS = 0.5
+CROP_SIZE_XYZ = (64, 64, 32)
+SPLIT_OF_PATIENT = (("train", 510), ("val", 610))  # patient numbers <= 510 train, <= 610 val, else test
+
+
+@dataclass(frozen=True)
+class Roi:
+    z_mm: float
+    inclusion: bool
+    points: list[tuple[int, int]]  # (column x, row y)
+
+
+def is_lidc_layout(root: Path) -> bool:
+    return any(PATIENT.fullmatch(p.name) and p.is_dir() for p in Path(root).iterdir()) if Path(root).is_dir() else False
+
+
+def lidc_scans(root: Path) -> list[tuple[str, Path]]:
+    """(patient, read XML) of every scan with reads under ``root/LIDC-IDRI-NNNN/``, in order."""
+    scans = []
+    for patient in sorted(p for p in Path(root).iterdir() if PATIENT.fullmatch(p.name) and p.is_dir()):
+        scans += [(patient.name, xml) for xml in sorted(patient.rglob("*.xml")) if _is_read_message(xml)]
+    return scans
+
+
+def default_split(patient: str) -> str:
+    """Our patient-level split with the paper's counts: LIDC-IDRI-0001..0510 train, 0511..0610 val, rest test."""
+    number = int(patient.rsplit("-", 1)[1])
+    return next((split for split, last in SPLIT_OF_PATIENT if number <= last), "test")
+
+
+def _is_read_message(path: Path) -> bool:
+    with open(path, "rb") as handle:
+        return b"LidcReadMessage" in handle.read(4096)
+
+
+def read_series(folder: Path) -> sitk.Image:
+    """The CT series in ``folder`` (the one with most slices); UserError if none can be read."""
+    reader = sitk.ImageSeriesReader()
+    ids = reader.GetGDCMSeriesIDs(str(folder))
+    if not ids:
+        raise UserError(f"{folder}: no DICOM series")
+    files = max((reader.GetGDCMSeriesFileNames(str(folder), sid) for sid in ids), key=len)
+    reader.SetFileNames(files)
+    try:
+        return reader.Execute()
+    except RuntimeError as error:
+        raise UserError(f"{folder}: cannot read the DICOM series ({str(error).strip().splitlines()[-1]})") from error
+
+
+def series_files(xml: Path) -> list[Path]:
+    return sorted(Path(xml).parent.glob("*.dcm"))
+
+
+def read_reads(xml: Path) -> list[list[list[Roi]]]:
+    """Per reader, per outlined nodule, its rois (nodules with a single point, < 3 mm, left out)."""
+    try:
+        tree = ElementTree.parse(xml)
+    except ElementTree.ParseError as error:
+        raise UserError(f"{xml}: not a readable LIDC XML file ({error})") from error
+    readers = []
+    for session in tree.getroot().iter(f"{NAMESPACE}readingSession"):
+        nodules = []
+        for nodule in session.iter(f"{NAMESPACE}unblindedReadNodule"):
+            rois = [_roi(roi, xml) for roi in nodule.iter(f"{NAMESPACE}roi")]
+            if sum(len(roi.points) for roi in rois) > 1:
+                nodules.append(rois)
+        readers.append(nodules)
+    return readers
+
+
+def _roi(element: ElementTree.Element, xml: Path) -> Roi:
+    try:
+        z = float(element.findtext(f"{NAMESPACE}imageZposition"))
+        points = [(int(edge.findtext(f"{NAMESPACE}xCoord")), int(edge.findtext(f"{NAMESPACE}yCoord")))
+                  for edge in element.iter(f"{NAMESPACE}edgeMap")]
+    except (TypeError, ValueError):
+        raise UserError(f"{xml}: an roi without a numeric imageZposition or edgeMap coordinates") from None
+    return Roi(z, (element.findtext(f"{NAMESPACE}inclusion") or "TRUE").strip().upper() == "TRUE", points)
+
+
+def read_mask(image: sitk.Image, rois: list[Roi], xml: Path) -> np.ndarray:
+    """One reader's outline of one nodule as a (z, y, x) mask: each contour filled, exclusions removed."""
+    size_x, size_y, size_z = image.GetSize()
+    slice_z = np.array([image.TransformIndexToPhysicalPoint((0, 0, k))[2] for k in range(size_z)])
+    tolerance = max(abs(image.GetSpacing()[2]) / 2, 0.01)
+    mask = np.zeros((size_z, size_y, size_x), bool)
+    for roi in sorted(rois, key=lambda r: not r.inclusion):  # inclusions first, then cut the exclusions
+        k = int(np.argmin(np.abs(slice_z - roi.z_mm)))
+        if abs(slice_z[k] - roi.z_mm) > tolerance:
+            raise UserError(f"{xml}: an roi at z = {roi.z_mm:g} mm lies on no slice of the series")
+        outline = np.zeros((size_y, size_x), bool)
+        for x, y in roi.points:
+            if not (0 <= x < size_x and 0 <= y < size_y):
+                raise UserError(f"{xml}: edge point ({x}, {y}) lies outside the {size_x}x{size_y} slice")
+            outline[y, x] = True
+        filled = ndimage.binary_fill_holes(outline)
+        mask[k] = mask[k] | filled if roi.inclusion else mask[k] & ~filled
+    return mask
+
+
+def _centroid_mm(image: sitk.Image, mask: np.ndarray) -> np.ndarray:
+    index = np.array(ndimage.center_of_mass(mask))[::-1]
+    return np.array(image.TransformContinuousIndexToPhysicalPoint(tuple(float(i) for i in index)))
+
+
+def group_reads(image: sitk.Image, readers: list[list[np.ndarray]]) -> list[list[np.ndarray]]:
+    """Reads of the same nodule together: centroids within GROUP_DISTANCE_MM, one read per reader."""
+    groups: list[tuple[list[np.ndarray], list[np.ndarray], set[int]]] = []  # masks, centroids, readers
+    for reader, masks in enumerate(readers):
+        for mask in masks:
+            centre = _centroid_mm(image, mask)
+            match = next((g for g in groups if reader not in g[2]
+                          and np.linalg.norm(np.mean(g[1], axis=0) - centre) <= GROUP_DISTANCE_MM), None)
+            if match is None:
+                groups.append(([mask], [centre], {reader}))
+            else:
+                match[0].append(mask)
+                match[1].append(centre)
+                match[2].add(reader)
+    return [masks for masks, _, _ in groups]
+
+
+def consensus(masks: list[np.ndarray]) -> np.ndarray:
+    """Voxels marked by at least half of the readers who outlined the nodule."""
+    return np.sum(masks, axis=0) >= CONSENSUS * len(masks)
+
+
+def crop_grid(image: sitk.Image, centre_mm: np.ndarray) -> sitk.Image:
+    """An empty 1 mm, 64x64x32 grid in the scan's orientation whose voxel (32, 32, 16) sits on ``centre_mm``."""
+    grid = sitk.Image(CROP_SIZE_XYZ, sitk.sitkUInt8)
+    grid.SetSpacing((1.0, 1.0, 1.0))
+    grid.SetDirection(image.GetDirection())
+    half = np.array([s // 2 for s in CROP_SIZE_XYZ], float)
+    grid.SetOrigin(tuple(centre_mm - np.array(image.GetDirection()).reshape(3, 3) @ half))
+    return grid
+
+
+def nodule_crops(xml: Path) -> Entry:
+    """The scan's nodules as crops: ``hu`` (N, 32, 64, 64) windowed and ``mask`` (N, 32, 64, 64) uint8."""
+    image = read_series(Path(xml).parent)
+    readers = [[read_mask(image, rois, xml) for rois in nodules] for nodules in read_reads(xml)]
+    hu, masks = [], []
+    for group in group_reads(image, readers):
+        agreed = consensus(group)
+        grid = crop_grid(image, _centroid_mm(image, agreed))
+        label = sitk.GetImageFromArray(agreed.astype(np.uint8))
+        label.CopyInformation(image)
+        hu.append(sitk.GetArrayFromImage(sitk.Resample(image, grid, sitk.Transform(), sitk.sitkLinear, HU_MIN,
+                                                       sitk.sitkFloat32)))
+        masks.append(sitk.GetArrayFromImage(sitk.Resample(label, grid, sitk.Transform(), sitk.sitkNearestNeighbor,
+                                                          0, sitk.sitkUInt8)))
+    shape = (0, *CROP_SIZE_XYZ[::-1])
+    return Entry({"hu": windowed_hu(np.array(hu)) if hu else np.zeros(shape, np.int16),
+                  "mask": np.array(masks, np.uint8) if masks else np.zeros(shape, np.uint8)})
+
+
+def cached_nodule_crops(xml: Path) -> Entry:
+    settings = {"reader": "lidc", "group_mm": GROUP_DISTANCE_MM, "consensus": CONSENSUS, "crop": CROP_SIZE_XYZ}
+    return cached([Path(xml), *series_files(xml)], settings, lambda: nodule_crops(xml))
+
+
+def lidc_cases(root: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Case id ``<patient>_<k>`` -> (HU crop, mask crop) of every scan under ``root``; k counts per patient."""
+    cases: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    counts: dict[str, int] = {}
+    for patient, xml in progress(lidc_scans(root), "reading LIDC-IDRI scans"):
+        entry = cached_nodule_crops(xml)
+        for hu, mask in zip(entry.arrays["hu"], entry.arrays["mask"]):
+            cases[f"{patient}_{counts.get(patient, 0)}"] = (hu, mask)
+            counts[patient] = counts.get(patient, 0) + 1
+    return cases
+
+
+def lidc_problems(root: Path) -> list[Problem]:
+    """Every scan's series and reads must be readable and consistent (rois on slices, points inside)."""
+    scans = lidc_scans(root)
+    if not scans:
+        return [Problem(str(root), "no LIDC XML reads (LidcReadMessage) under LIDC-IDRI-NNNN/")]
+    problems = []
+    for _, xml in progress(scans, "checking LIDC-IDRI scans"):
+        try:
+            cached_nodule_crops(xml)
+        except UserError as error:
+            problems.append(Problem.from_error(error))
+    return problems

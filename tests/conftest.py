@@ -1,0 +1,44 @@
+"""Shared fixtures: one set of real smoke-profile runs, and hand-written run records."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from benchmark import store
+from benchmark.harness import RunSpec, execute
+
+
+@pytest.fixture(scope="session")
+def smoke_results(tmp_path_factory):
+    """A results root with real smoke runs: 2 methods x 1 classification task x 2 seeds (built once)."""
+    results = tmp_path_factory.mktemp("smoke-results")
+    for method in ("genesis", "scratch-he"):
+        for seed in (0, 1):
+            execute(RunSpec(method=method, task="ncc", seed=seed, profile="smoke"), results, "cpu", progress=False)
+    return results
+
+
+@pytest.fixture
+def write_run():
+    """Write a hand-made finished run under a results root; returns its folder."""
+
+    def write(results, method, task, seed, fraction, metrics, primary, cases=None, history=None, profile="quick",
+              checkpoint_id=None, finished_at="2026-01-01T00:00:00+00:00", suffix="hand"):
+        run_id = f"{task}-{method}-{profile}-s{seed}-f{fraction:g}-{suffix}"
+        folder = store.run_dir(results, run_id)
+        record = {"run_id": run_id, "method": method, "task": task, "seed": seed, "fraction": fraction,
+                  "profile": profile, "metrics": metrics, "primary_metric": primary,
+                  "data": {"kind": "phantom", "root": "/data", "fingerprint": "fp-data"},
+                  "pretrain_data": None, "pretraining": {"checkpoint_id": checkpoint_id} if checkpoint_id else None,
+                  "weights": None, "wall_seconds": 12.5, "peak_memory_mb": 300.0, "peak_device_memory_mb": None,
+                  "device": "cpu", "finetune": {"epochs": 3, "best_epoch": 1, "samples_seen": 48},
+                  "versions": {"benchmark": "0.1.0"}, "finished_at": finished_at}
+        if cases is not None:
+            store.write_csv(folder / "cases.csv", pd.DataFrame(cases))
+        if history is not None:
+            store.write_csv(folder / "history.csv", pd.DataFrame(history))
+        store.write_json(folder / "result.json", record)
+        return folder
+
+    return write

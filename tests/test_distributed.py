@@ -1,0 +1,40 @@
+"""Data-parallel pretraining: two processes launched by torchrun on the CPU (gloo)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from benchmark import distributed
+from benchmark.errors import UserError
+from benchmark.pretrain import load_checkpoint
+
+
+def test_two_processes_pretrain_one_checkpoint_written_once(tmp_path):
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               "-m", "benchmark.cli", "pretrain", "--method", "genesis", "--profile", "smoke",
+               "--results", str(tmp_path), "--device", "cpu", "--no-progress"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    (folder,) = (tmp_path / "checkpoints").iterdir()
+    assert sorted(p.name for p in folder.iterdir()) == ["checkpoint.pt", "history.csv", "meta.json"]
+    checkpoint = load_checkpoint(folder / "checkpoint.pt")
+    assert checkpoint["method"] == "genesis" and checkpoint["epochs"] >= 1
+    assert all(torch.isfinite(v.float()).all() for v in checkpoint["state_dict"].values())
+    assert '"world_size": 2' in (folder / "meta.json").read_text()
+    assert done.stdout.count("checkpoint ") == 1 and "2 process(es)" in done.stdout  # rank 0 reports
+
+
+def test_batch_must_split_evenly_over_the_processes(monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    with pytest.raises(UserError, match="does not split evenly"):
+        distributed.shard(6)
+    assert distributed.shard(8) == 2 and distributed.identity() == {"world_size": 4}
+
+
+def test_one_process_is_not_distributed(monkeypatch):
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    assert distributed.world().size == 1 and distributed.identity() == {} and distributed.shard(6) == 6
