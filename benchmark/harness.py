@@ -102,10 +102,6 @@ def run_id(spec: RunSpec, identity: dict[str, Any]) -> str:
     return f"{spec.task}-{spec.method}-{spec.profile}-s{spec.seed}-f{spec.fraction:g}-{content_hash(identity)}"
 
 
-def pretraining_source(spec: RunSpec) -> DataSource:
-    return pretraining_pool(spec.pretrain_root)
-
-
 def pretraining_pool(root: Path | None) -> DataSource:
     """The pretraining data: a LUNA16-layout folder, or the built-in chest phantom."""
     return directory_source(root) if root else phantom_source(write_chest_phantom)
@@ -190,7 +186,7 @@ def plan_run(spec: RunSpec) -> Plan:
     if weights is not None and weights["width"] != profile.width:
         raise UserError(f"{spec.weights}: weights of width {weights['width']} do not fit profile "
                         f"'{profile.name}' (width {profile.width}); the released Genesis weights need --profile paper")
-    pool = pretraining_source(spec) if method.transfers != "none" and weights is None else None
+    pool = pretraining_pool(spec.pretrain_root) if method.transfers != "none" and weights is None else None
     identity = run_identity(spec, method, data, pool, profile, weights)
     checkpoint = checkpoint_id(method, pretrain_identity(method, pool, profile, spec.seed)) if pool else None
     preflight(task, data, pool)

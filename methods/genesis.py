@@ -57,6 +57,7 @@ __all__ = [
     "inner_cutout",
     "inner_cutout_boxes",
     "last_window_labels",
+    "window_label_volume",
     "window_rows",
     "local_pixel_shuffling",
     "lookup",
@@ -182,13 +183,19 @@ def shuffle_windows(
     (so axes shorter than ``window_divisor`` get side 1) and at most ``dim``; the window
     lies fully inside the cube, its position uniform. Integers uniform in ``[0, k)`` are drawn
     as ``floor(u * k)`` of uniform doubles (one call for all: several times faster than
-    ``Generator.integers`` with per-element bounds; uniform up to k / 2**53)."""
+    ``Generator.integers`` with per-element bounds; uniform up to k / 2**53).
+
+    The arrays are transposed views of ``(3, n_windows)`` ones (each axis contiguous): numpy
+    runs the arithmetic faster on those than on rows of three.
+    """
     shape = np.asarray(spatial_shape, dtype=np.int64)
     high = np.clip(shape // window_divisor, 1, shape)
-    u = rng.random((2, n_windows, 3))
-    sizes = 1 + (u[0] * high).astype(np.int64)
-    starts = (u[1] * (shape - sizes + 1)).astype(np.int64)
-    return starts, sizes
+    u = rng.random((2, n_windows, 3)).transpose(0, 2, 1)  # the same draws, viewed (2, axis, window)
+    starts, sizes = np.empty((2, 3, n_windows), dtype=np.int64)
+    np.multiply(u[0], high[:, None], out=sizes, casting="unsafe")  # the unsafe cast truncates: floor
+    sizes += 1
+    np.multiply(u[1], shape[:, None] - sizes + 1, out=starts, casting="unsafe")
+    return starts.T, sizes.T
 
 
 def last_window_labels(
@@ -198,37 +205,77 @@ def last_window_labels(
 
     Returns ``(voxels, labels)``: flat (C-order) voxel indices into the spatial volume,
     ascending, and the window index for each (int16 when the indices fit, else int32).
-    Vectorised: every window is cut into rows along X (``window_rows``); with the rows
-    ordered by length, the rows covering at least ``dx + 1`` voxels are a prefix, so the
-    ``dx``-th voxel of every row is one ``np.maximum.at`` over that prefix: the last
-    window covering a voxel is the largest window index among those covering it.
     """
-    zs, ys, xs = (int(d) for d in spatial_shape)
-    dtype = np.int16 if len(starts) <= np.iinfo(np.int16).max else np.int32
-    label = np.full(zs * ys * xs, -1, dtype=dtype)
-    if len(starts):
-        row_start, row_window, row_length = window_rows(spatial_shape, starts, sizes)
-        row_window = row_window.astype(dtype)
-        rows_longer = np.searchsorted(-row_length, -np.arange(int(row_length[0])), side="left")
-        for dx, count in enumerate(rows_longer):
-            np.maximum.at(label, row_start[:count] + dx, row_window[:count])
+    label = window_label_volume(spatial_shape, starts, sizes)
     covered = np.flatnonzero(label >= 0)
     return covered, label[covered]
 
 
-def window_rows(spatial_shape: Shape3, starts: np.ndarray, sizes: np.ndarray) -> tuple[np.ndarray, ...]:
-    """The rows along X of a set of windows, longest first: ``(start voxel, window index, length)``,
-    flat int64 / int64 / int32 arrays (``np.repeat`` over the windows, no loop)."""
+def window_label_volume(spatial_shape: Shape3, starts: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """The flat (C-order) volume of the last window covering each voxel, -1 where none does
+    (int16 when the window indices fit, else int32).
+
+    The last window covering a voxel is the largest window index among those covering it,
+    so windows can be painted with a maximum in any order. Every window is cut into rows
+    along X (``window_rows``); only each row's first voxel is painted, and a row of length
+    ``s`` is stretched to its full length by ``s - 1`` one-voxel dilations along X
+    (``label[x] = max(label[x], label[x - 1])``): rows are painted longest first with a
+    dilation after each length, so that each row is dilated exactly ``length - 1`` times.
+    Dilations commute with the maximum, and a row never leaves its line of the volume.
+    """
+    zs, ys, xs = (int(d) for d in spatial_shape)
+    dtype = np.int16 if len(starts) <= np.iinfo(np.int16).max else np.int32
+    label = np.full(zs * ys * xs, -1, dtype=dtype)
+    if not len(starts):
+        return label
+    row_start, row_window, longer = window_rows(spatial_shape, starts, sizes, dtype)
+    for length in range(len(longer) - 1, 0, -1):  # the rows of this length: [longer[length], longer[length - 1])
+        rows = slice(longer[length], longer[length - 1])
+        np.maximum.at(label, row_start[rows], row_window[rows])
+        if length > 1:  # numpy reads the overlapping input as it was before the call
+            np.maximum(label[1:], label[:-1], out=label[1:])
+    return label
+
+
+def window_rows(
+    spatial_shape: Shape3, starts: np.ndarray, sizes: np.ndarray, index_dtype: type = np.int64
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The rows along X of a set of windows, longest first: ``(start voxel, window index, longer)``,
+    flat int64 / ``index_dtype`` arrays and ``longer[d]``, the number of rows longer than ``d``
+    (for ``d`` up to the longest row): the rows longer than ``d`` are the first ``longer[d]``.
+
+    Vectorised (``np.repeat`` over the windows, no loop): a window's rows start at its corner
+    plus ``dz * ys * xs + dy * xs``, offsets read from a table per window depth and height
+    (``_row_offsets``, cached per shape).
+    """
     _, ys, xs = (int(d) for d in spatial_shape)
     order = np.argsort(-sizes[:, 2].astype(np.int16), kind="stable")  # longest rows first
-    sz, sy, sx = (sizes[order, axis].astype(np.int32) for axis in range(3))
-    base = starts[order, 0] * (ys * xs) + starts[order, 1] * xs + starts[order, 2]
+    sz, sy, sx = (sizes[:, axis].take(order) for axis in range(3))
+    corner = (starts[:, 0] * (ys * xs) + starts[:, 1] * xs + starts[:, 2]).take(order)
+    high_y = int(sy.max())
+    offsets, first_offset = _row_offsets(ys, xs, int(sz.max()), high_y)
     rows = sz * sy  # rows per window
-    row_in_window = np.arange(int(rows.sum())) - np.repeat(np.cumsum(rows) - rows, rows)
-    row_sy = np.repeat(sy, rows)
-    dz = row_in_window // row_sy
-    row_start = np.repeat(base, rows) + dz * (ys * xs) + (row_in_window - dz * row_sy) * xs
-    return row_start, np.repeat(order, rows), np.repeat(sx, rows)
+    rows_before = np.concatenate(([0], np.cumsum(rows)))
+    in_table = np.repeat(first_offset[(sz - 1) * high_y + sy - 1] - rows_before[:-1], rows)
+    in_table += np.arange(len(in_table))
+    row_start = np.repeat(corner, rows)
+    row_start += offsets[in_table]
+    windows_longer = np.searchsorted(-sx, -np.arange(int(sx[0]) + 1), side="left")
+    return row_start, np.repeat(order.astype(index_dtype), rows), rows_before[windows_longer]
+
+
+@functools.lru_cache(maxsize=16)
+def _row_offsets(ys: int, xs: int, high_z: int, high_y: int) -> tuple[np.ndarray, np.ndarray]:
+    """The row offsets ``dz * ys * xs + dy * xs`` (C order) of a window of each depth ``sz`` and
+    height ``sy`` up to ``(high_z, high_y)``, concatenated, and where the window of class
+    ``(sz - 1) * high_y + sy - 1`` starts in them."""
+    tables = [(np.arange(sz)[:, None] * (ys * xs) + np.arange(sy) * xs).ravel()
+              for sz in range(1, high_z + 1) for sy in range(1, high_y + 1)]
+    offsets = np.concatenate(tables)
+    first = np.cumsum([0] + [len(table) for table in tables[:-1]])
+    offsets.setflags(write=False)
+    first.setflags(write=False)
+    return offsets, first
 
 
 def local_pixel_shuffling(
@@ -247,16 +294,22 @@ def local_pixel_shuffling(
     moves with all its channels). Returns a new array.
     """
     cube = np.asarray(cube)
-    starts, sizes = shuffle_windows(cube.shape[1:], rng, n_windows, window_divisor)
-    voxels, labels = last_window_labels(cube.shape[1:], starts, sizes)
+    label = window_label_volume(cube.shape[1:], *shuffle_windows(cube.shape[1:], rng, n_windows, window_divisor))
+    voxels = np.flatnonzero(label >= 0)  # the covered voxels, in C order
     flat = cube.reshape(cube.shape[0], -1)
     out = flat.copy()
-    if len(voxels):  # (with int16 labels, the stable sorts are radix sorts)
-        random_order = rng.permutation(len(voxels))
-        destination = voxels[np.argsort(labels, kind="stable")]
-        source = voxels[random_order[np.argsort(labels[random_order], kind="stable")]]
+    if len(voxels):
+        # each label's voxels in C order; unlabelled voxels (-1, the largest unsigned) sort last
+        # (with 16-bit labels, the stable sorts are radix sorts)
+        unsigned = label.view(np.uint16 if label.dtype == np.int16 else np.uint32)
+        destination = np.argsort(unsigned, kind="stable")[:len(voxels)]
+        # the covered voxels in a random order: shuffling them in place makes exactly the draws
+        # and the order of voxels[rng.permutation(len(voxels))], without the gather
+        rng.shuffle(voxels)
+        source = voxels[np.argsort(label[voxels], kind="stable")]  # each label's voxels in random order
         for channel in range(len(flat)):  # one-dimensional fancy indexing is the fastest
-            out[channel, destination] = flat[channel, source]
+            out_channel = out[channel]
+            out_channel[destination] = flat[channel][source]
     return out.reshape(cube.shape)
 
 
