@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmark import convert, pretrain, report, speed, verify
+from benchmark import report
 from benchmark.errors import UserError
-from benchmark.profiles import PROFILES
+from benchmark.profiles import PRECISIONS, PROFILES
 
 
 def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
@@ -33,8 +34,23 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--results", type=Path, default=Path("results"), help="results root (default ./results)")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="(default auto)")
     parser.add_argument("--force", action="store_true", help="rerun even if this exact run has a record")
-    pretrain.add_switch_arguments(parser)
+    _add_switch_arguments(parser)
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def _add_switch_arguments(parser: argparse.ArgumentParser) -> None:
+    """The pretraining speed switches; each overrides the profile's value when given."""
+    parser.add_argument("--workers", type=int, default=None,
+                        help="data-loader worker processes for pretraining batches (default: the profile's, 0)")
+    parser.add_argument("--transforms-on-device", action=argparse.BooleanOptionalAction, default=None,
+                        help="make pretraining batches with the method's batched torch transforms on the "
+                             "training device (default: the profile's, off)")
+    parser.add_argument("--precision", choices=PRECISIONS, default=None,
+                        help="pretraining forward pass precision: bf16 autocast or fp32 (default: the profile's)")
+    parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
+                        help="channels_last_3d memory format for pretraining (default: the profile's, off)")
+    parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                        help="torch.compile the pretext model (default: the profile's, off)")
 
 
 def _add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
@@ -57,7 +73,66 @@ def _add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--slurm-time", type=int, default=24 * 60, help="minutes per SLURM job (default 1440)")
     parser.add_argument("--slurm-gpus", type=int, default=1, help="GPUs per SLURM job (default 1)")
     parser.add_argument("--slurm-cpus", type=int, default=8, help="CPUs per SLURM job (default 8)")
+    _add_switch_arguments(parser)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _add_verify_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--task", required=True, help="target task (see 'benchmark list')")
+    parser.add_argument("--data-root", type=Path, required=True, help="the task's dataset folder as downloaded")
+    parser.add_argument("--splits", type=Path, default=None,
+                        help="a split file (CSV case_id,split) replacing the task's shipped split; checked too")
+    parser.add_argument("--pretrain-root", type=Path, default=None,
+                        help="also check a LUNA16-layout pretraining folder")
+
+
+def _add_pretrain_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--method", required=True, help="pretraining method (see 'benchmark list')")
+    parser.add_argument("--profile", default="quick", choices=list(PROFILES), help="sizes and schedules")
+    parser.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
+    parser.add_argument("--pretrain-root", type=Path, default=None,
+                        help="LUNA16-layout folder for pretraining (default: built-in chest phantom)")
+    parser.add_argument("--results", type=Path, default=Path("results"), help="results root (default ./results)")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="(default auto)")
+    _add_switch_arguments(parser)
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def _add_speed_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--sizes", default="smoke,paper",
+                        help=f"comma-separated profiles whose cube and width to measure ({', '.join(PROFILES)}; "
+                             "default smoke,paper)")
+    parser.add_argument("--repeats", type=int, default=2,
+                        help="timed calls per figure, the best one kept, after one warm-up (default 2; a "
+                             "paper-size CPU step takes seconds per cube)")
+    parser.add_argument("--cubes", type=int, default=8,
+                        help="cubes (and seeds) per timed call of a corruption, the same for the fast and the "
+                             "loop implementation; batches per timed call of a data pipeline (default 8)")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                        help="device of the batched transforms and the training steps (default auto)")
+    parser.add_argument("--batch", type=int, default=None,
+                        help="batch of the device transforms and training steps (default: the profile's "
+                             "pretraining batch on CUDA, 1 on the CPU)")
+    parser.add_argument("--methods", default=None,
+                        help="comma-separated methods (default: every method that declares its own speed "
+                             "comparisons or device transforms)")
+    parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=True,
+                        help="measure torch.compile (its first call compiles: tens of seconds on a CPU; "
+                             "default on)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _add_convert_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--volumes", type=Path, required=True, help="folder of CTPA volumes, <seriesuid>.nii.gz etc.")
+    parser.add_argument("--masks", type=Path, required=True,
+                        help="folder of embolus masks named like their volumes (label > 0 is embolus)")
+    parser.add_argument("--out", type=Path, required=True, help="candidates CSV to write (LUNA16 columns)")
+    parser.add_argument("--negatives", type=int, default=50, help="negatives per volume (default 50)")
+    parser.add_argument("--min-distance", type=float, default=10.0,
+                        help="least distance in mm from a negative to any embolus voxel (default 10)")
+    parser.add_argument("--hu-range", type=float, nargs=2, default=(100.0, 600.0), metavar=("LOW", "HIGH"),
+                        help="HU range negatives are drawn from (default 100 600: contrast-filled vessels)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the negative sampling (default 0)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -80,24 +155,24 @@ def build_parser() -> argparse.ArgumentParser:
                     "multiple-comparison correction, confidence intervals, label-efficiency, convergence and "
                     "seed box plots, restoration pictures and one self-contained index.html; works on partial "
                     "results and lists what it could not compute."))
-    verify.add_arguments(commands.add_parser(
+    _add_verify_arguments(commands.add_parser(
         "verify-data", help="check a downloaded dataset for a task and list every problem found",
         description="Check a dataset folder for a task: missing or unreadable files, image/label grid mismatches, "
                     "label values outside the expected set, NaN/inf, empty volumes, candidates outside their "
                     "volume, duplicated or unknown case ids, a wrong modality set. Prints one line per problem "
                     "and a summary; exits non-zero when any is found."))
-    pretrain.add_arguments(commands.add_parser(
+    _add_pretrain_arguments(commands.add_parser(
         "pretrain", help="pretrain one method into the checkpoint cache (several GPUs: launch with torchrun)",
         description="Pretrain one method (or find its cached checkpoint) and print the checkpoint's path. "
                     "Launched by 'torchrun --nproc_per_node N -m benchmark.cli pretrain ...', the N processes "
                     "train it together with DistributedDataParallel; fine-tune it with "
                     "'benchmark run --weights <path>'."))
-    speed.add_arguments(commands.add_parser(
+    _add_speed_arguments(commands.add_parser(
         "speed", help="measure the transforms, the data pipeline and the training step as ratios",
         description="Time each method's corruptions (vectorised vs a plain loop), CPU vs device batches, the "
                     "data pipeline vs the training step, bf16 autocast, channels_last_3d and torch.compile, "
                     "at the chosen profiles' sizes; print one ratio per line."))
-    convert.add_arguments(commands.add_parser(
+    _add_convert_arguments(commands.add_parser(
         "convert-emboli", help="turn voxel embolus masks (CAD-PE, FUMPE) into a candidates CSV",
         description="Turn voxel-level embolus masks into a candidates list in the LUNA16 format: one positive per "
                     "connected component at its centroid (world mm, direction-aware), and negatives drawn "
@@ -156,6 +231,7 @@ def format_summary(record: dict[str, Any], results: Path) -> str:
 
 
 def command_run(args: argparse.Namespace) -> None:
+    from benchmark import pretrain
     from benchmark.harness import RunSpec, execute
 
     spec = RunSpec(method=args.method, task=args.task, seed=args.seed, fraction=args.fraction,
@@ -179,17 +255,18 @@ def command_baseline(args: argparse.Namespace) -> None:
     print(f"{task.name}: threshold baseline ({result['rule']})   test {scores}")
 
 
-def command_sweep(args: argparse.Namespace) -> int:
-    from benchmark import sweep
-
-    return sweep.command(args)
+def module_command(module: str) -> Callable[[argparse.Namespace], int | None]:
+    """The ``command`` function of ``module``, imported when the command runs: ``--help`` and the
+    light commands do not pay for importing torch."""
+    return lambda args: importlib.import_module(module).command(args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     commands = {"run": command_run, "list": lambda _: command_list(), "baseline": command_baseline,
-                "sweep": command_sweep, "report": report.command, "verify-data": verify.command,
-                "pretrain": pretrain.command, "speed": speed.command, "convert-emboli": convert.command}
+                "sweep": module_command("benchmark.sweep"), "report": report.command,
+                "verify-data": module_command("benchmark.verify"), "pretrain": module_command("benchmark.pretrain"),
+                "speed": module_command("benchmark.speed"), "convert-emboli": module_command("benchmark.convert")}
     try:
         status = commands[args.command](args)
     except UserError as error:

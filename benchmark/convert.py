@@ -84,19 +84,6 @@ def convert_emboli(volumes: Path, masks: Path, out: Path, negatives: int = 50, m
     return frame
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--volumes", type=Path, required=True, help="folder of CTPA volumes, <seriesuid>.nii.gz etc.")
-    parser.add_argument("--masks", type=Path, required=True,
-                        help="folder of embolus masks named like their volumes (label > 0 is embolus)")
-    parser.add_argument("--out", type=Path, required=True, help="candidates CSV to write (LUNA16 columns)")
-    parser.add_argument("--negatives", type=int, default=50, help="negatives per volume (default 50)")
-    parser.add_argument("--min-distance", type=float, default=10.0,
-                        help="least distance in mm from a negative to any embolus voxel (default 10)")
-    parser.add_argument("--hu-range", type=float, nargs=2, default=(100.0, 600.0), metavar=("LOW", "HIGH"),
-                        help="HU range negatives are drawn from (default 100 600: contrast-filled vessels)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the negative sampling (default 0)")
-
-
 def command(args: argparse.Namespace) -> None:
     frame = convert_emboli(args.volumes, args.masks, args.out, args.negatives, args.min_distance,
                            tuple(args.hu_range), args.seed)

@@ -39,7 +39,7 @@ from benchmark.loader import (
     keep_freed_memory,
 )
 from benchmark.method import Method
-from benchmark.profiles import PRECISIONS, PROFILES, Profile, get_profile
+from benchmark.profiles import Profile, get_profile
 from benchmark.store import write_atomic
 
 CHECKPOINT_FORMAT = 1
@@ -201,39 +201,12 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
 # ------------------------------------------------------------------ command line
 
 
-def add_switch_arguments(parser: argparse.ArgumentParser) -> None:
-    """The pretraining speed switches; each overrides the profile's value when given."""
-    parser.add_argument("--workers", type=int, default=None,
-                        help="data-loader worker processes for pretraining batches (default: the profile's, 0)")
-    parser.add_argument("--transforms-on-device", action=argparse.BooleanOptionalAction, default=None,
-                        help="make pretraining batches with the method's batched torch transforms on the "
-                             "training device (default: the profile's, off)")
-    parser.add_argument("--precision", choices=PRECISIONS, default=None,
-                        help="pretraining forward pass precision: bf16 autocast or fp32 (default: the profile's)")
-    parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
-                        help="channels_last_3d memory format for pretraining (default: the profile's, off)")
-    parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
-                        help="torch.compile the pretext model (default: the profile's, off)")
-
-
 def switches(args: argparse.Namespace) -> dict[str, Any]:
     """The profile fields the switches given on the command line replace."""
     given = {"loader_workers": args.workers, "pretrain_device_transforms": args.transforms_on_device,
              "pretrain_precision": args.precision, "pretrain_channels_last": args.channels_last,
              "pretrain_compile": args.compile}
     return {field: value for field, value in given.items() if value is not None}
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--method", required=True, help="pretraining method (see 'benchmark list')")
-    parser.add_argument("--profile", default="quick", choices=list(PROFILES), help="sizes and schedules")
-    parser.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
-    parser.add_argument("--pretrain-root", type=Path, default=None,
-                        help="LUNA16-layout folder for pretraining (default: built-in chest phantom)")
-    parser.add_argument("--results", type=Path, default=Path("results"), help="results root (default ./results)")
-    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="(default auto)")
-    add_switch_arguments(parser)
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
 def command(args: argparse.Namespace) -> None:

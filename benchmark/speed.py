@@ -48,30 +48,6 @@ class Size:
     batch: int
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--sizes", default="smoke,paper",
-                        help=f"comma-separated profiles whose cube and width to measure ({', '.join(PROFILES)}; "
-                             "default smoke,paper)")
-    parser.add_argument("--repeats", type=int, default=2,
-                        help="timed calls per figure, the best one kept, after one warm-up (default 2; a "
-                             "paper-size CPU step takes seconds per cube)")
-    parser.add_argument("--cubes", type=int, default=8,
-                        help="cubes (and seeds) per timed call of a corruption, the same for the fast and the "
-                             "loop implementation; batches per timed call of a data pipeline (default 8)")
-    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
-                        help="device of the batched transforms and the training steps (default auto)")
-    parser.add_argument("--batch", type=int, default=None,
-                        help="batch of the device transforms and training steps (default: the profile's "
-                             "pretraining batch on CUDA, 1 on the CPU)")
-    parser.add_argument("--methods", default=None,
-                        help="comma-separated methods (default: every method that declares its own speed "
-                             "comparisons or device transforms)")
-    parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=True,
-                        help="measure torch.compile (its first call compiles: tens of seconds on a CPU; "
-                             "default on)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-
-
 def command(args: argparse.Namespace) -> None:
     if args.repeats < 1 or args.cubes < 1:
         raise UserError(f"--repeats {args.repeats} --cubes {args.cubes}: both must be >= 1")

@@ -14,14 +14,18 @@ remaining cells need once, then fine-tunes the cells. Each unit of work is a
 All three run the same job code and write to the same results store. Records are
 written atomically and runs are guarded by locks (see ``benchmark.store``), so
 Ctrl-C or a killed process loses at most the runs in flight, and two sweeps on one
-results root never compute the same run twice.
+results root never compute the same run twice. Stopping the sweep (Ctrl-C, SIGTERM)
+cancels its jobs in flight; a sweep killed with SIGKILL cannot, and its local or SLURM
+jobs run on to the end and record their runs.
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import signal
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +36,7 @@ from tqdm.auto import tqdm
 from benchmark import store
 from benchmark.errors import UserError
 from benchmark.harness import Plan, RunInProgress, RunSpec, ensure_checkpoint, execute, plan_run
+from benchmark.pretrain import switches
 from benchmark.runtime import resolve_device
 
 EXECUTORS = ("inline", "local", "slurm")
@@ -48,6 +53,7 @@ class Grid:
     profile: str = "quick"
     data_roots: dict[str, Path] = field(default_factory=dict)
     pretrain_root: Path | None = None
+    switches: tuple[tuple[str, Any], ...] = ()  # profile fields replaced from the command line
 
     def specs(self) -> list[RunSpec]:
         """One spec per cell, ordered so that cells sharing a pretrained checkpoint are adjacent."""
@@ -55,7 +61,8 @@ class Grid:
         if unknown:
             raise UserError(f"--data-root given for {', '.join(unknown)}, which is not in --tasks")
         return [RunSpec(method=m, task=t, seed=s, fraction=f, profile=self.profile,
-                        data_root=self.data_roots.get(t), pretrain_root=self.pretrain_root)
+                        data_root=self.data_roots.get(t), pretrain_root=self.pretrain_root,
+                        switches=self.switches)
                 for m, s, t, f in itertools.product(self.methods, self.seeds, self.tasks, self.fractions)]
 
 
@@ -63,6 +70,8 @@ class Job(Protocol):
     def done(self) -> bool: ...
 
     def result(self) -> dict[str, Any]: ...
+
+    def cancel(self, check: bool = ...) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -139,22 +148,52 @@ def _run_inline(job: SweepJob) -> Future:
 
 def dispatch(jobs: Sequence[SweepJob], submit: Callable[[SweepJob], Job], max_in_flight: int,
              on_outcome: Callable[[dict[str, Any]], None], poll_seconds: float = 1.0) -> list[dict[str, Any]]:
-    """Run ``jobs`` with at most ``max_in_flight`` started and unfinished; report each outcome as it lands."""
+    """Run ``jobs`` with at most ``max_in_flight`` started and unfinished; report each outcome as it lands.
+
+    Stopped by an exception (Ctrl-C, ``terminate_as_interrupt``), it cancels the jobs in flight
+    before passing the exception on: their runs are not recorded, the finished ones are kept.
+    """
     waiting, running, outcomes = list(jobs), [], []
-    while waiting or running:
-        while waiting and len(running) < max_in_flight:
-            job = waiting.pop(0)
-            running.append((job, submit(job)))
-        finished = [(job, handle) for job, handle in running if handle.done()]
-        if not finished:
-            time.sleep(poll_seconds)
-            continue
-        for job, handle in finished:
-            running.remove((job, handle))
-            outcome = _collect(job, handle)
-            outcomes.append(outcome)
-            on_outcome(outcome)
+    try:
+        while waiting or running:
+            while waiting and len(running) < max_in_flight:
+                job = waiting.pop(0)
+                running.append((job, submit(job)))
+            finished = [(job, handle) for job, handle in running if handle.done()]
+            if not finished:
+                time.sleep(poll_seconds)
+                continue
+            for job, handle in finished:
+                running.remove((job, handle))
+                outcome = _collect(job, handle)
+                outcomes.append(outcome)
+                on_outcome(outcome)
+    except BaseException:
+        cancel_unfinished([handle for _, handle in running])
+        raise
     return outcomes
+
+
+def cancel_unfinished(handles: Sequence[Job]) -> None:
+    """Stop the jobs still running: a local job process gets SIGINT (its run is not recorded), a
+    SLURM job is cancelled with scancel."""
+    for handle in handles:
+        if not handle.done():
+            handle.cancel(check=False)
+
+
+@contextlib.contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """Within the block, SIGTERM (``kill``, a scheduler stopping the sweep) acts as Ctrl-C does:
+    a KeyboardInterrupt, so the jobs in flight are cancelled rather than left running."""
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _collect(job: SweepJob, handle: Job) -> dict[str, Any]:
@@ -253,11 +292,13 @@ def command(args: Any) -> int:
     grid = Grid(methods=_names(args.methods), tasks=_names(args.tasks),
                 fractions=_numbers(args.fractions, float, "--fractions"),
                 seeds=_numbers(args.seeds, int, "--seeds"), profile=args.profile,
-                data_roots=_data_roots(args.data_root), pretrain_root=args.pretrain_root)
+                data_roots=_data_roots(args.data_root), pretrain_root=args.pretrain_root,
+                switches=tuple(switches(args).items()))
     slurm = {"slurm_partition": args.slurm_partition, "timeout_min": args.slurm_time,
              "gpus_per_node": args.slurm_gpus, "cpus_per_task": args.slurm_cpus}
-    outcomes = run_sweep(grid, args.results, args.device, args.jobs, args.executor,
-                         {k: v for k, v in slurm.items() if v is not None}, progress=not args.no_progress)
+    with terminate_as_interrupt():
+        outcomes = run_sweep(grid, args.results, args.device, args.jobs, args.executor,
+                             {k: v for k, v in slurm.items() if v is not None}, progress=not args.no_progress)
     summary, status = summarise(outcomes, args.results)
     print(summary)
     return status

@@ -240,15 +240,6 @@ def preflight(task: Task, data: DataSource, pool: DataSource | None) -> None:
 # --- the command -------------------------------------------------------------------------------------------
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--task", required=True, help="target task (see 'benchmark list')")
-    parser.add_argument("--data-root", type=Path, required=True, help="the task's dataset folder as downloaded")
-    parser.add_argument("--splits", type=Path, default=None,
-                        help="a split file (CSV case_id,split) replacing the task's shipped split; checked too")
-    parser.add_argument("--pretrain-root", type=Path, default=None,
-                        help="also check a LUNA16-layout pretraining folder")
-
-
 def command(args: argparse.Namespace) -> None:
     """Print every problem (one line each) and a summary; UserError (non-zero exit) if any."""
     from benchmark.registry import TASKS

@@ -19,6 +19,14 @@ def smoke_results(tmp_path_factory):
     return results
 
 
+@pytest.fixture(scope="module")
+def isolated_cache(tmp_path_factory):
+    """A preprocessing cache of the module's own (``BENCHMARK_CACHE``), for tests that count cache files."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("BENCHMARK_CACHE", str(tmp_path_factory.mktemp("cache")))
+        yield
+
+
 @pytest.fixture
 def write_run():
     """Write a hand-made finished run under a results root; returns its folder."""

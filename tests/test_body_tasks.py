@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +18,9 @@ from benchmark.task import TaskData
 from tasks.bms import FOLD_FILES, BrainTumourSegmentation, brats_splits, load_brats, read_fold
 from tasks.lcs import LiverSegmentation, load_lits
 
+pytestmark = pytest.mark.usefixtures("isolated_cache")  # a cache of the module's own
+
+
 SMALL_CUBE = (16, 32, 32)
 PAPER_CUBE = (32, 64, 64)
 LITS_IDS = {
@@ -26,13 +28,6 @@ LITS_IDS = {
     "val": [*liver_phantom.VAL_IDS],
     "test": [*liver_phantom.TEST_IDS],
 }
-
-
-@pytest.fixture(scope="module", autouse=True)
-def isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("BENCHMARK_CACHE", str(tmp_path_factory.mktemp("cache")))
-        yield
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +27,9 @@ from tasks._candidates import Candidate, candidate_cases, read_candidates
 from tasks.ecc import write_ecc_phantom
 from tasks.ncs import write_ncs_phantom
 
+pytestmark = pytest.mark.usefixtures("isolated_cache")  # a cache of the module's own
+
+
 SEED = 0
 CUBE = (16, 32, 32)
 GENERATORS = {"chest": write_chest_phantom, "ncs": write_ncs_phantom, "ecc": write_ecc_phantom}
@@ -37,13 +39,6 @@ SAMPLE_FILES = {  # a few files per phantom compared byte for byte
     "ncs": ["splits.csv"],
     "ecc": ["candidates.csv", "splits.csv"],
 }
-
-
-@pytest.fixture(scope="module", autouse=True)
-def isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("BENCHMARK_CACHE", str(tmp_path_factory.mktemp("cache")))
-        yield
 
 
 @pytest.fixture(scope="module")

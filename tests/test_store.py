@@ -1,6 +1,8 @@
 """Atomic writes: an interrupted write leaves the old file (or nothing), never a partial one."""
 
 import json
+import os
+import stat
 
 import pytest
 
@@ -26,6 +28,18 @@ def test_a_failing_write_keeps_the_previous_file(tmp_path):
         store.write_atomic(path, explode)
     assert json.loads(path.read_text()) == {"a": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["result.json"]
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002, 0o077])
+def test_written_files_get_the_permissions_of_a_new_file(tmp_path, umask):
+    previous = os.umask(umask)
+    try:
+        store.write_json(tmp_path / "result.json", {"a": 1})
+        (tmp_path / "plain.txt").write_text("x")  # what open() gives a new file under this umask
+    finally:
+        os.umask(previous)
+    modes = [stat.S_IMODE((tmp_path / name).stat().st_mode) for name in ("result.json", "plain.txt")]
+    assert modes[0] == modes[1] == 0o666 & ~umask
 
 
 def test_finished_result_is_none_until_the_record_exists(tmp_path):

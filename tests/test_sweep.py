@@ -1,6 +1,8 @@
 """Sweeps: grid expansion, resuming after an interruption, locks against a concurrent sweep, executors."""
 
 import json
+import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -8,7 +10,7 @@ import pytest
 from benchmark import store
 from benchmark.cli import main
 from benchmark.errors import UserError
-from benchmark.sweep import Grid, SweepJob, dispatch, make_submitter, run_sweep
+from benchmark.sweep import Grid, SweepJob, dispatch, make_submitter, run_sweep, terminate_as_interrupt
 
 GRID = Grid(methods=["genesis", "scratch-he"], tasks=["ncc"], fractions=[0.5, 1.0], seeds=[0], profile="smoke")
 
@@ -25,6 +27,17 @@ def test_the_grid_is_every_combination_with_shared_checkpoints_adjacent():
     pairs = [(s.method, s.seed) for s in specs]
     assert pairs == sorted(pairs, key=pairs.index) and [pairs[i] for i in range(0, 16, 4)] == \
         [("a", 0), ("a", 1), ("b", 0), ("b", 1)]
+
+
+def test_pretraining_switches_reach_every_cell_and_change_its_identity():
+    from benchmark.harness import plan_run
+
+    switched = Grid(methods=["genesis"], tasks=["ncc"], fractions=[1.0], seeds=[0], profile="smoke",
+                    switches=(("pretrain_precision", "bf16"),))
+    plain = Grid(methods=["genesis"], tasks=["ncc"], fractions=[1.0], seeds=[0], profile="smoke")
+    [spec] = switched.specs()
+    assert spec.switches == (("pretrain_precision", "bf16"),)
+    assert plan_run(spec).run_id != plan_run(plain.specs()[0]).run_id
 
 
 def test_a_data_root_for_a_task_outside_the_grid_is_refused():
@@ -122,3 +135,40 @@ def test_the_sweep_command_summarises_and_fails_clearly_on_bad_input(finished, c
     assert "genesis" in capsys.readouterr().err  # did-you-mean
     assert main([*argv[:5], "--fractions", "half", *argv[7:]]) == 2
     assert "--fractions half" in capsys.readouterr().err
+
+
+class Handle:
+    """A job that never finishes by itself, as a local or SLURM job in flight."""
+
+    def __init__(self):
+        self.cancelled = False
+
+    def done(self):
+        return self.cancelled
+
+    def result(self):
+        raise AssertionError("never finished")
+
+    def cancel(self, check=True):
+        self.cancelled = True
+
+
+def test_stopping_a_sweep_with_sigterm_cancels_the_jobs_in_flight(tmp_path):
+    handles, kills = [], []
+
+    class KilledWhilePolled(Handle):
+        def done(self):
+            if not kills:  # as `kill <sweep pid>` once, while two jobs run
+                kills.append(signal.SIGTERM)
+                os.kill(os.getpid(), signal.SIGTERM)
+            return super().done()
+
+    def submit(job):
+        handles.append(KilledWhilePolled() if handles else Handle())
+        return handles[-1]
+
+    jobs = [SweepJob("run", spec, tmp_path, "cpu") for spec in GRID.specs()]
+    with pytest.raises(KeyboardInterrupt), terminate_as_interrupt():
+        dispatch(jobs, submit, max_in_flight=2, on_outcome=lambda outcome: None, poll_seconds=0.01)
+    assert len(handles) == 2 and all(handle.cancelled for handle in handles)
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
