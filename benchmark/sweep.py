@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import os
 import signal
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -132,12 +133,36 @@ def make_submitter(executor: str, results: Path, jobs: int,
     if executor == "local":
         local = submitit.LocalExecutor(folder=folder)
         local.update_parameters(timeout_min=7 * 24 * 60)
-        return local.submit
+        return _interruptible_local(local.submit, Path(results) / "sweep-logs" / "controllers.log")
     if executor == "slurm":
         cluster = submitit.AutoExecutor(folder=folder, cluster="slurm")
         cluster.update_parameters(**(slurm or {}))
         return cluster.submit
     raise UserError(f"--executor {executor}: expected one of {', '.join(EXECUTORS)}")
+
+
+def _interruptible_local(submit: Callable[[SweepJob], Job], log: Path) -> Callable[[SweepJob], Job]:
+    """``submit`` starting its job processes with SIGINT's default action and their stderr in ``log``.
+
+    A local job is cancelled with SIGINT. A sweep started in the background by a
+    non-interactive shell (``benchmark sweep ... &`` in a script) ignores SIGINT, and the
+    job processes would inherit that and never stop. submitit's job controllers print a
+    traceback when they stop; it goes to ``log``, not the sweep's terminal.
+    """
+    def submit_interruptible(job: SweepJob) -> Job:
+        previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+        log.parent.mkdir(parents=True, exist_ok=True)
+        terminal = os.dup(2)
+        try:
+            with open(log, "a") as stream:
+                os.dup2(stream.fileno(), 2)  # inherited by the processes submit starts
+                return submit(job)
+        finally:
+            os.dup2(terminal, 2)
+            os.close(terminal)
+            signal.signal(signal.SIGINT, previous)
+
+    return submit_interruptible
 
 
 def _run_inline(job: SweepJob) -> Future:

@@ -3,6 +3,8 @@
 import json
 import os
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -172,3 +174,25 @@ def test_stopping_a_sweep_with_sigterm_cancels_the_jobs_in_flight(tmp_path):
         dispatch(jobs, submit, max_in_flight=2, on_outcome=lambda outcome: None, poll_seconds=0.01)
     assert len(handles) == 2 and all(handle.cancelled for handle in handles)
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
+CANCEL_PROBE = """
+import functools, signal, sys, time
+from pathlib import Path
+signal.signal(signal.SIGINT, signal.SIG_IGN)  # as a sweep started with '&' by a script
+from benchmark.sweep import cancel_unfinished, make_submitter
+handle = make_submitter("local", Path(sys.argv[1]), 1)(functools.partial(time.sleep, 30))
+time.sleep(1)
+cancel_unfinished([handle])
+for _ in range(100):
+    if handle.done():
+        break
+    time.sleep(0.1)
+print("stopped" if handle.done() else "still running")
+"""
+
+
+def test_cancelling_stops_a_local_job_even_when_the_sweep_ignores_sigint(tmp_path):
+    out = subprocess.run([sys.executable, "-c", CANCEL_PROBE, str(tmp_path)], capture_output=True, text=True,
+                         check=True, timeout=60).stdout
+    assert out.strip() == "stopped"
