@@ -30,7 +30,7 @@ from benchmark.phantoms.chest import write_chest_phantom
 from benchmark.pool import PRETRAIN_TRAIN_SUBSETS, PRETRAIN_VAL_SUBSETS, load_pool
 from benchmark.pretrain import load_checkpoint, pretrain, save_checkpoint
 from benchmark.profiles import Profile, get_profile
-from benchmark.registry import METHODS, TASKS
+from benchmark.registry import METHODS, TASKS, source_fingerprint
 from benchmark.runtime import (
     device_name,
     peak_device_memory_mb,
@@ -76,20 +76,22 @@ def pretrain_identity(method: Method, pool: DataSource, profile: Profile, seed: 
     """What determines a pretrained checkpoint: method, pretraining data, profile, seed."""
     fields = {k: v for k, v in profile.as_dict().items() if k.startswith("pretrain_") or k in PRETRAIN_PROFILE_FIELDS}
     return {"method": method.name, "settings": method.settings(), "pool": pool.fingerprint,
-            "profile": fields, "seed": seed, "version": benchmark.__version__, **distributed.identity()}
+            "profile": fields, "seed": seed, "version": benchmark.__version__,
+            "method_code": source_fingerprint(type(method)), **distributed.identity()}
 
 
 def checkpoint_id(method: Method, identity: dict[str, Any]) -> str:
     return f"{method.name}-{content_hash(identity)}"
 
 
-def run_identity(spec: RunSpec, method: Method, data: DataSource, pool: DataSource | None,
+def run_identity(spec: RunSpec, method: Method, task: Task, data: DataSource, pool: DataSource | None,
                  profile: Profile, weights: dict[str, Any] | None) -> dict[str, Any]:
     return {"method": spec.method, "weights": _weights_identity(weights), "method_settings": method.settings(),
             "task": spec.task, "seed": spec.seed,
             "fraction": spec.fraction, "subset_seed": SUBSET_SEED, "profile": profile.identity(),
             "data": data.fingerprint, "pretrain_data": pool.fingerprint if pool else None,
-            "version": benchmark.__version__}
+            "version": benchmark.__version__, "method_code": source_fingerprint(type(method)),
+            "task_code": source_fingerprint(type(task))}
 
 
 def _weights_identity(weights: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -187,7 +189,7 @@ def plan_run(spec: RunSpec) -> Plan:
         raise UserError(f"{spec.weights}: weights of width {weights['width']} do not fit profile "
                         f"'{profile.name}' (width {profile.width}); the released Genesis weights need --profile paper")
     pool = pretraining_pool(spec.pretrain_root) if method.transfers != "none" and weights is None else None
-    identity = run_identity(spec, method, data, pool, profile, weights)
+    identity = run_identity(spec, method, task, data, pool, profile, weights)
     checkpoint = checkpoint_id(method, pretrain_identity(method, pool, profile, spec.seed)) if pool else None
     preflight(task, data, pool)
     return Plan(spec, method, task, profile, data, pool, weights, identity, run_id(spec, identity), checkpoint)

@@ -10,9 +10,12 @@ time of this module; the first lookup loads everything.
 from __future__ import annotations
 
 import difflib
+import hashlib
 import importlib
+import inspect
 import pkgutil
 from importlib.metadata import entry_points
+from pathlib import Path
 from typing import Generic, TypeVar
 
 from benchmark.errors import UserError
@@ -90,3 +93,17 @@ class Registry(Generic[T]):
 
 METHODS: Registry = Registry("method", "methods", "benchmark.methods")
 TASKS: Registry = Registry("task", "tasks", "benchmark.tasks")
+
+
+def source_fingerprint(cls: type) -> str:
+    """A hash of the source of a plugin class: the files defining it and its base classes,
+    those of the suite itself (``benchmark``, covered by its version) left out.
+
+    Part of every run and checkpoint identity, so that editing a method's or a task's code,
+    a plugin's above all, gives new runs instead of reusing records and checkpoints made
+    by the old code. Contents only: the same code in another checkout gives the same hash.
+    """
+    files = {inspect.getsourcefile(base) for base in cls.__mro__
+             if base.__module__.split(".")[0] not in ("benchmark", "abc", "builtins")}
+    contents = sorted(hashlib.sha256(Path(path).read_bytes()).hexdigest() for path in files if path)
+    return hashlib.sha256("".join(contents).encode()).hexdigest()[:16]

@@ -1,10 +1,13 @@
 """The registries: built-ins found, unknown names rejected with a hint, plugins via entry points."""
 
+import importlib.util
+import sys
+
 import pytest
 
 from benchmark.cli import main
 from benchmark.errors import UserError
-from benchmark.registry import METHODS, TASKS, Registry
+from benchmark.registry import METHODS, TASKS, Registry, source_fingerprint
 
 
 def test_builtins_are_registered():
@@ -48,3 +51,46 @@ def test_cli_reports_unknown_task_in_one_line(capsys):
     assert main(["run", "--method", "genesis", "--task", "lcz", "--profile", "smoke"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: unknown task 'lcz'; did you mean 'lcs'?") and "\n" not in err
+
+
+BASE = "from benchmark.method import Method\n\nclass Base(Method):\n    name = 'base'\n"
+CHILD = "from {base} import Base\n\nclass Child(Base):\n    name = 'child'\n"
+
+
+def load_module(path, name):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def plugin_fingerprint(folder, base_source):
+    """The fingerprint of a two-file plugin written to ``folder``: a class and its base in another file."""
+    folder.mkdir()
+    (folder / "plugin_base.py").write_text(base_source)
+    (folder / "plugin_child.py").write_text(CHILD.format(base="plugin_base"))
+    sys.path.insert(0, str(folder))
+    try:
+        for name in ("plugin_base", "plugin_child"):
+            sys.modules.pop(name, None)
+        return source_fingerprint(load_module(folder / "plugin_child.py", "plugin_child").Child)
+    finally:
+        sys.path.remove(str(folder))
+        for name in ("plugin_base", "plugin_child"):
+            sys.modules.pop(name, None)
+
+
+def test_source_fingerprint_follows_the_code_of_the_class_and_its_bases(tmp_path):
+    first = plugin_fingerprint(tmp_path / "a", BASE)
+    assert plugin_fingerprint(tmp_path / "copy", BASE) == first  # same contents elsewhere: same hash
+    assert plugin_fingerprint(tmp_path / "edited", BASE + "# edited\n") != first  # the base's file counts
+
+
+def test_every_run_identity_names_the_code_of_its_method_and_task():
+    from benchmark.harness import RunSpec, plan_run
+
+    plan = plan_run(RunSpec(method="genesis-ls", task="ncc", profile="smoke"))
+    assert plan.identity["method_code"] == source_fingerprint(type(plan.method))
+    assert plan.identity["task_code"] == source_fingerprint(type(plan.task))
+    assert source_fingerprint(type(plan.method)) != source_fingerprint(METHODS.get("genesis"))
