@@ -101,6 +101,17 @@ def _validation_loss(
     return distributed.mean(float(np.mean(losses)), device)
 
 
+def check_precision(precision: str, device: torch.device) -> None:
+    """Refuse bf16 autocast on the CPU. With torch 2.13 (oneDNN) on this project's CPUs, the
+    bf16 weight gradient of a 32-channel Conv3d on a feature map of depth 2 (the U-Net's
+    deepest level at the smoke and quick cubes) is garbage, different at each call: values up
+    to 1e35 times the true ones, then NaN losses. fp32, and bf16 with oneDNN disabled, are
+    exact (docs/performance.md)."""
+    if precision == "bf16" and device.type == "cpu":
+        raise UserError("--precision bf16 on the CPU: this torch build's bf16 Conv3d weight gradients are wrong "
+                        "on small feature maps (NaN losses; see docs/performance.md); use fp32 on the CPU")
+
+
 def prepare_model(model: torch.nn.Module, profile: Profile, device: torch.device) -> torch.nn.Module:
     """``model`` on the device in the profile's memory format; returns the module to train with
     (wrapped for data parallelism, compiled, as the profile asks)."""
@@ -126,6 +137,7 @@ def pretrain(
     the best epoch are kept. Under ``torchrun`` the processes train one model together
     (see ``benchmark.distributed``); each returns the same checkpoint.
     """
+    check_precision(profile.pretrain_precision, device)
     torch.manual_seed(seed)
     in_channels = int(train_pool.shape[1])
     model = method.build_pretext_model(in_channels, profile.width)

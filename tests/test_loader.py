@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from benchmark.cli import main
 from benchmark.errors import UserError
 from benchmark.loader import TRAIN_STREAM, PretextBatches, batch_generator, host_batches
 from benchmark.pretrain import pretext_loss, pretrain
@@ -73,6 +74,18 @@ def test_bf16_runs_the_forward_pass_in_bf16_and_the_loss_in_float32():
     loss = pretext_loss(Genesis(), model, inputs, inputs, "bf16")
     assert seen == [torch.bfloat16] and loss.dtype == torch.float32 and torch.isfinite(loss)
     assert pretext_loss(Genesis(), model, inputs, inputs, "fp32").dtype == torch.float32 and seen[-1] == torch.float32
+
+
+def test_bf16_pretraining_is_refused_on_the_cpu_in_one_line(tmp_path, capsys):
+    profile = dataclasses.replace(TINY, pretrain_precision="bf16")
+    with pytest.raises(UserError, match="bf16"):
+        pretrain(Genesis(GenesisConfig(n_windows=50)), random_pool(4, 8), random_pool(2, 9), profile, seed=0,
+                 device=CPU, progress=False)
+    status = main(["pretrain", "--method", "genesis", "--profile", "smoke", "--precision", "bf16", "--device", "cpu",
+                   "--results", str(tmp_path), "--no-progress"])
+    err = capsys.readouterr().err.strip()
+    assert status == 2 and err.startswith("error: --precision bf16 on the CPU") and "\n" not in err
+    assert not (tmp_path / "checkpoints").exists() or not any((tmp_path / "checkpoints").iterdir())
 
 
 def test_device_transforms_need_a_method_that_has_them():
