@@ -103,10 +103,10 @@ def _validation_loss(
 
 def check_precision(precision: str, device: torch.device) -> None:
     """Refuse bf16 autocast on the CPU. With torch 2.13 (oneDNN) on this project's CPUs, the
-    bf16 weight gradient of a 32-channel Conv3d on a feature map of depth 2 (the U-Net's
-    deepest level at the smoke and quick cubes) is garbage, different at each call: values up
-    to 1e35 times the true ones, then NaN losses. fp32, and bf16 with oneDNN disabled, are
-    exact (docs/performance.md)."""
+    bf16 weight gradient of a 32- or 64-channel Conv3d on a feature map of depth 2 (the
+    U-Net's deepest level at the smoke and quick cubes) is garbage, different at each call:
+    values up to 1e35 times the true ones, then NaN losses. fp32, and bf16 with oneDNN
+    disabled, are exact (docs/performance.md)."""
     if precision == "bf16" and device.type == "cpu":
         raise UserError("--precision bf16 on the CPU: this torch build's bf16 Conv3d weight gradients are wrong "
                         "on small feature maps (NaN losses; see docs/performance.md); use fp32 on the CPU")
