@@ -12,10 +12,11 @@ from __future__ import annotations
 import difflib
 import hashlib
 import importlib
-import inspect
 import pkgutil
+import sys
 from importlib.metadata import entry_points
 from pathlib import Path
+from types import ModuleType
 from typing import Generic, TypeVar
 
 from benchmark.errors import UserError
@@ -96,14 +97,48 @@ TASKS: Registry = Registry("task", "tasks", "benchmark.tasks")
 
 
 def source_fingerprint(cls: type) -> str:
-    """A hash of the source of a plugin class: the files defining it and its base classes,
-    those of the suite itself (``benchmark``, covered by its version) left out.
+    """A hash of the source of a plugin class: the files of the modules defining it and its
+    base classes, and of the modules beside them that those use (same package or same
+    folder: a plugin's helpers), found through their names; the suite's own modules
+    (``benchmark``, covered by its version) and the standard library left out.
 
     Part of every run and checkpoint identity, so that editing a method's or a task's code,
     a plugin's above all, gives new runs instead of reusing records and checkpoints made
     by the old code. Contents only: the same code in another checkout gives the same hash.
     """
-    files = {inspect.getsourcefile(base) for base in cls.__mro__
-             if base.__module__.split(".")[0] not in ("benchmark", "abc", "builtins")}
+    modules = {sys.modules[base.__module__] for base in cls.__mro__ if _is_plugin_code(base.__module__)}
+    pending = list(modules)
+    while pending:
+        module = pending.pop()
+        for used in _modules_used(module):
+            if used not in modules and _beside(used, module):
+                modules.add(used)
+                pending.append(used)
+    files = {getattr(module, "__file__", None) for module in modules}
     contents = sorted(hashlib.sha256(Path(path).read_bytes()).hexdigest() for path in files if path)
     return hashlib.sha256("".join(contents).encode()).hexdigest()[:16]
+
+
+def _is_plugin_code(module_name: str) -> bool:
+    return module_name.split(".")[0] not in ("benchmark", "builtins") and module_name in sys.modules \
+        and module_name.split(".")[0] not in sys.stdlib_module_names
+
+
+def _modules_used(module: ModuleType) -> set[ModuleType]:
+    """The modules that ``module``'s names refer to: imported modules, and the modules of
+    imported functions and classes."""
+    used = set()
+    for value in vars(module).values():
+        name = value.__name__ if isinstance(value, ModuleType) else getattr(value, "__module__", None)
+        if isinstance(name, str) and _is_plugin_code(name):
+            used.add(sys.modules[name])
+    return used
+
+
+def _beside(used: ModuleType, module: ModuleType) -> bool:
+    """Whether ``used`` is part of the same plugin as ``module``: same top-level package, or a
+    file in the same folder."""
+    same_package = used.__name__.split(".")[0] == module.__name__.split(".")[0]
+    files = [getattr(m, "__file__", None) for m in (used, module)]
+    same_folder = all(files) and Path(files[0]).parent == Path(files[1]).parent
+    return same_package or same_folder

@@ -54,7 +54,9 @@ def test_cli_reports_unknown_task_in_one_line(capsys):
 
 
 BASE = "from benchmark.method import Method\n\nclass Base(Method):\n    name = 'base'\n"
-CHILD = "from {base} import Base\n\nclass Child(Base):\n    name = 'child'\n"
+HELPER = "def scale(x):\n    return 2 * x\n"
+CHILD = "from plugin_base import Base\nfrom plugin_helper import scale\n\nclass Child(Base):\n    name = 'child'\n"
+PLUGIN_MODULES = ("plugin_base", "plugin_helper", "plugin_child")
 
 
 def load_module(path, name):
@@ -65,26 +67,34 @@ def load_module(path, name):
     return module
 
 
-def plugin_fingerprint(folder, base_source):
-    """The fingerprint of a two-file plugin written to ``folder``: a class and its base in another file."""
+def plugin_fingerprint(folder, base=BASE, helper=HELPER):
+    """The fingerprint of a three-file plugin written to ``folder``: a class, its base in
+    another file, and a helper function it imports from a third."""
     folder.mkdir()
-    (folder / "plugin_base.py").write_text(base_source)
-    (folder / "plugin_child.py").write_text(CHILD.format(base="plugin_base"))
+    for name, source in zip(PLUGIN_MODULES, (base, helper, CHILD)):
+        (folder / f"{name}.py").write_text(source)
     sys.path.insert(0, str(folder))
     try:
-        for name in ("plugin_base", "plugin_child"):
-            sys.modules.pop(name, None)
         return source_fingerprint(load_module(folder / "plugin_child.py", "plugin_child").Child)
     finally:
         sys.path.remove(str(folder))
-        for name in ("plugin_base", "plugin_child"):
+        for name in PLUGIN_MODULES:
             sys.modules.pop(name, None)
 
 
-def test_source_fingerprint_follows_the_code_of_the_class_and_its_bases(tmp_path):
-    first = plugin_fingerprint(tmp_path / "a", BASE)
-    assert plugin_fingerprint(tmp_path / "copy", BASE) == first  # same contents elsewhere: same hash
-    assert plugin_fingerprint(tmp_path / "edited", BASE + "# edited\n") != first  # the base's file counts
+def test_source_fingerprint_follows_the_code_of_the_class_its_bases_and_its_helpers(tmp_path):
+    first = plugin_fingerprint(tmp_path / "a")
+    assert plugin_fingerprint(tmp_path / "copy") == first  # same contents elsewhere: same hash
+    assert plugin_fingerprint(tmp_path / "base", base=BASE + "# edited\n") != first
+    assert plugin_fingerprint(tmp_path / "helper", helper=HELPER.replace("2 *", "3 *")) != first
+
+
+def test_built_in_task_fingerprints_cover_their_helper_modules():
+    import tasks._candidates
+    import tasks.ncc
+    from benchmark.registry import _beside, _modules_used
+
+    assert tasks._candidates in {m for m in _modules_used(tasks.ncc) if _beside(m, tasks.ncc)}
 
 
 def test_every_run_identity_names_the_code_of_its_method_and_task():
