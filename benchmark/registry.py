@@ -10,6 +10,7 @@ time of this module; the first lookup loads everything.
 from __future__ import annotations
 
 import difflib
+import functools
 import hashlib
 import importlib
 import pkgutil
@@ -96,6 +97,7 @@ METHODS: Registry = Registry("method", "methods", "benchmark.methods")
 TASKS: Registry = Registry("task", "tasks", "benchmark.tasks")
 
 
+@functools.cache
 def source_fingerprint(cls: type) -> str:
     """A hash of the source of a plugin class: the files of the modules defining it and its
     base classes, and of the modules beside them that those use (same package or same
@@ -105,6 +107,8 @@ def source_fingerprint(cls: type) -> str:
     Part of every run and checkpoint identity, so that editing a method's or a task's code,
     a plugin's above all, gives new runs instead of reusing records and checkpoints made
     by the old code. Contents only: the same code in another checkout gives the same hash.
+    Computed once per class and process (a sweep plans every cell): the hash stays that of
+    the code the process loaded, even if a file is edited while it runs.
     """
     modules = {sys.modules[base.__module__] for base in cls.__mro__ if _is_plugin_code(base.__module__)}
     pending = list(modules)
@@ -120,8 +124,8 @@ def source_fingerprint(cls: type) -> str:
 
 
 def _is_plugin_code(module_name: str) -> bool:
-    return module_name.split(".")[0] not in ("benchmark", "builtins") and module_name in sys.modules \
-        and module_name.split(".")[0] not in sys.stdlib_module_names
+    top = module_name.split(".")[0]
+    return module_name in sys.modules and top != "benchmark" and top not in sys.stdlib_module_names
 
 
 def _modules_used(module: ModuleType) -> set[ModuleType]:

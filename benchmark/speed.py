@@ -181,13 +181,13 @@ def training_steps(size: Size, device: torch.device, repeats: int, compile_: boo
     base = seconds["fp32"]
     names = {"bf16": "bf16 autocast vs fp32", "channels_last_3d": "channels_last_3d vs default layout",
              "compile": "torch.compile on vs off"}
-    refused = {"bf16": "; timed only: pretraining refuses bf16 on the CPU"} if device.type == "cpu" else {}
     for name, label in names.items():
         if name in seconds:
+            cpu_bf16 = (name, device.type) == ("bf16", "cpu")
+            refused = "; timed only: pretraining refuses bf16 on the CPU" if cpu_bf16 else ""
             report(f"training step [{size.name}], {label}", base / seconds[name],
                    f"{1e3 * seconds[name]:.1f} ms vs {1e3 * base:.1f} ms per step of {size.batch} "
-                   f"({size.batch / seconds[name]:.2f} vs {size.batch / base:.2f} cubes/s, {device}"
-                   f"{refused.get(name, '')})")
+                   f"({size.batch / seconds[name]:.2f} vs {size.batch / base:.2f} cubes/s, {device}{refused})")
     return seconds
 
 
