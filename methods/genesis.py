@@ -39,6 +39,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import numba
 import numpy as np
 import torch
 
@@ -57,8 +58,6 @@ __all__ = [
     "inner_cutout",
     "inner_cutout_boxes",
     "last_window_labels",
-    "window_label_volume",
-    "window_rows",
     "local_pixel_shuffling",
     "lookup",
     "nonlinear_intensity",
@@ -204,78 +203,11 @@ def last_window_labels(
     """For each voxel covered by at least one window, the index of the last window covering it.
 
     Returns ``(voxels, labels)``: flat (C-order) voxel indices into the spatial volume,
-    ascending, and the window index for each (int16 when the indices fit, else int32).
+    ascending, and the window index for each.
     """
-    label = window_label_volume(spatial_shape, starts, sizes)
+    label = _last_window_volume(*(int(d) for d in spatial_shape), _axis_major(starts), _axis_major(sizes))
     covered = np.flatnonzero(label >= 0)
     return covered, label[covered]
-
-
-def window_label_volume(spatial_shape: Shape3, starts: np.ndarray, sizes: np.ndarray) -> np.ndarray:
-    """The flat (C-order) volume of the last window covering each voxel, -1 where none does
-    (int16 when the window indices fit, else int32).
-
-    The last window covering a voxel is the largest window index among those covering it,
-    so windows can be painted with a maximum in any order. Every window is cut into rows
-    along X (``window_rows``); only each row's first voxel is painted, and a row of length
-    ``s`` is stretched to its full length by ``s - 1`` one-voxel dilations along X
-    (``label[x] = max(label[x], label[x - 1])``): rows are painted longest first with a
-    dilation after each length, so that each row is dilated exactly ``length - 1`` times.
-    Dilations commute with the maximum, and a row never leaves its line of the volume.
-    """
-    zs, ys, xs = (int(d) for d in spatial_shape)
-    dtype = np.int16 if len(starts) <= np.iinfo(np.int16).max else np.int32
-    label = np.full(zs * ys * xs, -1, dtype=dtype)
-    if not len(starts):
-        return label
-    row_start, row_window, longer = window_rows(spatial_shape, starts, sizes, dtype)
-    for length in range(len(longer) - 1, 0, -1):  # the rows of this length: [longer[length], longer[length - 1])
-        rows = slice(longer[length], longer[length - 1])
-        np.maximum.at(label, row_start[rows], row_window[rows])
-        if length > 1:  # numpy reads the overlapping input as it was before the call
-            np.maximum(label[1:], label[:-1], out=label[1:])
-    return label
-
-
-def window_rows(
-    spatial_shape: Shape3, starts: np.ndarray, sizes: np.ndarray, index_dtype: type = np.int64
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The rows along X of a set of windows, longest first: ``(start voxel, window index, longer)``,
-    flat int64 / ``index_dtype`` arrays and ``longer[d]``, the number of rows longer than ``d``
-    (for ``d`` up to the longest row): the rows longer than ``d`` are the first ``longer[d]``.
-
-    Vectorised (``np.repeat`` over the windows, no loop): a window's rows start at its corner
-    plus ``dz * ys * xs + dy * xs``, offsets read from a table per window depth and height
-    (``_row_offsets``, cached per shape).
-    """
-    _, ys, xs = (int(d) for d in spatial_shape)
-    order = np.argsort(-sizes[:, 2].astype(np.int16), kind="stable")  # longest rows first
-    sz, sy, sx = (sizes[:, axis].take(order) for axis in range(3))
-    corner = (starts[:, 0] * (ys * xs) + starts[:, 1] * xs + starts[:, 2]).take(order)
-    high_y = int(sy.max())
-    offsets, first_offset = _row_offsets(ys, xs, int(sz.max()), high_y)
-    rows = sz * sy  # rows per window
-    rows_before = np.concatenate(([0], np.cumsum(rows)))
-    in_table = np.repeat(first_offset[(sz - 1) * high_y + sy - 1] - rows_before[:-1], rows)
-    in_table += np.arange(len(in_table))
-    row_start = np.repeat(corner, rows)
-    row_start += offsets[in_table]
-    windows_longer = np.searchsorted(-sx, -np.arange(int(sx[0]) + 1), side="left")
-    return row_start, np.repeat(order.astype(index_dtype), rows), rows_before[windows_longer]
-
-
-@functools.lru_cache(maxsize=16)
-def _row_offsets(ys: int, xs: int, high_z: int, high_y: int) -> tuple[np.ndarray, np.ndarray]:
-    """The row offsets ``dz * ys * xs + dy * xs`` (C order) of a window of each depth ``sz`` and
-    height ``sy`` up to ``(high_z, high_y)``, concatenated, and where the window of class
-    ``(sz - 1) * high_y + sy - 1`` starts in them."""
-    tables = [(np.arange(sz)[:, None] * (ys * xs) + np.arange(sy) * xs).ravel()
-              for sz in range(1, high_z + 1) for sy in range(1, high_y + 1)]
-    offsets = np.concatenate(tables)
-    first = np.cumsum([0] + [len(table) for table in tables[:-1]])
-    offsets.setflags(write=False)
-    first.setflags(write=False)
-    return offsets, first
 
 
 def local_pixel_shuffling(
@@ -283,34 +215,95 @@ def local_pixel_shuffling(
 ) -> np.ndarray:
     """Shuffle voxels within ``n_windows`` small random windows of a ``(C, Z, Y, X)`` cube.
 
-    Windows come from ``shuffle_windows`` (drawn first from ``rng``, so the same seed gives
-    the same windows). Departure from the reference code, by design: the reference copies
-    each window from the original cube, shuffled, later windows overwriting earlier ones,
-    which duplicates and drops values where windows overlap. Here each voxel is labelled
-    by the last window that covers it and the original values are permuted randomly
-    within each label's voxel set: an exact permutation (histogram preserved), every
-    voxel's value comes from inside the window that last covers it, voxels outside all
-    windows are unchanged. All channels share the windows and the permutation (a voxel
-    moves with all its channels). Returns a new array.
+    Draws: the windows (``shuffle_windows``), then one uniform per covered voxel, taken
+    window by window in window order, each window's voxels in C order.
+
+    Departure from the reference code, by design: the reference copies each window from
+    the original cube, shuffled, later windows overwriting earlier ones, which duplicates
+    and drops values where windows overlap. Here each voxel is labelled by the last window
+    that covers it and the original values are permuted within each label's voxel set: an
+    exact permutation (histogram preserved), every voxel's value comes from inside the
+    window that last covers it, voxels outside all windows are unchanged. A window's
+    voxels (in C order) are permuted by a Fisher–Yates shuffle: for position ``i`` from the
+    last down to 1, swap with position ``floor(u * (i + 1))``, ``u`` the window's ``i``-th
+    draw (uniform up to ``(i + 1) / 2**53``). All channels share the windows and the
+    permutation (a voxel moves with all its channels). Returns a new array.
+
+    It runs as compiled loops (numba): a window-by-window algorithm has no fast numpy
+    form (the best numpy version, a global shuffle and two radix sorts, took about twice
+    as long).
     """
     cube = np.asarray(cube)
-    label = window_label_volume(cube.shape[1:], *shuffle_windows(cube.shape[1:], rng, n_windows, window_divisor))
-    voxels = np.flatnonzero(label >= 0)  # the covered voxels, in C order
+    spatial = cube.shape[1:]
+    starts, sizes = shuffle_windows(spatial, rng, n_windows, window_divisor)
+    label = _last_window_volume(*(int(d) for d in spatial), _axis_major(starts), _axis_major(sizes))
+    voxels, bounds = _voxels_by_window(label, len(starts))
+    shuffled = _shuffle_each_window(voxels, bounds, rng.random(len(voxels)))
     flat = cube.reshape(cube.shape[0], -1)
     out = flat.copy()
-    if len(voxels):
-        # each label's voxels in C order; unlabelled voxels (-1, the largest unsigned) sort last
-        # (with 16-bit labels, the stable sorts are radix sorts)
-        unsigned = label.view(np.uint16 if label.dtype == np.int16 else np.uint32)
-        destination = np.argsort(unsigned, kind="stable")[:len(voxels)]
-        # the covered voxels in a random order: shuffling them in place makes exactly the draws
-        # and the order of voxels[rng.permutation(len(voxels))], without the gather
-        rng.shuffle(voxels)
-        source = voxels[np.argsort(label[voxels], kind="stable")]  # each label's voxels in random order
-        for channel in range(len(flat)):  # one-dimensional fancy indexing is the fastest
-            out_channel = out[channel]
-            out_channel[destination] = flat[channel][source]
+    _move(flat, out, voxels, shuffled)
     return out.reshape(cube.shape)
+
+
+def _axis_major(windows: np.ndarray) -> np.ndarray:
+    """``(n, 3)`` windows as a contiguous ``(3, n)`` int64 array (no copy for those of
+    ``shuffle_windows``, which are transposed views of such arrays)."""
+    return np.ascontiguousarray(windows.T, dtype=np.int64)
+
+
+@numba.njit(cache=True)
+def _last_window_volume(zs: int, ys: int, xs: int, starts: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """The flat (C-order) volume of the last window covering each voxel, -1 where none does:
+    the windows painted in order, later ones over earlier ones."""
+    label = np.full(zs * ys * xs, -1, np.int32)
+    for window in range(starts.shape[1]):
+        z0, y0, x0 = starts[0, window], starts[1, window], starts[2, window]
+        for z in range(z0, z0 + sizes[0, window]):
+            for y in range(y0, y0 + sizes[1, window]):
+                row = (z * ys + y) * xs
+                for x in range(x0, x0 + sizes[2, window]):
+                    label[row + x] = window
+    return label
+
+
+@numba.njit(cache=True)
+def _voxels_by_window(label: np.ndarray, n_windows: int) -> tuple[np.ndarray, np.ndarray]:
+    """The covered voxels grouped by window (a counting sort): window ``w``'s voxels, in C
+    order, are ``voxels[bounds[w]:bounds[w + 1]]``."""
+    bounds = np.zeros(n_windows + 1, np.int64)
+    for window in label:
+        if window >= 0:
+            bounds[window + 1] += 1
+    for window in range(n_windows):
+        bounds[window + 1] += bounds[window]
+    voxels = np.empty(bounds[n_windows], np.int32)
+    filled = bounds[:n_windows].copy()
+    for voxel, window in enumerate(label):
+        if window >= 0:
+            voxels[filled[window]] = voxel
+            filled[window] += 1
+    return voxels, bounds
+
+
+@numba.njit(cache=True)
+def _shuffle_each_window(voxels: np.ndarray, bounds: np.ndarray, draws: np.ndarray) -> np.ndarray:
+    """``voxels`` with each window's group in Fisher–Yates order, the group's draws
+    ``draws[bounds[w]:bounds[w + 1]]`` (see ``local_pixel_shuffling``)."""
+    shuffled = voxels.copy()
+    for window in range(len(bounds) - 1):
+        first = bounds[window]
+        for i in range(bounds[window + 1] - first - 1, 0, -1):
+            j = int(draws[first + i] * (i + 1))  # < i + 1: draws are below 1
+            shuffled[first + i], shuffled[first + j] = shuffled[first + j], shuffled[first + i]
+    return shuffled
+
+
+@numba.njit(cache=True)
+def _move(flat: np.ndarray, out: np.ndarray, destination: np.ndarray, source: np.ndarray) -> None:
+    """``out[:, destination] = flat[:, source]``, channel by channel."""
+    for channel in range(flat.shape[0]):
+        for k in range(len(destination)):
+            out[channel, destination[k]] = flat[channel, source[k]]
 
 
 # ------------------------------------------------------------- non-linear intensity

@@ -4,12 +4,12 @@ Written from the paper's description, one window or one voxel at a time, the way
 reference code is written (a Python loop over the shuffling windows), with no trick:
 
 * local pixel shuffling paints each window's index over the cube in order (later windows
-  overwrite earlier ones), then walks the windows and permutes the values of the voxels
-  each one kept;
+  overwrite earlier ones), then walks the windows and shuffles the values of the voxels
+  each one kept (Fisher–Yates);
 * the non-linear map evaluates the sampled Bézier curve voxel by voxel (binary search
   for the segment, then linear interpolation).
 
-Each function consumes exactly the random draws of its vectorised counterpart in
+Each function consumes exactly the random draws of its fast counterpart in
 ``methods.genesis``, in the same order, so the two agree draw for draw: exactly for
 local shuffling and the pipeline's geometry, and to float rounding for the non-linear
 map (the vectorised one reads a fine lookup table). Flip and the cutouts are array
@@ -32,10 +32,9 @@ def local_pixel_shuffling_loop(
 ) -> np.ndarray:
     """Local pixel shuffling of a ``(C, Z, Y, X)`` cube, window by window.
 
-    Same draws as ``methods.genesis.local_pixel_shuffling``: the windows, then a random
-    order of the covered voxels (a permutation; a voxel's rank is its place in it). Inside
-    each window's kept voxels, in C order, the value of the voxel of the k-th smallest
-    rank goes to the k-th voxel.
+    Same draws as ``methods.genesis.local_pixel_shuffling``: the windows, then one uniform
+    per covered voxel. Each window's kept voxels, in C order, are shuffled by
+    ``fisher_yates`` with the next of those draws, windows in order.
     """
     cube = np.asarray(cube)
     spatial = cube.shape[1:]
@@ -43,18 +42,28 @@ def local_pixel_shuffling_loop(
     label = np.full(spatial, -1, dtype=np.int64)
     for index, ((z, y, x), (sz, sy, sx)) in enumerate(zip(starts, sizes)):
         label[z:z + sz, y:y + sy, x:x + sx] = index
-    covered = np.flatnonzero(label >= 0)
-    rank = np.full(label.size, -1, dtype=np.int64)
-    rank[covered[rng.permutation(len(covered))]] = np.arange(len(covered))
-    rank = rank.reshape(spatial)
+    draws = rng.random(int((label >= 0).sum())).tolist()
+    taken = 0
     out = cube.copy()
     for index, ((z, y, x), (sz, sy, sx)) in enumerate(zip(starts, sizes)):
         box = (slice(z, z + sz), slice(y, y + sy), slice(x, x + sx))
         kept = label[box] == index
         if kept.any():
             values = cube[(slice(None), *box)][:, kept]
-            out[(slice(None), *box)][:, kept] = values[:, np.argsort(rank[box][kept])]
+            count = values.shape[1]
+            out[(slice(None), *box)][:, kept] = values[:, fisher_yates(draws[taken:taken + count])]
+            taken += count
     return out
+
+
+def fisher_yates(draws: list[float]) -> list[int]:
+    """The order of ``range(len(draws))`` after a Fisher–Yates shuffle: for ``i`` from the
+    last position down to 1, swap ``i`` with ``floor(draws[i] * (i + 1))``."""
+    order = list(range(len(draws)))
+    for i in range(len(order) - 1, 0, -1):
+        j = int(draws[i] * (i + 1))  # < i + 1: draws are below 1
+        order[i], order[j] = order[j], order[i]
+    return order
 
 
 def nonlinear_intensity_loop(

@@ -101,6 +101,17 @@ def test_local_shuffling_permutes_within_last_window(shape, n_windows):
     assert (source[voxels] != voxels).mean() > 0.3  # and they do move
 
 
+def test_local_shuffling_permutations_are_uniform_and_independent_across_windows():
+    """Two windows of 3 voxels: each of the 6 x 6 pairs of permutations equally likely."""
+    voxels = np.arange(6, dtype=np.int32)
+    bounds = np.array([0, 3, 6])
+    draws = np.random.default_rng(8).random((7200, 6))
+    pairs = [tuple(genesis._shuffle_each_window(voxels, bounds, row)) for row in draws]
+    counts = np.unique(np.array(pairs), axis=0, return_counts=True)[1]
+    assert len(counts) == 36
+    assert stats.chisquare(counts).pvalue > 1e-3
+
+
 def test_local_shuffling_deterministic_and_histogram_on_paper_cube():
     cube = np.random.default_rng(4).random(PAPER, dtype=np.float32)
     first = local_pixel_shuffling(cube, np.random.default_rng(5), n_windows=50)
@@ -368,7 +379,7 @@ def test_genesis_paper_optimizer():
 
 
 @pytest.mark.parametrize("shape, n_windows", [(SMALL, 300), (SMALL, 10_000), ((2, 6, 9, 12), 40)])
-def test_loop_oracle_local_shuffling_matches_vectorised_exactly(shape, n_windows):
+def test_loop_oracle_local_shuffling_matches_the_fast_one_exactly(shape, n_windows):
     cube = unique_cube(shape)
     fast = local_pixel_shuffling(cube, np.random.default_rng(21), n_windows=n_windows, window_divisor=3)
     loop = local_pixel_shuffling_loop(cube, np.random.default_rng(21), n_windows=n_windows, window_divisor=3)
