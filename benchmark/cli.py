@@ -169,7 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "'benchmark run --weights <path>'."))
     _add_speed_arguments(commands.add_parser(
         "speed", help="measure the transforms, the data pipeline and the training step as ratios",
-        description="Time each method's corruptions (vectorised vs a plain loop), CPU vs device batches, the "
+        description="Time each method's corruptions (fast vs a plain loop), CPU vs device batches, the "
                     "data pipeline vs the training step, bf16 autocast, channels_last_3d and torch.compile, "
                     "at the chosen profiles' sizes; print one ratio per line."))
     _add_convert_arguments(commands.add_parser(

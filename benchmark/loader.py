@@ -59,7 +59,7 @@ class PretextBatches(Dataset):
 def keep_freed_memory() -> None:
     """Ask glibc's allocator to keep freed memory for reuse rather than hand it back to the system.
 
-    The vectorised transforms allocate and free arrays of about a megabyte several times per
+    The fast transforms allocate and free arrays of about a megabyte several times per
     cube; by default glibc returns them to the system at once, and the next allocation pays
     a page fault per 4 kB page: about 40% of the Genesis transforms' time. Freed memory is
     kept up to 256 MB. Nothing happens where the C library is not glibc.

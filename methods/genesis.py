@@ -483,7 +483,7 @@ def transform_pipeline(
     shuffle: Callable[..., np.ndarray], nonlinear: Callable[..., np.ndarray],
 ) -> tuple[np.ndarray, np.ndarray]:
     """The Genesis pipeline with the given local-shuffling and non-linear implementations
-    (the vectorised ones here, the loop ones in ``methods.genesis_loop``)."""
+    (the fast ones here, the loop ones in ``methods.genesis_loop``)."""
     c = config
     _, flipped = flip(cube, cube, rng, c.flip_prob, c.max_flips)
     target = np.array(flipped, dtype=np.float32, order="C", copy=True)

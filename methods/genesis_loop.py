@@ -12,7 +12,7 @@ reference code is written (a Python loop over the shuffling windows), with no tr
 Each function consumes exactly the random draws of its fast counterpart in
 ``methods.genesis``, in the same order, so the two agree draw for draw: exactly for
 local shuffling and the pipeline's geometry, and to float rounding for the non-linear
-map (the vectorised one reads a fine lookup table). Flip and the cutouts are array
+map (the fast one reads a fine lookup table). Flip and the cutouts are array
 slices in both: there is nothing to loop over, so the pipeline reuses them.
 """
 

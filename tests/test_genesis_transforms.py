@@ -387,10 +387,10 @@ def test_loop_oracle_local_shuffling_matches_the_fast_one_exactly(shape, n_windo
     assert not np.array_equal(fast, cube)
 
 
-def test_loop_oracle_nonlinear_matches_vectorised_up_to_the_lookup_table():
+def test_loop_oracle_nonlinear_matches_the_fast_one_up_to_the_lookup_table():
     cube = np.random.default_rng(22).normal(0.5, 0.4, (1, 6, 10, 10)).astype(np.float32)
     steps = genesis.LOOKUP_SIZE - 1
-    on_grid = np.rint(np.clip(cube, 0.0, 1.0) * steps) / steps  # the table point the vectorised map reads
+    on_grid = np.rint(np.clip(cube, 0.0, 1.0) * steps) / steps  # the table point the fast map reads
     for seed in range(30):
         fast = nonlinear_intensity(cube, np.random.default_rng(seed))
         assert fast.dtype == np.float32 and fast.shape == cube.shape
@@ -399,7 +399,7 @@ def test_loop_oracle_nonlinear_matches_vectorised_up_to_the_lookup_table():
         assert np.abs(fast - exact).mean() < 1e-3
 
 
-def test_loop_oracle_pipeline_matches_vectorised():
+def test_loop_oracle_pipeline_matches_the_fast_one():
     cube = np.random.default_rng(23).random(SMALL, dtype=np.float32)
     config = GenesisConfig(n_windows=500)
     for seed in range(12):

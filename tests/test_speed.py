@@ -16,9 +16,9 @@ def test_speed_prints_one_ratio_per_comparison(capsys):
     lines = capsys.readouterr().out.splitlines()
     ratios = {m["what"]: float(m["ratio"]) for m in map(RATIO.match, lines) if m}
     expected = [
-        "genesis local pixel shuffling [smoke], vectorised vs loop, one core",
-        "genesis non-linear intensity [smoke], vectorised vs loop, one core",
-        "genesis pipeline [smoke], vectorised vs loop, one core",
+        "genesis local pixel shuffling [smoke], fast vs loop, one core",
+        "genesis non-linear intensity [smoke], fast vs loop, one core",
+        "genesis pipeline [smoke], fast vs loop, one core",
         "genesis [smoke], data pipeline (one core) vs training step, cubes/s",
         "genesis [smoke], device batch vs CPU batch (cpu)",
         "denoising [smoke], data pipeline (one core) vs training step, cubes/s",
@@ -28,7 +28,7 @@ def test_speed_prints_one_ratio_per_comparison(capsys):
     ]
     assert sorted(ratios) == sorted(expected)
     assert all(ratio > 0 for ratio in ratios.values())
-    assert ratios["genesis pipeline [smoke], vectorised vs loop, one core"] > 5  # far from a tie
+    assert ratios["genesis pipeline [smoke], fast vs loop, one core"] > 5  # far from a tie
     for index, line in enumerate(lines):  # each ratio is followed by the absolute figures it came from
         if RATIO.match(line):
             assert lines[index + 1].startswith("    ") and ("ms" in lines[index + 1] or "cubes/s" in lines[index + 1])
