@@ -7,7 +7,8 @@
   of a pretext model's weights, keyed exactly like ``UNet3D``'s encoder.
 * Puzzle geometry (jigsaw, Rubik's cube): ``grid_cells`` splits a cube into a grid of
   cells, ``tile_shape`` is the common tile size (cell minus a gap), ``cut_tiles`` cuts one
-  tile per cell at a random position inside the cell (jitter).
+  tile per cell at a random position inside the cell (jitter); ``cut_tiles_batch`` does
+  it for a batch of tensors on their device.
 * Permutation sets: ``permutation_set`` (greedy maximal mean Hamming distance, Noroozi &
   Favaro 2016) and ``mean_hamming``.
 """
@@ -113,6 +114,21 @@ def cut_tiles(
     offsets = starts + rng.integers(0, sizes - tile + 1)
     tz, ty, tx = (int(t) for t in tile)
     return np.stack([cube[:, z:z + tz, y:y + ty, x:x + tx] for z, y, x in offsets])
+
+
+def cut_tiles_batch(
+    cubes: torch.Tensor, starts: np.ndarray, sizes: np.ndarray, tile: np.ndarray, generator: torch.Generator
+) -> torch.Tensor:
+    """``cut_tiles`` for a batch ``(B, C, Z, Y, X)`` on its device: every cube's cells get
+    their own uniform offsets. Returns ``(B, n_cells, C, tz, ty, tx)``."""
+    low = torch.as_tensor(starts, device=cubes.device).expand(len(cubes), *starts.shape)
+    offsets = uniform_integers(low, low + torch.as_tensor(sizes - tile, device=cubes.device), generator)
+    z, y, x = (offsets[..., axis, None] + torch.arange(int(side), device=cubes.device)
+               for axis, side in enumerate(tile))
+    batch = torch.arange(len(cubes), device=cubes.device)[:, None, None, None, None]
+    channels_last = cubes.permute(0, 2, 3, 4, 1)
+    tiles = channels_last[batch, z[..., :, None, None], y[..., None, :, None], x[..., None, None, :]]
+    return tiles.permute(0, 1, 5, 2, 3, 4)
 
 
 def centred_offsets(starts: np.ndarray, sizes: np.ndarray, tile: np.ndarray) -> np.ndarray:

@@ -45,6 +45,7 @@ from methods._common import (
     EncoderClassifier,
     centred_offsets,
     cut_tiles,
+    cut_tiles_batch,
     encoder_state,
     grid_cells,
     permutation_set,
@@ -69,6 +70,24 @@ def jigsaw_puzzle(
     tz, ty, tx = (int(t) for t in tile)
     for slot, (z, y, x) in enumerate(centred_offsets(starts, sizes, tile)):
         out[:, z:z + tz, y:y + ty, x:x + tx] = tiles[permutation[slot]]
+    return out
+
+
+def jigsaw_batch(
+    cubes: torch.Tensor, permutations: torch.Tensor, generator: torch.Generator, grid: Shape3 = (2, 2, 2),
+    gap_fraction: float = 0.15,
+) -> torch.Tensor:
+    """``jigsaw_puzzle`` for a batch ``(B, C, Z, Y, X)`` on its device, cube ``b`` shuffled by
+    ``permutations[b]`` (``(B, n_cells)``); each cube's tiles get their own offsets."""
+    cubes = cubes.float()
+    starts, sizes = grid_cells(tuple(cubes.shape[2:]), grid)
+    tile = tile_shape(sizes, gap_fraction)
+    tiles = cut_tiles_batch(cubes, starts, sizes, tile, generator)
+    out = cubes.mean(dim=(2, 3, 4), keepdim=True).expand_as(cubes).clone()
+    batch = torch.arange(len(cubes), device=cubes.device)
+    tz, ty, tx = (int(t) for t in tile)
+    for slot, (z, y, x) in enumerate(centred_offsets(starts, sizes, tile)):
+        out[:, :, z:z + tz, y:y + ty, x:x + tx] = tiles[batch, permutations[:, slot]]
     return out
 
 
@@ -102,6 +121,13 @@ class Jigsaw(Method):
             for cube, label in zip(cubes, labels, strict=True)
         ])
         return torch.from_numpy(inputs), torch.from_numpy(labels.astype(np.int64))
+
+    def make_example_on_device(
+        self, cubes: torch.Tensor, generator: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        labels = torch.randint(0, self.n_permutations, (len(cubes),), generator=generator, device=cubes.device)
+        permutations = torch.tensor(self.permutations, device=cubes.device)[labels]
+        return jigsaw_batch(cubes, permutations, generator, self.grid, self.gap_fraction), labels
 
     def loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return nn.functional.cross_entropy(output, target)

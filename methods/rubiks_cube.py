@@ -51,7 +51,15 @@ from torch import nn
 from benchmark.backbone import Encoder
 from benchmark.method import Method
 from benchmark.registry import METHODS
-from methods._common import cut_tiles, encoder_state, grid_cells, permutation_set, pooled, tile_shape
+from methods._common import (
+    cut_tiles,
+    cut_tiles_batch,
+    encoder_state,
+    grid_cells,
+    permutation_set,
+    pooled,
+    tile_shape,
+)
 
 GRID = (2, 2, 2)
 N_CUBES = 8
@@ -67,9 +75,15 @@ def resample(tiles: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
     """Trilinear resampling of ``(n, C, z, y, x)`` tiles to ``shape`` (a no-op when equal)."""
     if tuple(tiles.shape[2:]) == tuple(shape):
         return tiles
-    resized = nn.functional.interpolate(torch.from_numpy(np.ascontiguousarray(tiles)), size=shape,
-                                        mode="trilinear", align_corners=False)
-    return resized.numpy()
+    return resample_tensor(torch.from_numpy(np.ascontiguousarray(tiles)), shape).numpy()
+
+
+def resample_tensor(tiles: torch.Tensor, shape: tuple[int, int, int]) -> torch.Tensor:
+    """``resample`` for tiles ``(..., C, z, y, x)`` on any device (the leading axes are kept)."""
+    if tuple(tiles.shape[-3:]) == tuple(shape):
+        return tiles
+    resized = nn.functional.interpolate(tiles.flatten(0, -5), size=shape, mode="trilinear", align_corners=False)
+    return resized.unflatten(0, tiles.shape[:-4])
 
 
 def rotate(sub_cube: np.ndarray, kind: str) -> np.ndarray:
@@ -106,6 +120,31 @@ def rubik_example(
         out.append(sub)
     labels = np.concatenate([horizontal, vertical, masked]).astype(np.float32)
     return np.stack(out).astype(np.float32), labels
+
+
+def rubik_batch(
+    cubes: torch.Tensor, permutations: torch.Tensor, generator: torch.Generator, gap_fraction: float = 0.25,
+    rotation_probs: tuple[float, float] = (1 / 3, 1 / 3), mask_prob: float = 0.0, mask_keep: float = 0.5,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``rubik_example`` for a batch ``(B, C, Z, Y, X)`` on its device, cube ``b`` permuted by
+    ``permutations[b]``: ``(sub_cubes (B, 8, C, z, y, x), labels (B, 24))``, drawn from the
+    same distributions."""
+    cubes = cubes.float()
+    starts, sizes = grid_cells(tuple(cubes.shape[2:]), GRID)
+    tile = tile_shape(sizes, gap_fraction)
+    tiles = resample_tensor(cut_tiles_batch(cubes, starts, sizes, tile, generator), encoder_shape(tile))
+    slots = tiles[torch.arange(len(cubes), device=cubes.device)[:, None], permutations]
+    draw = torch.rand(slots.shape[:2], generator=generator, device=cubes.device)
+    horizontal = draw < rotation_probs[0]
+    vertical = (draw >= rotation_probs[0]) & (draw < rotation_probs[0] + rotation_probs[1])
+    for kind, chosen in (("horizontal", horizontal), ("vertical", vertical)):
+        flipped = slots.flip([axis + 2 for axis in ROTATION_AXES[kind]])  # (C, z, y, x) axes -> (B, 8, ...)
+        slots = torch.where(chosen[:, :, None, None, None, None], flipped, slots)
+    masked = torch.rand(slots.shape[:2], generator=generator, device=cubes.device) < mask_prob
+    if mask_prob > 0:
+        keep = torch.rand((*slots.shape[:2], 1, *slots.shape[3:]), generator=generator, device=cubes.device)
+        slots = torch.where(masked[:, :, None, None, None, None], slots * (keep < mask_keep), slots)
+    return slots, torch.cat([horizontal, vertical, masked], dim=1).float()
 
 
 class SiameseCubes(nn.Module):
@@ -165,6 +204,16 @@ class RubiksCubeBase(Method):
             kept = labels if self.masking else labels[:2 * N_CUBES]
             targets.append(np.concatenate([[np.float32(order)], kept]))
         return torch.from_numpy(np.stack(inputs)), torch.from_numpy(np.stack(targets).astype(np.float32))
+
+    def make_example_on_device(
+        self, cubes: torch.Tensor, generator: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        orders = torch.randint(0, self.n_permutations, (len(cubes),), generator=generator, device=cubes.device)
+        permutations = torch.tensor(self.permutations, device=cubes.device)[orders]
+        sub_cubes, labels = rubik_batch(cubes, permutations, generator, self.gap_fraction, self.rotation_probs,
+                                        self.mask_prob, self.mask_keep)
+        kept = labels if self.masking else labels[:, :2 * N_CUBES]
+        return sub_cubes, torch.cat([orders[:, None].float(), kept], dim=1)
 
     def loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         k = self.n_permutations

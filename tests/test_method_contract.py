@@ -32,6 +32,7 @@ OVERFIT_STEPS = 12
 NAMES = METHODS.names()
 PRETRAINING = [name for name in NAMES if METHODS.get(name).transfers != "none"]
 RANDOM_INITS = [name for name in NAMES if METHODS.get(name).transfers == "none"]
+DEVICE_TRANSFORMS = [name for name in PRETRAINING if METHODS.get(name).has_device_transforms()]
 
 
 def blob_pool(n: int, seed: int) -> np.ndarray:
@@ -100,6 +101,22 @@ def test_a_step_gives_a_finite_loss_and_overfitting_one_batch_lowers_it(name, po
         optimizer.step()
         losses.append(float(loss.detach()))
     assert losses[-1] < 0.7 * losses[0], losses
+
+
+@pytest.mark.parametrize("name", DEVICE_TRANSFORMS)
+def test_device_examples_are_shaped_like_the_host_ones_repeat_with_the_seed_and_train(name, pools):
+    train, _ = pools
+    method = METHODS.create(name)
+    cubes = torch.from_numpy(train[:3])
+    host_inputs, host_targets = method.make_example(train[:3], np.random.default_rng(0))
+    inputs, targets = method.make_example_on_device(cubes, torch.Generator().manual_seed(0))
+    for host, device in ((host_inputs, inputs), (host_targets, targets)):
+        assert device.shape == host.shape and device.dtype == host.dtype and device.device == cubes.device
+    again = method.make_example_on_device(cubes, torch.Generator().manual_seed(0))
+    assert torch.equal(again[0], inputs) and torch.equal(again[1], targets)
+    assert torch.equal(cubes, torch.from_numpy(train[:3]))  # the pool is not modified
+    model = method.build_pretext_model(1, WIDTH)
+    assert torch.isfinite(method.loss(model(inputs), targets))
 
 
 @pytest.mark.parametrize("name", PRETRAINING)
