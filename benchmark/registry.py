@@ -9,15 +9,17 @@ time of this module; the first lookup loads everything.
 
 from __future__ import annotations
 
+import ast
 import difflib
 import functools
 import hashlib
 import importlib
+import importlib.machinery
+import importlib.util
 import pkgutil
 import sys
 from importlib.metadata import entry_points
 from pathlib import Path
-from types import ModuleType
 from typing import Generic, TypeVar
 
 from benchmark.errors import UserError
@@ -100,9 +102,10 @@ TASKS: Registry = Registry("task", "tasks", "benchmark.tasks")
 @functools.cache
 def source_fingerprint(cls: type) -> str:
     """A hash of the source of a plugin class: the files of the modules defining it and its
-    base classes, and of the modules beside them that those use (same package or same
-    folder: a plugin's helpers), found through their names; the suite's own modules
-    (``benchmark``, covered by its version) and the standard library left out.
+    base classes, and of the modules beside them that those import anywhere in their code,
+    functions included (same package or same folder: a plugin's helpers), followed from
+    file to file; the suite's own modules (``benchmark``, covered by its version) and the
+    standard library left out.
 
     Part of every run and checkpoint identity, so that editing a method's or a task's code,
     a plugin's above all, gives new runs instead of reusing records and checkpoints made
@@ -110,39 +113,72 @@ def source_fingerprint(cls: type) -> str:
     Computed once per class and process (a sweep plans every cell): the hash stays that of
     the code the process loaded, even if a file is edited while it runs.
     """
-    modules = {sys.modules[base.__module__] for base in cls.__mro__ if _is_plugin_code(base.__module__)}
-    pending = list(modules)
+    files = {_source_file(base.__module__) for base in cls.__mro__ if _is_plugin_code(base.__module__)}
+    files.discard(None)
+    pending = list(files)
     while pending:
-        module = pending.pop()
-        for used in _modules_used(module):
-            if used not in modules and _beside(used, module):
-                modules.add(used)
+        path = pending.pop()
+        for used in _imported_files(path):
+            if used not in files and _beside(used, path):
+                files.add(used)
                 pending.append(used)
-    files = {getattr(module, "__file__", None) for module in modules}
-    contents = sorted(hashlib.sha256(Path(path).read_bytes()).hexdigest() for path in files if path)
+    contents = sorted(hashlib.sha256(path.read_bytes()).hexdigest() for path in files)
     return hashlib.sha256("".join(contents).encode()).hexdigest()[:16]
 
 
 def _is_plugin_code(module_name: str) -> bool:
     top = module_name.split(".")[0]
-    return module_name in sys.modules and top != "benchmark" and top not in sys.stdlib_module_names
+    return top != "benchmark" and top not in sys.stdlib_module_names
 
 
-def _modules_used(module: ModuleType) -> set[ModuleType]:
-    """The modules that ``module``'s names refer to: imported modules, and the modules of
-    imported functions and classes."""
-    used = set()
-    for value in vars(module).values():
-        name = value.__name__ if isinstance(value, ModuleType) else getattr(value, "__module__", None)
-        if isinstance(name, str) and _is_plugin_code(name):
-            used.add(sys.modules[name])
-    return used
+def _spec(module_name: str) -> importlib.machinery.ModuleSpec | None:
+    """A module's spec, found without running the module (its parent packages are imported)."""
+    try:
+        return importlib.util.find_spec(module_name)
+    except (ImportError, ValueError):
+        return None
 
 
-def _beside(used: ModuleType, module: ModuleType) -> bool:
-    """Whether ``used`` is part of the same plugin as ``module``: same top-level package, or a
-    file in the same folder."""
-    same_package = used.__name__.split(".")[0] == module.__name__.split(".")[0]
-    files = [getattr(m, "__file__", None) for m in (used, module)]
-    same_folder = all(files) and Path(files[0]).parent == Path(files[1]).parent
-    return same_package or same_folder
+def _source_file(module_name: str) -> Path | None:
+    """The ``.py`` file of a module (None for a name that is not a module or has no source)."""
+    origin = getattr(_spec(module_name), "origin", None)
+    return Path(origin) if origin and origin.endswith(".py") else None
+
+
+def _imported_files(path: Path) -> set[Path]:
+    """The source files of the plugin modules that the file at ``path`` imports, at any depth
+    of its code (lazy imports inside functions included)."""
+    package = ".".join(folder.name for folder in reversed(_packages_around(path)))
+    names = set()
+    for node in ast.walk(ast.parse(path.read_bytes(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            try:
+                base = importlib.util.resolve_name("." * node.level + (node.module or ""), package)
+            except (ImportError, ValueError):  # a relative import reaching above the top package
+                continue
+            names.add(base)
+            if _is_plugin_code(base) and getattr(_spec(base), "submodule_search_locations", None) is not None:
+                names.update(f"{base}.{alias.name}" for alias in node.names)  # modules imported from a package
+    found = {_source_file(name) for name in names if _is_plugin_code(name)}
+    return {file for file in found if file is not None}
+
+
+def _beside(used: Path, path: Path) -> bool:
+    """Whether the file ``used`` is part of the same plugin as the file at ``path``: in the same
+    folder, or in the same top-level package."""
+    if used.parent == path.parent:
+        return True
+    packages = _packages_around(used), _packages_around(path)
+    return all(packages) and packages[0][-1] == packages[1][-1]
+
+
+def _packages_around(path: Path) -> list[Path]:
+    """The package folders (with an ``__init__.py``) that contain the file, innermost first."""
+    folders = []
+    folder = path.parent
+    while (folder / "__init__.py").exists():
+        folders.append(folder)
+        folder = folder.parent
+    return folders

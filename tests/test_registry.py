@@ -2,6 +2,7 @@
 
 import importlib.util
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -55,8 +56,10 @@ def test_cli_reports_unknown_task_in_one_line(capsys):
 
 BASE = "from benchmark.method import Method\n\nclass Base(Method):\n    name = 'base'\n"
 HELPER = "def scale(x):\n    return 2 * x\n"
-CHILD = "from plugin_base import Base\nfrom plugin_helper import scale\n\nclass Child(Base):\n    name = 'child'\n"
-PLUGIN_MODULES = ("plugin_base", "plugin_helper", "plugin_child")
+LAZY = "def shift(x):\n    return x + 1\n"
+CHILD = ("from plugin_base import Base\nfrom plugin_helper import scale\n\nclass Child(Base):\n    name = 'child'\n\n"
+         "    def corrupt(self, x):\n        from plugin_lazy import shift\n\n        return shift(scale(x))\n")
+PLUGIN_MODULES = ("plugin_base", "plugin_helper", "plugin_lazy", "plugin_child")
 
 
 def load_module(path, name):
@@ -67,11 +70,12 @@ def load_module(path, name):
     return module
 
 
-def plugin_fingerprint(folder, base=BASE, helper=HELPER):
-    """The fingerprint of a three-file plugin written to ``folder``: a class, its base in
-    another file, and a helper function it imports from a third."""
+def plugin_fingerprint(folder, base=BASE, helper=HELPER, lazy=LAZY):
+    """The fingerprint of a four-file plugin written to ``folder``: a class, its base in
+    another file, a helper function it imports from a third and one it imports inside a
+    method from a fourth (not yet imported when the fingerprint is taken)."""
     folder.mkdir()
-    for name, source in zip(PLUGIN_MODULES, (base, helper, CHILD)):
+    for name, source in zip(PLUGIN_MODULES, (base, helper, lazy, CHILD)):
         (folder / f"{name}.py").write_text(source)
     sys.path.insert(0, str(folder))
     try:
@@ -87,14 +91,21 @@ def test_source_fingerprint_follows_the_code_of_the_class_its_bases_and_its_help
     assert plugin_fingerprint(tmp_path / "copy") == first  # same contents elsewhere: same hash
     assert plugin_fingerprint(tmp_path / "base", base=BASE + "# edited\n") != first
     assert plugin_fingerprint(tmp_path / "helper", helper=HELPER.replace("2 *", "3 *")) != first
+    assert plugin_fingerprint(tmp_path / "lazy", lazy=LAZY.replace("+ 1", "+ 2")) != first
 
 
-def test_built_in_task_fingerprints_cover_their_helper_modules():
+def test_built_in_fingerprints_cover_their_helper_modules_even_those_imported_in_functions():
+    import methods.genesis
     import tasks._candidates
     import tasks.ncc
-    from benchmark.registry import _beside, _modules_used
+    from benchmark.registry import _beside, _imported_files
 
-    assert tasks._candidates in {m for m in _modules_used(tasks.ncc) if _beside(m, tasks.ncc)}
+    def helpers(module):
+        path = Path(module.__file__)
+        return {used.name for used in _imported_files(path) if _beside(used, path)}
+
+    assert Path(tasks._candidates.__file__).name in helpers(tasks.ncc)
+    assert {"genesis_torch.py", "genesis_loop.py"} <= helpers(methods.genesis)  # imported lazily
 
 
 def test_every_run_identity_names_the_code_of_its_method_and_task():
