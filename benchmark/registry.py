@@ -140,8 +140,10 @@ def _spec(module_name: str) -> importlib.machinery.ModuleSpec | None:
 
 
 def _source_file(module_name: str) -> Path | None:
-    """The ``.py`` file of a module (None for a name that is not a module or has no source)."""
-    origin = getattr(_spec(module_name), "origin", None)
+    """The ``.py`` file of a module, loaded or not (None for a name that is not a module or
+    has no source)."""
+    loaded = sys.modules.get(module_name)
+    origin = getattr(loaded, "__file__", None) if loaded else getattr(_spec(module_name), "origin", None)
     return Path(origin) if origin and origin.endswith(".py") else None
 
 
