@@ -209,16 +209,19 @@ def cancel_unfinished(handles: Sequence[Job]) -> None:
 
 @contextlib.contextmanager
 def terminate_as_interrupt() -> Iterator[None]:
-    """Within the block, SIGTERM (``kill``, a scheduler stopping the sweep) acts as Ctrl-C does:
-    a KeyboardInterrupt, so the jobs in flight are cancelled rather than left running."""
+    """Within the block, SIGTERM (``kill``, a scheduler stopping the sweep) and SIGHUP (the
+    terminal or ssh session closed) act as Ctrl-C does: a KeyboardInterrupt, so the jobs in
+    flight are cancelled rather than left running unwatched (``nohup`` keeps a sweep going)."""
     def interrupt(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, interrupt)
+    stops = [getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)]
+    previous = {stop: signal.signal(stop, interrupt) for stop in stops}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for stop, handler in previous.items():
+            signal.signal(stop, handler)
 
 
 def _collect(job: SweepJob, handle: Job) -> dict[str, Any]:

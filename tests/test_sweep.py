@@ -155,14 +155,15 @@ class Handle:
         self.cancelled = True
 
 
-def test_stopping_a_sweep_with_sigterm_cancels_the_jobs_in_flight(tmp_path):
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGHUP])
+def test_stopping_a_sweep_with_sigterm_or_sighup_cancels_the_jobs_in_flight(tmp_path, stop):
     handles, kills = [], []
 
     class KilledWhilePolled(Handle):
         def done(self):
-            if not kills:  # as `kill <sweep pid>` once, while two jobs run
-                kills.append(signal.SIGTERM)
-                os.kill(os.getpid(), signal.SIGTERM)
+            if not kills:  # as `kill <sweep pid>` or a closed terminal, once, while two jobs run
+                kills.append(stop)
+                os.kill(os.getpid(), stop)
             return super().done()
 
     def submit(job):
@@ -173,7 +174,7 @@ def test_stopping_a_sweep_with_sigterm_cancels_the_jobs_in_flight(tmp_path):
     with pytest.raises(KeyboardInterrupt), terminate_as_interrupt():
         dispatch(jobs, submit, max_in_flight=2, on_outcome=lambda outcome: None, poll_seconds=0.01)
     assert len(handles) == 2 and all(handle.cancelled for handle in handles)
-    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL and signal.getsignal(signal.SIGHUP) is signal.SIG_DFL
 
 
 CANCEL_PROBE = """
