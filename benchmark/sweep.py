@@ -211,12 +211,13 @@ def cancel_unfinished(handles: Sequence[Job]) -> None:
 def terminate_as_interrupt() -> Iterator[None]:
     """Within the block, SIGTERM (``kill``, a scheduler stopping the sweep) and SIGHUP (the
     terminal or ssh session closed) act as Ctrl-C does: a KeyboardInterrupt, so the jobs in
-    flight are cancelled rather than left running unwatched (``nohup`` keeps a sweep going)."""
+    flight are cancelled rather than left running unwatched. A signal the process was started
+    ignoring stays ignored (``nohup`` keeps a sweep going)."""
     def interrupt(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
 
     stops = [getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)]
-    previous = {stop: signal.signal(stop, interrupt) for stop in stops}
+    previous = {stop: signal.signal(stop, interrupt) for stop in stops if signal.getsignal(stop) != signal.SIG_IGN}
     try:
         yield
     finally:

@@ -177,6 +177,17 @@ def test_stopping_a_sweep_with_sigterm_or_sighup_cancels_the_jobs_in_flight(tmp_
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL and signal.getsignal(signal.SIGHUP) is signal.SIG_DFL
 
 
+def test_a_sweep_started_with_nohup_keeps_ignoring_sighup():
+    previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        with terminate_as_interrupt():
+            assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+            assert signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
+        assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGHUP, previous)
+
+
 CANCEL_PROBE = """
 import functools, signal, sys, time
 from pathlib import Path
