@@ -114,8 +114,8 @@ def _add_speed_arguments(parser: argparse.ArgumentParser) -> None:
                         help="batch of the device transforms and training steps (default: the profile's "
                              "pretraining batch on CUDA, 1 on the CPU)")
     parser.add_argument("--methods", default=None,
-                        help="comma-separated methods (default: every method that declares its own speed "
-                             "comparisons or device transforms)")
+                        help="comma-separated methods (default: every method with speed comparisons or device "
+                             "transforms, one per implementation)")
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=True,
                         help="measure torch.compile (its first call compiles: tens of seconds on a CPU; "
                              "default on)")

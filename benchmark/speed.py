@@ -236,9 +236,20 @@ def _size(name: str, batch: int | None, device: torch.device) -> Size:
 def _methods(text: str | None) -> list[Method]:
     if text is not None:
         return [METHODS.create(name.strip()) for name in text.split(",") if name.strip()]
-    own = [name for name in METHODS.names()
-           if {"speed_comparisons", "make_example_on_device"} & set(vars(METHODS.get(name)))]
-    return [METHODS.create(name) for name in own]
+    return [METHODS.create(name) for name in measured_by_default()]
+
+
+def measured_by_default() -> list[str]:
+    """The methods with speed comparisons or device transforms, one per implementation: the
+    first name of the methods that share them (the Genesis ablations share Genesis')."""
+    names, seen = [], set()
+    for name in METHODS.names():
+        cls = METHODS.get(name)
+        implementations = (cls.speed_comparisons, cls.make_example_on_device)
+        if implementations != (Method.speed_comparisons, Method.make_example_on_device) and implementations not in seen:
+            seen.add(implementations)
+            names.append(name)
+    return names
 
 
 def _cubes(size: Size, count: int) -> np.ndarray:

@@ -34,6 +34,14 @@ def test_speed_prints_one_ratio_per_comparison(capsys):
             assert lines[index + 1].startswith("    ") and ("ms" in lines[index + 1] or "cubes/s" in lines[index + 1])
 
 
+def test_by_default_each_implementation_is_measured_once():
+    from benchmark.speed import measured_by_default
+
+    names = measured_by_default()
+    assert {"genesis", "denoising", "inpainting", "patch-shuffling", "jigsaw", "rubiks-cube"} <= set(names)
+    assert not {"genesis-ls", "rubiks-cube-plus", "scratch-he", "deepcluster"} & set(names)  # shared or none
+
+
 def test_speed_rejects_unknown_sizes(capsys):
     assert main(["speed", "--sizes", "huge"]) == 2
     assert "error: --sizes huge" in capsys.readouterr().err
