@@ -8,6 +8,7 @@ Nothing here knows a method or a task by name: both come from the registries.
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import json
 import platform
 import time
@@ -289,5 +290,7 @@ def _compute_accounting(device: torch.device, pretraining: dict[str, Any] | None
 
 
 def _versions() -> dict[str, str]:
+    """The versions of the code and of the libraries that compute the numbers."""
+    libraries = {name: importlib.metadata.version(name) for name in ("scipy", "scikit-learn", "numba")}
     return {"benchmark": benchmark.__version__, "torch": torch.__version__, "numpy": np.__version__,
-            "pandas": pd.__version__, "python": platform.python_version()}
+            "pandas": pd.__version__, **libraries, "python": platform.python_version()}
