@@ -245,13 +245,22 @@ def local_pixel_shuffling(
     return out.reshape(cube.shape)
 
 
+def _compiled(function: Callable) -> Callable:
+    """``numba.njit``, the machine code cached on disk (next to the module, or in the user's
+    cache folder); where no cache folder is writable, compiled again in each process."""
+    try:
+        return numba.njit(cache=True)(function)
+    except RuntimeError:  # numba: "cannot cache function ...: no locator available"
+        return numba.njit(function)
+
+
 def _axis_major(windows: np.ndarray) -> np.ndarray:
     """``(n, 3)`` windows as a contiguous ``(3, n)`` int64 array (no copy for those of
     ``shuffle_windows``, which are transposed views of such arrays)."""
     return np.ascontiguousarray(windows.T, dtype=np.int64)
 
 
-@numba.njit(cache=True)
+@_compiled
 def _last_window_volume(zs: int, ys: int, xs: int, starts: np.ndarray, sizes: np.ndarray) -> np.ndarray:
     """The flat (C-order) volume of the last window covering each voxel, -1 where none does:
     the windows painted in order, later ones over earlier ones."""
@@ -266,7 +275,7 @@ def _last_window_volume(zs: int, ys: int, xs: int, starts: np.ndarray, sizes: np
     return label
 
 
-@numba.njit(cache=True)
+@_compiled
 def _voxels_by_window(label: np.ndarray, n_windows: int) -> tuple[np.ndarray, np.ndarray]:
     """The covered voxels grouped by window (a counting sort): window ``w``'s voxels, in C
     order, are ``voxels[bounds[w]:bounds[w + 1]]``."""
@@ -285,7 +294,7 @@ def _voxels_by_window(label: np.ndarray, n_windows: int) -> tuple[np.ndarray, np
     return voxels, bounds
 
 
-@numba.njit(cache=True)
+@_compiled
 def _shuffle_each_window(voxels: np.ndarray, bounds: np.ndarray, draws: np.ndarray) -> np.ndarray:
     """``voxels`` with each window's group in Fisher–Yates order, the group's draws
     ``draws[bounds[w]:bounds[w + 1]]`` (see ``local_pixel_shuffling``)."""
@@ -298,7 +307,7 @@ def _shuffle_each_window(voxels: np.ndarray, bounds: np.ndarray, draws: np.ndarr
     return shuffled
 
 
-@numba.njit(cache=True)
+@_compiled
 def _move(flat: np.ndarray, out: np.ndarray, destination: np.ndarray, source: np.ndarray) -> None:
     """``out[:, destination] = flat[:, source]``, channel by channel."""
     for channel in range(flat.shape[0]):

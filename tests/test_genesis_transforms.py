@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -110,6 +113,21 @@ def test_local_shuffling_permutations_are_uniform_and_independent_across_windows
     counts = np.unique(np.array(pairs), axis=0, return_counts=True)[1]
     assert len(counts) == 36
     assert stats.chisquare(counts).pvalue > 1e-3
+
+
+def test_compiled_loops_work_where_no_cache_folder_is_writable(tmp_path):
+    """A read-only install and home: numba cannot cache, so it compiles in each process."""
+    (tmp_path / "compiled_probe.py").write_text(
+        "from methods.genesis import _compiled\n\n@_compiled\ndef twice(x):\n    return 2 * x\n")
+    (tmp_path / "__pycache__").write_text("a file where the cache folder would go")
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("")
+    env = {key: value for key, value in os.environ.items() if key != "NUMBA_CACHE_DIR"}
+    env.update(HOME=str(blocked), XDG_CACHE_HOME=str(blocked / "cache"), PYTHONDONTWRITEBYTECODE="1")
+    probe = "import compiled_probe; print(compiled_probe.twice(21))"
+    done = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "42"
 
 
 def test_local_shuffling_deterministic_and_histogram_on_paper_cube():
