@@ -24,16 +24,22 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
                         help="fraction of the training patients with labels, in (0, 1] (default 1)")
     parser.add_argument("--data-root", type=Path, default=None,
                         help="the task's dataset folder as downloaded (default: built-in phantom)")
-    parser.add_argument("--pretrain-root", type=Path, default=None,
-                        help="LUNA16-layout folder for pretraining (default: built-in chest phantom)")
     parser.add_argument("--splits", type=Path, default=None,
                         help="a split file (CSV case_id,split) replacing the task's shipped split")
     parser.add_argument("--weights", type=Path, default=None,
                         help="benchmark a pretrained file instead of pretraining: the released Models Genesis "
                              "checkpoint, a state dict, safetensors or a checkpoint of this suite")
+    parser.add_argument("--force", action="store_true", help="rerun even if this exact run has a record")
+    _add_training_arguments(parser)
+
+
+def _add_training_arguments(parser: argparse.ArgumentParser) -> None:
+    """Where the data, the results and the device are, the pretraining switches, progress bars:
+    the arguments of every command that trains (run, sweep, pretrain)."""
+    parser.add_argument("--pretrain-root", type=Path, default=None,
+                        help="LUNA16-layout folder for pretraining (default: built-in chest phantom)")
     parser.add_argument("--results", type=Path, default=Path("results"), help="results root (default ./results)")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="(default auto)")
-    parser.add_argument("--force", action="store_true", help="rerun even if this exact run has a record")
     _add_switch_arguments(parser)
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
@@ -61,10 +67,6 @@ def _add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile", default="quick", choices=list(PROFILES), help="(default quick)")
     parser.add_argument("--data-root", action="append", default=[], metavar="TASK=DIR",
                         help="a task's dataset folder as downloaded (repeatable; default: built-in phantoms)")
-    parser.add_argument("--pretrain-root", type=Path, default=None,
-                        help="LUNA16-layout folder for pretraining (default: built-in chest phantom)")
-    parser.add_argument("--results", type=Path, default=Path("results"), help="results root (default ./results)")
-    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="(default auto)")
     parser.add_argument("--jobs", type=int, default=1, help="jobs running at once (default 1)")
     parser.add_argument("--executor", choices=["inline", "local", "slurm"], default=None,
                         help="inline (this process), local (one process per job) or slurm "
@@ -73,8 +75,7 @@ def _add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--slurm-time", type=int, default=24 * 60, help="minutes per SLURM job (default 1440)")
     parser.add_argument("--slurm-gpus", type=int, default=1, help="GPUs per SLURM job (default 1)")
     parser.add_argument("--slurm-cpus", type=int, default=8, help="CPUs per SLURM job (default 8)")
-    _add_switch_arguments(parser)
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_training_arguments(parser)
 
 
 def _add_verify_arguments(parser: argparse.ArgumentParser) -> None:
@@ -90,12 +91,7 @@ def _add_pretrain_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--method", required=True, help="pretraining method (see 'benchmark list')")
     parser.add_argument("--profile", default="quick", choices=list(PROFILES), help="sizes and schedules")
     parser.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
-    parser.add_argument("--pretrain-root", type=Path, default=None,
-                        help="LUNA16-layout folder for pretraining (default: built-in chest phantom)")
-    parser.add_argument("--results", type=Path, default=Path("results"), help="results root (default ./results)")
-    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="(default auto)")
-    _add_switch_arguments(parser)
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _add_training_arguments(parser)
 
 
 def _add_speed_arguments(parser: argparse.ArgumentParser) -> None:

@@ -1,7 +1,8 @@
 """Pieces shared by several method plugins (not a plugin: the registry skips ``_`` modules).
 
 * ``genesis_sgd``: the Models Genesis optimiser, reused by the restoration baselines.
-* ``uniform_integers``: batched uniform integer draws for the torch (device) transforms.
+* ``uniform_integers`` and ``random_permutations``: batched uniform draws for the torch
+  (device) transforms.
 * ``EncoderClassifier`` and ``encoder_state``: the backbone encoder with a linear head on
   its global-average-pooled bottleneck (jigsaw, DeepCluster), and the ``encoder.*`` part
   of a pretext model's weights, keyed exactly like ``UNet3D``'s encoder.
@@ -36,6 +37,15 @@ def uniform_integers(low: torch.Tensor, high: torch.Tensor, generator: torch.Gen
     batched torch counterpart of ``Generator.integers(low, high + 1)``."""
     u = torch.rand(low.shape, generator=generator, device=low.device, dtype=torch.float64)
     return low + torch.floor(u * (high - low + 1)).long().minimum(high - low)
+
+
+def random_permutations(
+    permutations: np.ndarray, count: int, generator: torch.Generator, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``count`` uniform draws from a permutation set, on ``device``: ``(indices (count,),
+    permutations (count, n_items))``; the batched counterpart of ``rng.integers(0, K, count)``."""
+    indices = torch.randint(0, len(permutations), (count,), generator=generator, device=device)
+    return indices, torch.tensor(permutations, device=device)[indices]
 
 
 def genesis_sgd(

@@ -205,7 +205,7 @@ def last_window_labels(
     Returns ``(voxels, labels)``: flat (C-order) voxel indices into the spatial volume,
     ascending, and the window index for each.
     """
-    label = _last_window_volume(*(int(d) for d in spatial_shape), _axis_major(starts), _axis_major(sizes))
+    label = _label_volume(spatial_shape, starts, sizes)
     covered = np.flatnonzero(label >= 0)
     return covered, label[covered]
 
@@ -236,8 +236,7 @@ def local_pixel_shuffling(
     cube = np.asarray(cube)
     spatial = cube.shape[1:]
     starts, sizes = shuffle_windows(spatial, rng, n_windows, window_divisor)
-    label = _last_window_volume(*(int(d) for d in spatial), _axis_major(starts), _axis_major(sizes))
-    voxels, bounds = _voxels_by_window(label, len(starts))
+    voxels, bounds = _voxels_by_window(_label_volume(spatial, starts, sizes), len(starts))
     shuffled = _shuffle_each_window(voxels, bounds, rng.random(len(voxels)))
     flat = cube.reshape(cube.shape[0], -1)
     out = flat.copy()
@@ -254,10 +253,12 @@ def _compiled(function: Callable) -> Callable:
         return numba.njit(function)
 
 
-def _axis_major(windows: np.ndarray) -> np.ndarray:
-    """``(n, 3)`` windows as a contiguous ``(3, n)`` int64 array (no copy for those of
-    ``shuffle_windows``, which are transposed views of such arrays)."""
-    return np.ascontiguousarray(windows.T, dtype=np.int64)
+def _label_volume(spatial_shape: Shape3, starts: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """``_last_window_volume`` of ``(n, 3)`` windows, passed to the compiled loop as contiguous
+    ``(3, n)`` int64 arrays (no copy for those of ``shuffle_windows``, which are transposed
+    views of such arrays)."""
+    starts_, sizes_ = (np.ascontiguousarray(windows.T, dtype=np.int64) for windows in (starts, sizes))
+    return _last_window_volume(*(int(d) for d in spatial_shape), starts_, sizes_)
 
 
 @_compiled

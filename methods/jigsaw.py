@@ -49,6 +49,7 @@ from methods._common import (
     encoder_state,
     grid_cells,
     permutation_set,
+    random_permutations,
     tile_shape,
 )
 
@@ -125,8 +126,7 @@ class Jigsaw(Method):
     def make_example_on_device(
         self, cubes: torch.Tensor, generator: torch.Generator
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        labels = torch.randint(0, self.n_permutations, (len(cubes),), generator=generator, device=cubes.device)
-        permutations = torch.tensor(self.permutations, device=cubes.device)[labels]
+        labels, permutations = random_permutations(self.permutations, len(cubes), generator, cubes.device)
         return jigsaw_batch(cubes, permutations, generator, self.grid, self.gap_fraction), labels
 
     def loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -58,6 +58,7 @@ from methods._common import (
     grid_cells,
     permutation_set,
     pooled,
+    random_permutations,
     tile_shape,
 )
 
@@ -208,8 +209,7 @@ class RubiksCubeBase(Method):
     def make_example_on_device(
         self, cubes: torch.Tensor, generator: torch.Generator
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        orders = torch.randint(0, self.n_permutations, (len(cubes),), generator=generator, device=cubes.device)
-        permutations = torch.tensor(self.permutations, device=cubes.device)[orders]
+        orders, permutations = random_permutations(self.permutations, len(cubes), generator, cubes.device)
         sub_cubes, labels = rubik_batch(cubes, permutations, generator, self.gap_fraction, self.rotation_probs,
                                         self.mask_prob, self.mask_keep)
         kept = labels if self.masking else labels[:, :2 * N_CUBES]
