@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from benchmark.backbone import Encoder
+from benchmark.model.backbone import Encoder
 
 Shape3 = tuple[int, int, int]
 

@@ -53,15 +53,15 @@ from typing import Any
 
 import numpy as np
 import torch
+from benchmark.methods._common import EncoderClassifier, encoder_state, pooled
 from sklearn.cluster import KMeans
 from sklearn.decomposition import PCA
 from sklearn.exceptions import ConvergenceWarning
 from torch import nn
 
-from benchmark.method import Method
-from benchmark.profiles import Profile
-from benchmark.registry import METHODS
-from methods._common import EncoderClassifier, encoder_state, pooled
+from benchmark.api.method import Method
+from benchmark.api.profiles import Profile
+from benchmark.api.registry import METHODS
 
 RELATIVE_VARIANCE_FLOOR = 1e-6
 

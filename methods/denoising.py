@@ -22,10 +22,10 @@ from typing import Any
 
 import numpy as np
 import torch
+from benchmark.methods._common import genesis_sgd
 
-from benchmark.method import Method
-from benchmark.registry import METHODS
-from methods._common import genesis_sgd
+from benchmark.api.method import Method
+from benchmark.api.registry import METHODS
 
 
 def add_noise(

@@ -6,7 +6,7 @@ order: flip (input and target together), local pixel shuffling, a non-linear int
 map, and painting (inner cutout = in-painting, or outer cutout = out-painting). The
 target is the cube after the flip only; the loss is MSE on the sigmoid output (the
 ``Method`` default). Probabilities and sizes are the reference code's defaults and live
-in ``GenesisConfig``; the numbers are documented in ``shared/spec/methods.md``.
+in ``GenesisConfig``.
 
 Where this implementation departs from the reference code, and why:
 
@@ -43,8 +43,8 @@ import numba
 import numpy as np
 import torch
 
-from benchmark.method import Corruption, Method
-from benchmark.registry import METHODS
+from benchmark.api.method import Corruption, Method
+from benchmark.api.registry import METHODS
 
 __all__ = [
     "ABLATIONS",
@@ -493,7 +493,7 @@ def transform_pipeline(
     shuffle: Callable[..., np.ndarray], nonlinear: Callable[..., np.ndarray],
 ) -> tuple[np.ndarray, np.ndarray]:
     """The Genesis pipeline with the given local-shuffling and non-linear implementations
-    (the fast ones here, the loop ones in ``methods.genesis_loop``)."""
+    (the fast ones here, the loop ones in ``benchmark.methods.genesis_loop``)."""
     c = config
     _, flipped = flip(cube, cube, rng, c.flip_prob, c.max_flips)
     target = np.array(flipped, dtype=np.float32, order="C", copy=True)
@@ -542,12 +542,12 @@ class Genesis(Method):
     def make_example_on_device(
         self, cubes: torch.Tensor, generator: torch.Generator
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        from methods.genesis_torch import genesis_batch
+        from benchmark.methods.genesis_torch import genesis_batch
 
         return genesis_batch(cubes, generator, self.config)
 
     def speed_comparisons(self, cube_shape: tuple[int, ...]) -> dict[str, tuple[Corruption, Corruption]]:
-        from methods.genesis_loop import (
+        from benchmark.methods.genesis_loop import (
             genesis_transform_loop,
             local_pixel_shuffling_loop,
             nonlinear_intensity_loop,

@@ -10,7 +10,7 @@ reference code is written (a Python loop over the shuffling windows), with no tr
   for the segment, then linear interpolation).
 
 Each function consumes exactly the random draws of its fast counterpart in
-``methods.genesis``, in the same order, so the two agree draw for draw: exactly for
+``benchmark.methods.genesis``, in the same order, so the two agree draw for draw: exactly for
 local shuffling and the pipeline's geometry, and to float rounding for the non-linear
 map (the fast one reads a fine lookup table). Flip and the cutouts are array
 slices in both: there is nothing to loop over, so the pipeline reuses them.
@@ -21,8 +21,7 @@ from __future__ import annotations
 import bisect
 
 import numpy as np
-
-from methods.genesis import GenesisConfig, bezier_map, shuffle_windows, transform_pipeline
+from benchmark.methods.genesis import GenesisConfig, bezier_map, shuffle_windows, transform_pipeline
 
 __all__ = ["genesis_transform_loop", "local_pixel_shuffling_loop", "nonlinear_intensity_loop"]
 
@@ -32,7 +31,7 @@ def local_pixel_shuffling_loop(
 ) -> np.ndarray:
     """Local pixel shuffling of a ``(C, Z, Y, X)`` cube, window by window.
 
-    Same draws as ``methods.genesis.local_pixel_shuffling``: the windows, then one uniform
+    Same draws as ``benchmark.methods.genesis.local_pixel_shuffling``: the windows, then one uniform
     per covered voxel. Each window's kept voxels, in C order, are shuffled by
     ``fisher_yates`` with the next of those draws, windows in order.
     """
@@ -92,7 +91,7 @@ def nonlinear_intensity_loop(
 def genesis_transform_loop(
     cube: np.ndarray, rng: np.random.Generator, config: GenesisConfig | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``methods.genesis.genesis_transform`` with the loop versions of local shuffling and the
+    """``benchmark.methods.genesis.genesis_transform`` with the loop versions of local shuffling and the
     non-linear map: the same gates, draws and order (default config: the reference's)."""
     config = GenesisConfig() if config is None else config
     return transform_pipeline(cube, rng, config, local_pixel_shuffling_loop, nonlinear_intensity_loop)

@@ -12,8 +12,9 @@ Transfers the encoder and the decoder.
 
 from __future__ import annotations
 
-from benchmark.registry import METHODS
-from methods.genesis import Genesis, GenesisConfig
+from benchmark.methods.genesis import Genesis, GenesisConfig
+
+from benchmark.api.registry import METHODS
 
 
 @METHODS.register

@@ -43,9 +43,9 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from benchmark.backbone import UNet3D
-from benchmark.method import Method
-from benchmark.registry import METHODS
+from benchmark.api.method import Method
+from benchmark.api.registry import METHODS
+from benchmark.model.backbone import UNet3D
 
 Shape3 = tuple[int, int, int]
 

@@ -37,11 +37,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
-
-from benchmark.method import Method
-from benchmark.registry import METHODS
-from methods._common import (
+from benchmark.methods._common import (
     EncoderClassifier,
     centred_offsets,
     cut_tiles,
@@ -52,6 +48,10 @@ from methods._common import (
     random_permutations,
     tile_shape,
 )
+from torch import nn
+
+from benchmark.api.method import Method
+from benchmark.api.registry import METHODS
 
 Shape3 = tuple[int, int, int]
 

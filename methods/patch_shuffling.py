@@ -28,10 +28,10 @@ from typing import Any
 
 import numpy as np
 import torch
+from benchmark.methods._common import genesis_sgd, uniform_integers
 
-from benchmark.method import Method
-from benchmark.registry import METHODS
-from methods._common import genesis_sgd, uniform_integers
+from benchmark.api.method import Method
+from benchmark.api.registry import METHODS
 
 Shape3 = tuple[int, int, int]
 Swap = tuple[np.ndarray, np.ndarray, np.ndarray]  # (start of box a, start of box b, common size)

@@ -46,12 +46,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
-
-from benchmark.backbone import Encoder
-from benchmark.method import Method
-from benchmark.registry import METHODS
-from methods._common import (
+from benchmark.methods._common import (
     cut_tiles,
     cut_tiles_batch,
     encoder_state,
@@ -61,6 +56,11 @@ from methods._common import (
     random_permutations,
     tile_shape,
 )
+from torch import nn
+
+from benchmark.api.method import Method
+from benchmark.api.registry import METHODS
+from benchmark.model.backbone import Encoder
 
 GRID = (2, 2, 2)
 N_CUBES = 8

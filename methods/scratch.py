@@ -1,6 +1,6 @@
 """Training from scratch: random initialisations with the Keras definitions (no pretraining).
 
-The three differ only in the initialiser (benchmark.init): ``scratch-he`` is the
+The three differ only in the initialiser (benchmark.model.init): ``scratch-he`` is the
 default scratch baseline; ``scratch-uniform`` and ``scratch-glorot`` are the others the
 Models Genesis paper reports. Biases start at 0, BatchNorm at gamma 1, beta 0.
 """
@@ -10,9 +10,9 @@ from typing import ClassVar
 
 from torch import nn
 
-from benchmark import init
-from benchmark.method import Method
-from benchmark.registry import METHODS
+from benchmark.api.method import Method
+from benchmark.api.registry import METHODS
+from benchmark.model import init
 
 
 class Scratch(Method):

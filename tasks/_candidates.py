@@ -12,11 +12,11 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmark.cache import CTVolume
+from benchmark.api.task import Case, read_csv_rows
+from benchmark.data.cache import CTVolume
+from benchmark.data.imageio import HU_MIN, crop_centered, scale_ct, world_to_index
+from benchmark.data.verify import SPLITS, Problem, check_points_inside, read_volume
 from benchmark.errors import UserError
-from benchmark.imageio import HU_MIN, crop_centered, scale_ct, world_to_index
-from benchmark.task import Case, read_csv_rows
-from benchmark.verify import SPLITS, Problem, check_points_inside, read_volume
 
 CANDIDATE_COLUMNS = ("seriesuid", "coordX", "coordY", "coordZ", "class")
 

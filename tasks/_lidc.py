@@ -24,10 +24,10 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from benchmark.cache import Entry, cached, windowed_hu
+from benchmark.data.cache import Entry, cached, windowed_hu
+from benchmark.data.imageio import HU_MIN
+from benchmark.data.verify import Problem, progress
 from benchmark.errors import UserError
-from benchmark.imageio import HU_MIN
-from benchmark.verify import Problem, progress
 
 PATIENT = re.compile(r"LIDC-IDRI-\d{4}")
 NAMESPACE = "{http://www.nih.gov}"

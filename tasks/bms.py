@@ -34,13 +34,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from benchmark.cache import Entry, cached
+from benchmark.api.registry import TASKS
+from benchmark.api.task import Case, Splits, Task, TaskData
+from benchmark.data.cache import Entry, cached
+from benchmark.data.imageio import pad_to_cube, read_array, scale_min_max
+from benchmark.data.phantoms.brain import MODALITIES, write_brain_phantom
+from benchmark.data.verify import Problem, check_labels, check_same_grid, check_unique, progress, read_volume
 from benchmark.errors import UserError
-from benchmark.imageio import pad_to_cube, read_array, scale_min_max
-from benchmark.phantoms.brain import MODALITIES, write_brain_phantom
-from benchmark.registry import TASKS
-from benchmark.task import Case, Splits, Task, TaskData
-from benchmark.verify import Problem, check_labels, check_same_grid, check_unique, progress, read_volume
 
 if TYPE_CHECKING:
     from importlib.resources.abc import Traversable
@@ -54,7 +54,7 @@ CROP_MARGIN = 4
 PERCENTILES = (0.5, 99.5)
 VAL_EVERY = 8
 FOLD_FILES: tuple[Traversable, ...] = tuple(
-    files("tasks") / "data" / f"brats2018_fold{fold}.txt" for fold in (1, 2, 3)
+    files(__package__) / "data" / f"brats2018_fold{fold}.txt" for fold in (1, 2, 3)
 )
 
 

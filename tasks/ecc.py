@@ -21,10 +21,20 @@ from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
+from benchmark.tasks._candidates import (
+    SPLITS,
+    candidate_cases,
+    class_problems,
+    keep_negatives,
+    parse_candidates,
+    read_candidates,
+    scan_problems,
+)
 
-from benchmark.cache import ct_volume
-from benchmark.errors import UserError
-from benchmark.phantoms.chest import (
+from benchmark.api.registry import TASKS
+from benchmark.api.task import Case, Splits, Task, TaskData, read_split_file
+from benchmark.data.cache import ct_volume
+from benchmark.data.phantoms.chest import (
     CANDIDATE_HEADER,
     Segment,
     bifurcations,
@@ -37,18 +47,8 @@ from benchmark.phantoms.chest import (
     series_uid,
     to_world,
 )
-from benchmark.registry import TASKS
-from benchmark.task import Case, Splits, Task, TaskData, read_split_file
-from benchmark.verify import Problem, check_unique, progress
-from tasks._candidates import (
-    SPLITS,
-    candidate_cases,
-    class_problems,
-    keep_negatives,
-    parse_candidates,
-    read_candidates,
-    scan_problems,
-)
+from benchmark.data.verify import Problem, check_unique, progress
+from benchmark.errors import UserError
 
 VOLUMES = 20
 SPLIT_COUNTS = (10, 3, 7)  # volumes (= patients) per split

@@ -22,13 +22,13 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmark.cache import Entry, cached
+from benchmark.api.registry import TASKS
+from benchmark.api.task import Case, Splits, Task, TaskData
+from benchmark.data.cache import Entry, cached
+from benchmark.data.imageio import HU_MAX, HU_MIN, pad_to_cube, read_array, scale_ct
+from benchmark.data.phantoms.liver import write_liver_phantom
+from benchmark.data.verify import Problem, check_labels, check_same_grid, progress, read_volume
 from benchmark.errors import UserError
-from benchmark.imageio import HU_MAX, HU_MIN, pad_to_cube, read_array, scale_ct
-from benchmark.phantoms.liver import write_liver_phantom
-from benchmark.registry import TASKS
-from benchmark.task import Case, Splits, Task, TaskData
-from benchmark.verify import Problem, check_labels, check_same_grid, progress, read_volume
 
 BATCH_FOLDERS = ("Training Batch 1", "Training Batch 2")
 SPLITS = {"train": range(0, 100), "val": range(100, 115), "test": range(115, 130)}

@@ -10,14 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from benchmark.cache import ct_volume
-from benchmark.errors import UserError
-from benchmark.phantoms.chest import write_chest_phantom
-from benchmark.pool import luna_scans
-from benchmark.registry import TASKS
-from benchmark.task import Case, Splits, Task, TaskData
-from benchmark.verify import Problem, progress
-from tasks._candidates import (
+from benchmark.tasks._candidates import (
     SPLITS,
     candidate_cases,
     class_problems,
@@ -26,6 +19,14 @@ from tasks._candidates import (
     read_candidates,
     scan_problems,
 )
+
+from benchmark.api.registry import TASKS
+from benchmark.api.task import Case, Splits, Task, TaskData
+from benchmark.data.cache import ct_volume
+from benchmark.data.phantoms.chest import write_chest_phantom
+from benchmark.data.pool import luna_scans
+from benchmark.data.verify import Problem, progress
+from benchmark.errors import UserError
 
 SPLIT_OF_SUBSET = {0: "train", 1: "train", 2: "train", 3: "train", 4: "train", 5: "val", 6: "val",
                    7: "test", 8: "test", 9: "test"}

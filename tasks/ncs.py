@@ -1,7 +1,7 @@
 """NCS: lung nodule segmentation (LIDC-IDRI), from nodule-centred crops.
 
 Two layouts are read. LIDC-IDRI as downloaded (``LIDC-IDRI-NNNN/.../*.dcm`` and the XML
-reads; see ``tasks._lidc``: 50% consensus masks, 1 mm, 64x64x32 crops; split by patient
+reads; see ``benchmark.tasks._lidc``: 50% consensus masks, 1 mm, 64x64x32 crops; split by patient
 number, 0001-0510 train, 0511-0610 val, the rest test). Or as most users have it
 preprocessed: ``images/<patient>_<nodule>.nii.gz``
 (HU) and ``masks/<patient>_<nodule>.nii.gz`` (label > 0 is nodule), 1 mm isotropic
@@ -19,14 +19,14 @@ from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
+from benchmark.tasks._lidc import default_split, is_lidc_layout, lidc_cases, lidc_problems
 
+from benchmark.api.registry import TASKS
+from benchmark.api.task import Case, Splits, Task, TaskData, read_split_file
+from benchmark.data.imageio import HU_MIN, crop_centered, read_image, scale_ct
+from benchmark.data.phantoms.chest import Segment, blob_in_box, finish_ct, lung_patch, paint_nodule
+from benchmark.data.verify import SPLITS, Problem, check_labels, check_same_grid, progress, read_volume
 from benchmark.errors import UserError
-from benchmark.imageio import HU_MIN, crop_centered, read_image, scale_ct
-from benchmark.phantoms.chest import Segment, blob_in_box, finish_ct, lung_patch, paint_nodule
-from benchmark.registry import TASKS
-from benchmark.task import Case, Splits, Task, TaskData, read_split_file
-from benchmark.verify import SPLITS, Problem, check_labels, check_same_grid, progress, read_volume
-from tasks._lidc import default_split, is_lidc_layout, lidc_cases, lidc_problems
 
 CROP_SHAPE = (32, 64, 64)  # (z, y, x) voxels of 1 mm
 SPLIT_FRACTIONS = (0.5, 0.1, 0.4)  # patients, like the paper's 510 / 100 / 408

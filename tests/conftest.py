@@ -5,8 +5,9 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from benchmark import store
-from benchmark.harness import RunSpec, execute
+from benchmark.data import files
+from benchmark.engine import store
+from benchmark.engine.harness import RunSpec, execute
 
 
 @pytest.fixture(scope="session")
@@ -43,10 +44,10 @@ def write_run():
                   "device": "cpu", "finetune": {"epochs": 3, "best_epoch": 1, "samples_seen": 48},
                   "versions": {"benchmark": "0.1.0"}, "finished_at": finished_at}
         if cases is not None:
-            store.write_csv(folder / "cases.csv", pd.DataFrame(cases))
+            files.write_csv(folder / "cases.csv", pd.DataFrame(cases))
         if history is not None:
-            store.write_csv(folder / "history.csv", pd.DataFrame(history))
-        store.write_json(folder / "result.json", record)
+            files.write_csv(folder / "history.csv", pd.DataFrame(history))
+        files.write_json(folder / "result.json", record)
         return folder
 
     return write

@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
-from benchmark import init
-from benchmark.backbone import Classifier, UNet3D, count_parameters
+from benchmark.model import init
+from benchmark.model.backbone import Classifier, UNet3D, count_parameters
 
 
 def test_full_width_parameter_counts_match_the_released_and_keras_models():

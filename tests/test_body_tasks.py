@@ -9,14 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from benchmark.tasks.bms import FOLD_FILES, BrainTumourSegmentation, brats_splits, load_brats, read_fold
+from benchmark.tasks.lcs import LiverSegmentation, load_lits
 
-import benchmark.phantoms.brain as brain_phantom
-import benchmark.phantoms.liver as liver_phantom
+import benchmark.data.phantoms.brain as brain_phantom
+import benchmark.data.phantoms.liver as liver_phantom
+from benchmark.api.registry import TASKS
+from benchmark.api.task import TaskData
 from benchmark.errors import UserError
-from benchmark.registry import TASKS
-from benchmark.task import TaskData
-from tasks.bms import FOLD_FILES, BrainTumourSegmentation, brats_splits, load_brats, read_fold
-from tasks.lcs import LiverSegmentation, load_lits
 
 pytestmark = pytest.mark.usefixtures("isolated_cache")  # a cache of the module's own
 
@@ -256,7 +256,7 @@ def test_brain_partial_copy_custom_folds_and_unlisted_cases(
     root, cases = mini_brats(brain_root, tmp_path / "brats")
     stray = root / "HGG" / "Brats18_EXTRA_1"
     stray.mkdir()
-    with caplog.at_level(logging.INFO, logger="tasks.bms"):
+    with caplog.at_level(logging.INFO, logger="benchmark.tasks.bms"):
         data = load_brats(root, SMALL_CUBE)
     assert split_ids(data) == [[c] for c in cases]
     assert "1 case(s)" in caplog.text and "Brats18_EXTRA_1" in caplog.text

@@ -8,24 +8,24 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from benchmark.tasks._candidates import Candidate, candidate_cases, read_candidates
+from benchmark.tasks.ecc import write_ecc_phantom
+from benchmark.tasks.ncs import write_ncs_phantom
 from sklearn.metrics import roc_auc_score
 
-from benchmark.cache import CTVolume
-from benchmark.errors import UserError
-from benchmark.imageio import read_image, scale_ct, world_to_index
-from benchmark.phantoms.chest import IDENTITY, LUNA_UID_ROOT, build_chest_scan, write_chest_phantom
-from benchmark.pool import (
+from benchmark.api.registry import TASKS
+from benchmark.api.task import TaskData
+from benchmark.data.cache import CTVolume
+from benchmark.data.imageio import read_image, scale_ct, world_to_index
+from benchmark.data.phantoms.chest import IDENTITY, LUNA_UID_ROOT, build_chest_scan, write_chest_phantom
+from benchmark.data.pool import (
     PRETRAIN_TRAIN_SUBSETS,
     PRETRAIN_VAL_SUBSETS,
     SOFT_TISSUE_HU,
     load_pool,
     pool_scan_ids,
 )
-from benchmark.registry import TASKS
-from benchmark.task import TaskData
-from tasks._candidates import Candidate, candidate_cases, read_candidates
-from tasks.ecc import write_ecc_phantom
-from tasks.ncs import write_ncs_phantom
+from benchmark.errors import UserError
 
 pytestmark = pytest.mark.usefixtures("isolated_cache")  # a cache of the module's own
 

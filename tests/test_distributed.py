@@ -8,14 +8,14 @@ import sys
 import pytest
 import torch
 
-from benchmark import distributed
+from benchmark.engine import distributed
+from benchmark.engine.pretrain import load_checkpoint
 from benchmark.errors import UserError
-from benchmark.pretrain import load_checkpoint
 
 
 def test_two_processes_pretrain_one_checkpoint_written_once(tmp_path):
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-               "-m", "benchmark.cli", "pretrain", "--method", "genesis", "--profile", "smoke",
+               "-m", "benchmark", "pretrain", "--method", "genesis", "--profile", "smoke",
                "--results", str(tmp_path), "--device", "cpu", "--no-progress"]
     done = subprocess.run(command, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stderr[-3000:]

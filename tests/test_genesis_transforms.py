@@ -8,14 +8,12 @@ import os
 import subprocess
 import sys
 
+import benchmark.methods.genesis as genesis
+import benchmark.methods.genesis_torch as genesis_torch
 import numpy as np
 import pytest
 import torch
-from scipy import stats
-
-import methods.genesis as genesis
-import methods.genesis_torch as genesis_torch
-from methods.genesis import (
+from benchmark.methods.genesis import (
     Genesis,
     GenesisConfig,
     bezier_map,
@@ -30,7 +28,8 @@ from methods.genesis import (
     outer_cutout_boxes,
     shuffle_windows,
 )
-from methods.genesis_loop import genesis_transform_loop, local_pixel_shuffling_loop, nonlinear_intensity_loop
+from benchmark.methods.genesis_loop import genesis_transform_loop, local_pixel_shuffling_loop, nonlinear_intensity_loop
+from scipy import stats
 
 SMALL = (1, 16, 32, 32)
 PAPER = (1, 32, 64, 64)
@@ -118,7 +117,7 @@ def test_local_shuffling_permutations_are_uniform_and_independent_across_windows
 def test_compiled_loops_work_where_no_cache_folder_is_writable(tmp_path):
     """A read-only install and home: numba cannot cache, so it compiles in each process."""
     (tmp_path / "compiled_probe.py").write_text(
-        "from methods.genesis import _compiled\n\n@_compiled\ndef twice(x):\n    return 2 * x\n")
+        "from benchmark.methods.genesis import _compiled\n\n@_compiled\ndef twice(x):\n    return 2 * x\n")
     (tmp_path / "__pycache__").write_text("a file where the cache folder would go")
     blocked = tmp_path / "not-a-folder"
     blocked.write_text("")
@@ -367,7 +366,7 @@ def test_config_validation():
 
 
 def test_genesis_plugin_registered_and_makes_examples():
-    from benchmark.registry import METHODS
+    from benchmark.api.registry import METHODS
 
     cls = METHODS.get("genesis")
     assert cls is Genesis and cls.transfers == "encoder+decoder"

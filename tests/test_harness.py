@@ -6,8 +6,8 @@ import math
 import pandas as pd
 import pytest
 
+from benchmark.api.registry import METHODS, TASKS
 from benchmark.cli import main
-from benchmark.registry import METHODS, TASKS
 
 RECORD_KEYS = {"run_id", "method", "task", "seed", "fraction", "profile", "data", "metrics", "wall_seconds",
                "peak_memory_mb", "transfer", "pretraining", "finetune", "cases", "subset", "identity", "device",

@@ -7,14 +7,14 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
+from benchmark.methods.genesis import Genesis, GenesisConfig
 
+from benchmark.api.profiles import PROFILES
+from benchmark.api.registry import METHODS
 from benchmark.cli import main
+from benchmark.engine.loader import TRAIN_STREAM, PretextBatches, batch_generator, host_batches
+from benchmark.engine.pretrain import pretext_loss, pretrain
 from benchmark.errors import UserError
-from benchmark.loader import TRAIN_STREAM, PretextBatches, batch_generator, host_batches
-from benchmark.pretrain import pretext_loss, pretrain
-from benchmark.profiles import PROFILES
-from benchmark.registry import METHODS
-from methods.genesis import Genesis, GenesisConfig
 
 CPU = torch.device("cpu")
 TINY = dataclasses.replace(PROFILES["smoke"], pretrain_epochs=1, pretrain_steps_per_epoch=2, pretrain_batch=2)

@@ -17,11 +17,11 @@ import pytest
 import torch
 from scipy.ndimage import gaussian_filter
 
-from benchmark.backbone import UNet3D
-from benchmark.pretrain import load_checkpoint, pretrain, save_checkpoint
-from benchmark.profiles import PROFILES
-from benchmark.registry import METHODS
-from benchmark.transfer import OUTPUT_CONV, build_target_model, parts_to_transfer, transfer_weights
+from benchmark.api.profiles import PROFILES
+from benchmark.api.registry import METHODS
+from benchmark.engine.pretrain import load_checkpoint, pretrain, save_checkpoint
+from benchmark.model.backbone import UNet3D
+from benchmark.model.transfer import OUTPUT_CONV, build_target_model, parts_to_transfer, transfer_weights
 
 CPU = torch.device("cpu")
 CUBE = (16, 32, 32)

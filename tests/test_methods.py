@@ -7,25 +7,25 @@ import time
 import numpy as np
 import pytest
 import torch
-from sklearn.metrics import adjusted_rand_score
-
-from benchmark.backbone import UNet3D
-from benchmark.profiles import PROFILES
-from benchmark.registry import METHODS
-from methods._common import _permutation_set, grid_cells, mean_hamming, permutation_set
-from methods.deepcluster import (
+from benchmark.methods._common import _permutation_set, grid_cells, mean_hamming, permutation_set
+from benchmark.methods.deepcluster import (
     DeepCluster,
     FeatureSpace,
     balanced_indices,
     cluster,
     fill_empty_clusters,
 )
-from methods.denoising import add_noise
-from methods.genesis import GenesisConfig
-from methods.inpainting import Inpainting, loss_weights, mask_centre, mask_geometry
-from methods.jigsaw import Jigsaw
-from methods.patch_shuffling import boxes_overlap, patch_side_range, shuffle_patches
-from methods.rubiks_cube import RubiksCube, RubiksCubePlus, rotate, rubik_example
+from benchmark.methods.denoising import add_noise
+from benchmark.methods.genesis import GenesisConfig
+from benchmark.methods.inpainting import Inpainting, loss_weights, mask_centre, mask_geometry
+from benchmark.methods.jigsaw import Jigsaw
+from benchmark.methods.patch_shuffling import boxes_overlap, patch_side_range, shuffle_patches
+from benchmark.methods.rubiks_cube import RubiksCube, RubiksCubePlus, rotate, rubik_example
+from sklearn.metrics import adjusted_rand_score
+
+from benchmark.api.profiles import PROFILES
+from benchmark.api.registry import METHODS
+from benchmark.model.backbone import UNet3D
 
 CPU = torch.device("cpu")
 SMALL = (16, 32, 32)

@@ -53,7 +53,7 @@ def plugin(tmp_path_factory):
 def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     env = dict(os.environ)
     env.setdefault("BENCHMARK_CACHE", str(cwd / "cache"))
-    result = subprocess.run([sys.executable, "-m", "benchmark.cli", *args], capture_output=True, text=True,
+    result = subprocess.run([sys.executable, "-m", "benchmark", *args], capture_output=True, text=True,
                             cwd=cwd, env=env)
     assert result.returncode == 0, f"benchmark {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
     return result

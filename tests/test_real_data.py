@@ -13,20 +13,20 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
+import benchmark.tasks.lcs as lcs
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from benchmark.tasks.bms import brats_splits
 
-import benchmark.cache as cache
-import tasks.lcs as lcs
+import benchmark.data.cache as cache
+from benchmark.api.registry import TASKS
+from benchmark.api.task import Splits
 from benchmark.cli import main
+from benchmark.data.imageio import scale_ct, world_to_index, write_image
+from benchmark.data.phantoms.chest import to_world
+from benchmark.data.verify import pool_problems
 from benchmark.errors import UserError
-from benchmark.imageio import scale_ct, world_to_index, write_image
-from benchmark.phantoms.chest import to_world
-from benchmark.registry import TASKS
-from benchmark.task import Splits
-from benchmark.verify import pool_problems
-from tasks.bms import brats_splits
 
 SPACING = (0.7, 0.9, 2.5)  # (x, y, z) mm
 ORIGIN = (-120.5, 35.25, -310.0)
@@ -568,7 +568,7 @@ def write_lidc_scan(folder: Path) -> np.ndarray:
 
 
 def test_lidc_dicom_and_xml_reads_become_consensus_crops(tmp_path: Path) -> None:
-    import tasks._lidc as lidc
+    import benchmark.tasks._lidc as lidc
 
     root = tmp_path / "LIDC-IDRI"
     expected = {}

@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from benchmark.api.registry import METHODS, TASKS, Registry
 from benchmark.cli import main
 from benchmark.errors import UserError
-from benchmark.registry import METHODS, TASKS, Registry, source_fingerprint
+from benchmark.provenance import source_fingerprint
 
 
 def test_builtins_are_registered():
@@ -29,7 +30,7 @@ def test_every_plugin_has_a_one_line_description():
 
 
 def test_two_plugins_with_one_name_are_refused():
-    registry = Registry("method", "methods", "benchmark.no-such-group")
+    registry = Registry("method", "benchmark.methods", "benchmark.no-such-group")
 
     class First:
         name, description = "same", "first"
@@ -54,7 +55,7 @@ def test_cli_reports_unknown_task_in_one_line(capsys):
     assert err.startswith("error: unknown task 'lcz'; did you mean 'lcs'?") and "\n" not in err
 
 
-BASE = "from benchmark.method import Method\n\nclass Base(Method):\n    name = 'base'\n"
+BASE = "from benchmark.api.method import Method\n\nclass Base(Method):\n    name = 'base'\n"
 HELPER = "def scale(x):\n    return 2 * x\n"
 LAZY = "def shift(x):\n    return x + 1\n"
 CHILD = ("from plugin_base import Base\nfrom plugin_helper import scale\n\nclass Child(Base):\n    name = 'child'\n\n"
@@ -95,21 +96,22 @@ def test_source_fingerprint_follows_the_code_of_the_class_its_bases_and_its_help
 
 
 def test_built_in_fingerprints_cover_their_helper_modules_even_those_imported_in_functions():
-    import methods.genesis
-    import tasks._candidates
-    import tasks.ncc
-    from benchmark.registry import _beside, _imported_files
+    import benchmark.methods.genesis
+    import benchmark.tasks._candidates
+    import benchmark.tasks.ncc
+
+    from benchmark.provenance import _beside, _imported_files, _is_plugin_code
 
     def helpers(module):
         path = Path(module.__file__)
-        return {used.name for used in _imported_files(path) if _beside(used, path)}
+        return {used.name for used in _imported_files(path, _is_plugin_code) if _beside(used, path)}
 
-    assert Path(tasks._candidates.__file__).name in helpers(tasks.ncc)
-    assert {"genesis_torch.py", "genesis_loop.py"} <= helpers(methods.genesis)  # imported lazily
+    assert Path(benchmark.tasks._candidates.__file__).name in helpers(benchmark.tasks.ncc)
+    assert {"genesis_torch.py", "genesis_loop.py"} <= helpers(benchmark.methods.genesis)  # imported lazily
 
 
 def test_every_run_identity_names_the_code_of_its_method_and_task():
-    from benchmark.harness import RunSpec, plan_run
+    from benchmark.engine.harness import RunSpec, plan_run
 
     plan = plan_run(RunSpec(method="genesis-ls", task="ncc", profile="smoke"))
     assert plan.identity["method_code"] == source_fingerprint(type(plan.method))

@@ -12,9 +12,9 @@ from scipy import stats as st
 from sklearn.metrics import roc_auc_score
 from statsmodels.stats.multitest import multipletests
 
+from benchmark.api.registry import METHODS
 from benchmark.cli import main
-from benchmark.registry import METHODS
-from benchmark.restoration import NotRestoration, restoration_panels, restores_its_input
+from benchmark.reporting.restoration import NotRestoration, restoration_panels, restores_its_input
 
 ARTEFACTS = ["table3.csv", "table3.md", "table3.tex", "pairwise.csv", "pairwise_ncc.csv", "pairwise_ncc.md",
              "confidence_intervals.csv", "confidence_intervals.md", "label_efficiency.csv", "label_efficiency.png",
@@ -151,7 +151,7 @@ def test_restoration_methods_are_recognised_by_what_they_do(name):
 
 def test_a_checkpoint_of_another_method_gets_no_picture(smoke_results, smoke_records, monkeypatch):
     checkpoint = smoke_records["pretraining"].dropna().iloc[0]["checkpoint_id"]
-    monkeypatch.setattr("benchmark.restoration.restores_its_input", lambda *args: False)
+    monkeypatch.setattr("benchmark.reporting.restoration.restores_its_input", lambda *args: False)
     with pytest.raises(NotRestoration, match="not the restoration of its input"):
         restoration_panels(smoke_results, checkpoint)
 

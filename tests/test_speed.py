@@ -35,7 +35,7 @@ def test_speed_prints_one_ratio_per_comparison(capsys):
 
 
 def test_by_default_each_implementation_is_measured_once():
-    from benchmark.speed import measured_by_default
+    from benchmark.cli.speed import measured_by_default
 
     names = measured_by_default()
     assert {"genesis", "denoising", "inpainting", "patch-shuffling", "jigsaw", "rubiks-cube"} <= set(names)

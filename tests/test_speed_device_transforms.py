@@ -5,14 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from benchmark.methods._common import centred_offsets, grid_cells, tile_shape
+from benchmark.methods.denoising import Denoising, add_noise
+from benchmark.methods.inpainting import Inpainting
+from benchmark.methods.jigsaw import Jigsaw
+from benchmark.methods.patch_shuffling import PatchShuffling, shuffle_patches
+from benchmark.methods.rubiks_cube import RubiksCubePlus, rotate
 from scipy import stats
-
-from methods._common import centred_offsets, grid_cells, tile_shape
-from methods.denoising import Denoising, add_noise
-from methods.inpainting import Inpainting
-from methods.jigsaw import Jigsaw
-from methods.patch_shuffling import PatchShuffling, shuffle_patches
-from methods.rubiks_cube import RubiksCubePlus, rotate
 
 N = 300
 SHAPE = (1, 8, 16, 16)

@@ -1,4 +1,4 @@
-"""Tests for benchmark.stats against scipy/statsmodels/sklearn and brute-force references."""
+"""Tests for benchmark.reporting.stats against scipy/statsmodels/sklearn and brute-force references."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from scipy import stats as st
 from sklearn.metrics import roc_auc_score
 from statsmodels.stats.multitest import multipletests
 
-from benchmark import stats
-from benchmark.stats import (
+from benchmark.reporting import stats
+from benchmark.reporting.stats import (
     auc_bootstrap_ci,
     auc_variance,
     bootstrap_ci,

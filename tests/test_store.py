@@ -6,26 +6,27 @@ import stat
 
 import pytest
 
-from benchmark import store
+from benchmark.data import files
+from benchmark.engine import store
 
 
 def test_write_json_is_atomic_and_leaves_no_temporary_files(tmp_path):
     path = tmp_path / "runs" / "x" / "result.json"
-    store.write_json(path, {"a": 1})
+    files.write_json(path, {"a": 1})
     assert json.loads(path.read_text()) == {"a": 1}
     assert [p.name for p in path.parent.iterdir()] == ["result.json"]
 
 
 def test_a_failing_write_keeps_the_previous_file(tmp_path):
     path = tmp_path / "result.json"
-    store.write_json(path, {"a": 1})
+    files.write_json(path, {"a": 1})
 
     def explode(tmp):
         tmp.write_text("{partial")
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        store.write_atomic(path, explode)
+        files.write_atomic(path, explode)
     assert json.loads(path.read_text()) == {"a": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["result.json"]
 
@@ -34,7 +35,7 @@ def test_a_failing_write_keeps_the_previous_file(tmp_path):
 def test_written_files_get_the_permissions_of_a_new_file(tmp_path, umask):
     previous = os.umask(umask)
     try:
-        store.write_json(tmp_path / "result.json", {"a": 1})
+        files.write_json(tmp_path / "result.json", {"a": 1})
         (tmp_path / "plain.txt").write_text("x")  # what open() gives a new file under this umask
     finally:
         os.umask(previous)
@@ -44,5 +45,5 @@ def test_written_files_get_the_permissions_of_a_new_file(tmp_path, umask):
 
 def test_finished_result_is_none_until_the_record_exists(tmp_path):
     assert store.finished_result(tmp_path, "run-1") is None
-    store.write_json(store.run_dir(tmp_path, "run-1") / store.RESULT_FILE, {"run_id": "run-1"})
+    files.write_json(store.run_dir(tmp_path, "run-1") / store.RESULT_FILE, {"run_id": "run-1"})
     assert store.finished_result(tmp_path, "run-1") == {"run_id": "run-1"}

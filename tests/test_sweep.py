@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from benchmark import store
 from benchmark.cli import main
+from benchmark.engine import store
+from benchmark.engine.sweep import Grid, SweepJob, dispatch, make_submitter, run_sweep, terminate_as_interrupt
 from benchmark.errors import UserError
-from benchmark.sweep import Grid, SweepJob, dispatch, make_submitter, run_sweep, terminate_as_interrupt
 
 GRID = Grid(methods=["genesis", "scratch-he"], tasks=["ncc"], fractions=[0.5, 1.0], seeds=[0], profile="smoke")
 
@@ -32,7 +32,7 @@ def test_the_grid_is_every_combination_with_shared_checkpoints_adjacent():
 
 
 def test_pretraining_switches_reach_every_cell_and_change_its_identity():
-    from benchmark.harness import plan_run
+    from benchmark.engine.harness import plan_run
 
     switched = Grid(methods=["genesis"], tasks=["ncc"], fractions=[1.0], seeds=[0], profile="smoke",
                     switches=(("pretrain_precision", "bf16"),))
@@ -107,7 +107,7 @@ def test_an_interrupted_sweep_resumes_without_redoing_finished_runs(tmp_path):
 
 def test_a_run_locked_by_another_sweep_is_left_to_it(tmp_path):
     grid = Grid(methods=["scratch-he"], tasks=["ncc"], fractions=[0.5, 1.0], seeds=[0], profile="smoke")
-    from benchmark.harness import plan_run
+    from benchmark.engine.harness import plan_run
 
     busy = plan_run(grid.specs()[0]).run_id
     with store.exclusive(store.lock_path(tmp_path, busy), wait=True):  # as another process would hold it
@@ -192,7 +192,7 @@ CANCEL_PROBE = """
 import functools, signal, sys, time
 from pathlib import Path
 signal.signal(signal.SIGINT, signal.SIG_IGN)  # as a sweep started with '&' by a script
-from benchmark.sweep import cancel_unfinished, make_submitter
+from benchmark.engine.sweep import cancel_unfinished, make_submitter
 handle = make_submitter("local", Path(sys.argv[1]), 1)(functools.partial(time.sleep, 30))
 time.sleep(1)
 cancel_unfinished([handle])

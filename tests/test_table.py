@@ -10,7 +10,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from benchmark.errors import UserError
-from benchmark.table import COLUMNS, HISTORY_COLUMNS, export_table, read_results
+from benchmark.reporting.table import COLUMNS, HISTORY_COLUMNS, export_table, read_results
 
 
 @pytest.fixture(scope="module")

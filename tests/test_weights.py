@@ -1,4 +1,4 @@
-"""Loading user-supplied pretrained weights (benchmark.weights): the released Models Genesis
+"""Loading user-supplied pretrained weights (benchmark.model.weights): the released Models Genesis
 checkpoint layout, plain state dicts, safetensors and this project's checkpoints."""
 
 from __future__ import annotations
@@ -10,11 +10,11 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from benchmark.backbone import UNet3D
+from benchmark.engine.pretrain import CHECKPOINT_FORMAT, save_checkpoint
 from benchmark.errors import UserError
-from benchmark.pretrain import CHECKPOINT_FORMAT, save_checkpoint
-from benchmark.transfer import build_target_model, transfer_weights
-from benchmark.weights import load_pretrained_weights
+from benchmark.model.backbone import UNet3D
+from benchmark.model.transfer import build_target_model, transfer_weights
+from benchmark.model.weights import load_pretrained_weights
 
 WIDTH = 4
 RELEASED_ENTRIES = 106

@@ -10,8 +10,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from benchmark.backbone import Encoder
-from benchmark.method import Method
+from benchmark.model.backbone import Encoder
+from benchmark.api.method import Method
 
 
 class RotationNet(nn.Module):

@@ -1,0 +1,7 @@
+"""``python -m benchmark``: the same command line as ``benchmark``."""
+
+import sys
+
+from benchmark.cli import main
+
+sys.exit(main())

@@ -1,0 +1,213 @@
+"""The command line: argument parsing here, each verb's ``command(args)`` in a module of this package.
+
+The verb modules are imported when their command runs, so ``benchmark --help`` does not pay for
+importing torch. Nothing outside this package imports it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from benchmark.api.profiles import PRECISIONS, PROFILES
+from benchmark.cli.report import add_arguments as add_report_arguments
+from benchmark.errors import UserError
+
+
+def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--method", required=True, help="pretraining method (see 'benchmark list')")
+    parser.add_argument("--task", required=True, help="target task (see 'benchmark list')")
+    parser.add_argument("--profile", default="quick", choices=list(PROFILES),
+                        help="sizes and schedules: smoke (CI), quick (default, CPU), paper (GPU)")
+    parser.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
+    parser.add_argument("--fraction", type=float, default=1.0,
+                        help="fraction of the training patients with labels, in (0, 1] (default 1)")
+    parser.add_argument("--data-root", type=Path, default=None,
+                        help="the task's dataset folder as downloaded (default: built-in phantom)")
+    parser.add_argument("--splits", type=Path, default=None,
+                        help="a split file (CSV case_id,split) replacing the task's shipped split")
+    parser.add_argument("--weights", type=Path, default=None,
+                        help="benchmark a pretrained file instead of pretraining: the released Models Genesis "
+                             "checkpoint, a state dict, safetensors or a checkpoint of this suite")
+    parser.add_argument("--force", action="store_true", help="rerun even if this exact run has a record")
+    _add_training_arguments(parser)
+
+
+def _add_training_arguments(parser: argparse.ArgumentParser) -> None:
+    """Where the data, the results and the device are, the pretraining switches, progress bars:
+    the arguments of every command that trains (run, sweep, pretrain)."""
+    parser.add_argument("--pretrain-root", type=Path, default=None,
+                        help="LUNA16-layout folder for pretraining (default: built-in chest phantom)")
+    parser.add_argument("--results", type=Path, default=Path("results"), help="results root (default ./results)")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="(default auto)")
+    _add_switch_arguments(parser)
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def _add_switch_arguments(parser: argparse.ArgumentParser) -> None:
+    """The pretraining speed switches; each overrides the profile's value when given."""
+    parser.add_argument("--workers", type=int, default=None,
+                        help="data-loader worker processes for pretraining batches (default: the profile's, 0)")
+    parser.add_argument("--transforms-on-device", action=argparse.BooleanOptionalAction, default=None,
+                        help="make pretraining batches with the method's batched torch transforms on the "
+                             "training device (default: the profile's, off)")
+    parser.add_argument("--precision", choices=PRECISIONS, default=None,
+                        help="pretraining forward pass precision: bf16 autocast or fp32 (default: the profile's)")
+    parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
+                        help="channels_last_3d memory format for pretraining (default: the profile's, off)")
+    parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                        help="torch.compile the pretext model (default: the profile's, off)")
+
+
+def _add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--methods", required=True, help="comma-separated methods, e.g. genesis,scratch-he")
+    parser.add_argument("--tasks", required=True, help="comma-separated tasks, e.g. ncc,lcs")
+    parser.add_argument("--fractions", default="1.0", help="comma-separated label fractions in (0, 1] (default 1.0)")
+    parser.add_argument("--seeds", default="0", help="comma-separated training seeds (default 0)")
+    parser.add_argument("--profile", default="quick", choices=list(PROFILES), help="(default quick)")
+    parser.add_argument("--data-root", action="append", default=[], metavar="TASK=DIR",
+                        help="a task's dataset folder as downloaded (repeatable; default: built-in phantoms)")
+    parser.add_argument("--jobs", type=int, default=1, help="jobs running at once (default 1)")
+    parser.add_argument("--executor", choices=["inline", "local", "slurm"], default=None,
+                        help="inline (this process), local (one process per job) or slurm "
+                             "(default: inline for --jobs 1, else local)")
+    parser.add_argument("--slurm-partition", default=None, help="SLURM partition (with --executor slurm)")
+    parser.add_argument("--slurm-time", type=int, default=24 * 60, help="minutes per SLURM job (default 1440)")
+    parser.add_argument("--slurm-gpus", type=int, default=1, help="GPUs per SLURM job (default 1)")
+    parser.add_argument("--slurm-cpus", type=int, default=8, help="CPUs per SLURM job (default 8)")
+    _add_training_arguments(parser)
+
+
+def _add_verify_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--task", required=True, help="target task (see 'benchmark list')")
+    parser.add_argument("--data-root", type=Path, required=True, help="the task's dataset folder as downloaded")
+    parser.add_argument("--splits", type=Path, default=None,
+                        help="a split file (CSV case_id,split) replacing the task's shipped split; checked too")
+    parser.add_argument("--pretrain-root", type=Path, default=None,
+                        help="also check a LUNA16-layout pretraining folder")
+
+
+def _add_pretrain_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--method", required=True, help="pretraining method (see 'benchmark list')")
+    parser.add_argument("--profile", default="quick", choices=list(PROFILES), help="sizes and schedules")
+    parser.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
+    _add_training_arguments(parser)
+
+
+def _add_speed_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--sizes", default="smoke,paper",
+                        help=f"comma-separated profiles whose cube and width to measure ({', '.join(PROFILES)}; "
+                             "default smoke,paper)")
+    parser.add_argument("--repeats", type=int, default=2,
+                        help="timed calls per figure, the best one kept, after one warm-up (default 2; a "
+                             "paper-size CPU step takes seconds per cube)")
+    parser.add_argument("--cubes", type=int, default=8,
+                        help="cubes (and seeds) per timed call of a corruption, the same for the fast and the "
+                             "loop implementation; batches per timed call of a data pipeline (default 8)")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                        help="device of the batched transforms and the training steps (default auto)")
+    parser.add_argument("--batch", type=int, default=None,
+                        help="batch of the device transforms and training steps (default: the profile's "
+                             "pretraining batch on CUDA, 1 on the CPU)")
+    parser.add_argument("--methods", default=None,
+                        help="comma-separated methods (default: every method with speed comparisons or device "
+                             "transforms, one per implementation)")
+    parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=True,
+                        help="measure torch.compile (its first call compiles: tens of seconds on a CPU; "
+                             "default on)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _add_convert_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--volumes", type=Path, required=True, help="folder of CTPA volumes, <seriesuid>.nii.gz etc.")
+    parser.add_argument("--masks", type=Path, required=True,
+                        help="folder of embolus masks named like their volumes (label > 0 is embolus)")
+    parser.add_argument("--out", type=Path, required=True, help="candidates CSV to write (LUNA16 columns)")
+    parser.add_argument("--negatives", type=int, default=50, help="negatives per volume (default 50)")
+    parser.add_argument("--min-distance", type=float, default=10.0,
+                        help="least distance in mm from a negative to any embolus voxel (default 10)")
+    parser.add_argument("--hu-range", type=float, nargs=2, default=(100.0, 600.0), metavar=("LOW", "HIGH"),
+                        help="HU range negatives are drawn from (default 100 600: contrast-filled vessels)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the negative sampling (default 0)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="benchmark",
+        description="Benchmark self-supervised pretraining methods on 3D medical imaging tasks.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    run = commands.add_parser("run", help="pretrain (or reuse), fine-tune and evaluate one method on one task",
+                              description="Pretrain (or reuse the cached checkpoint), fine-tune and evaluate "
+                                          "one method on one task, and write the record.")
+    _add_run_arguments(run)
+    _add_sweep_arguments(commands.add_parser(
+        "sweep", help="run a grid of methods x tasks x label fractions x seeds (resumable)",
+        description="Run every cell of a grid of methods x tasks x label fractions x seeds that has no record "
+                    "yet. Stop it at any time and start it again: finished runs are kept and skipped."))
+    add_report_arguments(commands.add_parser(
+        "report", help="tables, significance tests and figures of a results root (CSV, Markdown, LaTeX, PNG, HTML)",
+        description="Write Table 3 (mean ± s.d., best in bold, significance marks), pairwise tests with a "
+                    "multiple-comparison correction, confidence intervals, label-efficiency, convergence and "
+                    "seed box plots, restoration pictures and one self-contained index.html; works on partial "
+                    "results and lists what it could not compute."))
+    _add_verify_arguments(commands.add_parser(
+        "verify-data", help="check a downloaded dataset for a task and list every problem found",
+        description="Check a dataset folder for a task: missing or unreadable files, image/label grid mismatches, "
+                    "label values outside the expected set, NaN/inf, empty volumes, candidates outside their "
+                    "volume, duplicated or unknown case ids, a wrong modality set. Prints one line per problem "
+                    "and a summary; exits non-zero when any is found."))
+    _add_pretrain_arguments(commands.add_parser(
+        "pretrain", help="pretrain one method into the checkpoint cache (several GPUs: launch with torchrun)",
+        description="Pretrain one method (or find its cached checkpoint) and print the checkpoint's path. "
+                    "Launched by 'torchrun --nproc_per_node N -m benchmark pretrain ...', the N processes "
+                    "train it together with DistributedDataParallel; fine-tune it with "
+                    "'benchmark run --weights <path>'."))
+    _add_speed_arguments(commands.add_parser(
+        "speed", help="measure the transforms, the data pipeline and the training step as ratios",
+        description="Time each method's corruptions (fast vs a plain loop), CPU vs device batches, the "
+                    "data pipeline vs the training step, bf16 autocast, channels_last_3d and torch.compile, "
+                    "at the chosen profiles' sizes; print one ratio per line."))
+    _add_convert_arguments(commands.add_parser(
+        "convert-emboli", help="turn voxel embolus masks (CAD-PE, FUMPE) into a candidates CSV",
+        description="Turn voxel-level embolus masks into a candidates list in the LUNA16 format: one positive per "
+                    "connected component at its centroid (world mm, direction-aware), and negatives drawn "
+                    "reproducibly among contrast-filled voxels away from every embolus."))
+    commands.add_parser("list", help="list the registered methods and tasks",
+                        description="List the registered methods and tasks, built-in and plugins.")
+    baseline = commands.add_parser(
+        "baseline", help="score an intensity-threshold baseline on a task's test split",
+        description="Score the best single intensity threshold (chosen on the training split) on the test "
+                    "split: the floor any learned model must clear.")
+    baseline.add_argument("--task", required=True)
+    baseline.add_argument("--profile", default="quick", choices=list(PROFILES))
+    baseline.add_argument("--data-root", type=Path, default=None)
+    return parser
+
+
+VERBS = {"run": "run", "sweep": "sweep", "report": "report", "verify-data": "verify", "pretrain": "pretrain",
+         "speed": "speed", "convert-emboli": "convert", "list": "listing", "baseline": "baseline"}
+
+
+def module_command(module: str) -> Callable[[argparse.Namespace], int | None]:
+    """The ``command`` function of ``module``, imported when the command runs: ``--help`` and the
+    light commands do not pay for importing torch."""
+    return lambda args: importlib.import_module(module).command(args)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    commands = {name: module_command(f"benchmark.cli.{module}") for name, module in VERBS.items()}
+    try:
+        status = commands[args.command](args)
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: finished runs are kept; the run in flight was not recorded", file=sys.stderr)
+        return 130
+    return status or 0
+

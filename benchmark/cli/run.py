@@ -1,0 +1,44 @@
+"""``benchmark run``: one method on one task, from spec to record, and a readable summary."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from benchmark.cli.options import switches
+from benchmark.engine.harness import RunSpec, execute
+
+
+def format_summary(record: dict[str, Any], results: Path) -> str:
+    scores = "   ".join(f"{k} {v:.4f}" for k, v in record["metrics"].items())
+    pre = record.get("pretraining")
+    if record.get("weights"):
+        pretrained = f"weights {record['weights']['path']} ({record['weights']['format']})"
+    elif pre:
+        state = "reused" if pre.get("reused") else f"trained {pre['epochs']} epochs"
+        pretrained = f"checkpoint {pre['checkpoint_id']} ({state})"
+    else:
+        pretrained = "none (random initialisation)"
+    cases = record["cases"]
+    lines = [
+        f"run      {record['run_id']}" + ("   (already finished: existing record)" if record.get("reused") else ""),
+        f"method   {record['method']}   pretraining: {pretrained}   transferred: "
+        f"{record['transfer']['transferred']}",
+        f"task     {record['task']}   profile {record['profile']}   seed {record['seed']}   "
+        f"fraction {record['fraction']:g}   train/val/test {cases['train']}/{cases['val']}/{cases['test']}",
+        f"data     {record['data']['kind']} {record['data']['root']}",
+        f"test     {scores}",
+        f"fit      {record['finetune']['epochs']} epochs (best {record['finetune']['best_epoch']})   "
+        f"{record['wall_seconds']:.0f} s   peak memory {record['peak_memory_mb']:.0f} MB   {record['device']}",
+        f"record   {Path(results) / 'runs' / record['run_id'] / 'result.json'}",
+    ]
+    return "\n".join(lines)
+
+
+def command(args: argparse.Namespace) -> None:
+    spec = RunSpec(method=args.method, task=args.task, seed=args.seed, fraction=args.fraction,
+                   profile=args.profile, data_root=args.data_root, pretrain_root=args.pretrain_root,
+                   weights=args.weights, splits=args.splits, switches=tuple(switches(args).items()))
+    record = execute(spec, args.results, args.device, args.force, progress=not args.no_progress)
+    print(format_summary(record, args.results))

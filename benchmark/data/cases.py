@@ -1,0 +1,110 @@
+"""Cases and splits: what a task's data is made of, and a user's split file.
+
+Arrays are in SimpleITK's order: ``(C, Z, Y, X)`` images, ``(Z, Y, X)`` masks.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from benchmark.data.verify import SPLITS, Problem, check_split_assignment
+from benchmark.errors import UserError
+
+
+@dataclass(frozen=True)
+class Case:
+    """One evaluation unit.
+
+    ``image``: float32 ``(C, Z, Y, X)`` scaled to [0, 1]. ``target``: a uint8 ``(Z, Y, X)``
+    foreground mask (segmentation) or the class label 0/1 (classification).
+    ``group``: the patient/scan the case comes from; splits and label-fraction subsets
+    are drawn at this level so that one patient never sits on both sides.
+    """
+
+    case_id: str
+    image: np.ndarray
+    target: np.ndarray | int
+    group: str
+
+
+@dataclass(frozen=True)
+class TaskData:
+    train: list[Case]
+    val: list[Case]
+    test: list[Case]
+
+    def split(self, name: str) -> list[Case]:
+        return {"train": self.train, "val": self.val, "test": self.test}[name]
+
+
+def read_csv_rows(path: Path, columns: tuple[str, ...]) -> list[tuple[int, dict[str, str]]]:
+    """(line number, row) pairs of a CSV that must have ``columns``; UserError naming the file otherwise."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: file not found")
+    with open(path, newline="") as handle:
+        reader = csv.DictReader(handle)
+        missing = [c for c in columns if c not in (reader.fieldnames or [])]
+        if missing:
+            raise UserError(
+                f"{path}: missing column(s) {', '.join(missing)} (the header must have {','.join(columns)})"
+            )
+        return [(reader.line_num, row) for row in reader]
+
+
+def read_split_file(path: Path, key: str = "case_id") -> dict[str, str]:
+    """``key`` -> split (train/val/test) from a two-column split file; each id once."""
+    splits: dict[str, str] = {}
+    for line, row in read_csv_rows(path, (key, "split")):
+        name, split = (row[key] or "").strip(), (row["split"] or "").strip()
+        if not name:
+            raise UserError(f"{path}: line {line}: empty {key}")
+        if split not in SPLITS:
+            raise UserError(f"{path}: line {line}: split must be one of {', '.join(SPLITS)}, not '{split}'")
+        if splits.setdefault(name, split) != split:
+            raise UserError(f"{path}: line {line}: '{name}' is listed in two splits")
+    return splits
+
+
+@dataclass(frozen=True)
+class Splits:
+    """A user's split file (CSV ``case_id,split``) replacing a task's shipped split.
+
+    Its ids are the task's split units (a scan, a case or a volume, as each task documents);
+    units of the data that the file does not list are left out of the run.
+    """
+
+    path: Path
+    assignment: dict[str, str]
+
+    @classmethod
+    def read(cls, path: Path) -> Splits:
+        assignment = read_split_file(path)
+        missing = [split for split in SPLITS if split not in assignment.values()]
+        if missing:
+            raise UserError(f"{path}: no case in the {' and '.join(missing)} split")
+        return cls(Path(path), assignment)
+
+    @property
+    def fingerprint(self) -> str:
+        text = "".join(f"{key},{split}\n" for key, split in sorted(self.assignment.items()))
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def problems(self, available: Iterable[str], unit: str = "case") -> list[Problem]:
+        """Unknown ids and splits left empty, against the ids the data holds."""
+        problems: list[Problem] = []
+        check_split_assignment(self.assignment, available, str(self.path), problems, unit)
+        return problems
+
+    def choose(self, available: Iterable[str], unit: str = "case") -> dict[str, str]:
+        """The assignment, checked against the data's ids; UserError naming the first fault."""
+        problems = self.problems(available, unit)
+        if problems:
+            raise UserError(str(problems[0]))
+        return dict(self.assignment)

@@ -1,0 +1,102 @@
+"""Where a task's data comes from: a user's folder, or a built-in phantom generated on demand.
+
+A phantom lives in the cache (``$BENCHMARK_CACHE``, default ``~/.cache/genesis-benchmark``)
+under a folder named after its generator and a fingerprint of the generator's source
+code and seed, so a changed generator writes a new dataset and an unchanged one is
+never regenerated. Generation happens in a temporary folder renamed into place, so
+an interrupted generation leaves nothing that looks complete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from benchmark.errors import UserError
+
+if TYPE_CHECKING:
+    from benchmark.data.cases import Splits
+
+PHANTOM_SEED = 0
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """A dataset folder, what it is, its fingerprint and the user's split file replacing the shipped split."""
+
+    root: Path
+    kind: str  # "phantom" or "directory"
+    fingerprint: str  # covers the split file too
+    splits: Splits | None = None
+
+    def describe(self) -> dict[str, str]:
+        described = {"kind": self.kind, "root": str(self.root), "fingerprint": self.fingerprint}
+        if self.splits is not None:
+            described["splits"] = str(self.splits.path)
+        return described
+
+
+def _with_splits(fingerprint: str, splits: Splits | None) -> str:
+    if splits is None:
+        return fingerprint
+    return hashlib.sha256(f"{fingerprint}:{splits.fingerprint}".encode()).hexdigest()[:16]
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("BENCHMARK_CACHE", Path.home() / ".cache" / "genesis-benchmark"))
+
+
+def _source_files(write: Callable[[Path, int], None]) -> list[Path]:
+    """The generator's own module and every module of the phantom library."""
+    phantom_dir = Path(__file__).parent / "phantoms"
+    files = set(phantom_dir.glob("*.py"))
+    files.add(Path(inspect.getsourcefile(write) or ""))
+    return sorted(f for f in files if f.is_file())
+
+
+def phantom_fingerprint(write: Callable[[Path, int], None], seed: int) -> str:
+    digest = hashlib.sha256(f"{write.__module__}.{write.__qualname__}:{seed}".encode())
+    for path in _source_files(write):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def phantom_source(write: Callable[[Path, int], None], seed: int = PHANTOM_SEED,
+                   splits: Splits | None = None) -> DataSource:
+    """The phantom written by ``write``, generated into the cache unless already there."""
+    fingerprint = phantom_fingerprint(write, seed)
+    root = cache_root() / "phantoms" / f"{write.__name__}-{fingerprint}"
+    if not root.is_dir():
+        root.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=root.parent, prefix=f".{root.name}."))
+        try:
+            print(f"generating built-in phantom data ({write.__name__}) in {root}", file=sys.stderr)
+            write(tmp, seed)
+            os.rename(tmp, root)
+        except OSError:
+            if not root.is_dir():  # not a lost race with another process: a real failure
+                raise
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return DataSource(root=root, kind="phantom", fingerprint=_with_splits(fingerprint, splits), splits=splits)
+
+
+def directory_source(path: Path, splits: Splits | None = None) -> DataSource:
+    """A user's data folder, fingerprinted by the names, sizes and times of its files."""
+    root = Path(path).expanduser().resolve()
+    if not root.is_dir():
+        raise UserError(f"{path}: data folder not found")
+    digest = hashlib.sha256()
+    for file in sorted(p for p in root.rglob("*") if p.is_file()):
+        stat = file.stat()
+        digest.update(f"{file.relative_to(root)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return DataSource(root=root, kind="directory", fingerprint=_with_splits(digest.hexdigest()[:16], splits),
+                      splits=splits)

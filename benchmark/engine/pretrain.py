@@ -1,0 +1,209 @@
+"""The pretraining loop, the checkpoint it produces.
+
+Batches come from ``benchmark.loader`` (host worker processes, or the method's batched
+transforms on the device), each a function of (seed, epoch, step, rank) only. The speed
+switches of the profile (bf16 autocast, channels_last_3d, torch.compile) apply to the
+pretraining step; under ``torchrun`` the processes train one model with DDP
+(``benchmark.distributed``).
+
+A checkpoint is a plain dict of tensors and primitives (loadable with
+``torch.load(..., weights_only=True)``)::
+
+    {"format": 1, "method": name, "transfers": "encoder" | "encoder+decoder",
+     "backbone": {"in_channels", "width", "transposed"},
+     "state_dict": UNet3D-keyed backbone weights, "extras": method-specific data,
+     "cubes_seen": int, "epochs": int}
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from benchmark.api.method import Method
+from benchmark.api.profiles import Profile
+from benchmark.data import files
+from benchmark.engine import distributed
+from benchmark.engine.loader import (
+    EPOCH_STREAM,
+    TRAIN_STREAM,
+    VALIDATION_STREAM,
+    device_batches,
+    host_batches,
+    keep_freed_memory,
+)
+from benchmark.errors import UserError
+
+CHECKPOINT_FORMAT = 1
+
+
+class Batches:
+    """Where a run's pretext batches come from: the host loader, or the device transforms."""
+
+    def __init__(self, method: Method, train_pool: np.ndarray, val_pool: np.ndarray, profile: Profile, seed: int,
+                 device: torch.device) -> None:
+        self.method, self.profile, self.seed, self.device = method, profile, seed, device
+        keep_freed_memory()
+        self.batch_size = distributed.shard(profile.pretrain_batch)
+        self.rank = distributed.world().rank
+        if profile.pretrain_device_transforms:
+            if not method.has_device_transforms():
+                raise UserError(f"method '{method.name}' has no device transforms; pretrain it without them")
+            self.pools = {TRAIN_STREAM: torch.from_numpy(train_pool).to(device),
+                          VALIDATION_STREAM: torch.from_numpy(val_pool).to(device)}
+        else:
+            self.pools = {TRAIN_STREAM: train_pool, VALIDATION_STREAM: val_pool}
+
+    def epoch(self, stream: int, epoch: int, steps: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """One epoch of (inputs, targets) on the device. Training batches: this rank's share of
+        each step; validation batches: whole, the same every epoch and on every rank."""
+        if stream == TRAIN_STREAM:
+            batch_size, rank = self.batch_size, self.rank
+        else:
+            batch_size, rank, epoch = self.profile.pretrain_batch, 0, 0
+        pool = self.pools[stream]
+        if isinstance(pool, torch.Tensor):
+            batches = device_batches(self.method, pool, batch_size, steps, self.seed, stream, epoch, rank)
+        else:
+            batches = host_batches(self.method, pool, batch_size, steps, self.seed, stream, epoch, rank,
+                                   self.profile.loader_workers, pin_memory=self.device.type == "cuda")
+        memory = torch.channels_last_3d if self.profile.pretrain_channels_last else torch.preserve_format
+        for inputs, targets in batches:
+            yield (inputs.to(self.device, non_blocking=True, memory_format=memory),
+                   targets.to(self.device, non_blocking=True))
+
+
+def pretext_loss(method: Method, model: torch.nn.Module, inputs: torch.Tensor, targets: torch.Tensor,
+                 precision: str) -> torch.Tensor:
+    """The method's loss on one batch; the forward pass under bf16 autocast when asked, the
+    loss in float32."""
+    with torch.autocast(inputs.device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+        output = model(inputs)
+    return method.loss(output.float(), targets)
+
+
+def _validation_loss(
+    method: Method, model: torch.nn.Module, batches: Batches, profile: Profile, device: torch.device
+) -> float:
+    """Mean pretext loss on the validation pool (the same draws every epoch), averaged over ranks."""
+    model.eval()
+    with torch.no_grad():
+        losses = [float(pretext_loss(method, model, inputs, targets, profile.pretrain_precision))
+                  for inputs, targets in batches.epoch(VALIDATION_STREAM, 0, profile.pretrain_val_batches)]
+    return distributed.mean(float(np.mean(losses)), device)
+
+
+def check_precision(precision: str, device: torch.device) -> None:
+    """Refuse bf16 autocast on the CPU. With torch 2.13 (oneDNN) on this project's CPUs, the
+    bf16 weight gradient of a 32- or 64-channel Conv3d on a feature map of depth 2 (the
+    U-Net's deepest level at the smoke and quick cubes) is garbage, different at each call:
+    values up to 1e35 times the true ones, then NaN losses. fp32, and bf16 with oneDNN
+    disabled, are exact (docs/performance.md)."""
+    if precision == "bf16" and device.type == "cpu":
+        raise UserError("--precision bf16 on the CPU: this torch build's bf16 Conv3d weight gradients are wrong "
+                        "on small feature maps (NaN losses; see docs/performance.md); use fp32 on the CPU")
+
+
+def prepare_model(model: torch.nn.Module, profile: Profile, device: torch.device) -> torch.nn.Module:
+    """``model`` on the device in the profile's memory format; returns the module to train with
+    (wrapped for data parallelism, compiled, as the profile asks)."""
+    model.to(device)
+    if profile.pretrain_channels_last:
+        model.to(memory_format=torch.channels_last_3d)
+    trained = distributed.wrap(model, device)
+    return torch.compile(trained) if profile.pretrain_compile else trained
+
+
+def pretrain(
+    method: Method,
+    train_pool: np.ndarray,
+    val_pool: np.ndarray,
+    profile: Profile,
+    seed: int,
+    device: torch.device,
+    progress: bool = True,
+) -> tuple[dict[str, Any], pd.DataFrame]:
+    """Train ``method``'s pretext task; return (checkpoint, per-epoch history).
+
+    Early stopping on the validation loss with the profile's patience; the weights of
+    the best epoch are kept. Under ``torchrun`` the processes train one model together
+    (see ``benchmark.distributed``); each returns the same checkpoint.
+    """
+    check_precision(profile.pretrain_precision, device)
+    torch.manual_seed(seed)
+    in_channels = int(train_pool.shape[1])
+    model = method.build_pretext_model(in_channels, profile.width)
+    method.init_weights(model)
+    trained = prepare_model(model, profile, device)
+    optimizer, scheduler = method.make_optimizer(model.parameters(), profile)
+    batches = Batches(method, train_pool, val_pool, profile, seed, device)
+    history, best_loss, best_state, stale = [], float("inf"), None, 0
+    bar = tqdm(
+        total=profile.pretrain_epochs * profile.pretrain_steps_per_epoch,
+        desc=f"pretrain {method.name}", unit="step", disable=not progress or not distributed.is_main(), leave=False,
+    )
+    for epoch in range(profile.pretrain_epochs):
+        method.on_epoch_start(model, train_pool, np.random.default_rng([seed, EPOCH_STREAM, epoch]), device)
+        model.train()
+        train_losses = []
+        for inputs, targets in batches.epoch(TRAIN_STREAM, epoch, profile.pretrain_steps_per_epoch):
+            loss = pretext_loss(method, trained, inputs, targets, profile.pretrain_precision)
+            if not torch.isfinite(loss):
+                raise RuntimeError(f"pretraining {method.name}: the loss became {float(loss)} at epoch {epoch}")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            train_losses.append(loss.item())
+            bar.update()
+            bar.set_postfix(epoch=epoch, loss=f"{train_losses[-1]:.4f}")
+        val_loss = _validation_loss(method, model, batches, profile, device)
+        if not np.isfinite(val_loss):
+            raise RuntimeError(f"pretraining {method.name}: the validation loss became {val_loss} at epoch {epoch}")
+        if scheduler is not None:
+            scheduler.step(val_loss)
+        history.append({
+            "epoch": epoch, "train_loss": distributed.mean(float(np.mean(train_losses)), device),
+            "val_loss": val_loss, "lr": optimizer.param_groups[0]["lr"],
+        })
+        if val_loss < best_loss:
+            best_loss, best_state, stale = val_loss, copy.deepcopy(model.state_dict()), 0
+        else:
+            stale += 1
+            if stale >= profile.pretrain_patience:
+                break
+    bar.close()
+    model.load_state_dict(best_state)
+    checkpoint = {
+        "format": CHECKPOINT_FORMAT,
+        "method": method.name,
+        "transfers": method.transfers,
+        "backbone": {"in_channels": in_channels, "width": profile.width, "transposed": True},
+        "state_dict": {k: v.detach().cpu().contiguous() for k, v in method.backbone_state(model).items()},
+        "extras": method.checkpoint_extras(),
+        "cubes_seen": len(history) * profile.pretrain_steps_per_epoch * profile.pretrain_batch,
+        "epochs": len(history),
+        "best_val_loss": best_loss,
+    }
+    return checkpoint, pd.DataFrame(history)
+
+
+def save_checkpoint(checkpoint: dict[str, Any], path: Path) -> None:
+    files.write_atomic(path, lambda tmp: torch.save(checkpoint, tmp))
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """Load a checkpoint without unpickling arbitrary objects (``weights_only=True``)."""
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises several types for corrupt or unsafe files
+        raise UserError(f"{path}: cannot load checkpoint ({str(error).splitlines()[0]})") from error
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise UserError(f"{path}: not a benchmark checkpoint (no 'state_dict')")
+    return checkpoint

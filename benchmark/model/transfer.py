@@ -1,0 +1,78 @@
+"""Build a task's target model and hand it the pretrained weights a method transfers.
+
+Classification targets get the encoder; segmentation targets get the encoder, plus the
+decoder when the method transfers ``encoder+decoder``, always with a fresh output
+convolution. A pretrained first convolution with fewer input channels than the task
+(e.g. single-channel CT weights on 4-channel MRI) is inflated: its kernel is repeated
+over the task's channels and divided by their number, so a constant image gives the
+same response. Any other missing, unexpected or mis-shaped key is an error: never a
+silent fallback to random weights.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from benchmark.errors import UserError
+from benchmark.model.backbone import Classifier, UNet3D
+
+FIRST_CONV = "encoder.down_tr64.ops.0.conv1.weight"
+OUTPUT_CONV = "decoder.out_tr."
+
+
+def build_target_model(kind: str, in_channels: int, width: int) -> nn.Module:
+    if kind == "classification":
+        return Classifier(in_channels=in_channels, n_outputs=1, width=width)
+    return UNet3D(in_channels=in_channels, out_channels=1, width=width)
+
+
+def parts_to_transfer(transfers: str, kind: str) -> tuple[str, ...]:
+    """Key prefixes of the target model that receive pretrained weights."""
+    if transfers == "none":
+        return ()
+    if transfers == "encoder" or kind == "classification":
+        return ("encoder.",)
+    return ("encoder.", "decoder.")
+
+
+def _inflate_first_conv(weight: torch.Tensor, in_channels: int) -> torch.Tensor:
+    return weight.repeat(1, in_channels // weight.shape[1], 1, 1, 1) / (in_channels // weight.shape[1])
+
+
+def transfer_weights(
+    model: nn.Module, state_dict: dict[str, torch.Tensor], transfers: str, kind: str, source: str
+) -> dict[str, Any]:
+    """Copy the transferred part of ``state_dict`` into ``model``; return what was done.
+
+    ``source`` names the checkpoint in error messages.
+    """
+    prefixes = parts_to_transfer(transfers, kind)
+    target = model.state_dict()
+    wanted = [k for k in target if k.startswith(prefixes) and not k.startswith(OUTPUT_CONV)]
+    missing = [k for k in wanted if k not in state_dict]
+    if missing:
+        raise UserError(
+            f"{source}: {len(missing)} weights missing for a {transfers} transfer, e.g. {', '.join(missing[:5])}"
+        )
+    loaded, inflated, mismatched = {}, [], []
+    for key in wanted:
+        tensor = state_dict[key]
+        if key == FIRST_CONV and tensor.shape != target[key].shape:
+            if tensor.shape[1] and target[key].shape[1] % tensor.shape[1] == 0 \
+                    and tensor.shape[0] == target[key].shape[0] and tensor.shape[2:] == target[key].shape[2:]:
+                tensor = _inflate_first_conv(tensor, target[key].shape[1])
+                inflated.append(key)
+        if tensor.shape != target[key].shape:
+            mismatched.append(f"{key} {tuple(tensor.shape)} vs {tuple(target[key].shape)}")
+        loaded[key] = tensor
+    if mismatched:
+        raise UserError(f"{source}: mis-shaped weights (checkpoint vs model): {'; '.join(mismatched[:5])}")
+    model.load_state_dict(loaded, strict=False)
+    fresh = sorted({k.split(".")[0] if not k.startswith(OUTPUT_CONV) else "decoder.out_tr"
+                    for k in target if k not in loaded})
+    transferred = "+".join(prefix.rstrip(".") for prefix in prefixes) or "none"
+    return {"transferred": transferred, "loaded_keys": len(loaded),
+            "fresh_modules": fresh, "inflated_first_conv": bool(inflated)}

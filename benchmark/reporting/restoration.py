@@ -1,0 +1,76 @@
+"""Restoration pictures: what a restoration method's pretrained U-Net does to one cube.
+
+A method counts as a restoration method when its pretext model is the plain U-Net (or a
+subclass), its ``make_example`` target has the input's shape, and its checkpoint hands over
+the encoder and the decoder. The report needs no method names: it draws one cube from the
+pretraining pool's validation scans, corrupts it with the method's own ``make_example``,
+restores it with the checkpoint's weights and shows the central slice.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from benchmark.api.method import Method
+from benchmark.api.registry import METHODS
+from benchmark.data import files
+from benchmark.data.pool import PRETRAIN_VAL_SUBSETS, load_pool
+from benchmark.engine import store
+from benchmark.engine.pretrain import load_checkpoint
+from benchmark.errors import UserError
+from benchmark.model.backbone import UNet3D
+
+PICTURE_SEED = 0
+
+
+class NotRestoration(Exception):
+    """The checkpoint's method has a pretext task other than restoring its input."""
+
+
+def restores_its_input(method: Method, checkpoint: dict, cubes: np.ndarray) -> bool:
+    backbone = checkpoint["backbone"]
+    pretext = method.build_pretext_model(backbone["in_channels"], backbone["width"])
+    if not isinstance(pretext, UNet3D) or checkpoint.get("transfers") != "encoder+decoder":
+        return False
+    inputs, targets = method.make_example(cubes, np.random.default_rng(PICTURE_SEED))
+    return tuple(inputs.shape) == tuple(targets.shape) == tuple(cubes.shape)
+
+
+def restoration_panels(results: Path, checkpoint_id: str) -> dict[str, np.ndarray]:
+    """Central (z) slices of original, transformed, restored and |restored - original| for one checkpoint.
+
+    Raises NotRestoration for other pretext tasks and UserError when something needed is missing.
+    """
+    folder = store.checkpoint_dir(results, checkpoint_id)
+    meta = files.read_json(folder / "meta.json")
+    identity = meta["identity"]
+    method = METHODS.create(identity["method"])
+    if json.loads(json.dumps(method.settings(), default=str)) != identity["settings"]:
+        raise UserError(f"{folder}: pretrained with settings {identity['settings']} that differ from "
+                        f"{method.name}'s current ones {method.settings()}")
+    pool_root = Path(meta["pool"]["root"])
+    if not pool_root.is_dir():
+        raise UserError(f"{folder}: its pretraining data {pool_root} is not there any more")
+    cubes = load_pool(pool_root, tuple(identity["profile"]["cube"]), PRETRAIN_VAL_SUBSETS, 1, identity["seed"])[:1]
+    checkpoint = load_checkpoint(folder / store.CHECKPOINT_FILE)
+    if not restores_its_input(method, checkpoint, cubes):
+        raise NotRestoration(f"{method.name}: its pretext task is not the restoration of its input")
+    inputs, targets = method.make_example(cubes, np.random.default_rng(PICTURE_SEED))
+    backbone = checkpoint["backbone"]
+    model = UNet3D(in_channels=backbone["in_channels"], out_channels=backbone["in_channels"],
+                   width=backbone["width"], transposed=backbone["transposed"])
+    try:
+        model.load_state_dict(checkpoint["state_dict"])
+    except RuntimeError as error:
+        raise UserError(f"{folder}: the weights are not a whole U-Net ({str(error).splitlines()[0]})") from error
+    model.eval()
+    with torch.no_grad():
+        restored = torch.sigmoid(model(inputs)).numpy()
+    middle = cubes.shape[2] // 2
+    original, transformed, output = (array[0, 0, middle] for array in (targets.numpy(), inputs.numpy(), restored))
+    return {"original": original, "transformed": transformed, "restored": output,
+            "|restored - original|": np.abs(output - original)}

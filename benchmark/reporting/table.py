@@ -1,0 +1,195 @@
+"""The long-format results table: every number of every finished run, one row per value.
+
+One row per (method, task, profile, fraction, seed, case, metric) with its ``value``:
+
+- ``level == "run"``: the run's recorded metrics (``result.json``: AUC, mean Dice, ``mg_iou`` ...),
+  ``case_id`` empty;
+- ``level == "case"``: the per-case values of ``cases.csv`` (Dice and IoU per test case; for
+  classification the per-candidate ``score`` with its ``label``, which DeLong needs).
+
+Each row carries the run's metadata (run id, data source and fingerprint, checkpoint id, code
+version, wall time, peak memory, device ...). Tables and plots of the report are views of it.
+The per-epoch validation histories (``history.csv``) form a second long table, one row per
+(run, epoch, column). A record that cannot be read is skipped with a message naming its file.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from benchmark.data import files
+from benchmark.engine import store
+from benchmark.errors import UserError
+
+REQUIRED_KEYS = ("run_id", "method", "task", "seed", "fraction", "profile", "metrics")
+KEY_COLUMNS = ["method", "task", "profile", "fraction", "seed", "level", "case_id", "group", "metric", "value",
+               "label"]
+METADATA_COLUMNS = ["run_id", "primary_metric", "data_kind", "data_fingerprint", "pretrain_data_fingerprint",
+                    "checkpoint_id", "weights_fingerprint", "code_version", "wall_seconds", "peak_memory_mb",
+                    "peak_device_memory_mb", "device", "device_name", "finetune_epochs", "finetune_best_epoch",
+                    "finetune_samples_seen", "finetune_seconds", "pretrain_cubes_seen", "pretrain_seconds",
+                    "finished_at"]
+COLUMNS = KEY_COLUMNS + METADATA_COLUMNS
+HISTORY_COLUMNS = ["run_id", "method", "task", "profile", "fraction", "seed", "epoch", "column", "value"]
+CASE_ID_COLUMNS = ("case_id", "group", "label")
+
+
+@dataclass
+class Results:
+    """What was read from a results root: the long table, the histories, and what was skipped."""
+
+    table: pd.DataFrame
+    histories: pd.DataFrame
+    skipped: list[str] = field(default_factory=list)
+
+
+def _get(data: dict[str, Any] | None, *keys: str) -> Any:
+    """``data[k1][k2]...`` or None where any level is missing (optional record fields)."""
+    for key in keys:
+        if not isinstance(data, dict):
+            return None
+        data = data.get(key)
+    return data
+
+
+def run_metadata(record: dict[str, Any]) -> dict[str, Any]:
+    versions = record.get("versions") or {}
+    return {
+        "run_id": record["run_id"], "primary_metric": record.get("primary_metric"),
+        "data_kind": _get(record, "data", "kind"), "data_fingerprint": _get(record, "data", "fingerprint"),
+        "pretrain_data_fingerprint": _get(record, "pretrain_data", "fingerprint"),
+        "checkpoint_id": _get(record, "pretraining", "checkpoint_id"),
+        "weights_fingerprint": _get(record, "weights", "fingerprint"),
+        "code_version": versions.get("benchmark") or _get(record, "identity", "version"),
+        "wall_seconds": record.get("wall_seconds"), "peak_memory_mb": record.get("peak_memory_mb"),
+        "peak_device_memory_mb": record.get("peak_device_memory_mb"), "device": record.get("device"),
+        "finetune_epochs": _get(record, "finetune", "epochs"),
+        "finetune_best_epoch": _get(record, "finetune", "best_epoch"),
+        "device_name": _get(record, "compute", "device_name"),
+        "finetune_samples_seen": _get(record, "finetune", "samples_seen"),
+        "finetune_seconds": _get(record, "compute", "finetune_seconds"),
+        "pretrain_cubes_seen": _get(record, "pretraining", "cubes_seen"),
+        "pretrain_seconds": _get(record, "compute", "pretrain_seconds"),
+        "finished_at": record.get("finished_at"),
+    }
+
+
+def _run_keys(record: dict[str, Any]) -> dict[str, Any]:
+    return {"method": record["method"], "task": record["task"], "profile": record["profile"],
+            "fraction": float(record["fraction"]), "seed": int(record["seed"])}
+
+
+def run_rows(record: dict[str, Any]) -> pd.DataFrame:
+    """One row per metric of the record (``level == "run"``, no case)."""
+    metrics = record["metrics"]
+    return pd.DataFrame({"level": "run", "case_id": None, "group": None, "metric": list(metrics),
+                         "value": [float(v) for v in metrics.values()], "label": None})
+
+
+def case_rows(cases: pd.DataFrame) -> pd.DataFrame:
+    """One row per (case, value column) of a ``cases.csv`` (``level == "case"``)."""
+    labels = cases["label"] if "label" in cases else None
+    ids = pd.DataFrame({"case_id": cases["case_id"].astype(str),
+                        "group": cases["group"].astype(str) if "group" in cases else None,
+                        "label": labels})
+    values = [c for c in cases.columns if c not in CASE_ID_COLUMNS]
+    long = pd.concat([ids.assign(metric=c, value=pd.to_numeric(cases[c], errors="raise")) for c in values],
+                     ignore_index=True)
+    return long.assign(level="case")
+
+
+def read_record(path: Path) -> dict[str, Any]:
+    """A ``result.json`` with the keys the table needs; UserError naming the file otherwise."""
+    try:
+        record = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise UserError(f"{path}: cannot read the record ({error})") from error
+    if not isinstance(record, dict):
+        raise UserError(f"{path}: not a run record (a JSON object expected)")
+    missing = [k for k in REQUIRED_KEYS if k not in record]
+    if missing:
+        raise UserError(f"{path}: not a run record (missing {', '.join(missing)})")
+    if not isinstance(record["metrics"], dict):
+        raise UserError(f"{path}: 'metrics' is not an object")
+    return record
+
+
+def _read_csv(path: Path, required: tuple[str, ...]) -> pd.DataFrame:
+    if not path.is_file():
+        raise UserError(f"{path}: missing")
+    try:
+        frame = pd.read_csv(path)
+    except (OSError, ValueError, pd.errors.ParserError) as error:
+        raise UserError(f"{path}: cannot read ({str(error).splitlines()[0]})") from error
+    missing = [c for c in required if c not in frame.columns]
+    if missing:
+        raise UserError(f"{path}: missing column(s) {', '.join(missing)}")
+    return frame
+
+
+def record_table(record: dict[str, Any], folder: Path, skipped: list[str]) -> pd.DataFrame:
+    """The long-table rows of one run: its recorded metrics, then its per-case values."""
+    parts = [run_rows(record)]
+    cases_path = folder / "cases.csv"
+    run_level_only = f"only the run-level metrics of {record['run_id']} are used"
+    try:
+        parts.append(case_rows(_read_csv(cases_path, ("case_id",))))
+    except UserError as error:
+        skipped.append(f"{error}; {run_level_only}")
+    except ValueError as error:
+        skipped.append(f"{cases_path}: a value is not a number ({error}); {run_level_only}")
+    rows = pd.concat(parts, ignore_index=True)
+    return rows.assign(**_run_keys(record), **run_metadata(record))
+
+
+def history_rows(record: dict[str, Any], path: Path) -> pd.DataFrame:
+    """The per-epoch history of one run in long form (one row per epoch and column)."""
+    history = _read_csv(path, ("epoch",))
+    long = history.melt(id_vars="epoch", var_name="column", value_name="value")
+    return long.assign(run_id=record["run_id"], **_run_keys(record))
+
+
+def read_results(results: Path) -> Results:
+    """Read every finished run under ``results``; unreadable files are skipped and listed."""
+    runs = Path(results) / "runs"
+    if not runs.is_dir():
+        raise UserError(f"{results}: no results here (expected {runs}/<run-id>/{store.RESULT_FILE})")
+    tables, histories, skipped = [], [], []
+    for path in sorted(runs.glob(f"*/{store.RESULT_FILE}")):
+        try:
+            record = read_record(path)
+            tables.append(record_table(record, path.parent, skipped))
+        except UserError as error:
+            skipped.append(f"{error}; skipped")
+            continue
+        except (KeyError, TypeError, ValueError) as error:
+            skipped.append(f"{path}: malformed record ({type(error).__name__}: {error}); skipped")
+            continue
+        history_path = path.parent / "history.csv"
+        try:
+            histories.append(history_rows(record, history_path))
+        except UserError as error:
+            skipped.append(f"{error}; no convergence curve for {record['run_id']}")
+    if not tables:
+        raise UserError(f"{results}: no readable run record under {runs}")
+    table = pd.concat(tables, ignore_index=True)[COLUMNS]
+    table = table.astype({"case_id": "string", "group": "string", "label": "Int64"})
+    history = pd.concat(histories, ignore_index=True)[HISTORY_COLUMNS] if histories else \
+        pd.DataFrame(columns=HISTORY_COLUMNS)
+    return Results(table=table, histories=history, skipped=skipped)
+
+
+def export_table(table: pd.DataFrame, path: Path) -> None:
+    """Write the table as CSV or Parquet (by the file's suffix), atomically."""
+    path = Path(path)
+    if path.suffix == ".csv":
+        files.write_csv(path, table)
+    elif path.suffix == ".parquet":
+        files.write_atomic(path, lambda tmp: table.to_parquet(tmp, index=False))
+    else:
+        raise UserError(f"{path}: unknown table format (use .csv or .parquet)")
