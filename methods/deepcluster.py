@@ -23,7 +23,7 @@ with ``cubes_per_cluster`` 30, ``max_clusters`` 1000 (about 30 cubes per cluster
 within the spec's 10-100) *(choice)*, and never more than N; ``pca_dims`` 256;
 ``flip_augment`` True: each sampled cube is flipped along each spatial axis with
 probability 0.5 (the paper trains with random flips and crops; crops are left out, the
-cube size being fixed); ``feature_batch`` 32 (memory only, not in ``settings``).
+cube size being fixed); ``feature_batch`` 32 (memory only).
 ``paper_optimizer``: SGD lr 0.05, momentum 0.9 (the paper; its weight decay 1e-5 too).
 
 Harness details:
@@ -34,8 +34,9 @@ Harness details:
   the loop's optimiser keeps them), with the method's initialiser (``init_weights``); the
   optimiser state of the head (Adam moments and step, SGD momentum) is dropped: the
   method keeps a reference to the optimiser ``make_optimizer`` returned.
-* The validation pool gets pseudo-labels lazily, the first time ``sample_batch`` sees it
-  in an epoch: nearest centroid of its features, computed with a snapshot of the encoder
+* The validation pool gets pseudo-labels once an epoch, in the training process before its
+  batches are drawn (``prepare_pool``; loader workers never compute features, so they never
+  touch CUDA): nearest centroid of its features, computed with a snapshot of the encoder
   taken at clustering time and projected with the epoch's PCA, so train and validation
   labels come from the same feature map. Validation losses of different epochs are not
   comparable (new clusters, new head each epoch): early stopping on them is weak.
@@ -58,6 +59,7 @@ from sklearn.cluster import KMeans
 from sklearn.decomposition import PCA
 from sklearn.exceptions import ConvergenceWarning
 from torch import nn
+from torch.utils.data import get_worker_info
 
 from benchmark.api.method import Method
 from benchmark.api.profiles import Profile
@@ -190,6 +192,11 @@ class DeepCluster(Method):
     ) -> None:
         if n_clusters is not None and n_clusters < 2:
             raise ValueError(f"n_clusters must be >= 2, got {n_clusters}")
+        least = {"cubes_per_cluster": (cubes_per_cluster, 1), "max_clusters": (max_clusters, 2),
+                 "pca_dims": (pca_dims, 1), "feature_batch": (feature_batch, 1)}
+        for name, (value, minimum) in least.items():
+            if value < minimum:
+                raise ValueError(f"{name} must be >= {minimum}, got {value}")
         self.n_clusters = n_clusters
         self.cubes_per_cluster = cubes_per_cluster
         self.max_clusters = max_clusters
@@ -251,11 +258,17 @@ class DeepCluster(Method):
             for parameter in head.parameters():
                 self._optimizer.state.pop(parameter, None)
 
+    def prepare_pool(self, pool: np.ndarray) -> None:
+        self.labels_for(pool)  # in the training process: loader workers find the labels made
+
     def labels_for(self, pool: np.ndarray) -> np.ndarray:
         """The pseudo-labels of ``pool``: the clustered training pool's, or nearest centroid."""
         for known, labels in self._labelled:
             if known is pool:
                 return labels
+        if get_worker_info() is not None:
+            raise RuntimeError("deepcluster: a pool's pseudo-labels are made by prepare_pool in the training "
+                               "process, not in a loader worker")
         if self._encoder is None or self._space is None or self._centroids is None:
             raise RuntimeError("deepcluster: on_epoch_start must cluster the training pool before sampling")
         features = encoder_features(self._encoder, pool, self._device, self.feature_batch)
@@ -287,8 +300,3 @@ class DeepCluster(Method):
 
     def checkpoint_extras(self) -> dict[str, Any]:
         return {"n_clusters": int(self.k or 0)}
-
-    def settings(self) -> dict[str, Any]:
-        return {"n_clusters": self.n_clusters, "cubes_per_cluster": self.cubes_per_cluster,
-                "max_clusters": self.max_clusters, "pca_dims": self.pca_dims,
-                "flip_augment": self.flip_augment}

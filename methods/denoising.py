@@ -1,8 +1,8 @@
 """Denoising (Vincent et al., "Stacked Denoising Autoencoders", JMLR 2010), in 3D.
 
 Pretext: restore the clean cube from a copy with additive Gaussian noise; the loss is
-MSE between the sigmoid output of the U-Net and the clean cube (the ``Method`` default).
-Transfers the encoder and the decoder.
+MSE (or MAE: setting ``loss``) between the sigmoid output of the U-Net and the clean cube
+(``restoration_loss``). Transfers the encoder and the decoder.
 
 Settings: ``max_sigma`` = 0.1: each cube's noise standard deviation is drawn from
 U(0, max_sigma) *(choice: the Genesis authors' augmentation range; Vincent et al. tune
@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from benchmark.methods._common import genesis_sgd
 
-from benchmark.api.method import Method
+from benchmark.api.method import Method, check_restoration_loss, restoration_loss
 from benchmark.api.registry import METHODS
 
 
@@ -44,10 +44,11 @@ class Denoising(Method):
     description = "Restore cubes from additive Gaussian noise (denoising autoencoder, Vincent et al. 2010)"
     transfers = "encoder+decoder"
 
-    def __init__(self, max_sigma: float = 0.1) -> None:
+    def __init__(self, max_sigma: float = 0.1, loss: str = "mse") -> None:
         if max_sigma < 0:
             raise ValueError(f"max_sigma must be >= 0, got {max_sigma}")
         self.max_sigma = max_sigma
+        self.loss_name = check_restoration_loss(loss)
 
     def make_example(
         self, cubes: np.ndarray, rng: np.random.Generator
@@ -65,10 +66,13 @@ class Denoising(Method):
         noise = torch.randn(targets.shape, generator=generator, device=cubes.device)
         return (targets + noise * sigma.reshape(-1, 1, 1, 1, 1)).clamp(0.0, 1.0), targets.clone()
 
+    def loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return restoration_loss(output, target, self.loss_name)
+
     def paper_optimizer(
         self, parameters: Any
     ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.ReduceLROnPlateau | None]:
         return genesis_sgd(parameters)
 
     def settings(self) -> dict[str, Any]:
-        return {"max_sigma": self.max_sigma}
+        return {"max_sigma": self.max_sigma, "loss": self.loss_name}

@@ -1,6 +1,6 @@
 """The Models Genesis transforms as batched torch operations on the training device.
 
-The same transforms as ``benchmark.methods.genesis`` (same probabilities, sizes, value ranges and
+The same transforms as ``genesis_transforms`` (same probabilities, sizes, value ranges and
 preservation properties; the tests check the two agree statistically), on a batch
 ``(B, C, Z, Y, X)`` at once, with the randomness of a ``torch.Generator`` on the batch's
 device. Nothing loops over voxels or windows: windows and boxes are drawn for the whole
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 from benchmark.methods._common import uniform_integers
-from benchmark.methods.genesis import GenesisConfig
+from benchmark.methods.genesis_transforms import GenesisConfig
 
 __all__ = [
     "bezier_maps",
@@ -63,7 +63,7 @@ def draw_windows(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per cube ``n_windows`` shuffling windows ``(starts, sizes)``, each ``(B, W, 3)``: side per axis
     uniform in ``[1, max(1, dim // window_divisor)]`` (at most ``dim``), position uniform inside
-    the cube (as ``benchmark.methods.genesis.shuffle_windows``)."""
+    the cube (as ``genesis_transforms.shuffle_windows``)."""
     shape = torch.tensor(spatial_shape, device=device)
     high = torch.clamp(shape // window_divisor, min=1).minimum(shape)
     sizes = uniform_integers(torch.ones(batch, n_windows, 3, dtype=torch.int64, device=device),
@@ -94,7 +94,7 @@ def local_pixel_shuffling_batch(
     cubes: torch.Tensor, generator: torch.Generator, n_windows: int = 10_000, window_divisor: int = 10
 ) -> torch.Tensor:
     """Permute voxels at random within the voxel set of each cube's last covering window
-    (an exact permutation, as ``benchmark.methods.genesis.local_pixel_shuffling``); channels move
+    (an exact permutation, as ``genesis_transforms.local_pixel_shuffling``); channels move
     together, uncovered voxels stay put. Returns a new tensor."""
     batch, channels = cubes.shape[:2]
     spatial = tuple(int(d) for d in cubes.shape[2:])
@@ -118,7 +118,7 @@ def bezier_maps(
     batch: int, generator: torch.Generator, device: torch.device, invert_prob: float = 0.5, n_points: int = 1000
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per cube a monotone map ``(xs, ys)``, each ``(B, n_points)`` float32: the cubic Bézier of
-    ``benchmark.methods.genesis.bezier_map`` (control points uniform in [0, 1]^2, x and y sorted),
+    ``genesis_transforms.bezier_map`` (control points uniform in [0, 1]^2, x and y sorted),
     its y reversed with probability ``invert_prob``."""
     controls = _uniform((batch, 2, 2), generator, device)  # (B, point, xy)
     t = torch.linspace(0.0, 1.0, n_points, device=device)
@@ -151,13 +151,13 @@ def nonlinear_batch(
 
 
 def inner_box_ranges(spatial_shape: tuple[int, int, int], config: GenesisConfig) -> tuple[list[int], list[int]]:
-    """Side range per axis of the in-painting boxes (``benchmark.methods.genesis.inner_cutout_boxes``)."""
+    """Side range per axis of the in-painting boxes (``genesis_transforms.inner_cutout_boxes``)."""
     a, b = config.inner_side_divisors
     return [d // a for d in spatial_shape], [d // b for d in spatial_shape]
 
 
 def outer_box_ranges(spatial_shape: tuple[int, int, int], config: GenesisConfig) -> tuple[list[int], list[int]]:
-    """Side range per axis of the out-painting boxes (``benchmark.methods.genesis.outer_cutout_boxes``)."""
+    """Side range per axis of the out-painting boxes (``genesis_transforms.outer_cutout_boxes``)."""
     (n1, d1), (n2, d2) = config.outer_cut_low, config.outer_cut_high
     low = [d - d * n2 // d2 for d in spatial_shape]
     high = [d - d * n1 // d1 for d in spatial_shape]
@@ -170,7 +170,7 @@ def draw_boxes(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per cube up to ``max_boxes`` boxes: ``(starts, sizes, used)``, ``(B, K, 3)``, ``(B, K, 3)``,
     ``(B, K)``. The first box is always used, each further one while rand < ``more_box_prob``;
-    sides and margins clipped to the cube as in ``benchmark.methods.genesis._box_ranges``."""
+    sides and margins clipped to the cube as in ``genesis_transforms._box_ranges``."""
     shape = torch.tensor(spatial_shape, device=device)
     margin = torch.clamp((shape - 1) // 2, max=config.margin)
     high_ = torch.tensor(high, device=device).clamp(min=1).minimum(shape - 2 * margin).clamp(min=1)

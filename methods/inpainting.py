@@ -10,7 +10,8 @@ box only (weight 0 outside it), with the overlap border, which the network does 
 weighted ``overlap_weight`` = 10 times more than the hidden interior. That is our reading
 of the paper and of its code: loss on the predicted region only, 10x on its overlap with
 the context. The loss is the weighted mean ``sum(w * (sigmoid(out) - x)^2) / sum(w)``
-over the voxels of each batch.
+over the voxels of each batch (``restoration_loss``; with ``loss`` = ``mae`` the absolute
+error replaces the square).
 
 Optional adversarial term (``adversarial=True``, off by default, as the spec asks): a
 small 3D discriminator (``BoxDiscriminator``) sees the real and the predicted central
@@ -25,7 +26,7 @@ The discriminator is not transferred.
 Transfers the encoder and the decoder. Settings: ``box_fraction`` 0.5, ``overlap`` =
 ``clip(round(box_side / 8), 1, 4)`` per axis by default (the paper: 4 px on a 64 px box;
 here 1-2 voxels on the 16x32x32 cube's box, 2-4 on the paper cube's) *(choice)*,
-``overlap_weight`` 10, ``adversarial`` False, ``adversarial_weight`` 0.001.
+``overlap_weight`` 10, ``adversarial`` False, ``adversarial_weight`` 0.001, ``loss`` mse.
 
 Departures: the paper's encoder-decoder (AlexNet encoder, channel-wise fully connected
 layer) is replaced by the benchmark's 3D U-Net; its skips carry only the context.
@@ -43,7 +44,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from benchmark.api.method import Method
+from benchmark.api.method import Method, check_restoration_loss, restoration_loss
 from benchmark.api.registry import METHODS
 from benchmark.model.backbone import UNet3D
 
@@ -142,17 +143,22 @@ class Inpainting(Method):
 
     def __init__(
         self, box_fraction: float = 0.5, overlap: int | None = None, overlap_weight: float = 10.0,
-        adversarial: bool = False, adversarial_weight: float = 0.001,
+        adversarial: bool = False, adversarial_weight: float = 0.001, loss: str = "mse",
     ) -> None:
         if not 0.0 < box_fraction < 1.0:
             raise ValueError(f"box_fraction must be in (0, 1), got {box_fraction}")
         if overlap is not None and overlap < 1:
             raise ValueError(f"overlap must be >= 1 voxel, got {overlap}")
+        if not overlap_weight > 0:
+            raise ValueError(f"overlap_weight must be > 0, got {overlap_weight}")
+        if not 0.0 <= adversarial_weight <= 1.0:
+            raise ValueError(f"adversarial_weight must be in [0, 1], got {adversarial_weight}")
         self.box_fraction = box_fraction
         self.overlap = overlap
         self.overlap_weight = overlap_weight
         self.adversarial = adversarial
         self.adversarial_weight = adversarial_weight
+        self.loss_name = check_restoration_loss(loss)
         self._discriminator: nn.Module | None = None
 
     def build_pretext_model(self, in_channels: int, width: int) -> nn.Module:
@@ -181,16 +187,14 @@ class Inpainting(Method):
     def loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         shape = tuple(target.shape[2:])
         weights = torch.from_numpy(loss_weights(shape, self.box_fraction, self.overlap, self.overlap_weight))
-        weights = weights.to(target.device).expand_as(target)
-        prediction = torch.sigmoid(output)
-        reconstruction = (weights * (prediction - target) ** 2).sum() / weights.sum()
+        reconstruction = restoration_loss(output, target, self.loss_name, weights.to(target.device))
         if not self.adversarial:
             return reconstruction
         if self._discriminator is None:
             raise RuntimeError("inpainting: build_pretext_model must run before the adversarial loss")
         box, _ = mask_geometry(shape, self.box_fraction, self.overlap)
         region = (slice(None), slice(None), *box)
-        adversarial = adversarial_loss(self._discriminator, target[region], prediction[region])
+        adversarial = adversarial_loss(self._discriminator, target[region], torch.sigmoid(output)[region])
         lam = self.adversarial_weight
         return (1 - lam) * reconstruction + lam * adversarial
 
@@ -205,4 +209,4 @@ class Inpainting(Method):
     def settings(self) -> dict[str, Any]:
         return {"box_fraction": self.box_fraction, "overlap": self.overlap,
                 "overlap_weight": self.overlap_weight, "adversarial": self.adversarial,
-                "adversarial_weight": self.adversarial_weight}
+                "adversarial_weight": self.adversarial_weight, "loss": self.loss_name}

@@ -37,12 +37,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from benchmark.methods._common import (
-    EncoderClassifier,
+from benchmark.methods._common import EncoderClassifier, encoder_state
+from benchmark.methods._tiles import (
     centred_offsets,
+    check_gap_fraction,
     cut_tiles,
     cut_tiles_batch,
-    encoder_state,
     grid_cells,
     permutation_set,
     random_permutations,
@@ -105,7 +105,7 @@ class Jigsaw(Method):
         self.grid = tuple(int(g) for g in grid)
         if len(self.grid) != 3 or min(self.grid) < 1 or np.prod(self.grid) < 2:
             raise ValueError(f"grid must be three positive sides with at least 2 cells, got {grid}")
-        self.gap_fraction = gap_fraction
+        self.gap_fraction = check_gap_fraction(gap_fraction)
         self.permutation_seed = permutation_seed
         self.permutations = permutation_set(int(np.prod(self.grid)), n_permutations, permutation_seed)
         self.n_permutations = len(self.permutations)
@@ -137,7 +137,3 @@ class Jigsaw(Method):
 
     def checkpoint_extras(self) -> dict[str, Any]:
         return {"permutations": torch.from_numpy(self.permutations.copy())}
-
-    def settings(self) -> dict[str, Any]:
-        return {"grid": list(self.grid), "n_permutations": self.n_permutations,
-                "gap_fraction": self.gap_fraction, "permutation_seed": self.permutation_seed}

@@ -2,10 +2,10 @@
 image analysis using image context restoration", Medical Image Analysis 2019), in 3D.
 
 Pretext: ``T`` times, pick two non-overlapping boxes of the same size and swap their
-contents; restore the original cube with MSE on the sigmoid output (the ``Method``
-default). The corruption is a permutation of the voxels: the intensity histogram is
-preserved exactly, so only the spatial context tells what was moved. Transfers the
-encoder and the decoder.
+contents; restore the original cube with MSE (or MAE: setting ``loss``) on the sigmoid
+output (``restoration_loss``). The corruption is a permutation of the voxels: the
+intensity histogram is preserved exactly, so only the spatial context tells what was
+moved. Transfers the encoder and the decoder.
 
 Settings *(choices; the paper works on 2D images and uses patches of 8-16 px)*:
 ``swaps`` = (10, 20): T drawn uniformly in [10, 20] per cube; ``patch_fraction`` =
@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from benchmark.methods._common import genesis_sgd, uniform_integers
 
-from benchmark.api.method import Method
+from benchmark.api.method import Method, check_restoration_loss, restoration_loss
 from benchmark.api.registry import METHODS
 
 Shape3 = tuple[int, int, int]
@@ -147,7 +147,8 @@ class PatchShuffling(Method):
     transfers = "encoder+decoder"
 
     def __init__(
-        self, swaps: tuple[int, int] = (10, 20), patch_fraction: tuple[float, float] = (1 / 8, 1 / 4)
+        self, swaps: tuple[int, int] = (10, 20), patch_fraction: tuple[float, float] = (1 / 8, 1 / 4),
+        loss: str = "mse",
     ) -> None:
         if not 0 <= swaps[0] <= swaps[1]:
             raise ValueError(f"swaps must be (low, high) with 0 <= low <= high, got {swaps}")
@@ -155,6 +156,7 @@ class PatchShuffling(Method):
             raise ValueError(f"need 0 < patch_fraction[0] <= patch_fraction[1] <= 0.5, got {patch_fraction}")
         self.swaps = (int(swaps[0]), int(swaps[1]))
         self.patch_fraction = (float(patch_fraction[0]), float(patch_fraction[1]))
+        self.loss_name = check_restoration_loss(loss)
 
     def make_example(
         self, cubes: np.ndarray, rng: np.random.Generator
@@ -169,10 +171,13 @@ class PatchShuffling(Method):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         return shuffle_patches_batch(cubes, generator, self.swaps, self.patch_fraction), cubes.float().clone()
 
+    def loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return restoration_loss(output, target, self.loss_name)
+
     def paper_optimizer(
         self, parameters: Any
     ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.ReduceLROnPlateau | None]:
         return genesis_sgd(parameters)
 
     def settings(self) -> dict[str, Any]:
-        return {"swaps": list(self.swaps), "patch_fraction": list(self.patch_fraction)}
+        return {"swaps": self.swaps, "patch_fraction": self.patch_fraction, "loss": self.loss_name}

@@ -46,13 +46,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from benchmark.methods._common import (
+from benchmark.methods._common import encoder_state, pooled
+from benchmark.methods._tiles import (
+    check_gap_fraction,
     cut_tiles,
     cut_tiles_batch,
-    encoder_state,
     grid_cells,
     permutation_set,
-    pooled,
     random_permutations,
     tile_shape,
 )
@@ -173,19 +173,18 @@ class SiameseCubes(nn.Module):
 class RubiksCubeBase(Method):
     transfers = "encoder"
     masking: bool = False
+    mask_prob: float = 0.0  # no sub-cube is masked; Rubik's cube+ sets both as settings
+    mask_keep: float = 0.5
 
     def __init__(
         self, n_permutations: int = 100, gap_fraction: float = 0.25,
-        rotation_probs: tuple[float, float] = (1 / 3, 1 / 3), mask_prob: float = 0.5, mask_keep: float = 0.5,
-        permutation_seed: int = 0,
+        rotation_probs: tuple[float, float] = (1 / 3, 1 / 3), permutation_seed: int = 0,
     ) -> None:
         if rotation_probs[0] < 0 or rotation_probs[1] < 0 or sum(rotation_probs) > 1:
             raise ValueError(f"rotation_probs must be two non-negative probabilities summing to <= 1, "
                              f"got {rotation_probs}")
-        self.gap_fraction = gap_fraction
+        self.gap_fraction = check_gap_fraction(gap_fraction)
         self.rotation_probs = (float(rotation_probs[0]), float(rotation_probs[1]))
-        self.mask_prob = mask_prob if self.masking else 0.0
-        self.mask_keep = mask_keep
         self.permutation_seed = permutation_seed
         self.permutations = permutation_set(N_CUBES, n_permutations, permutation_seed)
         self.n_permutations = len(self.permutations)
@@ -229,13 +228,6 @@ class RubiksCubeBase(Method):
     def checkpoint_extras(self) -> dict[str, Any]:
         return {"permutations": torch.from_numpy(self.permutations.copy())}
 
-    def settings(self) -> dict[str, Any]:
-        settings = {"n_permutations": self.n_permutations, "gap_fraction": self.gap_fraction,
-                    "rotation_probs": list(self.rotation_probs), "permutation_seed": self.permutation_seed}
-        if self.masking:
-            settings.update(mask_prob=self.mask_prob, mask_keep=self.mask_keep)
-        return settings
-
 
 @METHODS.register
 class RubiksCube(RubiksCubeBase):
@@ -248,3 +240,14 @@ class RubiksCubePlus(RubiksCubeBase):
     name = "rubiks-cube-plus"
     description = "Rubik's cube+: order, rotations and masked sub-cubes (Zhu et al. 2020)"
     masking = True
+
+    def __init__(
+        self, n_permutations: int = 100, gap_fraction: float = 0.25,
+        rotation_probs: tuple[float, float] = (1 / 3, 1 / 3), mask_prob: float = 0.5, mask_keep: float = 0.5,
+        permutation_seed: int = 0,
+    ) -> None:
+        super().__init__(n_permutations, gap_fraction, rotation_probs, permutation_seed)
+        for name, value in (("mask_prob", mask_prob), ("mask_keep", mask_keep)):
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {value}")
+        self.mask_prob, self.mask_keep = mask_prob, mask_keep

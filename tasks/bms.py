@@ -35,7 +35,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from benchmark.api.registry import TASKS
-from benchmark.api.task import Case, Splits, Task, TaskData
+from benchmark.api.segmentation import SegmentationTask
+from benchmark.api.task import Case, Splits, TaskData
 from benchmark.data.cache import Entry, cached
 from benchmark.data.imageio import pad_to_cube, read_array, scale_min_max
 from benchmark.data.phantoms.brain import MODALITIES, write_brain_phantom
@@ -269,12 +270,11 @@ def verify_brats(root: Path, splits: Splits | None = None) -> list[Problem]:
 
 
 @TASKS.register
-class BrainTumourSegmentation(Task):
+class BrainTumourSegmentation(SegmentationTask):
     """Models Genesis BMS: whole-tumour segmentation on BraTS 2018 multi-modal MRI. Split units: case ids."""
 
     name = "bms"
     description = "Brain tumour segmentation in 4-channel MRI (BraTS 2018), Dice/IoU per case"
-    kind = "segmentation"
     in_channels = 4
     metrics = ("dice", "iou")
     primary_metric = "dice"

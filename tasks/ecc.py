@@ -31,8 +31,9 @@ from benchmark.tasks._candidates import (
     scan_problems,
 )
 
+from benchmark.api.classification import ClassificationTask
 from benchmark.api.registry import TASKS
-from benchmark.api.task import Case, Splits, Task, TaskData, read_split_file
+from benchmark.api.task import Case, Splits, TaskData, read_split_file
 from benchmark.data.cache import ct_volume
 from benchmark.data.phantoms.chest import (
     CANDIDATE_HEADER,
@@ -193,12 +194,11 @@ def series_splits(root: Path, volumes: dict[str, Path], splits: Splits | None) -
 
 
 @TASKS.register
-class EmbolismCandidateClassification(Task):
+class EmbolismCandidateClassification(ClassificationTask):
     """Split units for a split file: series UIDs."""
 
     name = "ecc"
     description = "Pulmonary embolism false-positive reduction on CTPA candidates (classification, AUC)"
-    kind = "classification"
     in_channels = 1
     metrics = ("auc",)
     primary_metric = "auc"

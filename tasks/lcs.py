@@ -23,7 +23,8 @@ from pathlib import Path
 import numpy as np
 
 from benchmark.api.registry import TASKS
-from benchmark.api.task import Case, Splits, Task, TaskData
+from benchmark.api.segmentation import SegmentationTask
+from benchmark.api.task import Case, Splits, TaskData
 from benchmark.data.cache import Entry, cached
 from benchmark.data.imageio import HU_MAX, HU_MIN, pad_to_cube, read_array, scale_ct
 from benchmark.data.phantoms.liver import write_liver_phantom
@@ -155,12 +156,11 @@ def verify_lits(root: Path, splits: Splits | None = None) -> list[Problem]:
 
 
 @TASKS.register
-class LiverSegmentation(Task):
+class LiverSegmentation(SegmentationTask):
     """Models Genesis LCS: whole-volume liver segmentation on LiTS 2017 CT. Split units: ``volume-N``."""
 
     name = "lcs"
     description = "Liver segmentation in abdominal CT (LiTS 2017), Dice/IoU per volume"
-    kind = "segmentation"
     in_channels = 1
     metrics = ("dice", "iou")
     primary_metric = "dice"

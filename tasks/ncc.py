@@ -20,8 +20,9 @@ from benchmark.tasks._candidates import (
     scan_problems,
 )
 
+from benchmark.api.classification import ClassificationTask
 from benchmark.api.registry import TASKS
-from benchmark.api.task import Case, Splits, Task, TaskData
+from benchmark.api.task import Case, Splits, TaskData
 from benchmark.data.cache import ct_volume
 from benchmark.data.phantoms.chest import write_chest_phantom
 from benchmark.data.pool import luna_scans
@@ -62,12 +63,11 @@ def scan_splits(scans: dict[str, tuple[Path, int]], splits: Splits | None) -> di
 
 
 @TASKS.register
-class NoduleCandidateClassification(Task):
+class NoduleCandidateClassification(ClassificationTask):
     """Split units for a split file: series UIDs."""
 
     name = "ncc"
     description = "Lung nodule false-positive reduction on LUNA16 candidates (classification, AUC)"
-    kind = "classification"
     in_channels = 1
     metrics = ("auc",)
     primary_metric = "auc"

@@ -22,7 +22,8 @@ import SimpleITK as sitk
 from benchmark.tasks._lidc import default_split, is_lidc_layout, lidc_cases, lidc_problems
 
 from benchmark.api.registry import TASKS
-from benchmark.api.task import Case, Splits, Task, TaskData, read_split_file
+from benchmark.api.segmentation import SegmentationTask
+from benchmark.api.task import Case, Splits, TaskData, read_split_file
 from benchmark.data.imageio import HU_MIN, crop_centered, read_image, scale_ct
 from benchmark.data.phantoms.chest import Segment, blob_in_box, finish_ct, lung_patch, paint_nodule
 from benchmark.data.verify import SPLITS, Problem, check_labels, check_same_grid, progress, read_volume
@@ -173,10 +174,9 @@ def verify_lidc(root: Path, splits: Splits | None) -> list[Problem]:
 
 
 @TASKS.register
-class NoduleSegmentation(Task):
+class NoduleSegmentation(SegmentationTask):
     name = "ncs"
     description = "Lung nodule segmentation on LIDC-IDRI nodule crops (segmentation, IoU)"
-    kind = "segmentation"
     in_channels = 1
     metrics = ("dice", "iou", "mg_iou")
     primary_metric = "iou"

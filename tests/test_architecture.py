@@ -53,7 +53,7 @@ def _append(path: Path, text: str = "\n# an edit\n") -> None:
 
 
 @pytest.mark.parametrize("edited, changes", [
-    ("engine/finetune.py", True), ("engine/metrics.py", True), ("model/backbone.py", True),
+    ("engine/finetune.py", True), ("api/metrics.py", True), ("model/backbone.py", True),
     ("data/imageio.py", True), ("api/method.py", True),
     ("reporting/stats.py", False), ("cli/__init__.py", False),
 ])
@@ -74,18 +74,19 @@ def _plan_ids(site: Path, cache: Path) -> tuple[str, str]:
     return run_id, checkpoint
 
 
-def test_run_and_checkpoint_ids_follow_the_code_not_the_report_or_the_tests(tmp_path, isolated_cache):
+def test_run_and_checkpoint_ids_follow_the_code_not_the_report_or_the_tests(tmp_path):
     package = installed_copy(tmp_path)
-    first = _plan_ids(tmp_path, isolated_cache)
+    cache = tmp_path / "cache"
+    first = _plan_ids(tmp_path, cache)
     _append(package / "reporting" / "stats.py")
     _append(package / "cli" / "__init__.py")
-    assert _plan_ids(tmp_path, isolated_cache) == first
+    assert _plan_ids(tmp_path, cache) == first
     _append(package / "engine" / "finetune.py")  # a new run, but no new pretraining
-    after_finetune = _plan_ids(tmp_path, isolated_cache)
+    after_finetune = _plan_ids(tmp_path, cache)
     assert after_finetune[0] != first[0] and after_finetune[1] == first[1]
     _append(package / "engine" / "loader.py")  # imported by the pretraining loop
-    after_loader = _plan_ids(tmp_path, isolated_cache)
+    after_loader = _plan_ids(tmp_path, cache)
     assert after_loader[0] != after_finetune[0] and after_loader[1] != after_finetune[1]
     _append(package / "methods" / "genesis.py")
-    after_genesis = _plan_ids(tmp_path, isolated_cache)
+    after_genesis = _plan_ids(tmp_path, cache)
     assert after_genesis[0] != after_loader[0] and after_genesis[1] != after_loader[1]

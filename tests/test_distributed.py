@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
 import pytest
 import torch
 
+from benchmark.cli import main
 from benchmark.engine import distributed
+from benchmark.engine.checkpoints import checkpoint_fault
+from benchmark.engine.harness import RunSpec, plan_run
 from benchmark.engine.pretrain import load_checkpoint
 from benchmark.errors import UserError
 
@@ -24,8 +28,21 @@ def test_two_processes_pretrain_one_checkpoint_written_once(tmp_path):
     checkpoint = load_checkpoint(folder / "checkpoint.pt")
     assert checkpoint["method"] == "genesis" and checkpoint["epochs"] >= 1
     assert all(torch.isfinite(v.float()).all() for v in checkpoint["state_dict"].values())
-    assert '"world_size": 2' in (folder / "meta.json").read_text()
+    meta = json.loads((folder / "meta.json").read_text())
+    assert meta["identity"]["world_size"] == 2 and checkpoint_fault(folder, meta["identity"]) is None
     assert done.stdout.count("checkpoint ") == 1 and "2 process(es)" in done.stdout  # rank 0 reports
+    assert done.stdout.splitlines()[-1] == str(folder / "checkpoint.pt")  # the path to hand to 'run --weights'
+
+    # two processes draw other cubes than one: 'run' would pretrain another checkpoint, not take this one ...
+    assert plan_run(RunSpec("genesis", "ncc", profile="smoke")).checkpoint_id != folder.name
+    # ... and fine-tunes this one when given its file, as the README says
+    argv = ["run", "--method", "genesis", "--task", "ncc", "--profile", "smoke", "--weights",
+            str(folder / "checkpoint.pt"), "--results", str(tmp_path), "--device", "cpu", "--no-progress"]
+    assert main(argv) == 0
+    (record,) = [json.loads(p.read_text()) for p in (tmp_path / "runs").glob("*/result.json")]
+    assert record["pretraining"] is None and record["weights"]["path"] == str(folder / "checkpoint.pt")
+    assert record["transfer"]["loaded_keys"] > 0
+    assert [p.name for p in (tmp_path / "checkpoints").iterdir()] == [folder.name]  # nothing pretrained
 
 
 def test_batch_must_split_evenly_over_the_processes(monkeypatch):

@@ -1,4 +1,4 @@
-"""Models Genesis transforms and the ``genesis`` method plugin."""
+"""Models Genesis transforms, the ``genesis`` method plugin and its ablation presets."""
 
 from __future__ import annotations
 
@@ -8,13 +8,13 @@ import os
 import subprocess
 import sys
 
-import benchmark.methods.genesis as genesis
 import benchmark.methods.genesis_torch as genesis_torch
+import benchmark.methods.genesis_transforms as genesis
 import numpy as np
 import pytest
 import torch
-from benchmark.methods.genesis import (
-    Genesis,
+from benchmark.methods.genesis import Genesis
+from benchmark.methods.genesis_transforms import (
     GenesisConfig,
     bezier_map,
     flip,
@@ -28,8 +28,10 @@ from benchmark.methods.genesis import (
     outer_cutout_boxes,
     shuffle_windows,
 )
-from benchmark.methods.genesis_loop import genesis_transform_loop, local_pixel_shuffling_loop, nonlinear_intensity_loop
+from oracles.genesis_loop import genesis_transform_loop, local_pixel_shuffling_loop, nonlinear_intensity_loop
 from scipy import stats
+
+from benchmark.api.registry import METHODS
 
 SMALL = (1, 16, 32, 32)
 PAPER = (1, 32, 64, 64)
@@ -117,7 +119,7 @@ def test_local_shuffling_permutations_are_uniform_and_independent_across_windows
 def test_compiled_loops_work_where_no_cache_folder_is_writable(tmp_path):
     """A read-only install and home: numba cannot cache, so it compiles in each process."""
     (tmp_path / "compiled_probe.py").write_text(
-        "from benchmark.methods.genesis import _compiled\n\n@_compiled\ndef twice(x):\n    return 2 * x\n")
+        "from benchmark.methods.genesis_transforms import _compiled\n\n@_compiled\ndef twice(x):\n    return 2 * x\n")
     (tmp_path / "__pycache__").write_text("a file where the cache folder would go")
     blocked = tmp_path / "not-a-folder"
     blocked.write_text("")
@@ -332,42 +334,59 @@ def test_genesis_transform_does_not_touch_callers_array():
     np.testing.assert_array_equal(cube, before)
 
 
-# --------------------------------------------------------------------- ablations
+# ----------------------------------------------------------------- ablation presets
 
 
-@pytest.mark.parametrize("transform", genesis.ABLATIONS)
-def test_single_transform_configs(transform, monkeypatch):
-    config = GenesisConfig.only(transform)
-    others = {"nonlinear": "nonlinear_prob", "local_shuffle": "local_shuffle_prob"}
-    for name, field in others.items():
-        assert getattr(config, field) == (getattr(GenesisConfig(), field) if name == transform else 0.0)
-    assert config.paint_prob == (0.9 if transform.endswith("cutout") else 0.0)
-    assert config.flip_prob == 0.4
-    if transform == "inner_cutout":
-        assert config.inpaint_prob == 1.0
-    if transform == "outer_cutout":
-        assert config.inpaint_prob == 0.0
-    assert GenesisConfig.only(transform, prob=1.0, n_windows=7).n_windows == 7
-    cube = np.random.default_rng(17).random(SMALL, dtype=np.float32)
-    x, y = genesis_transform(cube, np.random.default_rng(18), GenesisConfig.only("identity"))
-    np.testing.assert_array_equal(x, y)
+def old_ablation_config(transform: str, prob: float | None = None) -> GenesisConfig:
+    """The configs of the ablations before they became presets: ``GenesisConfig.only`` as it was,
+    the other transforms off, the chosen one at ``prob`` (its reference probability if None; for
+    the cutouts, the painting probability with in-painting always or never)."""
+    base = GenesisConfig()
+    off: dict[str, float] = dict(local_shuffle_prob=0.0, nonlinear_prob=0.0, paint_prob=0.0)
+    if transform == "nonlinear":
+        off["nonlinear_prob"] = base.nonlinear_prob if prob is None else prob
+    elif transform == "local_shuffle":
+        off["local_shuffle_prob"] = base.local_shuffle_prob if prob is None else prob
+    elif transform in ("inner_cutout", "outer_cutout"):
+        off["paint_prob"] = base.paint_prob if prob is None else prob
+        off["inpaint_prob"] = 1.0 if transform == "inner_cutout" else 0.0
+    return dataclasses.replace(base, **off)
+
+
+OLD_ABLATIONS = {  # preset: the config its own module built before
+    "genesis-nl": old_ablation_config("nonlinear", prob=1.0),
+    "genesis-ls": old_ablation_config("local_shuffle", prob=1.0),
+    "genesis-oc": old_ablation_config("outer_cutout", prob=1.0),
+    "genesis-ic": old_ablation_config("inner_cutout", prob=1.0),
+    "genesis-identity": old_ablation_config("identity"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(OLD_ABLATIONS))
+def test_each_ablation_preset_is_the_config_of_its_old_module(name):
+    method = METHODS.create(name)
+    assert type(method) is Genesis and METHODS.preset(name).cls is Genesis  # a preset, not a subclass
+    assert method.name == name and method.config == OLD_ABLATIONS[name]
+    assert method.settings() == {**dataclasses.asdict(OLD_ABLATIONS[name]), "loss": "mse"}
+
+
+def test_a_user_setting_overrides_the_preset_and_keeps_the_rest():
+    method = METHODS.create("genesis-nl", nonlinear_prob="0.5", n_windows=7)
+    assert method.name == "genesis-nl"
+    assert method.config == dataclasses.replace(OLD_ABLATIONS["genesis-nl"], nonlinear_prob=0.5, n_windows=7)
 
 
 def test_config_validation():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="paint_prob must be in"):
         GenesisConfig(paint_prob=1.5)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="n_windows must be >= 0"):
         GenesisConfig(n_windows=-1)
-    with pytest.raises(ValueError):
-        GenesisConfig.only("rotation")
 
 
 # ------------------------------------------------------------------------ plugin
 
 
 def test_genesis_plugin_registered_and_makes_examples():
-    from benchmark.api.registry import METHODS
-
     cls = METHODS.get("genesis")
     assert cls is Genesis and cls.transfers == "encoder+decoder"
     method = METHODS.create("genesis")
@@ -376,11 +395,18 @@ def test_genesis_plugin_registered_and_makes_examples():
     for tensor in (inputs, targets):
         assert isinstance(tensor, torch.Tensor)
         assert tensor.shape == (3, *SMALL) and tensor.dtype == torch.float32 and tensor.is_contiguous()
-    assert method.settings() == dataclasses.asdict(GenesisConfig())
+    assert method.config == GenesisConfig()
+    assert method.settings() == {**dataclasses.asdict(GenesisConfig()), "loss": "mse"}
     again = method.make_example(cubes, np.random.default_rng(20))
     assert torch.equal(again[0], inputs) and torch.equal(again[1], targets)
     loss = method.loss(inputs, targets)
     assert loss.ndim == 0 and torch.isfinite(loss)
+
+
+def test_genesis_settings_are_the_config_fields_with_the_reference_defaults():
+    from benchmark.api.settings import defaults
+
+    assert defaults(Genesis) == {**dataclasses.asdict(GenesisConfig()), "loss": "mse"}
 
 
 def test_genesis_paper_optimizer():
@@ -545,8 +571,8 @@ def test_batched_gates_have_the_cpu_probabilities(transform, expected):
                                                                                           f"{transform}_prob")})
     if transform == "local_shuffle":  # windows of more than one voxel on this small cube
         config = dataclasses.replace(config, window_divisor=4)
-    inputs, targets = Genesis(config).make_example_on_device(torch.from_numpy(cube).expand(n, -1, -1, -1, -1),
-                                                             torch.Generator().manual_seed(6))
+    inputs, targets = genesis_torch.genesis_batch(torch.from_numpy(cube).expand(n, -1, -1, -1, -1),
+                                                  torch.Generator().manual_seed(6), config)
     device = outcome_counts(list(zip(inputs.numpy(), targets.numpy())))
     cpu = outcome_counts([genesis_transform(cube, np.random.default_rng(seed), config) for seed in range(n)])
     if transform == "local_shuffle":  # the corner may be shuffled too: only "changed" counts
@@ -561,8 +587,8 @@ def test_batched_pipeline_has_the_cpu_pipeline_distribution():
     n, shape = 400, (1, 8, 16, 16)
     cube = np.random.default_rng(24).random(shape, dtype=np.float32)
     config = GenesisConfig(n_windows=50)
-    inputs, targets = Genesis(config).make_example_on_device(torch.from_numpy(cube).expand(n, -1, -1, -1, -1),
-                                                             torch.Generator().manual_seed(5))
+    inputs, targets = genesis_torch.genesis_batch(torch.from_numpy(cube).expand(n, -1, -1, -1, -1),
+                                                  torch.Generator().manual_seed(5), config)
     assert inputs.shape == targets.shape == (n, *shape) and inputs.dtype == targets.dtype == torch.float32
     assert inputs.min() >= 0 and inputs.max() <= 1
     flips = all_spatial_flips(cube)

@@ -3,11 +3,19 @@
 import json
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
+import torch
 
+from benchmark.api.classification import ClassificationTask
+from benchmark.api.profiles import PROFILES
 from benchmark.api.registry import METHODS, TASKS
+from benchmark.api.segmentation import SegmentationTask
+from benchmark.api.task import Case
 from benchmark.cli import main
+from benchmark.engine.finetune import evaluate
+from benchmark.errors import UserError
 
 RECORD_KEYS = {"run_id", "method", "task", "seed", "fraction", "profile", "data", "metrics", "wall_seconds",
                "peak_memory_mb", "transfer", "pretraining", "finetune", "cases", "subset", "identity", "device",
@@ -129,3 +137,36 @@ def test_weights_of_another_width_are_a_one_line_error(results, tmp_path, capsys
     assert main(["run", "--method", "genesis", "--task", "lcs", "--profile", "quick", "--weights", str(checkpoint),
                  "--results", str(tmp_path), "--no-progress"]) == 2
     assert "do not fit profile 'quick'" in capsys.readouterr().err
+
+
+def nan_loss(self, *args):
+    return torch.tensor(float("nan"), requires_grad=True)
+
+
+@pytest.mark.parametrize("method, task_name, patched, message", [
+    ("scratch-he", "ncc", (ClassificationTask, "loss"),
+     "error: fine-tuning ncc stopped at epoch 0: the training loss (nan) is not finite"),
+    ("scratch-he", "lcs", (SegmentationTask, "loss"),
+     "error: fine-tuning lcs stopped at epoch 0: the training loss (nan) is not finite"),
+    ("genesis", "ncc", (METHODS.get("genesis"), "loss"),
+     "error: pretraining genesis stopped at epoch 0: the training loss (nan) is not finite"),
+])
+def test_a_loss_gone_nan_stops_the_run_in_one_line_without_a_record(tmp_path, capsys, monkeypatch, method,
+                                                                      task_name, patched, message):
+    monkeypatch.setattr(*patched, nan_loss)
+    argv = ["run", "--method", method, "--task", task_name, "--profile", "smoke", "--results", str(tmp_path),
+            "--no-progress"]
+    assert main(argv) == 2
+    assert capsys.readouterr().err.strip() == message
+    assert not list(tmp_path.glob("runs/*/result.json")) and not list(tmp_path.glob("checkpoints/*/checkpoint.pt"))
+
+
+class NaNModel(torch.nn.Module):
+    def forward(self, x):
+        return torch.full((len(x), 1), float("nan"))
+
+
+def test_a_non_finite_test_prediction_is_a_one_line_error():
+    cases = [Case(f"c{i}", np.full((1, 16, 32, 32), 0.5, np.float32), i % 2, f"g{i}") for i in range(4)]
+    with pytest.raises(UserError, match=r"^fine-tuning ncc: the test prediction of case c0 is not finite$"):
+        evaluate(NaNModel(), TASKS.create("ncc"), cases, (16, 32, 32), PROFILES["smoke"], torch.device("cpu"))

@@ -7,12 +7,13 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
-from benchmark.methods.genesis import Genesis, GenesisConfig
+from benchmark.methods.deepcluster import DeepCluster
+from benchmark.methods.genesis import Genesis
 
 from benchmark.api.profiles import PROFILES
 from benchmark.api.registry import METHODS
 from benchmark.cli import main
-from benchmark.engine.loader import TRAIN_STREAM, PretextBatches, batch_generator, host_batches
+from benchmark.engine.loader import TRAIN_STREAM, VALIDATION_STREAM, PretextBatches, batch_generator, host_batches
 from benchmark.engine.pretrain import pretext_loss, pretrain
 from benchmark.errors import UserError
 
@@ -25,7 +26,7 @@ def random_pool(n: int, seed: int) -> np.ndarray:
 
 
 def test_zero_and_two_workers_give_identical_batches():
-    method, pool = Genesis(GenesisConfig(n_windows=50)), random_pool(6, 0)
+    method, pool = Genesis(n_windows=50), random_pool(6, 0)
     inline = list(host_batches(method, pool, 3, 5, seed=7, stream=TRAIN_STREAM, epoch=1, workers=0))
     workers = list(host_batches(method, pool, 3, 5, seed=7, stream=TRAIN_STREAM, epoch=1, workers=2))
     assert len(inline) == len(workers) == 5
@@ -34,8 +35,21 @@ def test_zero_and_two_workers_give_identical_batches():
     assert not torch.equal(inline[0][0], inline[1][0])  # the steps differ
 
 
+def test_deepcluster_labels_each_pool_in_the_training_process_and_workers_change_no_batch():
+    method, train, val = DeepCluster(n_clusters=2), random_pool(8, 4), random_pool(6, 5)
+    torch.manual_seed(0)
+    model = method.build_pretext_model(1, 4)
+    method.init_weights(model)
+    method.on_epoch_start(model, train, np.random.default_rng(0), CPU)
+    # workers first: a worker asked for labels it was not given raises (it must not compute features)
+    workers = list(host_batches(method, val, 2, 3, seed=1, stream=VALIDATION_STREAM, epoch=0, workers=2))
+    inline = list(host_batches(method, val, 2, 3, seed=1, stream=VALIDATION_STREAM, epoch=0, workers=0))
+    for (x2, y2), (x0, y0) in zip(workers, inline, strict=True):
+        assert torch.equal(x0, x2) and torch.equal(y0, y2)
+
+
 def test_a_batch_depends_only_on_its_key():
-    method, pool = Genesis(GenesisConfig(n_windows=50)), random_pool(6, 1)
+    method, pool = Genesis(n_windows=50), random_pool(6, 1)
     batches = PretextBatches(method, pool, 2, steps=4, seed=3, stream=TRAIN_STREAM, epoch=0, rank=0)
     later = batches[3]
     assert all(torch.equal(a, b) for a, b in zip(later, batches[3]))  # no state carried between batches
@@ -48,7 +62,7 @@ def test_a_batch_depends_only_on_its_key():
 
 def test_pretraining_is_the_same_with_and_without_workers():
     train, val = random_pool(8, 2), random_pool(4, 3)
-    method = Genesis(GenesisConfig(n_windows=50))
+    method = Genesis(n_windows=50)
     inline, history = pretrain(method, train, val, TINY, seed=0, device=CPU, progress=False)
     workers, _ = pretrain(method, train, val, dataclasses.replace(TINY, loader_workers=2), seed=0, device=CPU,
                           progress=False)
@@ -59,7 +73,7 @@ def test_pretraining_is_the_same_with_and_without_workers():
 @pytest.mark.parametrize("switches", [{"pretrain_device_transforms": True}, {"pretrain_channels_last": True}])
 def test_speed_switches_pretrain_to_a_finite_loss(switches):
     train, val = random_pool(8, 4), random_pool(4, 5)
-    checkpoint, history = pretrain(Genesis(GenesisConfig(n_windows=50)), train, val,
+    checkpoint, history = pretrain(Genesis(n_windows=50), train, val,
                                    dataclasses.replace(TINY, **switches), seed=0, device=CPU, progress=False)
     assert np.isfinite(history["train_loss"]).all() and np.isfinite(checkpoint["best_val_loss"])
     assert all(v.is_contiguous() for v in checkpoint["state_dict"].values())
@@ -79,7 +93,7 @@ def test_bf16_runs_the_forward_pass_in_bf16_and_the_loss_in_float32():
 def test_bf16_pretraining_is_refused_on_the_cpu_in_one_line(tmp_path, capsys):
     profile = dataclasses.replace(TINY, pretrain_precision="bf16")
     with pytest.raises(UserError, match="bf16"):
-        pretrain(Genesis(GenesisConfig(n_windows=50)), random_pool(4, 8), random_pool(2, 9), profile, seed=0,
+        pretrain(Genesis(n_windows=50), random_pool(4, 8), random_pool(2, 9), profile, seed=0,
                  device=CPU, progress=False)
     status = main(["pretrain", "--method", "genesis", "--profile", "smoke", "--precision", "bf16", "--device", "cpu",
                    "--results", str(tmp_path), "--no-progress"])

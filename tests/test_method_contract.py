@@ -1,9 +1,11 @@
 """The method contract, checked for every registered method: built-ins and installed plugins alike.
 
-A method that pretrains must build its pretext model, turn a batch of cubes into a finite
-loss, be able to overfit one fixed batch, and produce a checkpoint that survives a
-``weights_only`` round trip and loads into both kinds of target model. A random
-initialisation must change the weights and transfer nothing.
+Every method is created by its name alone, and its settings are its constructor's keyword
+arguments: ``settings()`` reports them, and they round-trip through ``METHODS.create`` (as a
+record's JSON holds them). A method that pretrains must build its pretext model, turn a
+batch of cubes into a finite loss, be able to overfit one fixed batch, and produce a
+checkpoint that survives a ``weights_only`` round trip and loads into both kinds of target
+model. A random initialisation must change the weights and transfer nothing.
 """
 
 from __future__ import annotations
@@ -20,8 +22,8 @@ from scipy.ndimage import gaussian_filter
 from benchmark.api.profiles import PROFILES
 from benchmark.api.registry import METHODS
 from benchmark.engine.pretrain import load_checkpoint, pretrain, save_checkpoint
-from benchmark.model.backbone import UNet3D
-from benchmark.model.transfer import OUTPUT_CONV, build_target_model, parts_to_transfer, transfer_weights
+from benchmark.model.backbone import Classifier, UNet3D
+from benchmark.model.transfer import OUTPUT_CONV, parts_to_transfer, transfer_weights
 
 CPU = torch.device("cpu")
 CUBE = (16, 32, 32)
@@ -76,6 +78,21 @@ def test_method_declares_name_description_transfers_and_settings(name):
     json.dumps(settings, default=str)  # feeds the content-hashed checkpoint id
 
 
+def as_json(settings: dict[str, Any]) -> dict[str, Any]:
+    return json.loads(json.dumps(settings, default=str))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_settings_are_the_constructor_arguments_and_round_trip_through_create(name):
+    method = METHODS.create(name)
+    settings = method.settings()
+    assert set(settings) == set(METHODS.defaults(name))  # every constructor argument, nothing else
+    assert as_json(settings) == as_json(METHODS.defaults(name))  # created by name: the defaults
+    again = METHODS.create(name, **as_json(settings))  # as a record holds them
+    assert again.name == name and type(again) is type(method)
+    assert as_json(again.settings()) == as_json(settings)
+
+
 @pytest.mark.parametrize("name", PRETRAINING)
 def test_a_step_gives_a_finite_loss_and_overfitting_one_batch_lowers_it(name, pools):
     train, _ = pools
@@ -126,9 +143,10 @@ def test_checkpoint_round_trips_and_loads_into_both_target_models(name, pools, t
     checkpoint, history = pretrain(method, train, val, TINY, seed=0, device=CPU, progress=False)
     assert len(history) == 1 and np.isfinite(history["train_loss"]).all()
 
-    reference = UNet3D(in_channels=1, out_channels=1, width=WIDTH).state_dict()
+    unet = UNet3D(in_channels=1, out_channels=1, width=WIDTH)
+    reference = unet.state_dict()
     state = checkpoint["state_dict"]
-    expected = [k for k in reference if k.startswith(parts_to_transfer(method.transfers, "segmentation"))]
+    expected = [k for k in reference if k.startswith(parts_to_transfer(method.transfers, unet))]
     assert sorted(state) == sorted(expected)  # UNet3D-style keys, nothing else
     assert all(state[k].shape == reference[k].shape for k in state)
 
@@ -137,11 +155,11 @@ def test_checkpoint_round_trips_and_loads_into_both_target_models(name, pools, t
     loaded = load_checkpoint(path)  # weights_only=True
     assert_same(checkpoint, loaded)
 
-    for kind in ("classification", "segmentation"):
-        target = build_target_model(kind, 1, WIDTH)
+    for target in (Classifier(in_channels=1, n_outputs=1, width=WIDTH), UNet3D(in_channels=1, out_channels=1,
+                                                                               width=WIDTH)):
         method.init_weights(target)
-        report = transfer_weights(target, loaded["state_dict"], loaded["transfers"], kind, source=name)
-        parts = parts_to_transfer(method.transfers, kind)
+        report = transfer_weights(target, loaded["state_dict"], loaded["transfers"], source=name)
+        parts = parts_to_transfer(method.transfers, target)
         keys = [k for k in target.state_dict() if k.startswith(parts) and not k.startswith(OUTPUT_CONV)]
         assert report["loaded_keys"] == len(keys) > 0
         for key in keys:
@@ -158,6 +176,6 @@ def test_random_initialisation_changes_the_weights_and_transfers_nothing(name):
     after = {k: v.clone() for k, v in model.state_dict().items()}
     weights = [k for k in after if k.endswith("conv1.weight") or k.endswith("up_conv.weight")]
     assert all(not torch.equal(before[k], after[k]) for k in weights)
-    report = transfer_weights(model, {}, method.transfers, "segmentation", source=name)
+    report = transfer_weights(model, {}, method.transfers, source=name)
     assert report["transferred"] == "none" and report["loaded_keys"] == 0
     assert all(torch.equal(after[k], v) for k, v in model.state_dict().items())

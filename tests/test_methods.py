@@ -1,4 +1,4 @@
-"""Method-specific behaviour of the baseline plugins and the Genesis ablations."""
+"""Method-specific behaviour of the baseline plugins and the Genesis ablations, and the restoration loss."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import time
 import numpy as np
 import pytest
 import torch
-from benchmark.methods._common import _permutation_set, grid_cells, mean_hamming, permutation_set
+from benchmark.methods._tiles import _permutation_set, grid_cells, mean_hamming, permutation_set
 from benchmark.methods.deepcluster import (
     DeepCluster,
     FeatureSpace,
@@ -16,15 +16,17 @@ from benchmark.methods.deepcluster import (
     fill_empty_clusters,
 )
 from benchmark.methods.denoising import add_noise
-from benchmark.methods.genesis import GenesisConfig
+from benchmark.methods.genesis_transforms import GenesisConfig
 from benchmark.methods.inpainting import Inpainting, loss_weights, mask_centre, mask_geometry
 from benchmark.methods.jigsaw import Jigsaw
 from benchmark.methods.patch_shuffling import boxes_overlap, patch_side_range, shuffle_patches
 from benchmark.methods.rubiks_cube import RubiksCube, RubiksCubePlus, rotate, rubik_example
 from sklearn.metrics import adjusted_rand_score
 
+from benchmark.api.method import restoration_loss
 from benchmark.api.profiles import PROFILES
 from benchmark.api.registry import METHODS
+from benchmark.errors import UserError
 from benchmark.model.backbone import UNet3D
 
 CPU = torch.device("cpu")
@@ -398,3 +400,40 @@ def test_identity_ablation_input_is_its_target():
     method = METHODS.create("genesis-identity")
     inputs, targets = method.make_example(random_pool(2, 0), np.random.default_rng(0))
     assert torch.equal(inputs, targets)
+
+
+# ------------------------------------------------------------------ restoration loss
+
+
+def test_restoration_loss_is_the_mean_squared_or_absolute_error_of_the_sigmoid():
+    output, target = torch.tensor([[0.0, 2.0, -1.0]]), torch.tensor([[0.5, 0.2, 0.9]])
+    error = torch.sigmoid(output) - target
+    assert float(restoration_loss(output, target)) == pytest.approx(float(error.square().mean()))
+    assert float(restoration_loss(output, target, "mae")) == pytest.approx(float(error.abs().mean()))
+    weights = torch.tensor([1.0, 0.0, 3.0])  # broadcast to the target
+    expected = (abs(error[0, 0]) + 3 * abs(error[0, 2])) / 4
+    assert float(restoration_loss(output, target, "mae", weights)) == pytest.approx(float(expected))
+    with pytest.raises(ValueError, match="loss must be one of mse, mae, got 'huber'"):
+        restoration_loss(output, target, "huber")
+
+
+RESTORATION = sorted(name for name in METHODS.names() if "loss" in METHODS.defaults(name))
+
+
+def test_the_restoration_methods_have_the_loss_setting():
+    assert {"genesis", "genesis-nl", "denoising", "patch-shuffling", "inpainting"} <= set(RESTORATION)
+    assert not {"jigsaw", "deepcluster", "scratch-he"} & set(RESTORATION)
+
+
+@pytest.mark.parametrize("name", RESTORATION)
+def test_each_restoration_method_trains_the_loss_its_setting_names(name):
+    generator = torch.Generator().manual_seed(0)
+    output, target = torch.randn(2, 1, *SMALL, generator=generator), torch.rand(2, 1, *SMALL, generator=generator)
+    weights = torch.from_numpy(loss_weights(SMALL)) if name == "inpainting" else None  # its box only
+    for loss in ("mse", "mae"):
+        method = METHODS.create(name, loss=loss)
+        assert method.settings()["loss"] == loss
+        assert float(method.loss(output, target)) == pytest.approx(float(restoration_loss(output, target, loss,
+                                                                                          weights)))
+    with pytest.raises(UserError, match="loss must be one of mse, mae"):
+        METHODS.create(name, loss="l1")

@@ -5,7 +5,7 @@ import pytest
 from scipy.stats import mannwhitneyu
 from sklearn.metrics import f1_score, jaccard_score
 
-from benchmark.engine import metrics
+from benchmark.api import metrics
 
 
 def test_auc_equals_the_mann_whitney_statistic():

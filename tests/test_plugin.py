@@ -68,11 +68,12 @@ def test_list_shows_the_plugin_with_its_origin(plugin, tmp_path):
 def test_the_plugin_runs_through_the_harness(plugin, tmp_path):
     results = tmp_path / "results"
     out = cli("run", "--method", METHOD, "--task", "ncs", "--profile", "smoke", "--results", str(results),
-              "--no-progress", cwd=tmp_path).stdout
+              "--method-arg", "rotations=2", "--no-progress", cwd=tmp_path).stdout
     (record_path,) = (results / "runs").glob(f"ncs-{METHOD}-smoke-*/result.json")
     record = json.loads(record_path.read_text())
     assert record["run_id"] in out
     assert (record["method"], record["task"], record["profile"]) == (METHOD, "ncs", "smoke")
+    assert record["method_settings"] == {"rotations": 2}  # its constructor's argument, from the command line
     assert record["transfer"]["transferred"] == "encoder" and record["transfer"]["loaded_keys"] > 0
     assert record["pretraining"]["cubes_seen"] > 0 and not record["pretraining"]["reused"]
     assert record["metrics"] and all(not math.isnan(v) for v in record["metrics"].values())

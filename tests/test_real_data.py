@@ -329,6 +329,12 @@ def with_array(array: np.ndarray, like: sitk.Image) -> sitk.Image:
     return image
 
 
+def cut(path: Path, keep: float) -> None:
+    """Keep the first ``keep`` bytes of a file (a fraction of it when below 1), as an interrupted download."""
+    data = path.read_bytes()
+    path.write_bytes(data[: int(keep * len(data)) if keep < 1 else int(keep)])
+
+
 def moved(image: sitk.Image, **geometry: tuple[float, ...]) -> sitk.Image:
     for name, value in geometry.items():
         getattr(image, f"Set{name.capitalize()}")(value)
@@ -341,7 +347,13 @@ FAULTS: dict[str, tuple[str, Callable[[Path], None], str]] = {
     "missing file": ("lcs", lambda r: (r / LITS_B1 / "segmentation-1.nii.gz").unlink(),
                      r"segmentation-1.nii: missing \(the segmentation of volume-1.nii.gz\)"),
     "unreadable file": ("lcs", lambda r: (r / LITS_B2 / "volume-115.nii").write_bytes(b"not an image"),
-                        r"volume-115.nii: unreadable \("),
+                        r"volume-115.nii: cannot read image \(no valid NIfTI header\)"),
+    "truncated .nii": ("lcs", lambda r: cut(r / LITS_B1 / "volume-0.nii", 2000),
+                       r"volume-0.nii: truncated: 2000 of 3712 bytes"),  # 352 + 14 x 12 x 10 x 2
+    "truncated .nii.gz": ("lcs", lambda r: cut(r / LITS_B2 / "segmentation-100.nii.gz", 0.5),
+                          r"segmentation-100.nii.gz: truncated gzip stream"),
+    "truncated .raw": ("ncc", lambda r: cut(r / "subset5" / "1.3.6.1.5.raw", 0.5),
+                       r"subset5/1.3.6.1.5.raw: truncated: 1680 of 3360 bytes"),
     "size mismatch": ("lcs", lambda r: write_ct(liver_labels((10, 12, 13)), r / LITS_B1 / "segmentation-0.nii"),
                       r"segmentation-0.nii: size \(13, 12, 10\) differs from volume-0.nii's \(14, 12, 10\)"),
     "spacing mismatch": ("lcs", lambda r: rewrite(r / LITS_B1 / "segmentation-0.nii",
@@ -353,9 +365,17 @@ FAULTS: dict[str, tuple[str, Callable[[Path], None], str]] = {
     "label outside the set": ("lcs", lambda r: rewrite(r / LITS_B1 / "segmentation-0.nii",
                                                        lambda i: with_array(liver_labels() * 3, i)),
                               r"segmentation-0.nii: label values 3, 6 outside the expected 0, 1, 2 \(LiTS"),
-    "NaN": ("ncc", lambda r: rewrite(r / "subset5" / "1.3.6.1.5.mhd",  # (SimpleITK reads NaN in NIfTI as 0)
+    "NaN": ("ncc", lambda r: rewrite(r / "subset5" / "1.3.6.1.5.mhd",
                                      lambda i: with_array(np.where(ct(5) > 0, np.nan, ct(5)).astype(np.float32), i)),
             r"subset5/1.3.6.1.5.mhd: 1 voxel\(s\) are NaN or infinite"),
+    "NaN in NIfTI": ("lcs", lambda r: rewrite(r / LITS_B2 / "volume-115.nii",  # SimpleITK would read them as 0
+                                              lambda i: with_array(np.where(ct(115) > 0, np.nan, ct(115))
+                                                                   .astype(np.float32), i)),
+                     r"volume-115.nii: 1 voxel\(s\) are NaN or infinite"),
+    "inf in .nii.gz": ("lcs", lambda r: rewrite(r / LITS_B2 / "volume-100.nii.gz",
+                                                lambda i: with_array(np.where(ct(100) > 0, -np.inf, ct(100))
+                                                                     .astype(np.float32), i)),
+                       r"volume-100.nii.gz: 1 voxel\(s\) are NaN or infinite"),
     "empty volume": ("lcs", lambda r: rewrite(r / LITS_B1 / "volume-0.nii",
                                               lambda i: with_array(np.full(SHAPE, -1000, np.int16), i)),
                      r"volume-0.nii: empty volume \(every voxel is -1000\)"),
@@ -425,7 +445,7 @@ def test_pool_problems(datasets: dict[str, Path], copy: Callable[[str], Path]) -
     (root / "subset0" / "1.3.6.1.0.raw").write_bytes(b"")
     found = [str(problem) for problem in pool_problems(root)]
     assert len(found) == 2 and found[0] == f"{root}: no pretraining validation scans (subsets 5-6/<seriesuid>.mhd)"
-    assert found[1].startswith(f"{root / 'subset0' / '1.3.6.1.0.mhd'}: unreadable (")
+    assert found[1] == f"{root / 'subset0' / '1.3.6.1.0.raw'}: truncated: 0 of 3360 bytes"
 
 
 # --- the commands ---------------------------------------------------------------------------------------
@@ -457,6 +477,44 @@ def test_run_stops_before_training_when_the_data_fails_its_checks(
     assert "1 problem(s) in 1 file(s) for task lcs; stopped before training" in err
     assert "segmentation-0.nii: origin (0, 0, 0) differs" in err and "Traceback" not in err
     assert not (tmp_path / "results" / "runs").exists()
+
+
+CUT_AND_NAN = ("truncated .nii", "truncated .nii.gz", "NaN in NIfTI")
+
+
+def test_verify_data_names_cut_and_nan_images_and_run_refuses_them(
+    copy: Callable[[str], Path], tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    root = copy("lcs")
+    for fault in CUT_AND_NAN:  # the LiTS volume cut to 2,000 bytes among them
+        FAULTS[fault][1](root)
+    assert main(["verify-data", "--task", "lcs", "--data-root", str(root)]) == 2
+    out, err = capsys.readouterr()
+    assert len(out.splitlines()) == 3 and all(re.search(FAULTS[fault][2], out) for fault in CUT_AND_NAN), out
+    assert "3 problem(s) in 3 file(s) for task lcs" in err and "Traceback" not in err
+    argv = ["run", "--method", "scratch-he", "--task", "lcs", "--profile", "smoke", "--data-root", str(root),
+            "--results", str(tmp_path / "results"), "--no-progress"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "3 problem(s) in 3 file(s) for task lcs; stopped before training" in err and "Traceback" not in err
+    assert all(re.search(FAULTS[fault][2], err) for fault in CUT_AND_NAN)
+    assert not (tmp_path / "results" / "runs").exists()
+
+
+@pytest.mark.parametrize("fault", CUT_AND_NAN)
+def test_the_reading_path_refuses_cut_and_nan_images_in_one_line(fault: str, copy: Callable[[str], Path]) -> None:
+    root = copy("lcs")  # read without the preflight check: the task's own reading is checked too
+    FAULTS[fault][1](root)
+    with pytest.raises(UserError) as raised:
+        TASKS.create("lcs").load(root, CUBE)
+    assert re.search(FAULTS[fault][2], str(raised.value)) and len(str(raised.value).splitlines()) == 1
+
+
+def test_messages_logged_by_a_task_are_shown_by_the_command_line(
+    datasets: dict[str, Path], capsys: pytest.CaptureFixture
+) -> None:
+    assert main(["baseline", "--task", "bms", "--profile", "smoke", "--data-root", str(datasets["bms"])]) == 0
+    assert re.search(r"INFO: BraTS: \d+ of the \d+ fold cases are not under .*, skipped", capsys.readouterr().err)
 
 
 # --- voxel embolus masks -> candidates -------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""The registries: built-ins found, unknown names rejected with a hint, plugins via entry points."""
+"""The registries: built-ins found, unknown names rejected with a hint, plugins via entry points,
+settings given by name (parsed from text) and presets."""
 
 import importlib.util
 import sys
@@ -6,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from benchmark import provenance
 from benchmark.api.registry import METHODS, TASKS, Registry
+from benchmark.api.settings import defaults, parse
 from benchmark.cli import main
 from benchmark.errors import UserError
 from benchmark.provenance import source_fingerprint
@@ -107,7 +110,23 @@ def test_built_in_fingerprints_cover_their_helper_modules_even_those_imported_in
         return {used.name for used in _imported_files(path, _is_plugin_code) if _beside(used, path)}
 
     assert Path(benchmark.tasks._candidates.__file__).name in helpers(benchmark.tasks.ncc)
-    assert {"genesis_torch.py", "genesis_loop.py"} <= helpers(benchmark.methods.genesis)  # imported lazily
+    assert {"genesis_transforms.py", "genesis_torch.py"} <= helpers(benchmark.methods.genesis)  # torch: lazily
+
+
+def hashed_files(cls, monkeypatch) -> set[Path]:
+    """The files ``source_fingerprint(cls)`` hashes."""
+    hashed = []
+    monkeypatch.setattr(provenance, "_hash_contents", lambda files: hashed.append(files) or "recorded")
+    source_fingerprint.__wrapped__(cls)  # past the per-process cache
+    return hashed[0]
+
+
+def test_genesis_identity_covers_its_modules_but_not_the_puzzle_helpers_nor_the_test_oracles(monkeypatch):
+    genesis = {path.name for path in hashed_files(METHODS.get("genesis"), monkeypatch)}
+    assert {"genesis.py", "genesis_transforms.py", "genesis_torch.py", "_common.py"} <= genesis
+    assert "_tiles.py" not in genesis and "genesis_loop.py" not in genesis
+    assert not any("tests" in path.parts for path in hashed_files(METHODS.get("genesis"), monkeypatch))
+    assert "_tiles.py" in {path.name for path in hashed_files(METHODS.get("jigsaw"), monkeypatch)}
 
 
 def test_every_run_identity_names_the_code_of_its_method_and_task():
@@ -116,4 +135,114 @@ def test_every_run_identity_names_the_code_of_its_method_and_task():
     plan = plan_run(RunSpec(method="genesis-ls", task="ncc", profile="smoke"))
     assert plan.identity["method_code"] == source_fingerprint(type(plan.method))
     assert plan.identity["task_code"] == source_fingerprint(type(plan.task))
-    assert source_fingerprint(type(plan.method)) != source_fingerprint(METHODS.get("genesis"))
+    # a preset runs its class's code, and its name and settings tell it apart
+    assert plan.identity["method_code"] == source_fingerprint(METHODS.get("genesis"))
+    assert plan.identity["method"] == "genesis-ls" and plan.identity["method_settings"]["local_shuffle_prob"] == 1.0
+
+
+# ------------------------------------------------------------------ settings and presets
+
+
+@pytest.mark.parametrize("text, default, expected", [
+    ("true", False, True), ("No", True, False), ("1", False, True), ("off", True, False),
+    ("12", 3, 12), ("-2", 3, -2), ("0.25", 0.5, 0.25), ("1e-4", 1.0, 1e-4), ("2", 0.5, 2.0),
+    ("mae", "mse", "mae"), ("12,24", (10, 20), (12, 24)), ("0.1, 0.3", (0.125, 0.25), (0.1, 0.3)),
+    ("4,4,2", [2, 2], [4, 4, 2]), ("None", None, None), ("3", None, 3), ("'text'", None, "text"),
+])
+def test_text_is_parsed_to_the_type_of_the_default(text, default, expected):
+    value = parse(text, default)
+    assert value == expected and type(value) is type(expected)
+
+
+@pytest.mark.parametrize("text, default, message", [
+    ("maybe", False, "expected true or false"), ("1.5", 3, "expected an integer"), ("abc", 0.5, "expected a number"),
+    ("12", (10, 20), "expected 2 comma-separated values"), ("1,x", (1, 2), "expected an integer"),
+    ("bare words", None, "expected a Python literal"),
+])
+def test_text_that_does_not_fit_the_default_says_what_was_expected(text, default, message):
+    with pytest.raises(ValueError, match=message):
+        parse(text, default)
+
+
+class Dummy:
+    """A dummy plugin with one setting of each kind."""
+
+    name, description = "dummy", "a dummy plugin"
+
+    def __init__(self, rate: float = 0.5, steps: int = 3, sizes: tuple[int, int] = (1, 2), mode: str = "a",
+                 limit: int | None = None, on: bool = True) -> None:
+        if not 0.0 <= rate <= 1.0:
+            raise ValueError(f"rate must be in [0, 1], got {rate}")
+        self.rate, self.steps, self.sizes, self.mode, self.limit, self.on = rate, steps, sizes, mode, limit, on
+
+
+@pytest.fixture
+def dummies():
+    registry = Registry("method", "benchmark.methods", "benchmark.no-such-group")
+    registry.register(Dummy)
+    registry.register_preset("dummy-fast", Dummy, "a faster dummy", rate=1.0, steps=1)
+    return registry
+
+
+def test_create_replaces_settings_given_as_values_or_text(dummies):
+    made = dummies.create("dummy", rate="0.25", steps=7, sizes="3,4", on="false", limit="5")
+    assert (made.rate, made.steps, made.sizes, made.on, made.limit, made.mode) == (0.25, 7, (3, 4), False, 5, "a")
+    assert dummies.create("dummy", sizes=[5, 6]).sizes == (5, 6)  # a JSON list for a tuple setting
+
+
+def test_a_preset_is_its_class_with_settings_fixed_under_its_own_name(dummies):
+    made = dummies.create("dummy-fast")
+    assert type(made) is Dummy and (made.name, made.description) == ("dummy-fast", "a faster dummy")
+    assert (made.rate, made.steps, made.mode) == (1.0, 1, "a")
+    assert dummies.defaults("dummy-fast") == {**defaults(Dummy), "rate": 1.0, "steps": 1}
+    assert dummies.description("dummy-fast") == "a faster dummy" and dummies.get("dummy-fast") is Dummy
+    assert dummies.names() == ["dummy", "dummy-fast"]
+    overridden = dummies.create("dummy-fast", steps="9")  # the user's value wins over the preset's
+    assert (overridden.rate, overridden.steps) == (1.0, 9)
+    assert Dummy.name == "dummy"  # the class keeps its own
+
+
+def test_unknown_setting_is_a_one_line_error_with_a_hint_and_the_known_ones(dummies):
+    with pytest.raises(UserError, match=r"^method 'dummy-fast': unknown setting 'rat'; did you mean 'rate'\? "
+                                        r"known: rate, steps, sizes, mode, limit, on$"):
+        dummies.create("dummy-fast", rat=1)
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"rate": "2"}, r"^method 'dummy', setting rate=2: rate must be in \[0, 1\], got 2.0$"),
+    ({"steps": "many"}, r"^method 'dummy', setting steps=many: expected an integer, got 'many'$"),
+])
+def test_bad_setting_value_is_a_one_line_error_naming_the_method_and_the_key(dummies, settings, message):
+    with pytest.raises(UserError, match=message):
+        dummies.create("dummy", **settings)
+
+
+def test_preset_of_an_unknown_setting_or_a_taken_name_is_refused(dummies):
+    with pytest.raises(TypeError, match="preset 'dummy-x': Dummy has no setting speed"):
+        dummies.register_preset("dummy-x", Dummy, "x", speed=2)
+    with pytest.raises(UserError, match="two methods are named 'dummy'"):
+        dummies.register_preset("dummy", Dummy, "x", rate=0.1)
+    dummies.register_preset("dummy-fast", Dummy, "a faster dummy", rate=1.0, steps=1)  # the same again: harmless
+
+
+def test_every_constructor_argument_needs_a_default():
+    class Bad:
+        def __init__(self, rate: float) -> None:
+            self.rate = rate
+
+    with pytest.raises(TypeError, match="parameter 'rate' needs a default"):
+        defaults(Bad)
+
+
+@pytest.mark.parametrize("name", ["../escape", "a/b", "..", "with space", "<img src=x>", ""])
+def test_a_plugin_name_that_could_leave_the_results_root_is_refused_at_registration(name):
+    registry = Registry("method", "benchmark.methods", "benchmark.no-such-group")
+
+    class Plugin:
+        description = "a plugin"
+
+    Plugin.name = name
+    with pytest.raises((UserError, TypeError)):
+        registry.register(Plugin)
+    with pytest.raises(UserError, match="not a valid name"):
+        registry.register_preset(name or ".", Plugin, "a preset")

@@ -16,10 +16,12 @@ from benchmark.api.registry import METHODS
 from benchmark.cli import main
 from benchmark.reporting.restoration import NotRestoration, restoration_panels, restores_its_input
 
+FIGURES = ["label_efficiency", "convergence", "seeds_boxplot"]
 ARTEFACTS = ["table3.csv", "table3.md", "table3.tex", "pairwise.csv", "pairwise_ncc.csv", "pairwise_ncc.md",
-             "confidence_intervals.csv", "confidence_intervals.md", "label_efficiency.csv", "label_efficiency.png",
-             "convergence.csv", "convergence_runs.csv", "convergence.png", "seeds_boxplot.png",
-             "results_table.csv", "results_table.parquet", "not_computed.md", "index.html"]
+             "power.csv", "power.md", "provenance.csv", "provenance.md", "confidence_intervals.csv",
+             "confidence_intervals.md", "label_efficiency.csv", "convergence.csv", "convergence_runs.csv",
+             "convergence_curves.csv", "results_table.csv", "results_table.parquet", "not_computed.md", "index.html",
+             *(f"{figure}{kind}" for figure in FIGURES for kind in (".png", ".pdf", "_column.pdf"))]
 
 
 def report(results, out, *extra):
@@ -66,6 +68,7 @@ def test_every_artefact_is_written(smoke_results, smoke_report, smoke_records):
         assert (smoke_report / f"restoration_{checkpoint}.png").is_file()
     for png in smoke_report.glob("*.png"):
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert png.with_suffix(".pdf").read_bytes()[:5] == b"%PDF-", f"{png.name} has no PDF twin"
 
 
 def test_the_page_is_self_contained(smoke_report):
@@ -75,9 +78,27 @@ def test_the_page_is_self_contained(smoke_report):
     assert len(parser.sources) == len(list(smoke_report.glob("*.png")))
     assert all(src.startswith("data:image/png;base64,") for src in parser.sources)
     assert parser.links == [] and "<link" not in page and "<script" not in page
-    for heading in ("Table 3", "Pairwise tests", "Confidence intervals", "Label efficiency", "Convergence",
-                    "Seeds", "Restoration", "Not computed"):
+    for heading in ("Provenance", "Table 3", "Pairwise tests", "Power", "Confidence intervals", "Label efficiency",
+                    "Convergence", "Seeds", "Restoration", "Not computed"):
         assert f"<h2>{heading}</h2>" in page
+
+
+def test_the_page_and_table3_name_data_code_and_machine(smoke_report, smoke_records):
+    record = smoke_records.iloc[0]
+    code, git = record["versions"]["code"], record["versions"]["git"]
+    commit = "unknown" if git is None else git["commit"][:12] + (" (dirty)" if git["dirty"] else "")
+    machine, data = record["compute"]["device_name"], record["data"]["fingerprint"]
+    pool = smoke_records["pretrain_data"].dropna().iloc[0]
+    table3 = pd.read_csv(smoke_report / "table3.csv", keep_default_na=False)
+    expected = {"data_kind": "phantom", "data_fingerprint": data, "code_fingerprint": code, "git_commit": commit,
+                "machine": machine, "profile": "smoke", "pretrain_data": f"{pool['kind']} {pool['fingerprint']}"}
+    for column, value in expected.items():
+        assert (table3[column] == value).all(), column
+    page = (smoke_report / "index.html").read_text(encoding="utf-8")
+    settings = page[page.index("<h2>Settings</h2>"):page.index("<h2>Provenance</h2>")]
+    assert all(text in settings for text in (data, code, commit, machine, pool["fingerprint"]))
+    legend = (smoke_report / "table3.md").read_text(encoding="utf-8")
+    assert all(text in legend for text in (data, code, commit, machine))
 
 
 def test_table3_equals_a_hand_computation(smoke_report, smoke_records):
@@ -119,8 +140,12 @@ def test_delong_rows_pair_the_same_candidates_per_seed(smoke_results, smoke_repo
 
 def test_confidence_intervals_cover_seeds_and_runs(smoke_report, smoke_records):
     intervals = pd.read_csv(smoke_report / "confidence_intervals.csv")
-    assert (intervals["level"] == "mean over seeds").sum() == 2
-    per_run = intervals[intervals["level"] == "across cases, one run"]
+    seeds = intervals[intervals["level"] == "mean over seeds"].set_index("method")
+    assert len(seeds) == 2 and (seeds["ci_method"] == "t interval (Student, n - 1 df)").all()
+    for method, values in smoke_records.groupby("method")["auc"]:
+        low, high = st.t.interval(0.95, len(values) - 1, loc=values.mean(), scale=st.sem(values))
+        assert (seeds.loc[method, "low"], seeds.loc[method, "high"]) == (pytest.approx(low), pytest.approx(high))
+    per_run = intervals[intervals["level"] == "AUC, one run"]
     assert len(per_run) == 4 and per_run["ci_method"].str.endswith("(stratified by class)").all()
     assert (per_run["low"] <= per_run["estimate"]).all() and (per_run["estimate"] <= per_run["high"]).all()
     merged = per_run.merge(smoke_records, on=["method", "seed"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from benchmark.methods._common import centred_offsets, grid_cells, tile_shape
+from benchmark.methods._tiles import centred_offsets, grid_cells, tile_shape
 from benchmark.methods.denoising import Denoising, add_noise
 from benchmark.methods.inpainting import Inpainting
 from benchmark.methods.jigsaw import Jigsaw

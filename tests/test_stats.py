@@ -19,10 +19,16 @@ from benchmark.reporting.stats import (
     correct,
     delong,
     delong_speed_check,
+    detectable_difference_paired,
+    detectable_difference_t,
+    detectable_difference_z,
     epochs_to_reach,
     fewer_labels,
+    fewer_labels_interval,
     significance_marks,
+    t_interval,
     welch_t,
+    wilcoxon_min_p,
     wilcoxon_signed_rank,
 )
 
@@ -200,6 +206,92 @@ def test_delong_speed_check_smoke():
     # Not a timing test: the full 750k measurement belongs to the benchmark speed command.
     seconds = delong_speed_check(n=20_000, n_positive=40, repeats=1)
     assert seconds > 0
+
+
+@pytest.mark.parametrize(("nonzero", "expected"), [(1, 1.0), (2, 0.5), (5, 0.0625), (6, 0.03125), (10, 2 ** -9)])
+def test_wilcoxon_states_the_smallest_p_it_can_reach(nonzero, expected):
+    assert wilcoxon_min_p(nonzero) == pytest.approx(expected)
+    # every outcome with that many non-zero differences has p >= the floor, and the floor is attained
+    rng = np.random.default_rng(nonzero)
+    differences = [rng.normal(size=nonzero) for _ in range(200)] + [np.arange(1.0, nonzero + 1)]
+    ps = [st.wilcoxon(d).pvalue for d in differences]
+    assert min(ps) == pytest.approx(expected) and all(p >= expected - 1e-12 for p in ps)
+    result = wilcoxon_signed_rank(np.arange(1.0, nonzero + 1), np.zeros(nonzero))
+    assert result.min_p == pytest.approx(expected)
+
+
+def test_tests_with_a_continuous_null_can_reach_any_p():
+    assert welch_t(A, B).min_p == 0.0
+    labels, a, b = _tied_data(0)
+    assert delong(labels, a, b).min_p == 0.0
+    assert wilcoxon_signed_rank([0.5, 0.6], [0.5, 0.6]).min_p == 1.0  # all differences zero: p is 1 whatever
+
+
+# --------------------------------------------------------------------------- t interval and its coverage
+
+
+def test_t_interval_matches_scipy():
+    ci = t_interval(A)
+    low, high = st.t.interval(0.95, A.size - 1, loc=A.mean(), scale=st.sem(A))
+    assert (ci.low, ci.high) == (pytest.approx(low, rel=1e-12), pytest.approx(high, rel=1e-12))
+    assert ci.method == "t interval (Student, n - 1 df)" and ci.n == {"values": 5} and ci.n_resamples == 0
+    assert ci.estimate == pytest.approx(A.mean()) and ci.standard_error == pytest.approx(st.sem(A))
+    two = t_interval([0.6, 0.8])  # n = 2: t(0.975, 1) = 12.71 standard errors, not the range of the values
+    assert two.high - two.low == pytest.approx(2 * 12.706204736 * 0.1, rel=1e-6)
+    flat = t_interval([0.7, 0.7, 0.7])
+    assert flat.low == flat.high == 0.7 and "zero-width" in flat.note
+    with pytest.raises(ValueError, match="at least 2"):
+        t_interval([0.7])
+
+
+def _coverage(n: int, replicates: int, seed: int) -> tuple[float, float]:
+    """Share of ``replicates`` samples of ``n`` normal values whose interval covers the true mean: the
+    t interval, and the normal (z) interval with the sample s.d. (what ignoring the t distribution gives)."""
+    mean = 0.8
+    samples = np.random.default_rng(seed).normal(mean, 0.05, size=(replicates, n))
+    t_hits = sum(ci.low <= mean <= ci.high for ci in map(t_interval, samples))
+    z_hits = np.abs(samples.mean(axis=1) - mean) <= st.norm.ppf(0.975) * st.sem(samples, axis=1)
+    return t_hits / replicates, float(np.mean(z_hits))
+
+
+@pytest.mark.parametrize("n", [3, 5])
+def test_seed_intervals_cover_95_percent_at_3_and_5_seeds(n):
+    # 20,000 replicates: the coverage's standard error is 0.15 points, the 2-point bound 13 s.e. wide
+    t_coverage, z_coverage = _coverage(n, 20_000, seed=2024 + n)
+    assert t_coverage == pytest.approx(0.95, abs=0.02)
+    # the same simulation catches an interval that under-covers (the z interval: 81% at n = 3, 88% at n = 5)
+    assert z_coverage < 0.93
+
+
+# --------------------------------------------------------------------------- power
+
+
+@pytest.mark.parametrize(("n_a", "n_b", "alpha"), [(5, 5, 0.05), (3, 5, 0.05), (2, 2, 0.05), (5, 5, 0.01)])
+def test_detectable_difference_of_two_means_has_the_stated_power(n_a, n_b, alpha):
+    sd_a, sd_b = 0.03, 0.05
+    mdd = detectable_difference_t(sd_a, sd_b, n_a, n_b, alpha)
+    pooled = math.sqrt(((n_a - 1) * sd_a**2 + (n_b - 1) * sd_b**2) / (n_a + n_b - 2))
+    df = n_a + n_b - 2
+    critical = st.t.ppf(1 - alpha / 2, df)
+    noncentrality = mdd / (pooled * math.sqrt(1 / n_a + 1 / n_b))
+    power = st.nct.sf(critical, df, noncentrality) + st.nct.cdf(-critical, df, noncentrality)
+    assert power == pytest.approx(0.8, abs=1e-4)
+    assert detectable_difference_t(0.0, 0.0, 3, 3) == 0.0
+    with pytest.raises(ValueError, match="at least 2"):
+        detectable_difference_t(0.1, 0.1, 1, 5)
+
+
+def test_detectable_paired_and_normal_differences_have_the_stated_power():
+    mdd = detectable_difference_paired(0.02, 6)
+    critical = st.t.ppf(0.975, 5)
+    noncentrality = mdd / (0.02 / math.sqrt(6))
+    power = st.nct.sf(critical, 5, noncentrality) + st.nct.cdf(-critical, 5, noncentrality)
+    assert power == pytest.approx(0.8, abs=1e-4)
+    z = detectable_difference_z(0.03)
+    assert z == pytest.approx((st.norm.ppf(0.975) + st.norm.ppf(0.8)) * 0.03)
+    assert st.norm.sf(st.norm.ppf(0.975) - z / 0.03) == pytest.approx(0.8)  # the far tail is negligible
+    with pytest.raises(ValueError):
+        detectable_difference_z(0.03, alpha=1.5)
 
 
 # --------------------------------------------------------------------------- bootstrap
@@ -391,6 +483,46 @@ def test_fewer_labels_order_seeds_and_direction():
         fewer_labels([5, 10, 25, 50, 100], CURVE, 0.8)
     with pytest.raises(ValueError, match="one score per fraction"):
         fewer_labels(FRACTIONS, CURVE[:-1], 0.8)
+
+
+def test_fewer_labels_skips_missing_scores():
+    assert fewer_labels(FRACTIONS, [np.nan, 0.7, 0.75, 0.8, 0.85], 0.65) == pytest.approx(0.9)  # 0.05 has no score
+    assert fewer_labels(FRACTIONS, [np.nan] * 5, 0.65) is None
+
+
+def _naive_interval(fractions, per_fraction, full, resamples, seed):
+    """The bootstrap of fewer_labels_interval, one replicate at a time with the same draws."""
+    rng = np.random.default_rng(seed)
+    order = np.argsort(fractions)
+    draws = [rng.integers(0, len(per_fraction[i]), size=(resamples, len(per_fraction[i]))) for i in order]
+    targets = np.asarray(full)[rng.integers(0, len(full), size=(resamples, len(full)))].mean(axis=1)
+    replicates = []
+    for r in range(resamples):
+        means = [np.mean(np.asarray(per_fraction[i])[draw[r]]) for i, draw in zip(order, draws)]
+        saving = fewer_labels(np.asarray(fractions)[order], means, targets[r])
+        replicates.append(-np.inf if saving is None else saving)
+    return np.quantile(replicates, [0.025, 0.975], method="inverted_cdf")
+
+
+def test_fewer_labels_interval_resamples_seeds_within_each_fraction():
+    fractions = [1.0, 0.25, 0.5]
+    per_fraction = [[0.80, 0.86, 0.83], [0.70, 0.78, 0.74], [0.78, 0.83, 0.80]]
+    full = [0.80, 0.82, 0.79, 0.81]
+    ci = fewer_labels_interval(fractions, per_fraction, full, n_resamples=400, seed=3)
+    assert (ci.low, ci.high) == tuple(pytest.approx(v) for v in _naive_interval(fractions, per_fraction, full, 400, 3))
+    assert ci.estimate == pytest.approx(fewer_labels(fractions, per_fraction, np.mean(full)))
+    assert ci.low < ci.estimate < ci.high and ci.n == {"seeds at 1": 3, "seeds at 0.25": 3, "seeds at 0.5": 3,
+                                                         "baseline seeds": 4}
+    assert ci.method == "percentile bootstrap over seeds (resampled within each fraction)"
+
+
+def test_fewer_labels_interval_counts_never_reaching_as_no_saving():
+    never = fewer_labels_interval([0.5, 1.0], [[0.6, 0.62], [0.7, 0.71]], [0.9, 0.92], n_resamples=200)
+    assert np.isnan(never.estimate) and never.low == never.high == -np.inf and "100.0%" in never.note
+    always = fewer_labels_interval([0.25, 1.0], [[0.95, 0.96], [0.97, 0.98]], [0.8, 0.82], n_resamples=200)
+    assert always.estimate == always.low == always.high == pytest.approx(0.75) and always.note == ""
+    one_seed = fewer_labels_interval([0.25, 1.0], [[0.7], [0.9]], [0.8], n_resamples=50)
+    assert one_seed.low == one_seed.high == one_seed.estimate  # nothing to resample
 
 
 def test_epochs_to_reach():

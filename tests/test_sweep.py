@@ -139,13 +139,20 @@ def test_the_sweep_command_summarises_and_fails_clearly_on_bad_input(finished, c
     assert "--fractions half" in capsys.readouterr().err
 
 
+POLLS = 1000  # how often a test polls a job that never finishes before it gives up (0.01 s apart)
+
+
 class Handle:
-    """A job that never finishes by itself, as a local or SLURM job in flight."""
+    """A job that never finishes by itself, as a local or SLURM job in flight; polled more than
+    ``POLLS`` times, it fails the test rather than wait forever."""
 
     def __init__(self):
-        self.cancelled = False
+        self.cancelled, self.polls = False, 0
 
     def done(self):
+        self.polls += 1
+        if self.polls > POLLS:
+            raise AssertionError("the sweep was never stopped")
         return self.cancelled
 
     def result(self):
@@ -155,8 +162,18 @@ class Handle:
         self.cancelled = True
 
 
+@pytest.fixture
+def default_stop_signals():
+    """SIGTERM and SIGHUP at their default action, as in a terminal (``nohup`` starts the tests
+    ignoring SIGHUP); restored afterwards."""
+    previous = {stop: signal.signal(stop, signal.SIG_DFL) for stop in (signal.SIGTERM, signal.SIGHUP)}
+    yield
+    for stop, handler in previous.items():
+        signal.signal(stop, handler)
+
+
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGHUP])
-def test_stopping_a_sweep_with_sigterm_or_sighup_cancels_the_jobs_in_flight(tmp_path, stop):
+def test_stopping_a_sweep_with_sigterm_or_sighup_cancels_the_jobs_in_flight(tmp_path, stop, default_stop_signals):
     handles, kills = [], []
 
     class KilledWhilePolled(Handle):

@@ -10,10 +10,11 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from benchmark.api.registry import TASKS
 from benchmark.engine.pretrain import CHECKPOINT_FORMAT, save_checkpoint
 from benchmark.errors import UserError
 from benchmark.model.backbone import UNet3D
-from benchmark.model.transfer import build_target_model, transfer_weights
+from benchmark.model.transfer import transfer_weights
 from benchmark.model.weights import load_pretrained_weights
 
 WIDTH = 4
@@ -166,10 +167,12 @@ def test_loaded_weights_transfer_into_both_target_models(tmp_path):
     inflate onto a 4-channel task."""
     loaded = load_pretrained_weights(save_released(tmp_path / "g.pt", released_state(out_channels=3)))
     assert loaded["state_dict"]["decoder.out_tr.final_conv.weight"].shape[0] == 3
-    for kind, in_channels in (("segmentation", 1), ("classification", 1), ("segmentation", 4)):
-        model = build_target_model(kind, in_channels, loaded["width"])
-        report = transfer_weights(model, loaded["state_dict"], loaded["transfers"], kind, source="g.pt")
-        assert report["loaded_keys"] > 0 and report["inflated_first_conv"] == (in_channels == 4)
+    for name, transferred in (("lcs", "encoder+decoder"), ("ncc", "encoder"), ("bms", "encoder+decoder")):
+        task = TASKS.create(name)  # a segmentation task, a classification task, a 4-channel task
+        model = task.build_model(loaded["width"])
+        report = transfer_weights(model, loaded["state_dict"], loaded["transfers"], source="g.pt")
+        assert report["transferred"] == transferred
+        assert report["loaded_keys"] > 0 and report["inflated_first_conv"] == (task.in_channels == 4)
         key = "encoder.down_tr512.ops.1.conv1.weight"
         assert torch.equal(model.state_dict()[key], loaded["state_dict"][key])
 
@@ -211,6 +214,19 @@ def test_misshaped_key_is_named(tmp_path):
     state["up_tr128.ops.0.conv1.weight"] = torch.zeros(16, 48, 3, 3, 1)
     expect_error(save_released(tmp_path / "g.pt", state), "1 mis-shaped",
                  "decoder.up_tr128.ops.0.conv1.weight (16, 48, 3, 3, 1) vs (16, 48, 3, 3, 3)")
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_a_non_finite_weight_is_refused_and_named(tmp_path, value):
+    state = released_state()
+    state["up_tr128.ops.0.bn1.running_var"][3] = value
+    safetensors = tmp_path / "g.safetensors"
+    save_file({k: v.contiguous() for k, v in state.items()}, str(safetensors))
+    expect_error(safetensors, "the weight up_tr128.ops.0.bn1.running_var holds non-finite values")
+    state["out_tr.final_conv.weight"].view(-1)[0] = value  # a later key of the file: only the first is named
+    message = expect_error(save_released(tmp_path / "g.pt", state), "module.up_tr128.ops.0.bn1.running_var",
+                           "non-finite")
+    assert "out_tr" not in message
 
 
 def test_pickled_arbitrary_object_is_refused(tmp_path, capsys):

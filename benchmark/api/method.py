@@ -5,6 +5,10 @@ says how its pretext model is built around the backbone and what loss it trains,
 and declares what it hands to a target task: ``encoder``, ``encoder+decoder`` or
 ``none`` (random initialisations, which only define ``init_weights``).
 The harness owns the loop, the data, the checkpoints and the transfer.
+
+A method's settings are its constructor's keyword arguments (``benchmark.api.settings``):
+``--method-arg KEY=VALUE`` changes one without a new file, and ``settings()`` hands them to
+the checkpoint id. The restoration methods share ``restoration_loss`` and its ``loss`` setting.
 """
 
 from __future__ import annotations
@@ -17,11 +21,37 @@ import torch
 from torch import nn
 
 from benchmark.api.profiles import Profile
+from benchmark.api.settings import defaults
 from benchmark.model.backbone import UNet3D
 from benchmark.model.init import he_uniform
 
 Transfer = Literal["encoder", "encoder+decoder", "none"]
 Corruption = Callable[[np.ndarray, np.random.Generator], Any]  # f(cube, rng), for benchmark speed
+RESTORATION_LOSSES = ("mse", "mae")
+
+
+def restoration_loss(
+    output: torch.Tensor, target: torch.Tensor, loss: str = "mse", weights: torch.Tensor | None = None
+) -> torch.Tensor:
+    """The restoration methods' loss: the mean squared (``mse``) or absolute (``mae``) error between
+    the sigmoid of the output and the target; with per-voxel ``weights`` (broadcast to the
+    target), the weighted mean ``sum(w * error) / sum(w)``."""
+    check_restoration_loss(loss)
+    prediction = torch.sigmoid(output)
+    if weights is None:
+        error = nn.functional.mse_loss if loss == "mse" else nn.functional.l1_loss
+        return error(prediction, target)
+    difference = prediction - target
+    error = difference.square() if loss == "mse" else difference.abs()
+    weights = weights.expand_as(error)
+    return (weights * error).sum() / weights.sum()
+
+
+def check_restoration_loss(loss: str) -> str:
+    """``loss`` if it names a restoration loss, else a ValueError (a constructor's check)."""
+    if loss not in RESTORATION_LOSSES:
+        raise ValueError(f"loss must be one of {', '.join(RESTORATION_LOSSES)}, got '{loss}'")
+    return loss
 
 
 class Method:
@@ -77,21 +107,26 @@ class Method:
         index = torch.randint(0, len(pool), (batch_size,), generator=generator, device=pool.device)
         return self.make_example_on_device(pool[index], generator)
 
-    def speed_comparisons(
-        self, cube_shape: tuple[int, ...]
-    ) -> dict[str, tuple[Corruption, Corruption]]:
-        """Named ``(fast, loop)`` implementations of the method's corruptions for ``benchmark speed``,
-        each called as ``f(cube, rng)`` on one ``(C, Z, Y, X)`` cube of ``cube_shape``."""
+    def speed_corruptions(self, cube_shape: tuple[int, ...]) -> dict[str, Corruption]:
+        """The method's corruptions by name, for ``benchmark speed`` to time (and to compare with a
+        loop version where the repository's ``tests/oracles`` has one), each called as
+        ``f(cube, rng)`` on one ``(C, Z, Y, X)`` cube of ``cube_shape``."""
         return {}
 
     def loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Default: MSE between the sigmoid of the output and the target (restoration)."""
-        return nn.functional.mse_loss(torch.sigmoid(output), target)
+        """Default: MSE between the sigmoid of the output and the target (``restoration_loss``)."""
+        return restoration_loss(output, target)
 
     def on_epoch_start(
         self, model: nn.Module, pool: np.ndarray, rng: np.random.Generator, device: torch.device
     ) -> None:
         """Called before each pretraining epoch with the whole training pool (DeepCluster re-clusters here)."""
+
+    def prepare_pool(self, pool: np.ndarray) -> None:
+        """Called in the training process with each pool before its batches are drawn, before any
+        loader worker starts: compute here what ``sample_batch`` needs to know about the pool
+        (DeepCluster's pseudo-labels of the validation pool), never in a worker (a forked worker
+        cannot use CUDA, and each would repeat the work)."""
 
     def paper_optimizer(
         self, parameters: Any
@@ -115,5 +150,7 @@ class Method:
         return {}
 
     def settings(self) -> dict[str, Any]:
-        """Hyperparameters that determine the pretrained weights (part of the checkpoint id)."""
-        return {}
+        """The values of the method's settings, its constructor's keyword arguments (part of the
+        checkpoint id): ``METHODS.create(name, **settings)`` makes an equal method. Default: the
+        attribute named like each argument; override where a method keeps one otherwise."""
+        return {name: getattr(self, name) for name in defaults(type(self))}

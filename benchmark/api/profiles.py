@@ -4,17 +4,26 @@
 default (the whole default command in a few minutes on 2 cores), ``paper`` is the
 Models Genesis setting (64x64x32 cubes, full width, its optimisers; meant for a GPU).
 Cube sizes are written (z, y, x) = slices, rows, columns: the paper's 64x64x32 (x, y, z)
-cube is (32, 64, 64) here.
+cube is (32, 64, 64) here. Any field can be replaced for one run (``--profile-arg KEY=VALUE``,
+``parse_overrides``); the run id covers the values used.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
+from benchmark.api.settings import parse, unknown_key
 from benchmark.errors import UserError
 
 PRECISIONS = ("fp32", "bf16")
+OPTIMIZERS = ("paper", "adam")
+SCHEDULES = ("classification", "segmentation")
+# the least value of each count a profile holds (a schedule's fields by their own names)
+LEAST = {"width": 1, "pretrain_batch": 1, "pretrain_epochs": 1, "pretrain_steps_per_epoch": 1, "pretrain_patience": 0,
+         "pretrain_val_batches": 1, "cubes_per_scan": 1, "batch": 1, "epochs": 1, "steps_per_epoch": 1,
+         "patience": 0}
 
 
 @dataclass(frozen=True)
@@ -59,6 +68,18 @@ class Profile:
             raise UserError(f"precision '{self.pretrain_precision}': expected one of {', '.join(PRECISIONS)}")
         if self.loader_workers < 0:
             raise UserError(f"workers {self.loader_workers}: must be >= 0")
+        if self.pretrain_optimizer not in OPTIMIZERS:
+            raise UserError(f"pretrain_optimizer '{self.pretrain_optimizer}': expected one of {', '.join(OPTIMIZERS)}")
+        if len(self.cube) != 3 or any(side < 8 or side % 8 for side in self.cube):
+            raise UserError(f"cube {self.cube}: three sides, each a multiple of 8 (the U-Net pools three times)")
+        if not 0.0 <= self.sliding_window_overlap < 1.0:
+            raise UserError(f"sliding_window_overlap {self.sliding_window_overlap}: must be in [0, 1)")
+        for key, value in editable_fields(self).items():
+            field = key.split(".")[-1]
+            if field in LEAST and value < LEAST[field]:
+                raise UserError(f"{key} {value}: must be >= {LEAST[field]}")
+            if field in ("lr", "pretrain_lr") and not value > 0:
+                raise UserError(f"{key} {value}: must be > 0")
 
     def schedule(self, kind: str) -> Schedule:
         return self.classification if kind == "classification" else self.segmentation
@@ -69,6 +90,19 @@ class Profile:
     def identity(self) -> dict:
         """The fields that can change a run's numbers (all but the loader's worker count)."""
         return {k: v for k, v in self.as_dict().items() if k != "loader_workers"}
+
+
+def editable_fields(profile: Profile) -> dict[str, Any]:
+    """Every field a user may replace, with its value in ``profile``; a schedule's fields are
+    ``classification.batch`` and so on. The name is not one of them (that is ``--profile``)."""
+    values: dict[str, Any] = {}
+    for field in fields(profile):
+        value = getattr(profile, field.name)
+        if field.name in SCHEDULES:
+            values.update({f"{field.name}.{k}": v for k, v in asdict(value).items()})
+        elif field.name != "name":
+            values[field.name] = value
+    return values
 
 
 PROFILES: dict[str, Profile] = {
@@ -100,7 +134,34 @@ PROFILES: dict[str, Profile] = {
 
 
 def get_profile(name: str, **switches: Any) -> Profile:
-    """The named profile, with the given fields replaced (the command line's speed switches)."""
+    """The named profile, with the given fields replaced (the command line's speed switches and
+    ``--profile-arg`` values, see ``parse_overrides``)."""
     if name not in PROFILES:
         raise UserError(f"unknown profile '{name}'; known: {', '.join(PROFILES)}")
     return replace(PROFILES[name], **switches) if switches else PROFILES[name]
+
+
+def parse_overrides(name: str, assignments: Mapping[str, str]) -> dict[str, Any]:
+    """The fields of profile ``name`` to replace, from ``{field: text}``: each value parsed to the type
+    of the profile's own, a schedule's fields gathered into a new schedule
+    (``{"classification.batch": "2"}`` -> ``{"classification": Schedule(batch=2, ...)}``), ready for
+    ``get_profile(name, **overrides)``, which checks the values. UserError for an unknown field or
+    a value that does not parse."""
+    profile = get_profile(name)
+    known = editable_fields(profile)
+    overrides: dict[str, Any] = {}
+    schedules: dict[str, dict[str, Any]] = {}
+    for key, text in assignments.items():
+        if key not in known:
+            raise unknown_key(f"profile '{name}'", key, known, noun="field")
+        try:
+            value = parse(text, known[key])
+        except ValueError as error:
+            raise UserError(f"profile '{name}', field {key}={text}: {error}") from error
+        kind, dot, field = key.partition(".")
+        if dot:
+            schedules.setdefault(kind, {})[field] = value
+        else:
+            overrides[key] = value
+    overrides.update({kind: replace(getattr(profile, kind), **values) for kind, values in schedules.items()})
+    return overrides

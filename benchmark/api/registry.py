@@ -5,6 +5,11 @@ Built-in plugins register in code: every module of the built-in package (``metho
 plugins are found through Python entry points (groups ``benchmark.methods`` and
 ``benchmark.tasks``), each pointing at a plugin class. Nothing is imported at import
 time of this module; the first lookup loads everything.
+
+A plugin's settings are its constructor's keyword arguments (``benchmark.api.settings``);
+``create(name, **settings)`` makes an instance with some of them changed. A preset
+(``register_preset``) is a name for a class with some settings fixed: the Genesis ablations
+are presets of Genesis. An instance made from a preset carries the preset's name.
 """
 
 from __future__ import annotations
@@ -12,22 +17,37 @@ from __future__ import annotations
 import difflib
 import importlib
 import pkgutil
+from collections.abc import Mapping
+from dataclasses import dataclass
 from importlib.metadata import entry_points
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
+from benchmark.api import settings as plugin_settings
 from benchmark.errors import UserError
+from benchmark.names import check_name
 
 T = TypeVar("T")
 
 
+@dataclass(frozen=True)
+class Preset:
+    """A registered name for a plugin class with some of its settings fixed."""
+
+    name: str
+    cls: type
+    description: str
+    settings: Mapping[str, Any]
+
+
 class Registry(Generic[T]):
-    """Named plugin classes of one kind; each class has ``name`` and ``description``."""
+    """Named plugin classes of one kind, and presets of them; each class has ``name`` and ``description``."""
 
     def __init__(self, kind: str, builtin_package: str, entry_point_group: str) -> None:
         self.kind = kind
         self.builtin_package = builtin_package
         self.entry_point_group = entry_point_group
         self._classes: dict[str, type[T]] = {}
+        self._presets: dict[str, Preset] = {}
         self._origins: dict[str, str] = {}
         self._loaded = False
 
@@ -36,17 +56,32 @@ class Registry(Generic[T]):
         self._add(cls, origin="built-in")
         return cls
 
+    def register_preset(self, name: str, cls: type[T], description: str, /, **settings: Any) -> None:
+        """Add ``name``: ``cls`` with ``settings`` replacing its defaults (each a keyword of its constructor)."""
+        unknown = sorted(set(settings) - set(plugin_settings.defaults(cls)))
+        if unknown:
+            raise TypeError(f"preset '{name}': {cls.__qualname__} has no setting {', '.join(unknown)}")
+        preset = Preset(name, cls, description, dict(settings))
+        self._claim(name, preset)
+        self._presets[name] = preset
+
     def _add(self, cls: type[T], origin: str) -> None:
         name = getattr(cls, "name", None)
         if not name or not getattr(cls, "description", None):
             raise TypeError(f"{self.kind} plugin {cls!r} needs a 'name' and a 'description'")
-        known = self._classes.get(name)
-        if known is not None and known is not cls:
-            raise UserError(
-                f"two {self.kind}s are named '{name}': {known.__module__} and {cls.__module__}"
-            )
+        self._claim(name, cls)
         self._classes[name] = cls
         self._origins[name] = origin
+
+    def _claim(self, name: str, entry: type | Preset) -> None:
+        """Refuse a name that is not a valid name (it becomes part of run ids and paths) or that another
+        class or preset holds (registering the same one again is harmless)."""
+        module = (entry.cls if isinstance(entry, Preset) else entry).__module__
+        check_name(name, f"{self.kind} name (in {module})")
+        held = self._presets.get(name) or self._classes.get(name)
+        if held is not None and held != entry:
+            first, second = ((x.cls if isinstance(x, Preset) else x).__module__ for x in (held, entry))
+            raise UserError(f"two {self.kind}s are named '{name}': {first} and {second}")
 
     def load(self) -> None:
         """Import the built-in modules and the entry-point plugins (once)."""
@@ -69,23 +104,62 @@ class Registry(Generic[T]):
 
     def names(self) -> list[str]:
         self.load()
-        return sorted(self._classes)
+        return sorted({*self._classes, *self._presets})
 
     def origin(self, name: str) -> str:
-        self.get(name)
-        return self._origins[name]
+        cls = self.get(name)
+        return self._origins.get(name) or self._origins.get(getattr(cls, "name", ""), "built-in")
 
     def get(self, name: str) -> type[T]:
-        """The class registered as ``name``; an unknown name is a UserError with a hint."""
+        """The class registered as ``name`` (a preset's class for a preset); an unknown name is a
+        UserError with a hint."""
         self.load()
+        if name in self._presets:
+            return self._presets[name].cls
         if name in self._classes:
             return self._classes[name]
-        close = difflib.get_close_matches(name, self._classes, n=1)
+        close = difflib.get_close_matches(name, self.names(), n=1)
         hint = f"; did you mean '{close[0]}'?" if close else ""
         raise UserError(f"unknown {self.kind} '{name}'{hint} known: {', '.join(self.names())}")
 
-    def create(self, name: str) -> T:
-        return self.get(name)()
+    def preset(self, name: str) -> Preset | None:
+        """The preset registered as ``name``, or None for a plugin class."""
+        self.get(name)
+        return self._presets.get(name)
+
+    def description(self, name: str) -> str:
+        preset = self.preset(name)
+        return preset.description if preset else self.get(name).description
+
+    def defaults(self, name: str) -> dict[str, Any]:
+        """The settings of ``name`` and their defaults (a preset's values for a preset's settings)."""
+        preset = self.preset(name)
+        return {**plugin_settings.defaults(self.get(name)), **(preset.settings if preset else {})}
+
+    def create(self, name: str, /, **settings: Any) -> T:
+        """An instance of ``name`` with ``settings`` replacing its defaults (and a preset's values).
+
+        Values given as text (the command line's ``KEY=VALUE``) are parsed to the type of the
+        default. An unknown key, a value that does not parse or one the constructor refuses
+        (a ValueError) is a one-line UserError naming the plugin and the key.
+        """
+        defaults, preset = self.defaults(name), self.preset(name)
+        values = dict(preset.settings) if preset else {}
+        for key, value in settings.items():
+            if key not in defaults:
+                raise plugin_settings.unknown_key(f"{self.kind} '{name}'", key, defaults)
+            try:
+                values[key] = plugin_settings.convert(value, defaults[key])
+            except ValueError as error:
+                raise UserError(f"{self.kind} '{name}', setting {key}={value}: {error}") from error
+        try:
+            instance = self.get(name)(**values)
+        except (ValueError, TypeError) as error:
+            given = ", ".join(f"{key}={plugin_settings.format_value(value)}" for key, value in settings.items())
+            raise UserError(f"{self.kind} '{name}'{', setting ' + given if given else ''}: {error}") from error
+        if preset:
+            instance.name, instance.description = preset.name, preset.description
+        return instance
 
 
 METHODS: Registry = Registry("method", "benchmark.methods", "benchmark.methods")

@@ -3,33 +3,72 @@
 A task reads its dataset from a root folder laid out as the real download, and can
 write a phantom (synthetic dataset) in that same layout, so that one reader serves
 both. Arrays are in SimpleITK's order: ``(C, Z, Y, X)`` images, ``(Z, Y, X)`` masks.
+
+A task also declares everything fine-tuning and evaluation do differently by kind: its
+target model, its training batches, its loss, how a case is predicted and how
+predictions are scored. ``benchmark.api.classification.ClassificationTask`` and
+``benchmark.api.segmentation.SegmentationTask`` implement these for binary
+classification and binary segmentation; the built-in tasks subclass one of them. The
+engine only calls what a task declares: it names no metric and no kind.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Literal
 
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from benchmark.api.profiles import Profile
 from benchmark.data.cases import Case, Splits, TaskData, read_csv_rows, read_split_file
 from benchmark.data.verify import Problem
 from benchmark.errors import UserError
 
-__all__ = ["Case", "Kind", "Splits", "Task", "TaskData", "read_csv_rows", "read_split_file"]
+__all__ = ["Case", "Kind", "Splits", "Task", "TaskData", "ThresholdRule", "random_flips", "read_csv_rows",
+           "read_split_file"]
 
 Kind = Literal["classification", "segmentation"]
 VERIFY_CUBE = (16, 32, 32)  # the cube the default ``Task.verify`` loads at
 
 
+@dataclass(frozen=True)
+class ThresholdRule:
+    """A rule of one intensity threshold (``benchmark baseline``): what it is, and the logits it gives a case."""
+
+    description: str
+    logits: Callable[[Case], torch.Tensor]
+
+
+def random_flips(images: np.ndarray, masks: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Flip each (image, mask) pair of a batch along each spatial axis with probability 1/2."""
+    images, masks = images.copy(), masks.copy()
+    for index in range(len(images)):
+        axes = tuple(1 + int(a) for a in np.flatnonzero(rng.random(3) < 0.5))
+        if axes:
+            images[index] = np.flip(images[index], axes)
+            masks[index] = np.flip(masks[index], axes)
+    return images, masks
+
+
 class Task(ABC):
-    """A target task. Subclasses set the class attributes and implement ``load``.
+    """A target task. Subclasses set the class attributes and implement ``load``; the
+    kind-specific methods come from a kind's base class (or are written by the task).
 
     ``verify(root, splits)`` lists every problem of a dataset (``benchmark verify-data``).
     ``write_phantom(root, seed)`` writes the built-in synthetic dataset in the real
     layout; tasks sharing a generator function share its files.
     ``cube_shape(profile_cube)`` gives the input size the task uses for a profile's
     cube (default: the cube itself; ECC, say, uses a cube with equal sides).
+
+    Every metric in ``metrics`` is a score that is higher for a better prediction:
+    fine-tuning keeps the epoch of the highest validation ``primary_metric``.
+    ``kind`` picks the profile's fine-tuning schedule (``Profile.schedule``).
     """
 
     name: ClassVar[str]
@@ -39,6 +78,7 @@ class Task(ABC):
     metrics: ClassVar[tuple[str, ...]]
     primary_metric: ClassVar[str]
     write_phantom: ClassVar[Callable[[Path, int], None]]
+    stratify_subsets: ClassVar[bool] = False  # label fractions drawn per class stratum (``data.subsets``)
 
     @abstractmethod
     def load(self, root: Path, cube: tuple[int, int, int], splits: Splits | None = None) -> TaskData:
@@ -61,3 +101,43 @@ class Task(ABC):
 
     def cube_shape(self, cube: tuple[int, int, int]) -> tuple[int, int, int]:
         return cube
+
+    @abstractmethod
+    def build_model(self, width: int) -> nn.Module:
+        """A fresh target model of the backbone at ``width``, with this task's head and ``in_channels``.
+
+        Pretrained weights are copied into its ``encoder.`` (and ``decoder.``) modules."""
+
+    @abstractmethod
+    def sample_batch(self, cases: Sequence[Case], cube: tuple[int, int, int], batch_size: int,
+                     rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """One training batch of (images ``(B, C, *cube)``, targets) as float tensors; all randomness from ``rng``."""
+
+    @abstractmethod
+    def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """The scalar training loss of a batch of model outputs."""
+
+    @abstractmethod
+    def predict(self, model: nn.Module, cases: Sequence[Case], cube: tuple[int, int, int], profile: Profile,
+                device: torch.device) -> list[torch.Tensor]:
+        """The logits of each case on the CPU, shaped like ``target(case)``. Called with the model in
+        evaluation mode under ``torch.no_grad()``."""
+
+    @abstractmethod
+    def target(self, case: Case) -> torch.Tensor:
+        """The case's target as a float tensor shaped like its predicted logits."""
+
+    @abstractmethod
+    def evaluate(self, cases: Sequence[Case], logits: Sequence[torch.Tensor]) -> tuple[dict[str, float],
+                                                                                      pd.DataFrame]:
+        """The value of each of ``metrics`` over ``cases``, and a per-case table (columns ``case_id``,
+        ``group`` and the per-case values the statistics use)."""
+
+    def threshold_rule(self, train: Sequence[Case]) -> ThresholdRule:
+        """The best single-intensity-threshold rule on ``train`` (``benchmark baseline``)."""
+        raise UserError(f"task '{self.name}' declares no threshold baseline")
+
+    def validation_loss(self, cases: Sequence[Case], logits: Sequence[torch.Tensor]) -> float:
+        """The mean over cases of the training loss of each case's whole prediction (a batch of one)."""
+        return float(np.mean([float(self.loss(x[None, None], self.target(case)[None, None]))
+                              for case, x in zip(cases, logits)]))

@@ -7,14 +7,19 @@ importing torch. Nothing outside this package imports it.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import sys
+import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from benchmark.api.profiles import PRECISIONS, PROFILES
+from benchmark.cli.analyze import add_arguments as add_analyze_arguments
 from benchmark.cli.report import add_arguments as add_report_arguments
 from benchmark.errors import UserError
+from benchmark.logs import log_to_stderr
 
 
 def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
@@ -23,6 +28,9 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile", default="quick", choices=list(PROFILES),
                         help="sizes and schedules: smoke (CI), quick (default, CPU), paper (GPU)")
     parser.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
+    parser.add_argument("--subset-seed", type=int, default=None,
+                        help="seed of the label-fraction subset (default: the run's seed, so each seed labels its "
+                             "own patients; give one to share a single subset across seeds)")
     parser.add_argument("--fraction", type=float, default=1.0,
                         help="fraction of the training patients with labels, in (0, 1] (default 1)")
     parser.add_argument("--data-root", type=Path, default=None,
@@ -44,6 +52,12 @@ def _add_training_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--results", type=Path, default=Path("results"), help="results root (default ./results)")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="(default auto)")
     _add_switch_arguments(parser)
+    parser.add_argument("--method-arg", action="append", default=[], metavar="KEY=VALUE",
+                        help="replace one of the method's settings, e.g. flip_prob=0 (repeatable; 'benchmark show "
+                             "METHOD' lists them; in a sweep, for every method that has it)")
+    parser.add_argument("--profile-arg", action="append", default=[], metavar="KEY=VALUE",
+                        help="replace one field of the profile, e.g. pretrain_epochs=3 or classification.batch=2 "
+                             "(repeatable)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -67,6 +81,9 @@ def _add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tasks", required=True, help="comma-separated tasks, e.g. ncc,lcs")
     parser.add_argument("--fractions", default="1.0", help="comma-separated label fractions in (0, 1] (default 1.0)")
     parser.add_argument("--seeds", default="0", help="comma-separated training seeds (default 0)")
+    parser.add_argument("--subset-seed", type=int, default=None,
+                        help="seed of the label-fraction subset (default: the run's seed, so each seed labels its "
+                             "own patients; give one to share a single subset across seeds)")
     parser.add_argument("--profile", default="quick", choices=list(PROFILES), help="(default quick)")
     parser.add_argument("--data-root", action="append", default=[], metavar="TASK=DIR",
                         help="a task's dataset folder as downloaded (repeatable; default: built-in phantoms)")
@@ -118,6 +135,9 @@ def _add_speed_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=True,
                         help="measure torch.compile (its first call compiles: tens of seconds on a CPU; "
                              "default on)")
+    parser.add_argument("--oracles", type=Path, default=None,
+                        help="folder of the loop versions the corruptions are compared with (default: "
+                             "tests/oracles of the current folder, a checkout of the repository, if there)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -135,7 +155,7 @@ def _add_convert_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="benchmark",
         description="Benchmark self-supervised pretraining methods on 3D medical imaging tasks.",
     )
@@ -149,11 +169,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run every cell of a grid of methods x tasks x label fractions x seeds that has no record "
                     "yet. Stop it at any time and start it again: finished runs are kept and skipped."))
     add_report_arguments(commands.add_parser(
-        "report", help="tables, significance tests and figures of a results root (CSV, Markdown, LaTeX, PNG, HTML)",
-        description="Write Table 3 (mean ± s.d., best in bold, significance marks), pairwise tests with a "
-                    "multiple-comparison correction, confidence intervals, label-efficiency, convergence and "
-                    "seed box plots, restoration pictures and one self-contained index.html; works on partial "
-                    "results and lists what it could not compute."))
+        "report", help="tables, significance tests and figures of a results root (CSV, Markdown, LaTeX, PNG, PDF, "
+                       "HTML)",
+        description="Write the provenance of the numbers, Table 3 (mean ± s.d., best in bold, significance marks), "
+                    "pairwise tests with a multiple-comparison correction and the smallest difference each could "
+                    "detect, confidence intervals, label-efficiency, convergence and seed box plots (PDF at 7 and "
+                    "3.5 inches), restoration pictures and one self-contained index.html; works on partial results "
+                    "and lists what it could not compute. Runs on different data or code are never pooled."))
     _add_verify_arguments(commands.add_parser(
         "verify-data", help="check a downloaded dataset for a task and list every problem found",
         description="Check a dataset folder for a task: missing or unreadable files, image/label grid mismatches, "
@@ -176,8 +198,20 @@ def build_parser() -> argparse.ArgumentParser:
         description="Turn voxel-level embolus masks into a candidates list in the LUNA16 format: one positive per "
                     "connected component at its centroid (world mm, direction-aware), and negatives drawn "
                     "reproducibly among contrast-filled voxels away from every embolus."))
-    commands.add_parser("list", help="list the registered methods and tasks",
-                        description="List the registered methods and tasks, built-in and plugins.")
+    add_analyze_arguments(commands.add_parser(
+        "analyze", help="the paper's analyses that need models: restoration cross-matrix, anomaly maps",
+        description="Analyses beyond Table 3 that run pretrained models: 'restoration' (each restoration model "
+                    "against each method's corruption) and 'anomaly' (difference maps of whole held-out scans). "
+                    "Checkpoints are reused from --results and pretrained when missing."), list(PROFILES))
+    listing = commands.add_parser("list", help="list the registered methods and tasks",
+                                  description="List the registered methods and tasks, built-in and plugins.")
+    listing.add_argument("--verbose", "-v", action="store_true", help="also list every method's settings")
+    show = commands.add_parser(
+        "show", help="a method's description, what it transfers and its settings",
+        description="Print a method's name, description, what it transfers, the first paragraph of its "
+                    "documentation and every setting with its default (the values 'benchmark run "
+                    "--method-arg KEY=VALUE' replaces).")
+    show.add_argument("method", help="a method (see 'benchmark list')")
     baseline = commands.add_parser(
         "baseline", help="score an intensity-threshold baseline on a task's test split",
         description="Score the best single intensity threshold (chosen on the training split) on the test "
@@ -189,7 +223,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 VERBS = {"run": "run", "sweep": "sweep", "report": "report", "verify-data": "verify", "pretrain": "pretrain",
-         "speed": "speed", "convert-emboli": "convert", "list": "listing", "baseline": "baseline"}
+         "speed": "speed", "convert-emboli": "convert", "analyze": "analyze", "list": "listing", "show": "show",
+         "baseline": "baseline"}
 
 
 def module_command(module: str) -> Callable[[argparse.Namespace], int | None]:
@@ -198,7 +233,23 @@ def module_command(module: str) -> Callable[[argparse.Namespace], int | None]:
     return lambda args: importlib.import_module(module).command(args)
 
 
+# Failures of the user's environment, not of the suite: a folder that is read-only, missing or full.
+ENVIRONMENT_ERRORS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.ENOENT,
+                      errno.ENOTDIR, errno.EISDIR, errno.EEXIST, errno.ENAMETOOLONG}
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose errors are one ``error:`` line with a hint, not the usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {self.prog}: {message} (see '{self.prog} --help')\n")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command. Expected failures (``UserError``, a folder that cannot be written) end with
+    one ``error:`` line and status 2; anything else is a bug: its traceback and a line asking to
+    report it, status 1."""
+    log_to_stderr()
     args = build_parser().parse_args(argv)
     commands = {name: module_command(f"benchmark.cli.{module}") for name, module in VERBS.items()}
     try:
@@ -209,5 +260,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted: finished runs are kept; the run in flight was not recorded", file=sys.stderr)
         return 130
+    except OSError as error:
+        if error.errno not in ENVIRONMENT_ERRORS:
+            return _unexpected()
+        where = f"{error.filename}: " if error.filename else ""
+        print(f"error: {where}{error.strerror or error}", file=sys.stderr)
+        return 2
+    except Exception:
+        return _unexpected()
     return status or 0
+
+
+def _unexpected() -> int:
+    traceback.print_exc()
+    print("error: unexpected failure (a bug of the suite): please report it with the command line and the "
+          "traceback above", file=sys.stderr)
+    return 1
 

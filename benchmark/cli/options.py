@@ -3,12 +3,43 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from typing import Any
+
+from benchmark.api.profiles import parse_overrides
+from benchmark.errors import UserError
+
+SWITCHES = {"loader_workers": "--workers", "pretrain_device_transforms": "--transforms-on-device",
+            "pretrain_precision": "--precision", "pretrain_channels_last": "--channels-last",
+            "pretrain_compile": "--compile"}  # profile field: its own option
 
 
 def switches(args: argparse.Namespace) -> dict[str, Any]:
-    """The profile fields the switches given on the command line replace."""
-    given = {"loader_workers": args.workers, "pretrain_device_transforms": args.transforms_on_device,
-             "pretrain_precision": args.precision, "pretrain_channels_last": args.channels_last,
-             "pretrain_compile": args.compile}
-    return {field: value for field, value in given.items() if value is not None}
+    """The profile fields the command line replaces: the speed switches given, and the
+    ``--profile-arg KEY=VALUE`` fields parsed to their type. A field given both ways is an error."""
+    given = {field: getattr(args, option[2:].replace("-", "_")) for field, option in SWITCHES.items()}
+    given = {field: value for field, value in given.items() if value is not None}
+    overrides = parse_overrides(args.profile, assignments(args.profile_arg, "--profile-arg"))
+    both = sorted(overrides.keys() & given.keys())
+    if both:
+        raise UserError(f"--profile-arg {both[0]}: given by {SWITCHES[both[0]]} too")
+    return {**given, **overrides}
+
+
+def method_settings(args: argparse.Namespace) -> tuple[tuple[str, str], ...]:
+    """The ``--method-arg KEY=VALUE`` pairs, as text: the registry parses each to its setting's type."""
+    return tuple(assignments(args.method_arg, "--method-arg").items())
+
+
+def assignments(items: Sequence[str], option: str) -> dict[str, str]:
+    """``KEY=VALUE`` items as ``{key: text}``; a malformed item or a key given twice is a UserError."""
+    pairs: dict[str, str] = {}
+    for item in items:
+        key, equals, value = item.partition("=")
+        key = key.strip()
+        if not equals or not key:
+            raise UserError(f"{option} {item}: expected KEY=VALUE")
+        if key in pairs:
+            raise UserError(f"{option} {key}: given twice")
+        pairs[key] = value
+    return pairs

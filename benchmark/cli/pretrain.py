@@ -6,7 +6,7 @@ import argparse
 
 from benchmark.api.profiles import get_profile
 from benchmark.api.registry import METHODS
-from benchmark.cli.options import switches
+from benchmark.cli.options import method_settings, switches
 from benchmark.engine import distributed, store
 from benchmark.engine.checkpoints import obtain_checkpoint, pretraining_pool
 from benchmark.errors import UserError
@@ -15,7 +15,7 @@ from benchmark.errors import UserError
 def command(args: argparse.Namespace) -> None:
     """Pretrain one method into the checkpoint cache (or find it there) and print its path.
     Launched by ``torchrun``, the processes train it together (DDP)."""
-    method = METHODS.create(args.method)
+    method = METHODS.create(args.method, **dict(method_settings(args)))
     if method.transfers == "none":
         raise UserError(f"method '{method.name}' does not pretrain (a random initialisation)")
     profile = get_profile(args.profile, **switches(args))

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from benchmark.reporting import CORRECTIONS
+from benchmark.reporting import CORRECTIONS, FAMILIES
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -22,6 +22,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="method the others are tested against (default: the registered method marked as baseline)")
     parser.add_argument("--correction", default="holm", choices=list(CORRECTIONS),
                         help="multiple-comparison correction: holm (default) or fdr_bh (Benjamini-Hochberg)")
+    parser.add_argument("--family", default="task", choices=list(FAMILIES),
+                        help="what one correction covers: task (each task's comparisons, default) or benchmark "
+                             "(all tasks x methods together)")
+    parser.add_argument("--select", action="append", default=[], metavar="KEY=FINGERPRINT",
+                        help="keep only the runs with this data, pretrain_data or code fingerprint (repeatable); "
+                             "needed when runs of a task differ in them, which are never pooled")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -29,11 +35,13 @@ def command(args: argparse.Namespace) -> None:
     from benchmark.reporting.build import Settings, build_report
 
     settings = Settings(results=args.results, out=args.out, profile=args.profile, fraction=args.fraction,
-                        baseline=args.baseline, correction=args.correction, progress=not args.no_progress)
+                        baseline=args.baseline, correction=args.correction, family=args.family,
+                        select=tuple(args.select), progress=not args.no_progress)
     report = build_report(settings)
     print(f"report: {len(report.files)} files in {settings.out} (open {settings.out / 'index.html'})")
     print(f"profile {report.profile}, fraction {report.fraction:g}, baseline {report.baseline or 'none'}, "
-          f"correction {CORRECTIONS[report.correction]}; {len(report.not_computed)} item(s) not computed "
+          f"correction {CORRECTIONS[report.correction]} {FAMILIES[report.family]}; {len(report.not_computed)} "
+          f"item(s) not computed "
           f"(listed in {settings.out / 'not_computed.md'})")
 
 

@@ -3,11 +3,22 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 from typing import Any
 
-from benchmark.cli.options import switches
+from benchmark.api.registry import METHODS
+from benchmark.api.settings import format_value
+from benchmark.cli.options import method_settings, switches
 from benchmark.engine.harness import RunSpec, execute
+
+
+def changed_settings(record: dict[str, Any]) -> str:
+    """The record's method settings that differ from the method's defaults, as ``KEY=VALUE`` items."""
+    recorded, defaults = (json.loads(json.dumps(settings, default=str))  # as the record's file holds them
+                          for settings in (record["method_settings"], METHODS.defaults(record["method"])))
+    changed = [f"{key}={format_value(value)}" for key, value in recorded.items() if defaults.get(key) != value]
+    return " ".join(changed) or "defaults"
 
 
 def format_summary(record: dict[str, Any], results: Path) -> str:
@@ -23,8 +34,8 @@ def format_summary(record: dict[str, Any], results: Path) -> str:
     cases = record["cases"]
     lines = [
         f"run      {record['run_id']}" + ("   (already finished: existing record)" if record.get("reused") else ""),
-        f"method   {record['method']}   pretraining: {pretrained}   transferred: "
-        f"{record['transfer']['transferred']}",
+        f"method   {record['method']}   settings: {changed_settings(record)}   pretraining: {pretrained}   "
+        f"transferred: {record['transfer']['transferred']}",
         f"task     {record['task']}   profile {record['profile']}   seed {record['seed']}   "
         f"fraction {record['fraction']:g}   train/val/test {cases['train']}/{cases['val']}/{cases['test']}",
         f"data     {record['data']['kind']} {record['data']['root']}",
@@ -39,6 +50,7 @@ def format_summary(record: dict[str, Any], results: Path) -> str:
 def command(args: argparse.Namespace) -> None:
     spec = RunSpec(method=args.method, task=args.task, seed=args.seed, fraction=args.fraction,
                    profile=args.profile, data_root=args.data_root, pretrain_root=args.pretrain_root,
-                   weights=args.weights, splits=args.splits, switches=tuple(switches(args).items()))
+                   weights=args.weights, splits=args.splits, switches=tuple(switches(args).items()),
+                   method_settings=method_settings(args), subset_seed=args.subset_seed)
     record = execute(spec, args.results, args.device, args.force, progress=not args.no_progress)
     print(format_summary(record, args.results))

@@ -3,9 +3,11 @@
 For each chosen size (a profile's cube and width) it measures, and prints as one line per
 comparison ending in ``<ratio>x`` followed by the absolute figures it came from:
 
-* each corruption a method declares (``Method.speed_comparisons``): the fast
+* each corruption a method declares (``Method.speed_corruptions``): the fast
   implementation vs its plain loop, per cube on one core (the same cubes and seeds for
-  both, so the same random gates);
+  both, so the same random gates). The loops are the tests' oracles, kept out of the
+  installed package: they are loaded from ``--oracles DIR`` (default: ``tests/oracles``
+  of the current folder, a checkout); without them the fast ones are timed alone;
 * each method with batched device transforms: a batch made on the CPU by
   ``make_example`` vs the same batch made by ``make_example_on_device`` on the device;
 * the data pipeline's cubes per second (one core; and on the device) vs the cubes per
@@ -21,10 +23,15 @@ times depend on the machine; the ratios of one run are what to compare.
 from __future__ import annotations
 
 import argparse
+import functools
+import importlib.util
 import os
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -38,6 +45,9 @@ from benchmark.engine.loader import keep_freed_memory
 from benchmark.engine.runtime import resolve_device
 from benchmark.errors import UserError
 from benchmark.model.backbone import UNet3D
+
+DEFAULT_ORACLES = Path("tests") / "oracles"
+Loops = dict[tuple[str, str], Callable[..., Any]]  # (method class name, corruption) -> f(method, cube, rng)
 
 
 @dataclass(frozen=True)
@@ -55,6 +65,7 @@ def command(args: argparse.Namespace) -> None:
     keep_freed_memory()  # as the pretraining loop does
     sizes = [_size(name, args.batch, device) for name in _names(args.sizes)]
     methods = _methods(args.methods)
+    loops = load_oracles(args.oracles)
     print(f"benchmark speed: {device}, torch {torch.__version__}, {torch.get_num_threads()} torch threads, "
           f"{os.cpu_count()} CPU cores; best of {args.repeats} after a warm-up")
     bar = tqdm(total=len(sizes) * (len(methods) + 1), desc="speed", unit="part", disable=args.no_progress,
@@ -65,7 +76,7 @@ def command(args: argparse.Namespace) -> None:
         steps = training_steps(size, device, args.repeats, args.compile)
         bar.update()
         for method in methods:
-            transform_comparisons(method, size, args.repeats, args.cubes)
+            transform_comparisons(method, size, args.repeats, args.cubes, loops)
             pipeline_comparisons(method, size, device, args.repeats, args.cubes, steps["fp32"])
             bar.update()
     bar.close()
@@ -119,17 +130,51 @@ def report(what: str, ratio: float, detail: str) -> None:
 # ------------------------------------------------------------------ the parts
 
 
-def transform_comparisons(method: Method, size: Size, repeats: int, count: int) -> None:
-    """Each declared corruption: fast vs loop, per cube, on the same ``count`` cubes and seeds."""
+def load_oracles(folder: Path | None) -> Loops | None:
+    """The loop versions of the corruptions: ``LOOPS`` of the package in ``folder`` (the repository's
+    ``tests/oracles``). Without ``folder``, ``tests/oracles`` of the current folder if there, else
+    None, with a note."""
+    if folder is None:
+        if not (DEFAULT_ORACLES / "__init__.py").is_file():
+            print(f"note: comparing the corruptions with their loop versions needs the repository's {DEFAULT_ORACLES} "
+                  "(run from a checkout, or give --oracles DIR); the fast ones are timed alone")
+            return None
+        folder = DEFAULT_ORACLES
+    if not (folder / "__init__.py").is_file():
+        raise UserError(f"--oracles {folder}: no __init__.py there (expected the repository's {DEFAULT_ORACLES})")
+    spec = importlib.util.spec_from_file_location("benchmark_oracles", folder / "__init__.py",
+                                                  submodule_search_locations=[str(folder)])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its own relative imports find it there
+    try:
+        spec.loader.exec_module(module)
+    except Exception as error:
+        raise UserError(f"--oracles {folder}: failed to load ({type(error).__name__}: {error})") from error
+    if not isinstance(getattr(module, "LOOPS", None), dict):
+        raise UserError(f"--oracles {folder}: its __init__.py defines no LOOPS dict")
+    return module.LOOPS
+
+
+def transform_comparisons(method: Method, size: Size, repeats: int, count: int, loops: Loops | None) -> None:
+    """Each declared corruption: fast vs loop, per cube, on the same ``count`` cubes and seeds (the
+    fast one alone where there is no loop version)."""
     cubes = _cubes(size, count)
     cpu = torch.device("cpu")
-    for name, (fast, loop) in method.speed_comparisons((1, *size.cube)).items():
-        def run(implementation: Callable) -> Callable[[], None]:
-            return lambda: [implementation(cube, np.random.default_rng(i)) for i, cube in enumerate(cubes)]
 
-        fast_s, loop_s = best_seconds_interleaved([run(fast), run(loop)], repeats, cpu)
+    def run(implementation: Callable) -> Callable[[], None]:
+        return lambda: [implementation(cube, np.random.default_rng(i)) for i, cube in enumerate(cubes)]
+
+    for name, fast in method.speed_corruptions((1, *size.cube)).items():
+        what = f"{method.name} {name} [{size.name}]"
+        loop = None if loops is None else loops.get((type(method).name, name))
+        if loop is None:
+            fast_ms = 1e3 * best_seconds(run(fast), repeats, cpu) / count
+            missing = "" if loops is None else " (no loop version among the oracles)"
+            print(f"{what}, fast, one core: {fast_ms:.3f} ms/cube (mean over {count} cubes){missing}")
+            continue
+        fast_s, loop_s = best_seconds_interleaved([run(fast), run(functools.partial(loop, method))], repeats, cpu)
         fast_ms, loop_ms = 1e3 * fast_s / count, 1e3 * loop_s / count
-        report(f"{name} [{size.name}], fast vs loop, one core", loop_ms / fast_ms,
+        report(f"{what}, fast vs loop, one core", loop_ms / fast_ms,
                f"loop {loop_ms:.2f} ms/cube, fast {fast_ms:.3f} ms/cube (mean over {count} cubes)")
 
 
@@ -240,13 +285,14 @@ def _methods(text: str | None) -> list[Method]:
 
 
 def measured_by_default() -> list[str]:
-    """The methods with speed comparisons or device transforms, one per implementation: the
-    first name of the methods that share them (the Genesis ablations share Genesis')."""
+    """The methods with corruptions to time or device transforms, one per implementation: no preset
+    (the Genesis ablations are Genesis'), and the first name of the classes that share them."""
     names, seen = [], set()
     for name in METHODS.names():
         cls = METHODS.get(name)
-        implementations = (cls.speed_comparisons, cls.make_example_on_device)
-        if implementations != (Method.speed_comparisons, Method.make_example_on_device) and implementations not in seen:
+        implementations = (cls.speed_corruptions, cls.make_example_on_device)
+        none = (Method.speed_corruptions, Method.make_example_on_device)
+        if METHODS.preset(name) is None and implementations != none and implementations not in seen:
             seen.add(implementations)
             names.append(name)
     return names

@@ -1,23 +1,34 @@
 """The preprocessing cache: volumes decoded, resampled and windowed once, then memory-mapped.
 
 An entry is a folder ``<cache>/preprocessed/<key>/`` holding one ``.npy`` file per array
-and a ``meta.json`` (geometry and the like). The key hashes the source files (resolved
-path, size, modification time), the preprocessing settings and the cache format version,
-so a changed source or setting lands on a new key and the stale entry is simply never
-read again. An entry is written into a temporary folder renamed into place, so an
-interrupted write leaves nothing that looks complete. Arrays come back from
-``np.load(mmap_mode="c")``: pages are read on demand, and a write by the caller changes
-its own copy, never the cache. The first run returns the arrays read back from the
-cache too, so first and later runs see identical values.
+and a ``meta.json`` (the entry's metadata, and each array's size and SHA-256). The key
+hashes the source files (resolved path, size, modification time), the preprocessing
+settings and the cache format version, so a changed source or setting lands on a new key
+and the stale entry is simply never read again. An entry is written into a temporary
+folder renamed into place, so an interrupted write leaves nothing that looks complete
+(and the next write removes what a killed writer left, ``files.remove_leftovers``).
+
+Every read verifies the entry without reading its arrays: each file must have its recorded
+size, and its stat stamp (size, modification and change times in ns, inode) must equal the
+one ``verified.json`` recorded when the file was last hashed. A file whose stamp differs is
+hashed in full, once: it is used, and its new stamp recorded, only if its SHA-256 matches.
+A write into a file always changes its change time (ctime), which no user call can set
+back, so same-size garbage, or a file put back with its old modification time, is hashed
+and caught; a file copied elsewhere (new inode and ctime) is hashed once, then trusted
+again. Only a change the file system does not see (a fault of the disk itself) escapes.
+A missing, truncated or mismatched entry is logged in one line, removed and preprocessed
+again; it is never used.
+
+Arrays come back from ``np.load(mmap_mode="c")``: pages are read on demand, and a write by
+the caller changes its own copy, never the cache. The first run returns the arrays read
+back from the cache too, so first and later runs see identical values.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
-import tempfile
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,13 +37,16 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 
+from benchmark.data import files
 from benchmark.data.datasets import cache_root
 from benchmark.data.imageio import HU_MAX, HU_MIN, geometry, geometry_image, read_image
 from benchmark.errors import UserError
 from benchmark.provenance import code_fingerprint, module_fingerprint
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 META_FILE = "meta.json"
+STAMP_FILE = "verified.json"
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -62,39 +76,91 @@ def cache_key(sources: Sequence[Path], settings: Mapping[str, Any], code: str) -
 
 
 def _write_entry(folder: Path, entry: Entry) -> None:
+    arrays = {}
     for name, array in entry.arrays.items():
-        with open(folder / f"{name}.npy", "wb") as handle:
+        path = folder / f"{name}.npy"
+        with open(path, "wb") as handle:
             np.save(handle, np.ascontiguousarray(array))
-    (folder / META_FILE).write_text(json.dumps(entry.meta, sort_keys=True))
+        arrays[name] = {"bytes": path.stat().st_size, "sha256": files.sha256_file(path)}
+    (folder / META_FILE).write_text(json.dumps({"meta": entry.meta, "arrays": arrays}, sort_keys=True))
+    _record_stamps(folder, arrays)
+
+
+def _stamp(path: Path) -> list[int]:
+    """What changes whenever a file's bytes do (a write always moves the change time)."""
+    stat = path.stat()
+    return [stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino]
+
+
+def _record_stamps(folder: Path, arrays: Mapping[str, Any]) -> None:
+    try:
+        files.write_json(folder / STAMP_FILE, {name: _stamp(folder / f"{name}.npy") for name in arrays})
+    except OSError:  # a read-only cache: the files are hashed again at the next read
+        pass
+
+
+def entry_fault(folder: Path) -> str | None:
+    """What is wrong with the entry in ``folder`` (None: it is whole): its ``meta.json`` unreadable,
+    an array missing, of another size, or (stamp changed) of another SHA-256 than recorded."""
+    try:
+        arrays = json.loads((folder / META_FILE).read_text())["arrays"]
+        stamps = json.loads((folder / STAMP_FILE).read_text()) if (folder / STAMP_FILE).is_file() else {}
+        recorded = {name: (int(a["bytes"]), str(a["sha256"])) for name, a in arrays.items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return f"{META_FILE} is missing or unreadable"
+    changed = []
+    for name, (size, _) in recorded.items():
+        path = folder / f"{name}.npy"
+        if not path.is_file():
+            return f"{path.name} is missing"
+        if path.stat().st_size != size:
+            return f"{path.name} holds {path.stat().st_size} of its {size} bytes"
+        if stamps.get(name) != _stamp(path):
+            changed.append(name)
+    for name in changed:
+        if files.sha256_file(folder / f"{name}.npy") != recorded[name][1]:
+            return f"{name}.npy does not match its recorded SHA-256 (changed since it was written)"
+    if changed:
+        _record_stamps(folder, recorded)
+    return None
 
 
 def _read_entry(folder: Path) -> Entry:
-    meta = json.loads((folder / META_FILE).read_text())
-    arrays = {path.stem: np.load(path, mmap_mode="c") for path in sorted(folder.glob("*.npy"))}
-    return Entry(arrays, meta)
+    manifest = json.loads((folder / META_FILE).read_text())
+    arrays = {name: np.load(folder / f"{name}.npy", mmap_mode="c") for name in sorted(manifest["arrays"])}
+    return Entry(arrays, manifest["meta"])
+
+
+def _verified_entry(folder: Path) -> Entry | None:
+    """The entry in ``folder`` if there is one and it is whole; a damaged one is logged and removed."""
+    if not folder.exists():
+        return None
+    fault = entry_fault(folder)
+    if fault is None:
+        return _read_entry(folder)
+    log.warning("%s: damaged cache entry (%s); preprocessing it again", folder, fault)
+    try:
+        files.remove_folder(folder)
+    except OSError as error:
+        raise UserError(f"{folder}: damaged cache entry ({fault}) that cannot be removed ({error.strerror})") \
+            from error
+    return None
 
 
 def cached(sources: Sequence[Path], settings: Mapping[str, Any], compute: Callable[[], Entry]) -> Entry:
-    """The entry for (sources, settings): read from the cache, or computed once and stored there.
+    """The entry for (sources, settings): read from the cache (verified), or computed once and stored there.
 
     The entry is keyed by the code too: the data layer's and that of the module defining ``compute``
     (a task's preprocessing), so an edit to either preprocesses anew.
     """
     code = code_fingerprint(("data",)) + module_fingerprint(compute.__module__)
     folder = preprocessed_root() / cache_key(sources, settings, code)
-    if not (folder / META_FILE).is_file():
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        entry = compute()
-        tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
-        try:
-            _write_entry(tmp, entry)
-            os.rename(tmp, folder)
-        except OSError:
-            if not (folder / META_FILE).is_file():  # not a lost race with another process: a real failure
-                raise
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-    return _read_entry(folder)
+    entry = _verified_entry(folder)
+    if entry is None:
+        computed = compute()
+        files.write_folder_atomic(folder, lambda tmp: _write_entry(tmp, computed))
+        entry = _read_entry(folder)
+    return entry
 
 
 def windowed_hu(hu: np.ndarray) -> np.ndarray:

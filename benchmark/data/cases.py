@@ -48,14 +48,17 @@ def read_csv_rows(path: Path, columns: tuple[str, ...]) -> list[tuple[int, dict[
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: file not found")
-    with open(path, newline="") as handle:
-        reader = csv.DictReader(handle)
-        missing = [c for c in columns if c not in (reader.fieldnames or [])]
-        if missing:
-            raise UserError(
-                f"{path}: missing column(s) {', '.join(missing)} (the header must have {','.join(columns)})"
-            )
-        return [(reader.line_num, row) for row in reader]
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            missing = [c for c in columns if c not in (reader.fieldnames or [])]
+            if missing:
+                raise UserError(
+                    f"{path}: missing column(s) {', '.join(missing)} (the header must have {','.join(columns)})"
+                )
+            return [(reader.line_num, row) for row in reader]
+    except (UnicodeDecodeError, csv.Error) as error:
+        raise UserError(f"{path}: not a readable CSV text file ({error})") from error
 
 
 def read_split_file(path: Path, key: str = "case_id") -> dict[str, str]:

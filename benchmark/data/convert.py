@@ -57,6 +57,8 @@ def mask_candidates(uid: str, volume: sitk.Image, mask: sitk.Image, negatives: i
     far = ndimage.distance_transform_edt(~emboli, sampling=spacing_zyx) >= min_distance_mm if count else True
     hu = sitk.GetArrayViewFromImage(volume)
     pool = np.argwhere((hu >= hu_range[0]) & (hu <= hu_range[1]) & far)
+    if seed < 0:
+        raise UserError(f"--seed {seed}: must be 0 or more")
     rng = np.random.default_rng([seed, zlib.crc32(uid.encode())])
     chosen = pool[np.sort(rng.choice(len(pool), min(negatives, len(pool)), replace=False))] if len(pool) else []
     return rows + [(uid, *to_world(volume, index), 0) for index in chosen]

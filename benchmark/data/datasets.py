@@ -12,14 +12,13 @@ from __future__ import annotations
 import hashlib
 import inspect
 import os
-import shutil
 import sys
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from benchmark.data import files
 from benchmark.errors import UserError
 
 if TYPE_CHECKING:
@@ -75,17 +74,8 @@ def phantom_source(write: Callable[[Path, int], None], seed: int = PHANTOM_SEED,
     fingerprint = phantom_fingerprint(write, seed)
     root = cache_root() / "phantoms" / f"{write.__name__}-{fingerprint}"
     if not root.is_dir():
-        root.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=root.parent, prefix=f".{root.name}."))
-        try:
-            print(f"generating built-in phantom data ({write.__name__}) in {root}", file=sys.stderr)
-            write(tmp, seed)
-            os.rename(tmp, root)
-        except OSError:
-            if not root.is_dir():  # not a lost race with another process: a real failure
-                raise
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+        print(f"generating built-in phantom data ({write.__name__}) in {root}", file=sys.stderr)
+        files.write_folder_atomic(root, lambda tmp: write(tmp, seed))
     return DataSource(root=root, kind="phantom", fingerprint=_with_splits(fingerprint, splits), splits=splits)
 
 

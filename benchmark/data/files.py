@@ -1,13 +1,23 @@
-"""Files written atomically: a temporary name in the same folder, then a rename.
+"""Files and folders written atomically: a temporary name in the same folder, then a rename.
 
-A crash or Ctrl-C never leaves a half-written file that looks finished.
+A crash or Ctrl-C never leaves a half-written file that looks finished. A writer killed
+outright (SIGKILL, out of memory, a node lost) leaves its temporary file behind: the next
+write in that folder removes such leftovers once they are ``STALE_SECONDS`` old and no
+live writer holds them (each writer holds an exclusive ``flock`` on its temporary file
+or folder while writing, which the operating system releases when the writer dies).
 """
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import json
+import logging
 import os
+import re
+import shutil
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,6 +25,12 @@ from typing import Any
 import pandas as pd
 
 from benchmark.errors import UserError
+
+log = logging.getLogger(__name__)
+
+STALE_SECONDS = 10 * 60  # a leftover this long untouched and unlocked is a dead writer's
+TEMPORARY_FILE = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp")  # write_atomic's temporary names (tempfile's 8 letters)
+TEMPORARY_FOLDER = re.compile(r"\..+\.[a-z0-9_]{8}")  # write_folder_atomic's and remove_folder's
 
 
 def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
@@ -25,15 +41,92 @@ def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_leftovers(path.parent, TEMPORARY_FILE)
     handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
     try:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # held until closed: no cleaner removes it meanwhile
         write(Path(tmp))
         os.chmod(tmp, 0o666 & ~current_umask())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    finally:
+        os.close(handle)
+
+
+def remove_leftovers(folder: Path, name: re.Pattern[str]) -> None:
+    """Remove the files and folders of ``folder`` whose whole name matches ``name`` that are older than
+    ``STALE_SECONDS`` (last modified) and locked by no live writer: what killed writers left."""
+    try:
+        entries = list(os.scandir(folder))
+    except FileNotFoundError:
+        return
+    for entry in entries:
+        if name.fullmatch(entry.name) and _stale(Path(entry.path)):
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path, ignore_errors=True)
+            else:
+                Path(entry.path).unlink(missing_ok=True)
+            log.info("removed %s, left by a writer that was stopped", entry.path)
+
+
+def _stale(path: Path) -> bool:
+    try:
+        if time.time() - path.lstat().st_mtime < STALE_SECONDS:
+            return False
+        descriptor = os.open(path, os.O_RDONLY)
+    except OSError:  # gone meanwhile, or not ours to open
+        return False
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(descriptor)
+    return True
+
+
+def write_folder_atomic(folder: Path, write: Callable[[Path], None]) -> None:
+    """Call ``write(tmp_folder)`` then rename the temporary folder to ``folder``. If another process
+    put ``folder`` in place first, its folder is kept and this one dropped."""
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    remove_leftovers(folder.parent, TEMPORARY_FOLDER)
+    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
+    descriptor = os.open(tmp, os.O_RDONLY)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)  # held until closed: no cleaner removes it meanwhile
+        write(tmp)
+        os.rename(tmp, folder)
+    except OSError:
+        if not folder.is_dir():  # not a lost race with another process: a real failure
+            raise
+    finally:
+        os.close(descriptor)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def remove_folder(folder: Path) -> None:
+    """Remove ``folder`` at once (renamed to a temporary name first, so that nobody finds it half
+    removed); nothing happens if it is gone already."""
+    folder = Path(folder)
+    aside = tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.")
+    try:
+        os.rename(folder, aside)  # onto the empty folder just made
+    except FileNotFoundError:
+        pass
+    finally:
+        shutil.rmtree(aside, ignore_errors=True)
+
+
+def sha256_file(path: Path) -> str:
+    """The SHA-256 of a file's bytes (hex)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def current_umask() -> int:

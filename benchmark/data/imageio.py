@@ -2,35 +2,183 @@
 
 SimpleITK arrays are (z, y, x) while sizes, spacings, origins and physical points are
 (x, y, z); every function here says which order it takes.
+
+Every image is read through ``read_image``, which checks the file against its header first:
+SimpleITK fills a NIfTI file shorter than its header says, or a ``.nii.gz`` whose gzip
+stream ends early, with zeros without a word, and reads NaN and infinite voxels of NIfTI
+files as 0. So an uncompressed file (``.nii``, a MetaImage's ``.raw`` or ``.mha``) must hold
+its header's offset + voxels x bytes, a compressed one (``.nii.gz``, a compressed MetaImage)
+must be a complete stream of that many bytes, and float voxels must be finite, read with a
+reader that keeps NaN (nibabel for NIfTI; SimpleITK keeps them in MetaImage files). Each
+fault is a UserError naming the file. The cost: a compressed file is decompressed once more
+to check its stream, a float NIfTI file read once more by nibabel.
 """
 
 from __future__ import annotations
 
+import gzip
+import math
+import zlib
 from pathlib import Path
 
+import nibabel
 import numpy as np
 import SimpleITK as sitk
+from nibabel.filebasedimages import ImageFileError
+from nibabel.spatialimages import HeaderDataError
 
 from benchmark.errors import UserError
 
 HU_MIN, HU_MAX = -1000.0, 1000.0
+CHUNK = 1 << 24  # bytes read (and decompressed) at a time by the stream checks
+METAIMAGE_BYTES = {"MET_CHAR": 1, "MET_UCHAR": 1, "MET_SHORT": 2, "MET_USHORT": 2, "MET_INT": 4, "MET_UINT": 4,
+                   "MET_LONG": 4, "MET_ULONG": 4, "MET_LONG_LONG": 8, "MET_ULONG_LONG": 8, "MET_FLOAT": 4,
+                   "MET_DOUBLE": 8}
+METAIMAGE_HEADER_LINES = 200
 
 
 def read_image(path: Path) -> sitk.Image:
-    """Read any SimpleITK-readable file (mhd/raw, nii, nii.gz, ...); UserError if it cannot."""
+    """Read any SimpleITK-readable file (mhd/raw, nii, nii.gz, ...), checked against its header
+    and for NaN/inf voxels; UserError naming the file and the fault if it is not whole and finite."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: file not found")
+    check_complete(path)
     try:
-        return sitk.ReadImage(str(path))
+        image = sitk.ReadImage(str(path))
     except RuntimeError as error:
         reason = str(error).strip().splitlines()[-1] if str(error).strip() else "unreadable"
         raise UserError(f"{path}: cannot read image ({reason})") from error
+    check_finite(path, image)
+    return image
 
 
 def read_array(path: Path, dtype: type = np.float32) -> np.ndarray:
     """The voxels of an image file as a (z, y, x) array."""
     return sitk.GetArrayFromImage(read_image(path)).astype(dtype, copy=False)
+
+
+def is_nifti(path: Path) -> bool:
+    return Path(path).name.lower().endswith((".nii", ".nii.gz"))
+
+
+def check_complete(path: Path) -> None:
+    """UserError if a NIfTI or MetaImage file holds fewer bytes than its header says (other formats:
+    SimpleITK's own checks)."""
+    name = Path(path).name.lower()
+    if is_nifti(path):
+        _check_nifti_bytes(Path(path))
+    elif name.endswith((".mhd", ".mha")):
+        _check_metaimage_bytes(Path(path))
+
+
+def check_finite(path: Path, image: sitk.Image) -> None:
+    """UserError if float voxels are NaN or infinite, counted by nibabel for NIfTI files (SimpleITK reads
+    them as 0 there) and on ``image`` otherwise."""
+    if is_nifti(path):
+        nifti = _nifti(Path(path))
+        if nifti.get_data_dtype().kind not in "fc":
+            return
+        array = np.asanyarray(nifti.dataobj)
+    else:
+        array = sitk.GetArrayViewFromImage(image)
+        if array.dtype.kind not in "fc":
+            return
+    bad = int(array.size - np.count_nonzero(np.isfinite(array)))
+    if bad:
+        raise UserError(f"{path}: {bad} voxel(s) are NaN or infinite")
+
+
+def _nifti(path: Path) -> nibabel.Nifti1Image:
+    """The NIfTI image (header read, voxels not yet); UserError if the header cannot be read."""
+    try:
+        return nibabel.load(path)
+    except (ImageFileError, HeaderDataError, OSError, EOFError, ValueError, zlib.error) as error:
+        raise UserError(f"{path}: cannot read image (no valid NIfTI header)") from error
+
+
+def _check_nifti_bytes(path: Path) -> None:
+    available = _gzip_length(path) if path.name.lower().endswith(".gz") else path.stat().st_size
+    header = _nifti(path)
+    needed = header.dataobj.offset + math.prod(header.shape) * header.get_data_dtype().itemsize
+    if available < needed:
+        raise UserError(f"{path}: truncated: {available} of {needed} bytes")
+
+
+def _gzip_length(path: Path) -> int:
+    """The decompressed length of a gzip file; UserError if its stream ends early or is corrupt."""
+    total = 0
+    try:
+        with gzip.open(path, "rb") as stream:
+            while chunk := stream.read(CHUNK):
+                total += len(chunk)
+    except EOFError as error:
+        raise UserError(f"{path}: truncated gzip stream") from error
+    except (gzip.BadGzipFile, zlib.error) as error:
+        raise UserError(f"{path}: corrupt gzip stream ({error})") from error
+    return total
+
+
+def _metaimage_header(path: Path) -> tuple[dict[str, str], int]:
+    """The ``key = value`` fields of a MetaImage header up to ``ElementDataFile`` (its last field), and
+    the byte offset where the header ends (where ``LOCAL`` data starts)."""
+    fields: dict[str, str] = {}
+    with open(path, "rb") as handle:
+        for _ in range(METAIMAGE_HEADER_LINES):
+            key, _, value = handle.readline(4096).decode("latin-1").partition("=")
+            fields[key.strip()] = value.strip()
+            if key.strip() == "ElementDataFile":
+                return fields, handle.tell()
+    return fields, 0
+
+
+def _check_metaimage_bytes(path: Path) -> None:
+    """A MetaImage's data (in its own file, or ``LOCAL`` after the header) must hold DimSize x channels x
+    bytes per voxel, after ``HeaderSize`` bytes; a compressed one must be a complete zlib stream of that
+    many bytes. Forms this does not know (a list of slice files, an unknown type) are left to SimpleITK."""
+    fields, header_end = _metaimage_header(path)
+    data_file = fields.get("ElementDataFile", "")
+    try:
+        voxels = math.prod(int(v) for v in fields["DimSize"].split())
+        channels = int(fields.get("ElementNumberOfChannels", "1"))
+        header_size = int(fields.get("HeaderSize", "0"))
+        itemsize = METAIMAGE_BYTES[fields["ElementType"]]
+    except (KeyError, ValueError):
+        return
+    if not data_file or data_file.startswith("LIST") or "%" in data_file or " " in data_file:
+        return
+    data, start = (path, header_end) if data_file == "LOCAL" else (path.parent / data_file, 0)
+    if not data.is_file():
+        raise UserError(f"{data}: file not found (the voxels of {path.name})")
+    needed = voxels * channels * itemsize
+    if fields.get("CompressedData", "").lower() == "true":
+        available = _zlib_length(data, start + max(header_size, 0))
+    elif header_size == -1:  # the voxels are the file's last bytes
+        available = data.stat().st_size
+    else:
+        available, needed = data.stat().st_size, needed + start + header_size
+    if available < needed:
+        raise UserError(f"{data}: truncated: {available} of {needed} bytes")
+
+
+def _zlib_length(path: Path, start: int) -> int:
+    """The decompressed length of the zlib (or gzip) stream starting at byte ``start``; UserError if it
+    ends early or is corrupt."""
+    inflate, total = zlib.decompressobj(zlib.MAX_WBITS | 32), 0  # | 32: zlib or gzip header
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(start)
+            while not inflate.eof and (chunk := handle.read(CHUNK)):
+                while chunk and not inflate.eof:
+                    total += len(inflate.decompress(chunk, CHUNK))  # at most CHUNK bytes out at a time
+                    chunk = inflate.unconsumed_tail
+            if not inflate.eof:
+                total += len(inflate.flush())  # what the output limit held back
+    except zlib.error as error:
+        raise UserError(f"{path}: corrupt zlib stream ({error})") from error
+    if not inflate.eof:
+        raise UserError(f"{path}: truncated zlib stream")
+    return total
 
 
 def write_image(

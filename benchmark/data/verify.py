@@ -1,11 +1,11 @@
 """Data integrity checks (in the spirit of nnU-Net's): every problem of a dataset, one line each.
 
 Each task contributes its own checks through ``Task.verify(root, splits)``, built from the
-generic checks here (readable 3-D image, finite and not empty, same grid as its label map,
-label values in a set, points inside the volume, unique ids, a split assignment that
-names known cases and fills every split). ``benchmark verify-data`` prints the report;
-``benchmark run`` on a user's folder runs the same checks first (``preflight``) and stops
-before training when they fail. A passed check is remembered in the cache under the
+generic checks here (a 3-D image, whole, readable and finite as ``imageio.read_image`` checks,
+and not empty; same grid as its label map, label values in a set, points inside the volume,
+unique ids, a split assignment that names known cases and fills every split). ``benchmark
+verify-data`` prints the report; ``benchmark run`` on a user's folder runs the same checks
+first (``preflight``) and stops before training when they fail. A passed check is remembered in the cache under the
 data's fingerprint (file names, sizes and times), so an unchanged folder is read once.
 """
 
@@ -23,7 +23,7 @@ import SimpleITK as sitk
 from tqdm import tqdm
 
 from benchmark.data.datasets import DataSource, cache_root
-from benchmark.data.imageio import world_to_index
+from benchmark.data.imageio import read_image, world_to_index
 from benchmark.data.pool import HELD_OUT_SUBSETS, PRETRAIN_TRAIN_SUBSETS, PRETRAIN_VAL_SUBSETS, luna_scans
 from benchmark.errors import UserError
 from benchmark.provenance import code_fingerprint
@@ -80,16 +80,16 @@ def progress(items: Iterable, description: str) -> Iterable:
 
 
 def read_volume(path: Path, problems: list[Problem], what: str = "image") -> sitk.Image | None:
-    """The image at ``path`` if it is a readable 3-D volume (None otherwise), checked for NaN/inf and emptiness."""
+    """The image at ``path`` if it is a whole, finite, readable 3-D volume (``imageio.read_image``'s checks),
+    else None; a constant image volume is a problem too."""
     path = Path(path)
     if not path.is_file():
         problems.append(Problem(str(path), f"missing ({what})"))
         return None
     try:
-        image = sitk.ReadImage(str(path))
-    except RuntimeError as error:
-        reason = str(error).strip().splitlines()[-1] if str(error).strip() else "unreadable"
-        problems.append(Problem(str(path), f"unreadable ({reason})"))
+        image = read_image(path)
+    except UserError as error:
+        problems.append(Problem.from_error(error))
         return None
     if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
         problems.append(Problem(str(path), f"a {image.GetDimension()}-D image with "
@@ -100,11 +100,6 @@ def read_volume(path: Path, problems: list[Problem], what: str = "image") -> sit
     if array.size == 0:
         problems.append(Problem(str(path), f"empty volume (size {image.GetSize()})"))
         return None
-    if np.issubdtype(array.dtype, np.floating):
-        bad = int(np.count_nonzero(~np.isfinite(array)))
-        if bad:
-            problems.append(Problem(str(path), f"{bad} voxel(s) are NaN or infinite"))
-            return image
     low, high = array.min(), array.max()
     if low == high and what == "image":
         problems.append(Problem(str(path), f"empty volume (every voxel is {low:g})"))

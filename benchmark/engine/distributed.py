@@ -89,7 +89,13 @@ def shard(batch_size: int) -> int:
 
 
 def identity() -> dict[str, Any]:
-    """What the process count adds to a checkpoint's identity (its own random streams, per-rank
-    batch-norm statistics): nothing for one process."""
+    """What the process count adds to a checkpoint's identity: nothing for one process.
+
+    N processes do not compute one process's numbers, not even up to the order of floating-point
+    sums: each rank draws its share of a step's batch from its own random stream (other cubes
+    than one process draws) and normalises it with its own batch-norm statistics. So a
+    checkpoint pretrained by N processes is another checkpoint, under another id; ``benchmark
+    run`` (one process) never picks it up by itself: it is fine-tuned with ``benchmark run
+    --weights <its checkpoint.pt>``, which records the file's fingerprint as the weights used."""
     size = world().size
     return {"world_size": size} if size > 1 else {}

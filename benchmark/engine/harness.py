@@ -26,7 +26,7 @@ from benchmark.api.registry import METHODS, TASKS
 from benchmark.api.task import Splits, Task
 from benchmark.data import files
 from benchmark.data.datasets import DataSource, directory_source, phantom_source
-from benchmark.data.subsets import SUBSET_SEED, label_subset, subset_listing
+from benchmark.data.subsets import label_subset, subset_listing
 from benchmark.data.verify import preflight
 from benchmark.engine import distributed, store
 from benchmark.engine.checkpoints import (
@@ -36,8 +36,9 @@ from benchmark.engine.checkpoints import (
     pretrain_identity,
     pretraining_pool,
 )
-from benchmark.engine.finetune import evaluate_logits, finetune, predict_logits
+from benchmark.engine.finetune import evaluate, finetune
 from benchmark.engine.runtime import (
+    check_seed,
     device_name,
     peak_device_memory_mb,
     peak_host_memory_mb,
@@ -46,7 +47,7 @@ from benchmark.engine.runtime import (
     seed_everything,
 )
 from benchmark.errors import UserError
-from benchmark.model.transfer import build_target_model, transfer_weights
+from benchmark.model.transfer import transfer_weights
 from benchmark.model.weights import load_pretrained_weights
 from benchmark.provenance import code_fingerprint, git_state, source_fingerprint
 
@@ -64,9 +65,19 @@ class RunSpec:
     pretrain_root: Path | None = None
     weights: Path | None = None
     splits: Path | None = None  # a split file replacing the task's shipped split
-    switches: tuple[tuple[str, Any], ...] = ()  # profile fields replaced from the command line
+    switches: tuple[tuple[str, Any], ...] = ()  # profile fields replaced (the speed switches, --profile-arg)
+    method_settings: tuple[tuple[str, Any], ...] = ()  # the method's settings replaced (--method-arg; text is parsed)
+    subset_seed: int | None = None  # seed of the label subset (--subset-seed); None: the run's seed
+
+    @property
+    def label_subset_seed(self) -> int:
+        """The seed the label subset is drawn with: ``subset_seed`` if given, else the run's seed."""
+        return self.seed if self.subset_seed is None else self.subset_seed
 
     def __post_init__(self) -> None:
+        check_seed(self.seed)
+        if self.subset_seed is not None:
+            check_seed(self.subset_seed, "--subset-seed")
         if not 0 < self.fraction <= 1:
             raise UserError(f"--fraction {self.fraction:g}: must be in (0, 1]")
 
@@ -75,7 +86,7 @@ def run_identity(spec: RunSpec, method: Method, task: Task, data: DataSource, po
                  profile: Profile, weights: dict[str, Any] | None) -> dict[str, Any]:
     return {"method": spec.method, "weights": _weights_identity(weights), "method_settings": method.settings(),
             "task": spec.task, "seed": spec.seed,
-            "fraction": spec.fraction, "subset_seed": SUBSET_SEED, "profile": profile.identity(),
+            "fraction": spec.fraction, "subset_seed": spec.label_subset_seed, "profile": profile.identity(),
             "data": data.fingerprint, "pretrain_data": pool.fingerprint if pool else None,
             "code": code_fingerprint(), "method_code": source_fingerprint(type(method)),
             "task_code": source_fingerprint(type(task))}
@@ -124,7 +135,7 @@ def plan_run(spec: RunSpec) -> Plan:
     if distributed.world().size > 1:
         raise UserError("benchmark run is one process: under torchrun use 'benchmark pretrain', "
                         "then 'benchmark run --weights <its checkpoint>'")
-    method: Method = METHODS.create(spec.method)
+    method: Method = METHODS.create(spec.method, **dict(spec.method_settings))
     task: Task = TASKS.create(spec.task)
     profile = get_profile(spec.profile, **dict(spec.switches))
     splits = Splits.read(spec.splits) if spec.splits else None
@@ -156,47 +167,57 @@ def execute(spec: RunSpec, results: Path, device_name: str = "auto", force: bool
     Raises ``RunInProgress`` when another process is computing the same run.
     """
     plan = plan_run(spec)
-    finished = store.finished_result(results, plan.run_id)
-    if finished is not None and not force:
+    finished = None if force else store.finished_result(results, plan.run_id)
+    if finished is not None:
         return {**finished, "reused": True}
     lock = store.lock_path(results, plan.run_id)
     with store.exclusive(lock, wait=False) as obtained:
         if not obtained:
             raise RunInProgress(f"run {plan.run_id} is being computed by another process right now (lock {lock})")
-        finished = store.finished_result(results, plan.run_id)
-        if finished is not None and not force:  # finished by another process since the first look
+        finished = None if force else store.finished_result(results, plan.run_id)
+        if finished is not None:  # finished by another process since the first look
             return {**finished, "reused": True}
         return _compute(plan, results, resolve_device(device_name), progress)
 
 
 def _compute(plan: Plan, results: Path, device: torch.device, progress: bool) -> dict[str, Any]:
+    folder = store.run_dir(results, plan.run_id)
+    with store.training_log(folder / store.LOG_FILE):
+        record = _train_and_evaluate(plan, results, device, progress, folder)
+    (folder / store.LATEST_FILE).unlink(missing_ok=True)
+    return record
+
+
+def _train_and_evaluate(plan: Plan, results: Path, device: torch.device, progress: bool,
+                        folder: Path) -> dict[str, Any]:
     spec, method, task, profile = plan.spec, plan.method, plan.task, plan.profile
     start = time.perf_counter()
     reset_peak_memory(device)
     seed_everything(spec.seed)
     cube = task.cube_shape(profile.cube)
     task_data = task.load(plan.data.root, cube, plan.data.splits)
-    train = label_subset(task_data.train, spec.fraction, stratify=task.kind == "classification")
-    model = build_target_model(task.kind, task.in_channels, profile.width)
+    train = label_subset(task_data.train, spec.fraction, task.stratify_subsets, spec.label_subset_seed)
+    model = task.build_model(profile.width)
     method.init_weights(model)
     pretraining: dict[str, Any] | None = None
     transfer = {"transferred": "none", "fresh_modules": ["all"], "loaded_keys": 0, "inflated_first_conv": False}
     if plan.weights is not None:
-        transfer = transfer_weights(model, plan.weights["state_dict"], plan.weights["transfers"], task.kind,
+        transfer = transfer_weights(model, plan.weights["state_dict"], plan.weights["transfers"],
                                     source=str(spec.weights))
     elif plan.pool is not None:
         checkpoint, pretraining = ensure_checkpoint(plan, results, device, progress)
-        transfer = transfer_weights(model, checkpoint["state_dict"], checkpoint["transfers"], task.kind,
+        transfer = transfer_weights(model, checkpoint["state_dict"], checkpoint["transfers"],
                                     source=f"checkpoint {pretraining['checkpoint_id']}")
     finetune_start = time.perf_counter()
-    model, history, fit = finetune(model, task, train, task_data.val, cube, profile, spec.seed, device, progress)
-    logits = predict_logits(model, task, task_data.test, cube, profile, device)
-    scores, cases = evaluate_logits(task, task_data.test, logits)
+    model, history, fit = finetune(model, task, train, task_data.val, cube, profile, spec.seed, device, progress,
+                                   latest=folder / store.LATEST_FILE)
+    scores, cases = evaluate(model, task, task_data.test, cube, profile, device)
     finetune_seconds = time.perf_counter() - finetune_start
     subset_text, subset_hash = subset_listing(train)
 
     record = {
-        "run_id": plan.run_id, "method": spec.method, "task": spec.task, "seed": spec.seed,
+        "run_id": plan.run_id, "method": spec.method, "method_settings": method.settings(), "task": spec.task,
+        "seed": spec.seed,
         "fraction": spec.fraction, "profile": spec.profile, "data": plan.data.describe(),
         "pretrain_data": plan.pool.describe() if plan.pool else None,
         "weights": {"path": str(spec.weights), **_weights_identity(plan.weights)} if plan.weights else None,
@@ -207,11 +228,10 @@ def _compute(plan: Plan, results: Path, device: torch.device, progress: bool) ->
         "transfer": transfer, "pretraining": pretraining,
         "finetune": fit, "cases": {**_split_sizes({"val": task_data.val, "test": task_data.test}),
                                    "train": len(train), "train_available": len(task_data.train)},
-        "subset": {"seed": SUBSET_SEED, "hash": subset_hash, "groups": subset_text.count("\n")},
+        "subset": {"seed": spec.label_subset_seed, "hash": subset_hash, "groups": subset_text.count("\n")},
         "cube": list(cube), "identity": plan.identity, "versions": _versions(),
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    folder = store.run_dir(results, plan.run_id)
     files.write_atomic(folder / "subset.txt", lambda tmp: tmp.write_text(subset_text))
     files.write_csv(folder / "cases.csv", cases)
     files.write_csv(folder / "history.csv", history)

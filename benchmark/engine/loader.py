@@ -84,7 +84,8 @@ def host_batches(
     """The batches of one epoch from ``workers`` processes (0: in this process), in step order.
 
     A new loader per epoch, so its workers start from the method's state after
-    ``on_epoch_start`` (DeepCluster's pseudo-labels)."""
+    ``on_epoch_start`` and ``prepare_pool`` (DeepCluster's pseudo-labels), both run here."""
+    method.prepare_pool(pool)
     dataset = PretextBatches(method, pool, batch_size, steps, seed, stream, epoch, rank)
     return DataLoader(dataset, batch_size=None, shuffle=False, num_workers=workers, pin_memory=pin_memory,
                       worker_init_fn=_one_thread_per_worker if workers else None)

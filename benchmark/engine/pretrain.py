@@ -1,4 +1,5 @@
-"""The pretraining loop, the checkpoint it produces.
+"""Pretraining: the pretext task in the shared training loop (``benchmark.engine.training``), and
+the checkpoint it produces.
 
 Batches come from ``benchmark.loader`` (host worker processes, or the method's batched
 transforms on the device), each a function of (seed, epoch, step, rank) only. The speed
@@ -17,7 +18,6 @@ A checkpoint is a plain dict of tensors and primitives (loadable with
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
 from benchmark.api.method import Method
 from benchmark.api.profiles import Profile
@@ -39,6 +38,7 @@ from benchmark.engine.loader import (
     host_batches,
     keep_freed_memory,
 )
+from benchmark.engine.training import Latest, Stopping, train
 from benchmark.errors import UserError
 
 CHECKPOINT_FORMAT = 1
@@ -129,8 +129,11 @@ def pretrain(
     seed: int,
     device: torch.device,
     progress: bool = True,
+    latest: Path | None = None,
 ) -> tuple[dict[str, Any], pd.DataFrame]:
-    """Train ``method``'s pretext task; return (checkpoint, per-epoch history).
+    """Train ``method``'s pretext task; return (checkpoint, per-epoch history). With ``latest``,
+    resume from the state saved there and save it after every epoch (``training.train``); the
+    batches are functions of (seed, epoch, step), so no random stream needs carrying.
 
     Early stopping on the validation loss with the profile's patience; the weights of
     the best epoch are kept. Under ``torchrun`` the processes train one model together
@@ -144,42 +147,23 @@ def pretrain(
     trained = prepare_model(model, profile, device)
     optimizer, scheduler = method.make_optimizer(model.parameters(), profile)
     batches = Batches(method, train_pool, val_pool, profile, seed, device)
-    history, best_loss, best_state, stale = [], float("inf"), None, 0
-    bar = tqdm(
-        total=profile.pretrain_epochs * profile.pretrain_steps_per_epoch,
-        desc=f"pretrain {method.name}", unit="step", disable=not progress or not distributed.is_main(), leave=False,
-    )
-    for epoch in range(profile.pretrain_epochs):
+
+    def epoch_batches(epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         method.on_epoch_start(model, train_pool, np.random.default_rng([seed, EPOCH_STREAM, epoch]), device)
-        model.train()
-        train_losses = []
-        for inputs, targets in batches.epoch(TRAIN_STREAM, epoch, profile.pretrain_steps_per_epoch):
-            loss = pretext_loss(method, trained, inputs, targets, profile.pretrain_precision)
-            if not torch.isfinite(loss):
-                raise RuntimeError(f"pretraining {method.name}: the loss became {float(loss)} at epoch {epoch}")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            train_losses.append(loss.item())
-            bar.update()
-            bar.set_postfix(epoch=epoch, loss=f"{train_losses[-1]:.4f}")
-        val_loss = _validation_loss(method, model, batches, profile, device)
-        if not np.isfinite(val_loss):
-            raise RuntimeError(f"pretraining {method.name}: the validation loss became {val_loss} at epoch {epoch}")
-        if scheduler is not None:
-            scheduler.step(val_loss)
-        history.append({
-            "epoch": epoch, "train_loss": distributed.mean(float(np.mean(train_losses)), device),
-            "val_loss": val_loss, "lr": optimizer.param_groups[0]["lr"],
-        })
-        if val_loss < best_loss:
-            best_loss, best_state, stale = val_loss, copy.deepcopy(model.state_dict()), 0
-        else:
-            stale += 1
-            if stale >= profile.pretrain_patience:
-                break
-    bar.close()
-    model.load_state_dict(best_state)
+        return batches.epoch(TRAIN_STREAM, epoch, profile.pretrain_steps_per_epoch)
+
+    def loss(inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return pretext_loss(method, trained, inputs, targets, profile.pretrain_precision)
+
+    def validate() -> tuple[float, dict[str, float]]:
+        value = _validation_loss(method, model, batches, profile, device)
+        return value, {"val_loss": value}
+
+    stopping = Stopping("val_loss", "min", profile.pretrain_epochs, profile.pretrain_patience)
+    state = train(model, optimizer, epoch_batches, loss, validate, stopping, phase=f"pretraining {method.name}",
+                  device=device, scheduler=scheduler, progress=progress,
+                  latest=Latest(latest) if latest is not None else None)
+    epochs = len(state.history)
     checkpoint = {
         "format": CHECKPOINT_FORMAT,
         "method": method.name,
@@ -187,11 +171,12 @@ def pretrain(
         "backbone": {"in_channels": in_channels, "width": profile.width, "transposed": True},
         "state_dict": {k: v.detach().cpu().contiguous() for k, v in method.backbone_state(model).items()},
         "extras": method.checkpoint_extras(),
-        "cubes_seen": len(history) * profile.pretrain_steps_per_epoch * profile.pretrain_batch,
-        "epochs": len(history),
-        "best_val_loss": best_loss,
+        "cubes_seen": epochs * profile.pretrain_steps_per_epoch * profile.pretrain_batch,
+        "epochs": epochs,
+        "best_val_loss": state.best_value,
+        "resumed_from_epoch": state.resumed_from_epoch,
     }
-    return checkpoint, pd.DataFrame(history)
+    return checkpoint, pd.DataFrame(state.history)
 
 
 def save_checkpoint(checkpoint: dict[str, Any], path: Path) -> None:

@@ -26,6 +26,16 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+MAX_SEED = 2**32 - 1  # numpy's legacy seeding, which libraries still use, takes 32 bits
+
+
+def check_seed(seed: int, option: str = "--seed") -> int:
+    """``seed`` if it is an integer from 0 to ``MAX_SEED``; a one-line UserError otherwise."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise UserError(f"{option} {seed}: must be an integer from 0 to {MAX_SEED}")
+    return seed
+
+
 def seed_everything(seed: int) -> np.random.Generator:
     """Seed torch, numpy and random; return the generator the run draws from."""
     random.seed(seed)

@@ -19,15 +19,19 @@ and a killed process never leaves a stale lock behind.
 from __future__ import annotations
 
 import fcntl
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from benchmark.data import files
+from benchmark.errors import UserError
 
 RESULT_FILE = "result.json"
 CHECKPOINT_FILE = "checkpoint.pt"
+LATEST_FILE = "latest.pt"  # the state an interrupted training resumes from (removed once the result is written)
+LOG_FILE = "train.log"  # the per-epoch lines of a run (its pretraining's included)
 
 
 def run_dir(results: Path, run_id: str) -> Path:
@@ -43,10 +47,29 @@ def checkpoint_ready(folder: Path) -> bool:
     return (folder / CHECKPOINT_FILE).is_file() and (folder / "meta.json").is_file()
 
 
+class UnreadableRecord(UserError):
+    """A run's record exists but is not a record of that run (damaged, truncated, edited)."""
+
+
+RECORD_KEYS = ("run_id", "method", "task", "seed", "fraction", "profile", "metrics", "transfer", "cases",
+               "finetune", "wall_seconds", "peak_memory_mb", "device", "data")
+
+
 def finished_result(results: Path, run_id: str) -> dict[str, Any] | None:
-    """The record of a finished run, or None if the run has not finished."""
+    """The record of a finished run, or None if the run has not finished; ``UnreadableRecord`` for a
+    record file that is not JSON, not an object, lacks keys or belongs to another run."""
     path = run_dir(results, run_id) / RESULT_FILE
-    return files.read_json(path) if path.is_file() else None
+    if not path.is_file():
+        return None
+    try:
+        record = files.read_json(path)
+    except UserError as error:
+        raise UnreadableRecord(f"{error}; 'benchmark run --force' replaces it") from error
+    missing = [key for key in RECORD_KEYS if key not in record] if isinstance(record, dict) else ["all"]
+    if missing or record["run_id"] != run_id or not isinstance(record["metrics"], dict):
+        reason = f"missing {', '.join(missing)}" if missing else "another run's record or no metrics"
+        raise UnreadableRecord(f"{path}: not a record of this run ({reason}); 'benchmark run --force' replaces it")
+    return record
 
 
 def lock_path(results: Path, name: str) -> Path:
@@ -72,3 +95,22 @@ def exclusive(path: Path, wait: bool) -> Iterator[bool]:
             yield True
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@contextmanager
+def training_log(path: Path) -> Iterator[None]:
+    """Append the ``benchmark`` loggers' INFO lines (one per epoch, resumes, warnings) to ``path``
+    while the block runs."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    logger = logging.getLogger("benchmark")
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S"))
+    level = logger.level
+    logger.setLevel(min(level or logging.INFO, logging.INFO))
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+        handler.close()

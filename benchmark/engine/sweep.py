@@ -34,10 +34,13 @@ from typing import Any, Protocol
 
 from tqdm.auto import tqdm
 
+from benchmark.api.registry import METHODS
+from benchmark.api.settings import unknown_key
 from benchmark.engine import store
 from benchmark.engine.harness import Plan, RunInProgress, RunSpec, ensure_checkpoint, execute, plan_run
 from benchmark.engine.runtime import resolve_device
 from benchmark.errors import UserError
+from benchmark.logs import log_to_stderr
 
 EXECUTORS = ("inline", "local", "slurm")
 
@@ -53,17 +56,33 @@ class Grid:
     profile: str = "quick"
     data_roots: dict[str, Path] = field(default_factory=dict)
     pretrain_root: Path | None = None
-    switches: tuple[tuple[str, Any], ...] = ()  # profile fields replaced from the command line
+    switches: tuple[tuple[str, Any], ...] = ()  # profile fields replaced (the speed switches, --profile-arg)
+    method_settings: tuple[tuple[str, Any], ...] = ()  # settings replaced in every method that has them
+    subset_seed: int | None = None  # one label subset for every seed (--subset-seed); None: each seed its own
 
     def specs(self) -> list[RunSpec]:
         """One spec per cell, ordered so that cells sharing a pretrained checkpoint are adjacent."""
         unknown = sorted(set(self.data_roots) - set(self.tasks))
         if unknown:
             raise UserError(f"--data-root given for {', '.join(unknown)}, which is not in --tasks")
+        settings = self.settings_per_method()
         return [RunSpec(method=m, task=t, seed=s, fraction=f, profile=self.profile,
                         data_root=self.data_roots.get(t), pretrain_root=self.pretrain_root,
-                        switches=self.switches)
+                        switches=self.switches, method_settings=settings[m], subset_seed=self.subset_seed)
                 for m, s, t, f in itertools.product(self.methods, self.seeds, self.tasks, self.fractions)]
+
+    def settings_per_method(self) -> dict[str, tuple[tuple[str, Any], ...]]:
+        """Each method's share of ``method_settings``: those it has. A setting that no method of
+        the grid has is a UserError."""
+        if not self.method_settings:  # no lookup: the methods are resolved when each cell is planned
+            return {method: () for method in self.methods}
+        known = {method: METHODS.defaults(method) for method in self.methods}
+        for key, _ in self.method_settings:
+            if not any(key in settings for settings in known.values()):
+                everything = dict.fromkeys(key for settings in known.values() for key in settings)
+                raise unknown_key(f"the sweep's methods ({', '.join(self.methods)})", key, everything)
+        return {method: tuple((key, value) for key, value in self.method_settings if key in known[method])
+                for method in self.methods}
 
 
 class Job(Protocol):
@@ -87,6 +106,7 @@ class SweepJob:
     device: str
 
     def __call__(self) -> dict[str, Any]:
+        log_to_stderr()  # in a job's own process, its stderr is the job log: the per-epoch lines go there
         start = time.perf_counter()
         try:
             if self.stage == "pretrain":
@@ -234,9 +254,18 @@ def _collect(job: SweepJob, handle: Job) -> dict[str, Any]:
                 "metrics": {}, "seconds": 0.0, "error": first_line}
 
 
+def _recorded(results: Path, run_id: str) -> bool:
+    """Whether the run has a readable record; an unreadable one leaves the cell to its job, which
+    reports it as that cell's problem while the grid goes on."""
+    try:
+        return store.finished_result(results, run_id) is not None
+    except store.UnreadableRecord:
+        return False
+
+
 def pending_work(plans: Sequence[Plan], results: Path) -> tuple[list[Plan], list[Plan]]:
     """(one plan per checkpoint still to pretrain, the plans whose run has no record yet)."""
-    unfinished = [p for p in plans if store.finished_result(results, p.run_id) is None]
+    unfinished = [p for p in plans if not _recorded(results, p.run_id)]
     to_pretrain: dict[str, Plan] = {}
     for plan in unfinished:
         key = plan.checkpoint_id

@@ -1,12 +1,12 @@
-"""Build a task's target model and hand it the pretrained weights a method transfers.
+"""Hand a target model (the task builds it) the pretrained weights a method transfers.
 
-Classification targets get the encoder; segmentation targets get the encoder, plus the
-decoder when the method transfers ``encoder+decoder``, always with a fresh output
-convolution. A pretrained first convolution with fewer input channels than the task
-(e.g. single-channel CT weights on 4-channel MRI) is inflated: its kernel is repeated
-over the task's channels and divided by their number, so a constant image gives the
-same response. Any other missing, unexpected or mis-shaped key is an error: never a
-silent fallback to random weights.
+A target model receives the parts the method transfers that it has: a classifier (encoder
+and head) the encoder; a U-Net the encoder, plus the decoder when the method transfers
+``encoder+decoder``, always with a fresh output convolution. A pretrained first
+convolution with fewer input channels than the task (e.g. single-channel CT weights on
+4-channel MRI) is inflated: its kernel is repeated over the task's channels and divided
+by their number, so a constant image gives the same response. Any other missing,
+unexpected or mis-shaped key is an error: never a silent fallback to random weights.
 """
 
 from __future__ import annotations
@@ -17,25 +17,17 @@ import torch
 from torch import nn
 
 from benchmark.errors import UserError
-from benchmark.model.backbone import Classifier, UNet3D
 
 FIRST_CONV = "encoder.down_tr64.ops.0.conv1.weight"
 OUTPUT_CONV = "decoder.out_tr."
+TRANSFERRED_PARTS = {"none": (), "encoder": ("encoder.",), "encoder+decoder": ("encoder.", "decoder.")}
 
 
-def build_target_model(kind: str, in_channels: int, width: int) -> nn.Module:
-    if kind == "classification":
-        return Classifier(in_channels=in_channels, n_outputs=1, width=width)
-    return UNet3D(in_channels=in_channels, out_channels=1, width=width)
-
-
-def parts_to_transfer(transfers: str, kind: str) -> tuple[str, ...]:
-    """Key prefixes of the target model that receive pretrained weights."""
-    if transfers == "none":
-        return ()
-    if transfers == "encoder" or kind == "classification":
-        return ("encoder.",)
-    return ("encoder.", "decoder.")
+def parts_to_transfer(transfers: str, model: nn.Module) -> tuple[str, ...]:
+    """Key prefixes of ``model`` that receive pretrained weights: the parts the method transfers
+    that the model has."""
+    keys = model.state_dict()
+    return tuple(part for part in TRANSFERRED_PARTS[transfers] if any(k.startswith(part) for k in keys))
 
 
 def _inflate_first_conv(weight: torch.Tensor, in_channels: int) -> torch.Tensor:
@@ -43,13 +35,13 @@ def _inflate_first_conv(weight: torch.Tensor, in_channels: int) -> torch.Tensor:
 
 
 def transfer_weights(
-    model: nn.Module, state_dict: dict[str, torch.Tensor], transfers: str, kind: str, source: str
+    model: nn.Module, state_dict: dict[str, torch.Tensor], transfers: str, source: str
 ) -> dict[str, Any]:
     """Copy the transferred part of ``state_dict`` into ``model``; return what was done.
 
     ``source`` names the checkpoint in error messages.
     """
-    prefixes = parts_to_transfer(transfers, kind)
+    prefixes = parts_to_transfer(transfers, model)
     target = model.state_dict()
     wanted = [k for k in target if k.startswith(prefixes) and not k.startswith(OUTPUT_CONV)]
     missing = [k for k in wanted if k not in state_dict]

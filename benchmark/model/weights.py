@@ -22,7 +22,8 @@ The width and the input channels are read off ``down_tr64.ops.0.conv1.weight``
 ``UNet3D(in_channels, 1, width)``. The file transfers ``encoder+decoder`` when it holds
 the decoder's weights, ``encoder`` when it holds only the encoder's. Any missing,
 unexpected or mis-shaped key is a ``UserError`` naming the file and the keys: never a
-silent fallback to random weights. The output convolution (``decoder.out_tr.*``) may have
+silent fallback to random weights. So is a weight holding a NaN or an infinity (the first
+one is named, by the file's key). The output convolution (``decoder.out_tr.*``) may have
 any number of output channels (it is never transferred); missing BatchNorm
 ``num_batches_tracked`` counters (files from PyTorch < 0.4.1) are filled with 0.
 
@@ -179,6 +180,13 @@ def _validate(path: Path, state: dict[str, torch.Tensor]) -> tuple[dict[str, tor
     return state, transfers, width, in_channels
 
 
+def _check_finite(path: Path, raw: dict[str, torch.Tensor]) -> None:
+    """A UserError naming the first floating-point weight of the file (its own key) that is not finite."""
+    for key, tensor in raw.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise UserError(f"{path}: the weight {key} holds non-finite values (NaN or infinity)")
+
+
 def reorder_kernel(weight: torch.Tensor) -> torch.Tensor:
     """A 3D (transposed-)convolution kernel with spatial dims ``(x, y, z)`` -> ``(z, y, x)``."""
     return weight.permute(0, 1, 4, 3, 2).contiguous()
@@ -214,6 +222,7 @@ def load_pretrained_weights(path: Path | str, reorder_kernels: bool | None = Non
         raise UserError(f"{path}: {len(unknown)} unexpected key(s) that belong to no backbone stage: "
                         f"{_listing(unknown)}")
     state, transfers, width, in_channels = _validate(path, state)
+    _check_finite(path, raw)
     if fmt == "benchmark-checkpoint":
         declared = wrapper.get("transfers")
         if declared not in ("encoder", "encoder+decoder"):

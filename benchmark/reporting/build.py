@@ -1,16 +1,18 @@
 """Building the report: every table, test and figure of a results root, in one folder.
 
-Reads the long results table (benchmark.reporting.table), computes its views (benchmark.reporting.views),
-draws the figures (benchmark.reporting.plots, benchmark.reporting.restoration) and writes CSV, Markdown,
-LaTeX, PNG and one self-contained ``index.html``. Whatever cannot be computed from the
-results at hand (a missing cell, a single seed, no baseline run ...) is listed with its
-reason in ``not_computed.md`` and on the page; nothing is silently left out.
+Reads the long results table (benchmark.reporting.table), keeps the runs that may be compared
+(benchmark.reporting.sources), computes its views (benchmark.reporting.views, .curves), draws the
+figures (benchmark.reporting.plots, .restoration) and writes CSV, Markdown, LaTeX, PNG and PDF
+and one self-contained ``index.html``, all inside ``--out`` (every file name is checked to be a
+plain name). Whatever cannot be computed from the results at hand (a missing cell, a single
+seed, no baseline run, a record that cannot be read ...) is listed with its reason in
+``not_computed.md`` and on the page; nothing is silently left out.
 """
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,9 +22,13 @@ from tqdm.auto import tqdm
 
 from benchmark.api.registry import METHODS
 from benchmark.data import files
+from benchmark.engine import store
 from benchmark.errors import UserError
-from benchmark.reporting import CORRECTIONS, formats, plots, views
+from benchmark.names import check_name
+from benchmark.reporting import ALPHA, CORRECTIONS, FAMILIES, POWER, curves, formats, plots, sources, task_order, views
+from benchmark.reporting.formats import Markup
 from benchmark.reporting.restoration import NotRestoration, restoration_panels
+from benchmark.reporting.stats import T_INTERVAL
 from benchmark.reporting.table import Results, export_table, read_results
 
 
@@ -34,6 +40,8 @@ class Settings:
     fraction: float | None = None
     baseline: str | None = None
     correction: str = "holm"
+    family: str = "task"
+    select: Sequence[str] = ()
     progress: bool = True
 
 
@@ -45,9 +53,10 @@ class Report:
     fraction: float
     baseline: str | None
     correction: str
+    family: str
     methods: list[str]
     tasks: list[str]
-    sections: list[tuple[str, str]] = field(default_factory=list)
+    sections: list[tuple[str, Markup]] = field(default_factory=list)
     files: list[Path] = field(default_factory=list)
     not_computed: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -82,192 +91,279 @@ def choose_fraction(table: pd.DataFrame, wanted: float | None) -> float:
     return 1.0 if wanted is None else wanted
 
 
+def prepare_out(out: Path) -> Path:
+    """``--out`` as a folder (created if missing); a one-line error if it is a file or cannot be made."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out}: is a file, not a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UserError(f"--out {out}: cannot create the folder ({error.strerror or error})") from error
+    return out
+
+
 class Writer:
-    """Writes the report's files into one folder (atomically) and keeps the list."""
+    """Writes the report's files into one folder (atomically) and keeps the list; every file name is
+    checked to be a plain name, so nothing is written outside the folder."""
 
     def __init__(self, out: Path, report: Report) -> None:
         self.out, self.report = Path(out), report
 
+    def path(self, name: str) -> Path:
+        path = self.out / check_name(name, "report file")
+        self.report.files.append(path)
+        return path
+
     def text(self, name: str, content: str) -> Path:
-        path = self.out / name
+        path = self.path(name)
         files.write_atomic(path, lambda tmp: tmp.write_text(content, encoding="utf-8"))
-        self.report.files.append(path)
         return path
 
-    def frame(self, name: str, frame: pd.DataFrame, title: str, legend: str = "") -> str:
-        """``name``.csv and .md; returns the HTML of the table for the page."""
-        files.write_csv(self.out / f"{name}.csv", frame)
-        self.report.files.append(self.out / f"{name}.csv")
+    def csv(self, name: str, frame: pd.DataFrame) -> Path:
+        path = self.path(name)
+        files.write_csv(path, frame)
+        return path
+
+    def frame(self, name: str, frame: pd.DataFrame, title: str, legend: str) -> Markup:
+        """``name``.csv and .md; returns the HTML of the legend and the table for the page."""
+        self.csv(f"{name}.csv", frame)
         shown = formats.display_frame(frame)
-        self.text(f"{name}.md", f"# {title}\n\n{legend}\n\n{formats.markdown_table(shown)}")
-        return f'<p class="legend">{legend}</p>\n{formats.html_table(shown)}'
+        self.text(f"{name}.md", formats.markdown_document(title, legend, formats.markdown_table(shown)))
+        return formats.paragraph(legend, "legend") + formats.html_table(shown)
 
-    def figure(self, name: str, draw: Callable[..., None], *data: object) -> Path:
-        """Draw ``draw(*data, path)`` into ``name``."""
-        path = self.out / name
-        draw(*data, path)
-        self.report.files.append(path)
-        return path
+    def figure(self, name: str, draw: plots.Draw, *data: object) -> Path:
+        """``name``.png/.pdf at 7 inches and ``name``_column.pdf at 3.5; returns the 7-inch PNG."""
+        check_name(name, "report file")
+        written = plots.draw_both_widths(draw, data, self.out / name)
+        for path in written:
+            self.path(path.name)
+        return written[0]
 
 
-def table3_legend(report: Report) -> str:
+def family_text(report: Report) -> str:
+    return "each task's comparisons" if report.family == "task" else "all tasks' comparisons together"
+
+
+def table3_legend(report: Report, provenance: str) -> str:
     correction = CORRECTIONS[report.correction]
     return (f"Test primary metric of each task (named in its column), mean ± s.d. across seeds at label fraction "
-            f"{report.fraction:g} (n = seeds). Bold: best mean of the task. * / ** / ***: Welch t-test "
-            f"(two-sided) against the baseline ({report.baseline or 'none'}) with p < .05 / .01 / .001 after "
-            f"{correction} correction over the task's comparisons with the baseline; † / †† / †††: the same "
-            f"against the best method of the task. {formats.MISSING}: not computed (see the list).")
+            f"{report.fraction:g} (n = seeds; table3.csv adds the 95% {T_INTERVAL} of the mean). Bold: best mean of "
+            f"the task. * / ** / ***: Welch t-test (two-sided) against the baseline ({report.baseline or 'none'}) "
+            f"with p < .05 / .01 / .001 after {correction} correction over {family_text(report)} with the baseline "
+            f"(the family is named in table3.csv); † / †† / †††: the same against the best method of the task, which "
+            f"was chosen on these same scores (so these p-values do not account for the choice). ‡: a test of the "
+            f"cell has a note (below). No mark: not significant, or not tested; power.csv and table3.csv give the "
+            f"smallest difference each test could detect. {formats.MISSING}: not computed (see the list). "
+            f"{provenance}")
 
 
-def write_table3(writer: Writer, report: Report, scores: pd.DataFrame) -> None:
-    table3, gaps = views.table3(scores, report.methods, report.tasks, report.baseline, report.correction)
+def write_table3(writer: Writer, report: Report, scores: pd.DataFrame, provenance: pd.DataFrame) -> None:
+    table3, gaps = views.table3(scores, report.methods, report.tasks, report.baseline, report.correction,
+                                report.family)
     report.not_computed += gaps
-    legend = table3_legend(report)
-    files.write_csv(writer.out / "table3.csv", table3)
-    writer.report.files.append(writer.out / "table3.csv")
+    legend = table3_legend(report, sources.provenance_sentence(provenance))
+    notes = formats.table3_notes(table3)
+    with_sources = table3.merge(provenance.drop(columns="runs"), on="task", how="left") if not table3.empty else table3
+    writer.csv("table3.csv", with_sources)
     wide = {style: formats.table3_wide(table3, report.methods, report.tasks, style) for style in ("md", "tex", "html")}
-    writer.text("table3.md", f"# Table 3\n\n{legend}\n\n{formats.markdown_table(wide['md'])}")
-    writer.text("table3.tex", formats.latex_table(wide["tex"], legend))
-    report.sections.append(("Table 3", f'<p class="legend">{legend}</p>\n{formats.html_table(wide["html"], False)}'))
+    writer.text("table3.md", formats.markdown_document("Table 3", legend, formats.markdown_table(wide["md"]), notes))
+    writer.text("table3.tex", formats.latex_table(wide["tex"], " ".join([legend, *notes])))
+    body = formats.paragraph(legend, "legend") + formats.html_table(wide["html"])
+    report.sections.append(("Table 3", body + formats.html_list(notes) if notes else body))
 
 
 def write_pairwise(writer: Writer, report: Report, table: pd.DataFrame, scores: pd.DataFrame) -> None:
-    parts, every = [], []
+    tests, gaps = views.pairwise_tests(table, scores, report.fraction, report.tasks, report.correction, report.family)
+    report.not_computed += gaps
     legend = ("Every pair of methods per task. Welch: independent runs (one value per seed). Wilcoxon "
               "signed-rank: per-case values averaged over each method's seeds, paired by case id "
               "(segmentation). DeLong: the two runs of the same seed on the same candidates "
-              f"(classification). p corrected with {CORRECTIONS[report.correction]} within each (task, test) "
-              "family; marks from the corrected p.")
+              f"(classification). p corrected with {CORRECTIONS[report.correction]} within each family "
+              f"({'a test on a task' if report.family == 'task' else 'a test over all tasks'}; named in the "
+              f"correction column); marks from the corrected p. min_p: the smallest p the test can return at its n "
+              f"(min_p_corrected: after the correction); where it is not below {ALPHA:g} the verdict is 'cannot "
+              f"reach', not 'not significant'. mdd: the smallest true difference the test detects with "
+              f"{POWER:.0%} power at the family's Bonferroni level (from the observed variability; ∞: cannot reach).")
+    parts = []
     for task in report.tasks:
-        tests, gaps = views.pairwise_tests(table, scores, report.fraction, task, report.correction)
-        report.not_computed += gaps
-        if tests.empty:
-            continue
-        every.append(tests)
-        parts.append(f"<h3>{task}</h3>\n" + writer.frame(f"pairwise_{task}", tests, f"Pairwise tests: {task}", legend))
-    if every:
-        files.write_csv(writer.out / "pairwise.csv", pd.concat(every, ignore_index=True))
-        writer.report.files.append(writer.out / "pairwise.csv")
-    report.sections.append(("Pairwise tests", "\n".join(parts) or "<p>No test could be computed.</p>"))
+        own = tests[tests["task"] == task]
+        if not own.empty:
+            parts.append(formats.heading(task) + writer.frame(f"pairwise_{task}", own, f"Pairwise tests: {task}",
+                                                              legend))
+    if not tests.empty:
+        writer.csv("pairwise.csv", tests)
+    report.sections.append(("Pairwise tests", formats.join(parts) if parts else
+                            formats.paragraph("No test could be computed.")))
+    write_power(writer, report, tests)
+
+
+def write_power(writer: Writer, report: Report, tests: pd.DataFrame) -> None:
+    """power.csv and its section: per task and test, the verdict next to the smallest detectable difference."""
+    if tests.empty:
+        report.not_computed.append("power: no test could be computed")
+        return
+    power = tests[["task", "test", "method_a", "method_b", "pairing", "n", "difference", "p_corrected", "verdict",
+                   "variability", "variability_of", "mdd", "correction"]]
+    legend = (f"For every test of the pairwise tables: the smallest true difference it detects with {POWER:.0%} power "
+              f"(mdd), two-sided, at the Bonferroni level {ALPHA:g}/k of its family of k tests (which Holm's first "
+              f"step uses and Benjamini-Hochberg never exceeds), from the observed variability: Welch from the "
+              f"pooled s.d. of the seeds (Student approximation), Wilcoxon from the s.d. of the per-case "
+              f"differences (paired t approximation), DeLong from the s.e. of the AUC difference. A 'not "
+              f"significant' with a small mdd says 'no difference as large as mdd'; with a large one, 'could not "
+              f"tell'. ∞: the test cannot reach significance at this n.")
+    report.sections.append(("Power", writer.frame("power", power, "Power: smallest detectable differences", legend)))
 
 
 def write_intervals(writer: Writer, report: Report, table: pd.DataFrame, scores: pd.DataFrame) -> None:
-    intervals, gaps = views.confidence_intervals(table, scores, report.fraction)
+    intervals, gaps = views.confidence_intervals(table, scores, report.fraction, report.tasks)
     report.not_computed += gaps
-    legend = ("Bootstrap 95% confidence intervals (scipy.stats.bootstrap, BCa; percentile where BCa is "
-              f"degenerate, see note) with {views.BOOTSTRAP_RESAMPLES} resamples: of the mean across seeds, "
-              "and within each run across its test cases (AUC: positives and negatives resampled separately).")
+    legend = (f"95% confidence intervals. A mean (over seeds; over one run's test cases): {T_INTERVAL}, whose "
+              f"coverage holds at 3 and 5 values where the bootstrap's does not. One run's AUC: BCa bootstrap "
+              f"(positives and negatives resampled separately, {views.BOOTSTRAP_RESAMPLES} resamples; only with at "
+              f"least {views.MIN_AUC_CLASS} of each). The method of each row is in ci_method.")
     body = writer.frame("confidence_intervals", intervals, "Confidence intervals", legend) if not intervals.empty \
-        else "<p>No interval could be computed.</p>"
+        else formats.paragraph("No interval could be computed.")
     report.sections.append(("Confidence intervals", body))
 
 
 def write_label_efficiency(writer: Writer, report: Report, table: pd.DataFrame) -> None:
-    curves = views.label_efficiency(table)
-    savings, gaps = views.fewer_labels(table, report.baseline)
+    efficiency = curves.label_efficiency(table, report.tasks)
+    savings, gaps = curves.fewer_labels(table, report.baseline, report.tasks)
     report.not_computed += gaps
-    if curves.empty:
+    if efficiency.empty:
         report.not_computed.append("label efficiency: no finite primary metric in these results")
         return
-    parts = [writer.frame("label_efficiency", curves, "Label efficiency",
-                          "Test primary metric per label fraction: mean over seeds and the t-based 95% interval "
-                          "of the mean (none with one seed).")]
-    if curves["fraction"].nunique() < 2:
+    parts = [writer.frame("label_efficiency", efficiency, "Label efficiency",
+                          f"Test primary metric per label fraction: mean over seeds and the 95% {T_INTERVAL} of "
+                          "the mean (none with one seed).")]
+    if efficiency["fraction"].nunique() < 2:
         report.not_computed.append("label-efficiency curve: the results hold a single label fraction")
     metric = table.drop_duplicates("task").set_index("task")["primary_metric"].to_dict()
-    saved = {(r.task, r.method): r.fewer_labels for r in savings.itertuples()}
-    path = writer.figure("label_efficiency.png", plots.plot_label_efficiency, curves, metric, saved)
+    path = writer.figure("label_efficiency", plots.draw_label_efficiency, efficiency, metric, savings)
     parts.insert(0, formats.image_tag(path, "label efficiency"))
     if not savings.empty:
-        parts.append(writer.frame("fewer_labels", savings, "Fewer labels",
-                                  "Share of training labels saved, 1 − f: f is the smallest label fraction (linearly "
-                                  "interpolated) at which the method's mean reaches the baseline's mean on the "
-                                  "full training set."))
-    report.sections.append(("Label efficiency", "\n".join(parts)))
+        parts.append(writer.frame(
+            "fewer_labels", savings, "Fewer labels",
+            "Share of training labels saved, 1 − f: f is the smallest label fraction (linearly interpolated) at "
+            "which the method's mean reaches the baseline's mean on the full training set. low / high: 95% "
+            "percentile bootstrap interval over seeds (seeds resampled within each fraction; −∞: the target is "
+            "not reached in too many resamples). A saving is claimed only when its interval excludes 0% and the "
+            f"baseline's score at its smallest fraction is below its full-data score (Welch p < {ALPHA:g}); "
+            "otherwise the claim column says why not."))
+    report.sections.append(("Label efficiency", formats.join(parts)))
 
 
 def write_convergence(writer: Writer, report: Report, results: Results, table: pd.DataFrame) -> None:
     histories = results.histories[results.histories["run_id"].isin(table["run_id"])]
     histories = views.at_fraction(histories, report.fraction)
     primary = table.drop_duplicates("run_id").set_index("run_id")["primary_metric"].to_dict()
-    per_run, gaps = views.convergence(histories, primary, report.fraction)
+    per_run, gaps = curves.convergence(histories, primary, report.fraction)
     report.not_computed += gaps
     if per_run.empty:
         report.not_computed.append(f"convergence: no validation history at fraction {report.fraction:g}")
         return
-    path = writer.figure("convergence.png", plots.plot_convergence, histories, primary)
-    files.write_csv(writer.out / "convergence_runs.csv", per_run)
-    report.files.append(writer.out / "convergence_runs.csv")
-    summary = views.convergence_summary(per_run, report.baseline)
+    epochs = curves.convergence_curves(histories, primary)
+    path = writer.figure("convergence", plots.draw_convergence, histories, epochs, primary)
+    writer.csv("convergence_runs.csv", per_run)
+    curve_legend = ("Per epoch: the runs whose validation primary metric is recorded (n_training, of runs) and "
+                    "their mean, given only while every run still trains (runs stop early at different epochs).")
+    summary = curves.convergence_summary(per_run, report.baseline, report.tasks)
     legend = (f"Fine-tuning epochs until the validation primary metric first reaches "
-              f"{views.CONVERGENCE_SHARE:.0%} of its best value, mean over seeds at fraction {report.fraction:g}; "
+              f"{curves.CONVERGENCE_SHARE:.0%} of its best value, mean over seeds at fraction {report.fraction:g}; "
               f"faster_than_baseline = 1 − mean / mean of {report.baseline or 'the baseline'}.")
-    report.sections.append(("Convergence", formats.image_tag(path, "convergence") + "\n" +
-                            writer.frame("convergence", summary, "Convergence", legend)))
+    report.sections.append(("Convergence", formats.join([
+        formats.image_tag(path, "convergence"), writer.frame("convergence", summary, "Convergence", legend),
+        writer.frame("convergence_curves", epochs, "Convergence curves", curve_legend)])))
 
 
 def write_restoration(writer: Writer, report: Report, settings: Settings, table: pd.DataFrame) -> None:
     parts = []
     checkpoints = sorted(table["checkpoint_id"].dropna().unique())
     for checkpoint in tqdm(checkpoints, desc="restoration pictures", disable=not settings.progress, leave=False):
+        if not store.checkpoint_ready(store.checkpoint_dir(settings.results, checkpoint)):
+            report.not_computed.append(f"restoration picture for {checkpoint}: the checkpoint is not in "
+                                       f"{settings.results / 'checkpoints'} (not kept with these results)")
+            continue
         try:
             panels = restoration_panels(settings.results, checkpoint)
         except NotRestoration as reason:
             report.notes.append(f"no restoration picture for {checkpoint}: {reason}")
             continue
-        except (UserError, KeyError, OSError) as error:
+        except (UserError, KeyError, TypeError, ValueError, OSError, RuntimeError) as error:
             report.not_computed.append(f"restoration picture for {checkpoint}: {error}")
             continue
         title = f"{checkpoint}: central slice of a validation cube of the pretraining pool"
-        path = writer.figure(f"restoration_{checkpoint}.png", plots.plot_restoration, panels, title)
+        path = writer.figure(f"restoration_{checkpoint}", plots.draw_restoration, panels, title)
         parts.append(formats.image_tag(path, title))
-    report.sections.append(("Restoration", "\n".join(parts) or "<p>No restoration method in these results.</p>"))
+    report.sections.append(("Restoration", formats.join(parts) if parts else
+                            formats.paragraph("No restoration method in these results.")))
+
+
+def comparable_runs(results: Results, settings: Settings) -> tuple[pd.DataFrame, str, list[str]]:
+    """The runs of one profile, the selected sources, newest record per cell; refuses to pool others."""
+    profile = choose_profile(results.table, settings.profile)
+    table = sources.select(results.table[results.table["profile"] == profile], settings.select)
+    table, duplicates = views.keep_newest_runs(table)
+    sources.check_pooling(table)
+    return table, profile, duplicates
 
 
 def build_report(settings: Settings) -> Report:
+    out = prepare_out(settings.out)
     results = read_results(settings.results)
     for message in results.skipped:
         print(f"warning: {message}", file=sys.stderr)
-    profile = choose_profile(results.table, settings.profile)
-    table, duplicates = views.keep_newest_runs(results.table[results.table["profile"] == profile])
+    table, profile, duplicates = comparable_runs(results, settings)
     methods = sorted(table["method"].unique())
     baseline = choose_baseline(methods, settings.baseline)
     methods = ([baseline] if baseline else []) + [m for m in methods if m != baseline]
     report = Report(profile=profile, fraction=choose_fraction(table, settings.fraction), baseline=baseline,
-                    correction=settings.correction, methods=methods, tasks=sorted(table["task"].unique()),
-                    notes=[*results.skipped, *duplicates])
+                    correction=settings.correction, family=settings.family, methods=methods,
+                    tasks=task_order(list(table["task"].unique())), not_computed=list(results.skipped),
+                    notes=duplicates)
     if baseline is None:
         report.not_computed.append("no baseline method in these results (use --baseline): no test against it")
-    writer = Writer(settings.out, report)
-    export_table(results.table, settings.out / "results_table.csv")
-    export_table(results.table, settings.out / "results_table.parquet")
-    report.files += [settings.out / "results_table.csv", settings.out / "results_table.parquet"]
+    writer = Writer(out, report)
+    export_table(results.table, writer.path("results_table.csv"))
+    export_table(results.table, writer.path("results_table.parquet"))
+    provenance = sources.provenance(table, report.tasks)
+    report.sections.append(("Provenance", write_provenance(writer, provenance)))
     scores, gaps = views.seed_scores(table, report.fraction)
     report.not_computed += gaps
-    write_table3(writer, report, scores)
+    write_table3(writer, report, scores, provenance)
     write_pairwise(writer, report, table, scores)
     write_intervals(writer, report, table, scores)
     if scores.empty:
         report.not_computed.append(f"box plots: no run at fraction {report.fraction:g}")
     else:
-        path = writer.figure("seeds_boxplot.png", plots.plot_seed_boxes, scores)
+        path = writer.figure("seeds_boxplot", plots.draw_seed_boxes, scores)
         report.sections.append(("Seeds", formats.image_tag(path, "seeds")))
     write_label_efficiency(writer, report, table)
     write_convergence(writer, report, results, table)
     write_restoration(writer, report, settings, table)
-    write_lists_and_page(writer, report, settings)
+    write_lists_and_page(writer, report, settings, provenance)
     return report
 
 
-def write_lists_and_page(writer: Writer, report: Report, settings: Settings) -> None:
-    lists = ("# Not computed\n\n" + "".join(f"- {item}\n" for item in report.not_computed) +
-             "\n# Notes\n\n" + "".join(f"- {item}\n" for item in report.notes))
+def write_provenance(writer: Writer, provenance: pd.DataFrame) -> Markup:
+    legend = ("Where the numbers come from, per task: the data (kind, folder, fingerprint), the pretraining data "
+              "(of the methods that pretrain), the profile, the fingerprint of the code that makes numbers and its "
+              "git commit (unknown: records made before these were recorded), and the machine. Runs that differ in "
+              "data, pretraining data or code are never pooled (benchmark report --select).")
+    return writer.frame("provenance", provenance, "Provenance", legend)
+
+
+def write_lists_and_page(writer: Writer, report: Report, settings: Settings, provenance: pd.DataFrame) -> None:
+    lists = ("# Not computed\n\n" + "".join(f"- {formats.markdown_text(item)}\n" for item in report.not_computed) +
+             "\n# Notes\n\n" + "".join(f"- {formats.markdown_text(item)}\n" for item in report.notes))
     writer.text("not_computed.md", lists)
-    summary = (f"<p>Results {settings.results} · profile {report.profile} · Table 3, tests and convergence at "
-               f"label fraction {report.fraction:g} · baseline {report.baseline or 'none'} · correction "
-               f"{CORRECTIONS[report.correction]} · methods {', '.join(report.methods)} · tasks "
-               f"{', '.join(report.tasks)}</p>")
-    files = formats.html_list([path.name for path in [*report.files, settings.out / "index.html"]])
-    sections = [("Settings", summary), *report.sections, ("Not computed", formats.html_list(report.not_computed)),
-                ("Notes", formats.html_list(report.notes)), ("Files", files)]
+    summary = (f"Results {settings.results} · profile {report.profile} · Table 3, tests and convergence at label "
+               f"fraction {report.fraction:g} · baseline {report.baseline or 'none'} · correction "
+               f"{CORRECTIONS[report.correction]} {FAMILIES[report.family]} · methods {', '.join(report.methods)} · "
+               f"tasks {', '.join(report.tasks)}")
+    header = formats.join([formats.paragraph(summary), formats.paragraph(sources.provenance_sentence(provenance))])
+    listed = formats.html_list([path.name for path in [*report.files, writer.out / "index.html"]])
+    sections = [("Settings", header), *report.sections, ("Not computed", formats.html_list(report.not_computed)),
+                ("Notes", formats.html_list(report.notes)), ("Files", listed)]
     writer.text("index.html", formats.html_page("Benchmark report", sections))

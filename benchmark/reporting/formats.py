@@ -1,17 +1,92 @@
-"""Writing the report's tables as Markdown, LaTeX and HTML, and the self-contained HTML page."""
+"""Writing the report's tables as Markdown, LaTeX and HTML, and the self-contained HTML page.
+
+Every string that comes from a record or a plugin (method, task, profile and metric names, data
+roots, notes, ids) is escaped for the format it is written in: HTML (``html.escape``), Markdown
+(backslash before its markup characters, newlines folded) and LaTeX (its ten special characters,
+``<``, ``>`` and ``|``, and anything outside ASCII). The only text written as it is, is
+:class:`Markup`: built here, from numbers and fixed symbols.
+"""
 
 from __future__ import annotations
 
 import base64
 import html
+import re
+import unicodedata
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 MISSING = "–"
-P_COLUMNS = ("p", "p_corrected", "p_vs_baseline", "p_vs_baseline_corrected", "p_vs_best", "p_vs_best_corrected")
+P_COLUMNS = ("p", "p_corrected", "p_vs_baseline", "p_vs_baseline_corrected", "p_vs_best", "p_vs_best_corrected",
+             "min_p", "min_p_corrected")
 DAGGER = {"md": "†", "html": "†", "tex": r"\dag{}"}
+NOTE_MARK = {"md": "‡", "html": "‡", "tex": r"\ddag{}"}
+LATEX_PREAMBLE = (r"\documentclass{article}", r"\usepackage{booktabs}")
+
+
+class Markup(str):
+    """Text already in its output format, built by this package from numbers and fixed symbols (never
+    from a record): the writers below keep it as it is and escape every other string."""
+
+    def __add__(self, other: str) -> Markup:
+        if not isinstance(other, Markup):
+            raise TypeError("only Markup can be appended to Markup; escape the text first")
+        return Markup(str.__add__(self, other))
+
+
+def join(parts: list[Markup], separator: str = "\n") -> Markup:
+    """``parts`` joined; each must be Markup."""
+    if not all(isinstance(part, Markup) for part in parts):
+        raise TypeError("only Markup can be joined; escape the text first")
+    return Markup(separator.join(parts))
+
+
+# --------------------------------------------------------------------------- escaping
+
+
+def html_text(value: object) -> Markup:
+    """``value`` as HTML: Markup as it is, anything else escaped (quotes included)."""
+    return value if isinstance(value, Markup) else Markup(html.escape(str(value), quote=True))
+
+
+MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]<>|$~#])")
+
+
+def markdown_text(value: object) -> str:
+    """``value`` as Markdown text: Markup as it is; otherwise every markup character backslash-escaped
+    (CommonMark lets any ASCII punctuation be escaped) and line breaks folded into spaces."""
+    if isinstance(value, Markup):
+        return value
+    return MARKDOWN_SPECIAL.sub(r"\\\1", " ".join(str(value).splitlines()))
+
+
+LATEX_REPLACEMENTS = {"\\": r"\textbackslash{}", "{": r"\{", "}": r"\}", "$": r"\$", "&": r"\&", "#": r"\#",
+                      "^": r"\textasciicircum{}", "_": r"\_", "~": r"\textasciitilde{}", "%": r"\%",
+                      "<": r"\textless{}", ">": r"\textgreater{}", "|": r"\textbar{}", "±": r"$\pm$",
+                      "†": r"\dag{}", "‡": r"\ddag{}", "–": "--", "−": "$-$", "·": r"$\cdot$", "×": r"$\times$",
+                      "\n": " ", "\r": " ", "\t": " "}
+
+
+def latex_text(value: object) -> str:
+    """``value`` as LaTeX text for the stated preamble: Markup as it is; otherwise the special characters
+    escaped, accented letters without their accents and any other non-ASCII character as ``?``."""
+    if isinstance(value, Markup):
+        return value
+    out = []
+    for char in str(value):
+        if char in LATEX_REPLACEMENTS:
+            out.append(LATEX_REPLACEMENTS[char])
+        elif char.isascii():
+            out.append(char if char.isprintable() else " ")
+        else:
+            plain = unicodedata.normalize("NFKD", char).encode("ascii", "ignore").decode()
+            out.append(latex_text(plain) if plain else "?")
+    return "".join(out)
+
+
+# --------------------------------------------------------------------------- cells
 
 
 def display_value(column: str, value: object) -> str:
@@ -19,6 +94,8 @@ def display_value(column: str, value: object) -> str:
     if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA:
         return MISSING
     if isinstance(value, (float, np.floating)):
+        if np.isinf(value):
+            return "∞" if value > 0 else "−∞"
         return f"{value:.3g}" if column in P_COLUMNS else f"{value:.4f}"
     return str(value)
 
@@ -27,23 +104,25 @@ def display_frame(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({c: [display_value(c, v) for v in frame[c]] for c in frame.columns}, index=frame.index)
 
 
-def table3_cell(row: pd.Series | None, style: str) -> str:
-    """mean ± s.d. (n), bold when best, ``*`` marks against the baseline and ``†`` marks against the best."""
+def table3_cell(row: pd.Series | None, style: str) -> Markup:
+    """mean ± s.d. (n), bold when best, ``*`` marks against the baseline, ``†`` marks against the best,
+    ``‡`` when a test of the cell has a note (listed under the table). Built from numbers only."""
     if row is None:
-        return "--" if style == "tex" else MISSING
+        return Markup("--" if style == "tex" else MISSING)
     core = f"{row['mean']:.3f}" if np.isnan(row["sd"]) else f"{row['mean']:.3f} ± {row['sd']:.3f}"
     marks_base, marks_best = row["marks_vs_baseline"], DAGGER[style] * len(row["marks_vs_best"])
+    note = NOTE_MARK[style] if row["note"] else ""
     if style == "tex":
         core = core.replace("±", r"$\pm$")
         core = rf"\textbf{{{core}}}" if row["best"] else core
-        marks = "".join(rf"\textsuperscript{{{m}}}" for m in (marks_base, marks_best) if m)
+        marks = "".join(rf"\textsuperscript{{{m}}}" for m in (marks_base, marks_best, note) if m)
     elif style == "html":
         core = f"<b>{core}</b>" if row["best"] else core
-        marks = "".join(f"<sup>{m}</sup>" for m in (marks_base, marks_best) if m)
+        marks = "".join(f"<sup>{m}</sup>" for m in (marks_base, marks_best, note) if m)
     else:
         core = f"**{core}**" if row["best"] else core
-        marks = " ".join(m for m in (marks_base.replace("*", r"\*"), marks_best) if m)
-    return f"{core} (n={row['n_seeds']}){' ' + marks if marks else ''}"
+        marks = " ".join(m for m in (marks_base.replace("*", r"\*"), marks_best, note) if m)
+    return Markup(f"{core} (n={row['n_seeds']}){' ' + marks if marks else ''}")
 
 
 def table3_wide(table3: pd.DataFrame, methods: list[str], tasks: list[str], style: str) -> pd.DataFrame:
@@ -54,44 +133,77 @@ def table3_wide(table3: pd.DataFrame, methods: list[str], tasks: list[str], styl
         header = f"{task} ({metrics[task]})" if task in metrics else task
         own = table3[table3["task"] == task].set_index("method") if not table3.empty else pd.DataFrame()
         cells[header] = [table3_cell(own.loc[m] if m in own.index else None, style) for m in methods]
-    return pd.DataFrame(cells, index=pd.Index(methods, name="method"))
+    return pd.DataFrame(cells, index=pd.Index(methods, name="method"), dtype=object)  # object: cells stay Markup
+
+
+def table3_notes(table3: pd.DataFrame) -> list[str]:
+    """The notes behind the ``‡`` marks of Table 3, one per cell that has one."""
+    return [f"‡ {row.method} on {row.task}: {row.note}" for row in table3.itertuples() if row.note] \
+        if not table3.empty else []
+
+
+# --------------------------------------------------------------------------- tables
+
+
+def _rows(frame: pd.DataFrame) -> tuple[list[object], list[list[object]]]:
+    flat = frame.reset_index() if frame.index.name else frame
+    return list(flat.columns), [list(row) for row in flat.itertuples(index=False)]
 
 
 def markdown_table(frame: pd.DataFrame) -> str:
-    flat = frame.reset_index() if frame.index.name else frame
-    lines = ["| " + " | ".join(map(str, flat.columns)) + " |", "|" + "---|" * len(flat.columns)]
-    lines += ["| " + " | ".join(str(cell).replace("|", r"\|") for cell in row) + " |" for row in flat.to_numpy()]
+    header, rows = _rows(frame)
+    lines = ["| " + " | ".join(markdown_text(c) for c in header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(markdown_text(cell) for cell in row) + " |" for row in rows]
     return "\n".join(lines) + "\n"
 
 
-LATEX_REPLACEMENTS = {"_": r"\_", "%": r"\%", "&": r"\&", "#": r"\#", "±": r"$\pm$", "†": r"\dag{}", "–": "--",
-                      "−": "$-$"}
-
-
-def latex_escape(text: str) -> str:
-    return "".join(LATEX_REPLACEMENTS.get(char, char) for char in text)
+def markdown_document(title: str, legend: str, body: str, notes: list[str] = ()) -> str:
+    """A Markdown file: title, legend, the table (already Markdown), notes; title, legend and notes escaped."""
+    listed = "".join(f"- {markdown_text(note)}\n" for note in notes)
+    return f"# {markdown_text(title)}\n\n{markdown_text(legend)}\n\n{body}" + (f"\n{listed}" if listed else "")
 
 
 def latex_table(frame: pd.DataFrame, caption: str) -> str:
-    """A booktabs tabular; cells are already LaTeX, the index (method names) and headers are escaped."""
-    columns = [frame.index.name or "", *frame.columns]
-    lines = [r"\begin{table}", r"\centering", r"\begin{tabular}{l" + "c" * len(frame.columns) + "}", r"\toprule",
-             " & ".join(latex_escape(c) for c in columns) + r" \\", r"\midrule"]
-    lines += [" & ".join([latex_escape(str(i)), *map(str, r)]) + r" \\" for i, r in zip(frame.index, frame.to_numpy())]
-    lines += [r"\bottomrule", r"\end{tabular}", rf"\caption{{{latex_escape(caption)}}}", r"\end{table}"]
+    """A booktabs tabular in a table float; the header comment states the preamble it compiles with."""
+    header, rows = _rows(frame)
+    lines = ["% Generated by `benchmark report`. Compiles with this preamble (pdfLaTeX):",
+             *(f"%   {line}" for line in LATEX_PREAMBLE),
+             r"\begin{table}", r"\centering", r"\begin{tabular}{l" + "c" * (len(header) - 1) + "}", r"\toprule",
+             " & ".join(latex_text(c) for c in header) + r" \\", r"\midrule"]
+    lines += [" & ".join(latex_text(cell) for cell in row) + r" \\" for row in rows]
+    lines += [r"\bottomrule", r"\end{tabular}", rf"\caption{{{latex_text(caption)}}}", r"\end{table}"]
     return "\n".join(lines) + "\n"
 
 
-def html_table(frame: pd.DataFrame, escape: bool = True) -> str:
-    """An HTML table; ``escape=False`` for cells that already are HTML (Table 3)."""
-    shown = frame.reset_index() if frame.index.name else frame
-    shown = shown.map(lambda v: html.escape(str(v))) if escape else shown
-    return shown.to_html(escape=False, index=False, border=0, classes="table")
+def html_table(frame: pd.DataFrame) -> Markup:
+    """An HTML table; every header and cell escaped unless it is Markup."""
+    header, rows = _rows(frame)
+    head = "".join(f"<th>{html_text(c)}</th>" for c in header)
+    body = "".join("<tr>" + "".join(f"<td>{html_text(cell)}</td>" for cell in row) + "</tr>\n" for row in rows)
+    return Markup(f'<table class="table">\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}</tbody>\n</table>')
 
 
-def image_tag(path: Path, alt: str) -> str:
+# --------------------------------------------------------------------------- the page
+
+
+def paragraph(text: str, css_class: str = "") -> Markup:
+    attribute = f' class="{html_text(css_class)}"' if css_class else ""
+    return Markup(f"<p{attribute}>{html_text(text)}</p>")
+
+
+def heading(text: str, level: int = 3) -> Markup:
+    return Markup(f"<h{int(level)}>{html_text(text)}</h{int(level)}>")
+
+
+def image_tag(path: Path, alt: str) -> Markup:
     data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
-    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+    return Markup(f'<img alt="{html_text(alt)}" src="data:image/png;base64,{data}">')
+
+
+def html_list(items: list[str]) -> Markup:
+    if not items:
+        return Markup("<p>Nothing.</p>")
+    return Markup("<ul>\n" + "\n".join(f"<li>{html_text(item)}</li>" for item in items) + "\n</ul>")
 
 
 STYLE = """body{font-family:sans-serif;max-width:1400px;margin:1em auto;padding:0 1em;color:#222}
@@ -100,14 +212,10 @@ table.table td,table.table th{border:1px solid #ccc;padding:3px 8px;text-align:l
 img{max-width:100%;border:1px solid #eee}.legend{font-size:0.9em;color:#444}"""
 
 
-def html_page(title: str, sections: list[tuple[str, str]]) -> str:
-    """One self-contained page: each section is (heading, HTML body)."""
-    body = "\n".join(f"<h2>{html.escape(heading)}</h2>\n{content}" for heading, content in sections)
-    return (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n<title>{html.escape(title)}</title>\n'
-            f"<style>{STYLE}</style>\n</head>\n<body>\n<h1>{html.escape(title)}</h1>\n{body}\n</body>\n</html>\n")
-
-
-def html_list(items: list[str]) -> str:
-    if not items:
-        return "<p>Nothing.</p>"
-    return "<ul>\n" + "\n".join(f"<li>{html.escape(item)}</li>" for item in items) + "\n</ul>"
+def html_page(title: str, sections: list[tuple[str, Markup]]) -> str:
+    """One self-contained page: each section is (heading, its HTML body as Markup)."""
+    if not all(isinstance(content, Markup) for _, content in sections):
+        raise TypeError("a section's body must be Markup; escape the text first")
+    body = "\n".join(f"<h2>{html_text(name)}</h2>\n{content}" for name, content in sections)
+    return (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n<title>{html_text(title)}</title>\n'
+            f"<style>{STYLE}</style>\n</head>\n<body>\n<h1>{html_text(title)}</h1>\n{body}\n</body>\n</html>\n")

@@ -1,19 +1,45 @@
-"""The report's figures (PNG), drawn with matplotlib's object API (no pyplot, no display needed)."""
+"""The report's figures, drawn with matplotlib's object API (no pyplot, no display needed).
+
+Every figure is drawn twice, for a 7-inch (two-column) and a 3.5-inch (one-column) width, with no
+text smaller than ``MIN_FONT_PT`` at that size: each as PDF (vector, for print), the 7-inch one also
+as PNG (``DPI``, for the HTML page).
+Panels follow the paper's task order; every legend gives n. Text that comes from records
+(method and task names, metric names, ids) is drawn literally: ``$`` is escaped so mathtext
+never parses it, and TeX is off.
+"""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from matplotlib import colormaps
+from matplotlib import colormaps, rc_context
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
 from benchmark.data import files
+from benchmark.reporting import task_order
+from benchmark.reporting.stats import T_INTERVAL
 
-DPI = 100
+DPI = 200  # the PNG is for the page; the PDF (vector) is for print
+WIDTHS = {"": 7.0, "_column": 3.5}  # file-name suffix -> figure width in inches (two-column, one-column)
+FORMATS = {"": ("png", "pdf"), "_column": ("pdf",)}  # file-name suffix -> the formats it is saved in
+MIN_FONT_PT = 7
+PANEL_HEIGHT = 2.2  # inches
+STYLE = {"font.size": 8, "axes.titlesize": 8, "axes.labelsize": 8, "xtick.labelsize": 7, "ytick.labelsize": 7,
+         "legend.fontsize": 7, "legend.title_fontsize": 7, "figure.titlesize": 8, "text.usetex": False,
+         "pdf.fonttype": 42, "svg.fonttype": "none", "axes.titleweight": "bold"}
+Draw = Callable[..., Figure]
+
+
+def literal(text: object) -> str:
+    """``text`` as matplotlib draws it literally: ``$`` escaped, so mathtext never parses it."""
+    return str(text).replace("$", r"\$")
 
 
 def method_colours(methods: list[str]) -> dict[str, tuple]:
@@ -21,83 +47,148 @@ def method_colours(methods: list[str]) -> dict[str, tuple]:
     return {method: palette(index % 10) for index, method in enumerate(sorted(methods))}
 
 
-def _task_axes(tasks: list[str], height: float = 3.6) -> tuple[Figure, list[Axes]]:
-    figure = Figure(figsize=(4.2 * len(tasks), height), layout="constrained")
-    axes = figure.subplots(1, len(tasks), squeeze=False)[0]
+def _n_text(counts: list[int], unit: str) -> str:
+    low, high = min(counts), max(counts)
+    return f"n={low} {unit}" if low == high else f"n={low}-{high} {unit}"
+
+
+def panel_grid(tasks: list[str], width: float, extra_height: float = 0.5) -> tuple[Figure, list[Axes]]:
+    """One panel per task (titled with its name), 3 per row at 7 inches and 2 at 3.5; spare panels hidden."""
+    columns = min(len(tasks), 3 if width >= 7 else 2)
+    rows = math.ceil(len(tasks) / columns)
+    figure = Figure(figsize=(width, PANEL_HEIGHT * rows + extra_height), layout="constrained")
+    axes = list(figure.subplots(rows, columns, squeeze=False).ravel())
+    for ax in axes[len(tasks):]:
+        ax.set_visible(False)
     for ax, task in zip(axes, tasks):
-        ax.set_title(task)
+        ax.set_title(literal(task))
         ax.grid(alpha=0.3)
-    return figure, list(axes)
+    return figure, axes[: len(tasks)]
 
 
-def save_figure(figure: Figure, path: Path) -> None:
-    files.write_atomic(path, lambda tmp: figure.savefig(tmp, format="png", dpi=DPI))
+def shared_legend(figure: Figure, entries: dict[str, tuple], title: str = "") -> None:
+    """One legend below the panels: ``entries`` maps a label to its colour; ``title`` above them."""
+    handles = [Line2D([], [], color=colour, marker="o", linewidth=1.5) for colour in entries.values()]
+    figure.legend(handles, [literal(label) for label in entries], loc="outside lower center",
+                  ncols=min(len(entries), 3 if figure.get_figwidth() >= 7 else 1), frameon=False,
+                  title=literal(title) or None)
 
 
-def plot_label_efficiency(curves: pd.DataFrame, metric_names: dict[str, str], savings: dict[tuple[str, str], float],
-                          path: Path) -> None:
-    """Primary metric vs label fraction per method: mean over seeds with its 95% band; the legend gives
-    each method's label saving (``savings[task, method]``) where there is one."""
-    tasks = sorted(curves["task"].unique())
+SAVE_OPTIONS = {"png": {"dpi": DPI, "metadata": {"Software": None}}, "pdf": {"metadata": {"CreationDate": None}}}
+
+
+def save_figure(figure: Figure, stem: Path, kinds: tuple[str, ...]) -> list[Path]:
+    """``stem``.<kind> for each of ``kinds``, written atomically, without dates or versions (reproducible)."""
+    paths = []
+    for kind in kinds:
+        path = stem.with_name(f"{stem.name}.{kind}")
+        files.write_atomic(path, lambda tmp, kind=kind: figure.savefig(tmp, format=kind, **SAVE_OPTIONS[kind]))
+        paths.append(path)
+    return paths
+
+
+def draw_both_widths(draw: Draw, data: tuple, stem: Path) -> list[Path]:
+    """Draw ``draw(*data, width=...)`` at each width of ``WIDTHS`` and save it in its ``FORMATS``; the
+    7-inch PNG first."""
+    written = []
+    with rc_context(STYLE):
+        for suffix, width in WIDTHS.items():
+            written += save_figure(draw(*data, width=width), stem.with_name(stem.name + suffix), FORMATS[suffix])
+    return written
+
+
+def claim_text(saving: pd.Series) -> str:
+    """A claimed label saving in one line: task, method, saving and its interval."""
+    at_least = "≥ " if saving["lower_bound"] else ""
+    return (f"{saving['task']}, {saving['method']}: {at_least}{saving['fewer_labels']:.0%} fewer labels "
+            f"(95% interval {saving['low']:.0%} to {saving['high']:.0%})")
+
+
+def draw_label_efficiency(curves: pd.DataFrame, metric_names: dict[str, str], savings: pd.DataFrame,
+                          width: float) -> Figure:
+    """Primary metric vs label fraction per method: mean over seeds with its t interval; the claimed
+    "X% fewer labels" (rows of ``savings`` with ``headline``) above the legend."""
+    tasks = task_order(list(curves["task"].unique()))
     colours = method_colours(list(curves["method"].unique()))
-    figure, axes = _task_axes(tasks)
+    figure, axes = panel_grid(tasks, width)
     for ax, task in zip(axes, tasks):
         for method, curve in curves[curves["task"] == task].groupby("method"):
             curve = curve.sort_values("fraction")
-            saving = savings.get((task, method))
-            label = method if saving is None or np.isnan(saving) else f"{method} ({saving:.0%} fewer labels)"
-            ax.plot(curve["fraction"], curve["mean"], marker="o", color=colours[method], label=label)
+            ax.plot(curve["fraction"], curve["mean"], marker="o", markersize=3, color=colours[method])
             ax.fill_between(curve["fraction"], curve["low"], curve["high"], color=colours[method], alpha=0.2)
-        ax.set_xlabel("fraction of training labels")
-        ax.set_ylabel(f"test {metric_names[task]} (mean, 95% band)")
-        ax.legend(fontsize="small")
-    save_figure(figure, path)
+        ax.set_xlabel("label fraction")
+        ax.set_ylabel(f"test {literal(metric_names[task])}")
+    claimed = savings[savings["headline"]] if not savings.empty else savings
+    claims = [claim_text(row) for _, row in claimed.iterrows()] if not claimed.empty else []
+    counts = curves.groupby("method")["n_seeds"].apply(list)
+    shared_legend(figure, {f"{method} ({_n_text(counts[method], 'seeds per point')})": colours[method]
+                           for method in sorted(colours)}, "\n".join(claims))
+    figure.suptitle(f"Mean over seeds; band: 95% {T_INTERVAL}")
+    return figure
 
 
-def plot_convergence(histories: pd.DataFrame, primary: dict[str, str], path: Path) -> None:
-    """Validation primary metric vs epoch: each seed thin, the mean over the seeds still running thick."""
-    curves = histories[histories["column"] == "val_" + histories["run_id"].map(primary)]
-    tasks = sorted(curves["task"].unique())
-    colours = method_colours(list(curves["method"].unique()))
-    figure, axes = _task_axes(tasks)
+def draw_convergence(histories: pd.DataFrame, curves: pd.DataFrame, primary: dict[str, str], width: float) -> Figure:
+    """Validation primary metric vs epoch: each run thin; the mean thick, only over the epochs where
+    every run still trains; dashed on the right axis, the number of runs still training."""
+    runs = histories[histories["column"] == "val_" + histories["run_id"].map(primary)]
+    tasks = task_order(list(runs["task"].unique()))
+    colours = method_colours(list(runs["method"].unique()))
+    figure, axes = panel_grid(tasks, width)
     for ax, task in zip(axes, tasks):
-        for method, runs in curves[curves["task"] == task].groupby("method"):
-            for _, run in runs.groupby("run_id"):
+        counts = ax.twinx()
+        for method, own in runs[runs["task"] == task].groupby("method"):
+            for _, run in own.groupby("run_id"):
                 run = run.sort_values("epoch")
-                ax.plot(run["epoch"] + 1, run["value"], color=colours[method], alpha=0.35, linewidth=0.8)
-            mean = runs.groupby("epoch")["value"].mean()
-            ax.plot(mean.index + 1, mean.to_numpy(), color=colours[method], linewidth=2, label=method)
-        ax.set_xlabel("fine-tuning epoch")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_ylabel("validation " + primary[curves[curves["task"] == task]["run_id"].iloc[0]])
-        ax.legend(fontsize="small")
-    save_figure(figure, path)
+                ax.plot(run["epoch"] + 1, run["value"], color=colours[method], alpha=0.35, linewidth=0.6)
+            curve = curves[(curves["task"] == task) & (curves["method"] == method)].sort_values("epoch")
+            ax.plot(curve["epoch"] + 1, curve["mean"], color=colours[method], linewidth=1.8)
+            counts.step(curve["epoch"] + 1, curve["n_training"], where="mid", color=colours[method],
+                        linestyle="--", linewidth=0.8)
+        counts.set_ylim(0, None)
+        counts.yaxis.set_major_locator(MaxNLocator(integer=True))
+        if width >= 7:
+            counts.set_ylabel("runs training (dashed)")
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins="auto" if width >= 7 else 4))
+        first_run = runs[runs["task"] == task]["run_id"].iloc[0]
+        ax.set_ylabel("validation " + literal(primary[first_run]))
+    totals = curves.drop_duplicates(["task", "method"]).groupby("method")["runs"].apply(list)
+    shared_legend(figure, {f"{method} ({_n_text(totals[method], 'runs')})": colours[method]
+                           for method in sorted(colours)})
+    figure.suptitle("Thin: each run; thick: their mean, drawn while all runs train;\n"
+                    "dashed (right axis): runs still training")
+    return figure
 
 
-def plot_seed_boxes(scores: pd.DataFrame, path: Path) -> None:
+def draw_seed_boxes(scores: pd.DataFrame, width: float) -> Figure:
     """Per task, one box per method over its seeds' test scores, with every seed drawn as a point."""
-    tasks = sorted(scores["task"].unique())
-    figure, axes = _task_axes(tasks)
+    tasks = task_order(list(scores["task"].unique()))
+    figure, axes = panel_grid(tasks, width, extra_height=0.3)
     for ax, task in zip(axes, tasks):
         own = scores[scores["task"] == task]
         methods = sorted(own["method"].unique())
         values = [own[own["method"] == m]["value"].to_numpy() for m in methods]
         ax.boxplot(values)
-        ax.set_xticks(range(1, len(methods) + 1), methods)
+        ax.set_xticks(range(1, len(methods) + 1), [f"{literal(m)}\nn={v.size}" for m, v in zip(methods, values)])
         for position, points in enumerate(values, start=1):
-            ax.scatter(np.full(points.size, position), points, s=14, color="black", zorder=3)
-        ax.set_ylabel(f"test {own['metric'].iloc[0]} (one point per seed)")
+            ax.scatter(np.full(points.size, position), points, s=8, color="black", zorder=3)
+        ax.set_ylabel(f"test {literal(own['metric'].iloc[0])}")
         ax.tick_params(axis="x", labelrotation=30)
-    save_figure(figure, path)
+    figure.suptitle("One point per seed (n = seeds)")
+    return figure
 
 
-def plot_restoration(panels: dict[str, np.ndarray], title: str, path: Path) -> None:
-    """One row of 2D images (original, transformed, restored, |difference|) in [0, 1]."""
-    figure = Figure(figsize=(3.2 * len(panels), 3.6), layout="constrained")
-    axes = figure.subplots(1, len(panels), squeeze=False)[0]
+def draw_restoration(panels: dict[str, np.ndarray], title: str, width: float) -> Figure:
+    """2D images (original, transformed, restored, |difference|) in [0, 1]: one row at 7 inches, 2 x 2 at 3.5."""
+    columns = len(panels) if width >= 7 else 2
+    rows = math.ceil(len(panels) / columns)
+    side = width / columns
+    figure = Figure(figsize=(width, side * rows + 0.4), layout="constrained")
+    axes = figure.subplots(rows, columns, squeeze=False).ravel()
     for ax, (name, image) in zip(axes, panels.items()):
         ax.imshow(image, cmap="gray", vmin=0.0, vmax=1.0)
-        ax.set_title(name)
+        ax.set_title(literal(name))
+    for ax in axes:
         ax.set_axis_off()
-    figure.suptitle(title, fontsize="small")
-    save_figure(figure, path)
+    figure.suptitle(literal(title))
+    return figure

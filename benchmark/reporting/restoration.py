@@ -23,6 +23,7 @@ from benchmark.engine import store
 from benchmark.engine.pretrain import load_checkpoint
 from benchmark.errors import UserError
 from benchmark.model.backbone import UNet3D
+from benchmark.names import check_name
 
 PICTURE_SEED = 0
 
@@ -40,15 +41,27 @@ def restores_its_input(method: Method, checkpoint: dict, cubes: np.ndarray) -> b
     return tuple(inputs.shape) == tuple(targets.shape) == tuple(cubes.shape)
 
 
+def restoration_model(checkpoint: dict, source: str) -> UNet3D:
+    """The whole pretrained U-Net of a restoration checkpoint, in eval mode."""
+    backbone = checkpoint["backbone"]
+    model = UNet3D(in_channels=backbone["in_channels"], out_channels=backbone["in_channels"],
+                   width=backbone["width"], transposed=backbone["transposed"])
+    try:
+        model.load_state_dict(checkpoint["state_dict"])
+    except RuntimeError as error:
+        raise UserError(f"{source}: the weights are not a whole U-Net ({str(error).splitlines()[0]})") from error
+    return model.eval()
+
+
 def restoration_panels(results: Path, checkpoint_id: str) -> dict[str, np.ndarray]:
     """Central (z) slices of original, transformed, restored and |restored - original| for one checkpoint.
 
     Raises NotRestoration for other pretext tasks and UserError when something needed is missing.
     """
-    folder = store.checkpoint_dir(results, checkpoint_id)
+    folder = store.checkpoint_dir(results, check_name(checkpoint_id, "checkpoint id"))
     meta = files.read_json(folder / "meta.json")
     identity = meta["identity"]
-    method = METHODS.create(identity["method"])
+    method = METHODS.create(identity["method"], **identity["settings"])  # the settings it was pretrained with
     if json.loads(json.dumps(method.settings(), default=str)) != identity["settings"]:
         raise UserError(f"{folder}: pretrained with settings {identity['settings']} that differ from "
                         f"{method.name}'s current ones {method.settings()}")
@@ -60,14 +73,7 @@ def restoration_panels(results: Path, checkpoint_id: str) -> dict[str, np.ndarra
     if not restores_its_input(method, checkpoint, cubes):
         raise NotRestoration(f"{method.name}: its pretext task is not the restoration of its input")
     inputs, targets = method.make_example(cubes, np.random.default_rng(PICTURE_SEED))
-    backbone = checkpoint["backbone"]
-    model = UNet3D(in_channels=backbone["in_channels"], out_channels=backbone["in_channels"],
-                   width=backbone["width"], transposed=backbone["transposed"])
-    try:
-        model.load_state_dict(checkpoint["state_dict"])
-    except RuntimeError as error:
-        raise UserError(f"{folder}: the weights are not a whole U-Net ({str(error).splitlines()[0]})") from error
-    model.eval()
+    model = restoration_model(checkpoint, str(folder))
     with torch.no_grad():
         restored = torch.sigmoid(model(inputs)).numpy()
     middle = cubes.shape[2] // 2

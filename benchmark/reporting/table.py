@@ -7,10 +7,12 @@ One row per (method, task, profile, fraction, seed, case, metric) with its ``val
 - ``level == "case"``: the per-case values of ``cases.csv`` (Dice and IoU per test case; for
   classification the per-candidate ``score`` with its ``label``, which DeLong needs).
 
-Each row carries the run's metadata (run id, data source and fingerprint, checkpoint id, code
-version, wall time, peak memory, device ...). Tables and plots of the report are views of it.
-The per-epoch validation histories (``history.csv``) form a second long table, one row per
-(run, epoch, column). A record that cannot be read is skipped with a message naming its file.
+Each row carries the run's metadata (run id, data source and fingerprint, pretraining data,
+checkpoint id, code fingerprint and git commit, machine, wall time, peak memory, label subset ...).
+Tables and plots of the report are views of it. The per-epoch validation histories
+(``history.csv``) form a second long table, one row per (run, epoch, column). A record that
+cannot be read (not JSON, not an object, a key missing or of the wrong type, an id that is not a
+valid name) is skipped with a one-line message naming its file.
 """
 
 from __future__ import annotations
@@ -25,15 +27,17 @@ import pandas as pd
 from benchmark.data import files
 from benchmark.engine import store
 from benchmark.errors import UserError
+from benchmark.names import check_name
 
 REQUIRED_KEYS = ("run_id", "method", "task", "seed", "fraction", "profile", "metrics")
 KEY_COLUMNS = ["method", "task", "profile", "fraction", "seed", "level", "case_id", "group", "metric", "value",
                "label"]
-METADATA_COLUMNS = ["run_id", "primary_metric", "data_kind", "data_fingerprint", "pretrain_data_fingerprint",
-                    "checkpoint_id", "weights_fingerprint", "code_version", "wall_seconds", "peak_memory_mb",
+METADATA_COLUMNS = ["run_id", "primary_metric", "data_kind", "data_root", "data_fingerprint", "pretrain_data_kind",
+                    "pretrain_data_fingerprint", "checkpoint_id", "weights_fingerprint", "code_version",
+                    "code_fingerprint", "git_commit", "git_dirty", "wall_seconds", "peak_memory_mb",
                     "peak_device_memory_mb", "device", "device_name", "finetune_epochs", "finetune_best_epoch",
                     "finetune_samples_seen", "finetune_seconds", "pretrain_cubes_seen", "pretrain_seconds",
-                    "finished_at"]
+                    "subset_seed", "subset_hash", "finished_at"]
 COLUMNS = KEY_COLUMNS + METADATA_COLUMNS
 HISTORY_COLUMNS = ["run_id", "method", "task", "profile", "fraction", "seed", "epoch", "column", "value"]
 CASE_ID_COLUMNS = ("case_id", "group", "label")
@@ -58,14 +62,18 @@ def _get(data: dict[str, Any] | None, *keys: str) -> Any:
 
 
 def run_metadata(record: dict[str, Any]) -> dict[str, Any]:
-    versions = record.get("versions") or {}
+    """The run's metadata columns; optional fields missing from older records are None."""
     return {
         "run_id": record["run_id"], "primary_metric": record.get("primary_metric"),
-        "data_kind": _get(record, "data", "kind"), "data_fingerprint": _get(record, "data", "fingerprint"),
+        "data_kind": _get(record, "data", "kind"), "data_root": _get(record, "data", "root"),
+        "data_fingerprint": _get(record, "data", "fingerprint"),
+        "pretrain_data_kind": _get(record, "pretrain_data", "kind"),
         "pretrain_data_fingerprint": _get(record, "pretrain_data", "fingerprint"),
         "checkpoint_id": _get(record, "pretraining", "checkpoint_id"),
         "weights_fingerprint": _get(record, "weights", "fingerprint"),
-        "code_version": versions.get("benchmark") or _get(record, "identity", "version"),
+        "code_version": _get(record, "versions", "benchmark") or _get(record, "identity", "version"),
+        "code_fingerprint": _get(record, "versions", "code"),
+        "git_commit": _get(record, "versions", "git", "commit"), "git_dirty": _get(record, "versions", "git", "dirty"),
         "wall_seconds": record.get("wall_seconds"), "peak_memory_mb": record.get("peak_memory_mb"),
         "peak_device_memory_mb": record.get("peak_device_memory_mb"), "device": record.get("device"),
         "finetune_epochs": _get(record, "finetune", "epochs"),
@@ -75,6 +83,7 @@ def run_metadata(record: dict[str, Any]) -> dict[str, Any]:
         "finetune_seconds": _get(record, "compute", "finetune_seconds"),
         "pretrain_cubes_seen": _get(record, "pretraining", "cubes_seen"),
         "pretrain_seconds": _get(record, "compute", "pretrain_seconds"),
+        "subset_seed": _get(record, "subset", "seed"), "subset_hash": _get(record, "subset", "hash"),
         "finished_at": record.get("finished_at"),
     }
 
@@ -93,7 +102,7 @@ def run_rows(record: dict[str, Any]) -> pd.DataFrame:
 
 def case_rows(cases: pd.DataFrame) -> pd.DataFrame:
     """One row per (case, value column) of a ``cases.csv`` (``level == "case"``)."""
-    labels = cases["label"] if "label" in cases else None
+    labels = pd.to_numeric(cases["label"], errors="raise").astype("Int64") if "label" in cases else None
     ids = pd.DataFrame({"case_id": cases["case_id"].astype(str),
                         "group": cases["group"].astype(str) if "group" in cases else None,
                         "label": labels})
@@ -104,19 +113,42 @@ def case_rows(cases: pd.DataFrame) -> pd.DataFrame:
 
 
 def read_record(path: Path) -> dict[str, Any]:
-    """A ``result.json`` with the keys the table needs; UserError naming the file otherwise."""
+    """A ``result.json`` with the keys the table needs, of the right types, its ids valid names
+    (they become file names); UserError naming the file otherwise."""
     try:
-        record = json.loads(Path(path).read_text())
+        record = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise UserError(f"{path}: cannot read the record ({error})") from error
     if not isinstance(record, dict):
-        raise UserError(f"{path}: not a run record (a JSON object expected)")
+        raise UserError(f"{path}: not a run record (a JSON object expected, found {type(record).__name__})")
     missing = [k for k in REQUIRED_KEYS if k not in record]
     if missing:
         raise UserError(f"{path}: not a run record (missing {', '.join(missing)})")
-    if not isinstance(record["metrics"], dict):
-        raise UserError(f"{path}: 'metrics' is not an object")
+    try:
+        _check_record(record)
+    except UserError as error:
+        raise UserError(f"{path}: {error}") from error
     return record
+
+
+def _check_record(record: dict[str, Any]) -> None:
+    for key in ("run_id", "task"):
+        check_name(record[key], key)
+    checkpoint = _get(record, "pretraining", "checkpoint_id")
+    if checkpoint is not None:
+        check_name(checkpoint, "pretraining.checkpoint_id")
+    for key in ("method", "profile", "primary_metric"):
+        if key in record and not (isinstance(record[key], str) and record[key]):
+            raise UserError(f"'{key}' is not a non-empty string")
+    if not isinstance(record["seed"], int) or isinstance(record["seed"], bool):
+        raise UserError(f"'seed' is not an integer ({record['seed']!r})")
+    fraction = record["fraction"]
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction <= 1:
+        raise UserError(f"'fraction' is not a number in (0, 1] ({fraction!r})")
+    metrics = record["metrics"]
+    if not isinstance(metrics, dict) or not all(isinstance(k, str) and isinstance(v, (int, float))
+                                                and not isinstance(v, bool) for k, v in metrics.items()):
+        raise UserError("'metrics' is not an object of numbers")
 
 
 def _read_csv(path: Path, required: tuple[str, ...]) -> pd.DataFrame:
@@ -141,7 +173,7 @@ def record_table(record: dict[str, Any], folder: Path, skipped: list[str]) -> pd
         parts.append(case_rows(_read_csv(cases_path, ("case_id",))))
     except UserError as error:
         skipped.append(f"{error}; {run_level_only}")
-    except ValueError as error:
+    except (ValueError, TypeError) as error:
         skipped.append(f"{cases_path}: a value is not a number ({error}); {run_level_only}")
     rows = pd.concat(parts, ignore_index=True)
     return rows.assign(**_run_keys(record), **run_metadata(record))
@@ -151,6 +183,11 @@ def history_rows(record: dict[str, Any], path: Path) -> pd.DataFrame:
     """The per-epoch history of one run in long form (one row per epoch and column)."""
     history = _read_csv(path, ("epoch",))
     long = history.melt(id_vars="epoch", var_name="column", value_name="value")
+    try:
+        long["epoch"] = pd.to_numeric(long["epoch"], errors="raise").astype(int)
+    except (ValueError, TypeError) as error:
+        raise UserError(f"{path}: an epoch is not a whole number ({error})") from error
+    long["value"] = pd.to_numeric(long["value"], errors="coerce")  # a non-number is a missing value
     return long.assign(run_id=record["run_id"], **_run_keys(record))
 
 

@@ -1,34 +1,41 @@
 """The report's numbers: views of the long results table (benchmark.reporting.table) and their tests.
 
-Every function takes the long table (one profile, one record per method, task, fraction
-and seed) and returns a DataFrame plus the list of what it could not compute and why.
-All metrics of the built-in tasks (AUC, Dice, IoU) are higher-is-better.
+Every function takes the long table (one profile, one record per method, task, fraction and
+seed, runs that may be compared: benchmark.reporting.sources) and returns a DataFrame plus the
+list of what it could not compute and why. All metrics of the built-in tasks (AUC, Dice, IoU)
+are higher-is-better.
 
-- Table 3: mean ± s.d. of the primary metric across seeds per method and task; Welch
-  t-tests against the baseline method and against the best method of the task, each family
-  corrected within the task; marks from the corrected p-values.
-- Pairwise tests per task: Welch across seeds (run-level primary metric); Wilcoxon
-  signed-rank on per-case values averaged over each method's seeds, paired by case id
-  (segmentation); DeLong per seed on the same candidates (classification). Each
-  (task, test) family is corrected (Holm or Benjamini-Hochberg).
-- Bootstrap 95% confidence intervals: across seeds, and across cases within each run.
-- Label efficiency (mean with a t-based 95% band per fraction, "X% fewer labels") and
-  convergence (epochs to reach 95% of the best validation score).
+- Table 3: mean ± s.d. and the t interval of the mean across seeds per method and task; Welch
+  t-tests against the baseline method and against the best method of the task (the best is
+  chosen on these same scores), each family corrected per task or over the whole benchmark;
+  marks from the corrected p-values; the notes of the tests kept with their rows.
+- Pairwise tests per task: Welch across seeds (run-level primary metric); Wilcoxon signed-rank
+  on per-case values averaged over each method's seeds, paired by case id (segmentation);
+  DeLong per seed on the same candidates (classification). Each family (a test on a task, or a
+  test over the whole benchmark) is corrected. Every row gives the smallest p its test can reach
+  at its n (raw and corrected), a verdict (significant / not significant / cannot reach the
+  threshold at this n) and the smallest difference it detects with 80% power.
+- Confidence intervals: the t interval of a mean (over seeds; over one run's cases) and the
+  stratified BCa bootstrap of one run's AUC (only with enough positives and negatives).
 """
 
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
-from scipy import stats as st
 
-from benchmark.reporting import stats
+from benchmark.reporting import ALPHA, POWER, stats
 
 Gaps = list[str]
-CONVERGENCE_SHARE = 0.95
 BOOTSTRAP_RESAMPLES = 9999
+MIN_AUC_CLASS = 10  # positives and negatives each, for the BCa interval of one AUC (docs/statistics.md)
+TEST_KINDS = ("Welch", "Wilcoxon", "DeLong")
+PAIRWISE_COLUMNS = ["task", "test", "method_a", "method_b", "pairing", "n", "statistic", "p", "p_corrected", "marks",
+                    "verdict", "min_p", "min_p_corrected", "difference", "variability", "variability_of", "mdd",
+                    "note", "correction"]
 
 
 def at_fraction(frame: pd.DataFrame, fraction: float) -> pd.DataFrame:
@@ -65,25 +72,47 @@ def seed_scores(table: pd.DataFrame, fraction: float) -> tuple[pd.DataFrame, Gap
     return rows[np.isfinite(rows["value"])][["task", "method", "seed", "metric", "value", "run_id"]], gaps
 
 
-def _values(scores: pd.DataFrame, task: str, method: str) -> np.ndarray:
+def _values(scores: pd.DataFrame, task: str, method: str | None) -> np.ndarray:
     chosen = scores[(scores["task"] == task) & (scores["method"] == method)].sort_values("seed")
     return chosen["value"].to_numpy(dtype=float)
 
 
-def _welch_or_gap(a: np.ndarray, b: np.ndarray, label: str, gaps: Gaps) -> float:
+def verdict(p_corrected: float, min_p_corrected: float) -> str:
+    """What a corrected p-value says, telling "not significant" from "could not have been significant"."""
+    if p_corrected < ALPHA:
+        return "significant"
+    if min_p_corrected >= ALPHA:
+        return f"cannot reach p < {ALPHA:g} at this n"
+    return "not significant"
+
+
+def _family_label(correction: stats.Correction, what: str, task: str | None) -> str:
+    where = f"on {task}" if task is not None else "over all tasks"
+    return f"{correction.label} over {correction.n_tests} {what} {where}"
+
+
+# --------------------------------------------------------------------------- Table 3
+
+
+def _welch_or_gap(a: np.ndarray, b: np.ndarray, label: str, gaps: Gaps) -> stats.TestResult | None:
     if a.size < 2 or b.size < 2:
         gaps.append(f"{label}: Welch t-test needs at least 2 seeds per method (have {a.size} and {b.size})")
-        return np.nan
-    return stats.welch_t(a, b).p
+        return None
+    return stats.welch_t(a, b)
 
 
-def _corrected(p: list[float], correction: str) -> list[float]:
-    return list(stats.correct(p, correction).p_corrected) if p else []
+def _welch_mdd(test: stats.TestResult, alpha: float) -> float:
+    return stats.detectable_difference_t(test.detail["sd_a"], test.detail["sd_b"], test.n["a"], test.n["b"], alpha,
+                                         POWER)
 
 
-def table3(scores: pd.DataFrame, methods: list[str], tasks: list[str], baseline: str | None,
-           correction: str) -> tuple[pd.DataFrame, Gaps]:
-    """One row per (task, method): n, mean, s.d., best, and the tests against baseline and best."""
+def table3(scores: pd.DataFrame, methods: list[str], tasks: list[str], baseline: str | None, correction: str,
+           family: str = "task") -> tuple[pd.DataFrame, Gaps]:
+    """One row per (task, method): n, mean, s.d., t interval, best, and the tests against baseline and best.
+
+    ``family``: "task" corrects each task's comparisons with the baseline (and with the best) as one
+    family; "benchmark" corrects all tasks' comparisons together.
+    """
     rows, gaps = [], []
     for task in tasks:
         present = [m for m in methods if _values(scores, task, m).size]
@@ -92,31 +121,58 @@ def table3(scores: pd.DataFrame, methods: list[str], tasks: list[str], baseline:
         if not present:
             continue
         means = {m: float(np.mean(_values(scores, task, m))) for m in present}
-        top = max(means.values())
-        best = [m for m in present if means[m] == top]
+        best = [m for m in present if means[m] == max(means.values())]
         if baseline is not None and baseline not in present:
             gaps.append(f"table 3: no {baseline} (baseline) run on {task}: no marks against the baseline")
-        p_base = {m: _welch_or_gap(_values(scores, task, m), _values(scores, task, baseline),
-                                   f"{task}: {m} vs {baseline} (baseline)", gaps)
-                  for m in present if baseline in present and m != baseline}
-        p_best = {m: _welch_or_gap(_values(scores, task, m), _values(scores, task, best[0]),
-                                   f"{task}: {m} vs {best[0]} (best)", gaps)
-                  for m in present if m not in best}
-        base_corr = dict(zip(p_base, _corrected(list(p_base.values()), correction)))
-        best_corr = dict(zip(p_best, _corrected(list(p_best.values()), correction)))
         for method in present:
             values = _values(scores, task, method)
+            interval = stats.t_interval(values) if values.size > 1 else None
+            vs_baseline = _welch_or_gap(values, _values(scores, task, baseline), f"{task}: {method} vs {baseline} "
+                                        "(baseline)", gaps) if baseline in present and method != baseline else None
+            vs_best = _welch_or_gap(values, _values(scores, task, best[0]), f"{task}: {method} vs {best[0]} (best)",
+                                    gaps) if method not in best else None
             rows.append({
                 "task": task, "method": method, "metric": scores[scores["task"] == task]["metric"].iloc[0],
                 "n_seeds": values.size, "mean": float(np.mean(values)),
                 "sd": float(np.std(values, ddof=1)) if values.size > 1 else np.nan,
-                "best": method in best, "baseline": method == baseline,
-                "p_vs_baseline": p_base.get(method, np.nan), "p_vs_baseline_corrected": base_corr.get(method, np.nan),
-                "marks_vs_baseline": stats.significance_marks(base_corr.get(method)),
-                "p_vs_best": p_best.get(method, np.nan), "p_vs_best_corrected": best_corr.get(method, np.nan),
-                "marks_vs_best": stats.significance_marks(best_corr.get(method)),
+                "ci_low": interval.low if interval else np.nan, "ci_high": interval.high if interval else np.nan,
+                "ci_method": stats.T_INTERVAL if interval else "", "best": method in best,
+                "baseline": method == baseline, "best_method": best[0], "_baseline": vs_baseline, "_best": vs_best,
             })
+    for against in ("baseline", "best"):
+        _correct_table3(rows, against, correction, family)
+    for row in rows:
+        notes = [f"vs {against}: {test.detail['note']}" for against in ("baseline", "best")
+                 if (test := row.pop(f"_{against}")) is not None and test.detail.get("note")]
+        row["note"] = "; ".join(notes)
     return pd.DataFrame(rows), gaps
+
+
+def _correct_table3(rows: list[dict], against: str, correction: str, family: str) -> None:
+    """Fill the p-values, corrected p-values, marks and family of the comparisons with ``against``;
+    against the baseline also the smallest difference detectable at the family's Bonferroni level."""
+    tested = [row for row in rows if row[f"_{against}"] is not None]
+    for row in rows:
+        row.update({f"p_vs_{against}": np.nan, f"p_vs_{against}_corrected": np.nan, f"marks_vs_{against}": "",
+                    f"family_vs_{against}": ""})
+        if against == "baseline":
+            row["mdd_vs_baseline"] = np.nan
+    key = (lambda row: row["task"]) if family == "task" else (lambda row: "")
+    what = "comparisons with the baseline" if against == "baseline" else \
+        "comparisons with the best method (chosen on these same scores)"
+    for name, group in itertools.groupby(sorted(tested, key=key), key=key):
+        group = list(group)
+        tests = [row[f"_{against}"] for row in group]
+        corrected = stats.correct([test.p for test in tests], correction)
+        label = _family_label(corrected, what, name or None)
+        for row, test, q in zip(group, tests, corrected.p_corrected):
+            row.update({f"p_vs_{against}": test.p, f"p_vs_{against}_corrected": q,
+                        f"marks_vs_{against}": stats.significance_marks(q), f"family_vs_{against}": label})
+            if against == "baseline":
+                row["mdd_vs_baseline"] = _welch_mdd(test, ALPHA / corrected.n_tests)
+
+
+# --------------------------------------------------------------------------- pairwise tests
 
 
 def _seed_averaged_cases(cases: pd.DataFrame, task: str, method: str) -> pd.Series:
@@ -124,11 +180,14 @@ def _seed_averaged_cases(cases: pd.DataFrame, task: str, method: str) -> pd.Seri
     return chosen.groupby("case_id")["value"].mean()
 
 
-def _test_row(task: str, a: str, b: str, pairing: str, result: stats.TestResult) -> dict:
+def _test_row(task: str, a: str, b: str, pairing: str, result: stats.TestResult, variability: float,
+              variability_of: str, mdd: Callable[[float], float]) -> dict:
     n = result.n if isinstance(result.n, str) else ", ".join(f"{k} {v}" for k, v in result.n.items())
     return {"task": task, "test": result.test, "method_a": a, "method_b": b, "pairing": pairing, "n": n,
-            "statistic": result.statistic, "p": result.p,
-            "difference": result.detail.get("difference", result.detail.get("mean_difference", np.nan))}
+            "statistic": result.statistic, "p": result.p, "min_p": result.min_p,
+            "difference": result.detail.get("difference", result.detail.get("mean_difference", np.nan)),
+            "variability": variability, "variability_of": variability_of, "note": result.detail.get("note", ""),
+            "_kind": result.test.split(" ")[0], "_mdd": mdd}
 
 
 def welch_rows(scores: pd.DataFrame, task: str, pairs: list[tuple[str, str]], gaps: Gaps) -> list[dict]:
@@ -138,7 +197,10 @@ def welch_rows(scores: pd.DataFrame, task: str, pairs: list[tuple[str, str]], ga
         if va.size < 2 or vb.size < 2:
             gaps.append(f"pairwise {task}: Welch {a} vs {b} needs at least 2 seeds each (have {va.size}, {vb.size})")
             continue
-        rows.append(_test_row(task, a, b, "independent runs (seeds)", stats.welch_t(va, vb)))
+        result = stats.welch_t(va, vb)
+        pooled = np.sqrt(((va.size - 1) * va.var(ddof=1) + (vb.size - 1) * vb.var(ddof=1)) / (va.size + vb.size - 2))
+        rows.append(_test_row(task, a, b, "independent runs (seeds)", result, float(pooled), "pooled s.d. of the seeds",
+                              lambda alpha, result=result: _welch_mdd(result, alpha)))
     return rows
 
 
@@ -153,8 +215,13 @@ def wilcoxon_rows(cases: pd.DataFrame, task: str, pairs: list[tuple[str, str]], 
         pairing = f"per case, values averaged over each method's seeds; {common.size} common cases"
         if common.size != max(va.size, vb.size):
             pairing += f" (of {va.size} and {vb.size})"
-        rows.append(_test_row(task, a, b, pairing,
-                              stats.wilcoxon_signed_rank(va[common].to_numpy(), vb[common].to_numpy())))
+        differences = va[common].to_numpy() - vb[common].to_numpy()
+        spread = float(np.std(differences, ddof=1)) if differences.size > 1 else np.nan
+        rows.append(_test_row(
+            task, a, b, pairing, stats.wilcoxon_signed_rank(va[common].to_numpy(), vb[common].to_numpy()), spread,
+            "s.d. of the per-case differences (paired t approximation)",
+            lambda alpha, spread=spread, n=differences.size:
+            stats.detectable_difference_paired(spread, n, alpha, POWER) if n > 1 else np.nan))
     return rows
 
 
@@ -174,148 +241,104 @@ def delong_rows(table: pd.DataFrame, task: str, pairs: list[tuple[str, str]], ga
             except ValueError as error:
                 gaps.append(f"{label}: {error}")
                 continue
-            rows.append(_test_row(task, a, b, f"same candidates, seed {seed}", result))
+            error = result.detail["standard_error"]
+            rows.append(_test_row(task, a, b, f"same candidates, seed {seed}", result, error,
+                                  "DeLong s.e. of the AUC difference",
+                                  lambda alpha, error=error: stats.detectable_difference_z(error, alpha, POWER)))
         if not set(sa["seed"]) & set(sb["seed"]):
             gaps.append(f"pairwise {task}: DeLong {a} vs {b}: no seed run by both")
     return rows
 
 
-def pairwise_tests(table: pd.DataFrame, scores: pd.DataFrame, fraction: float, task: str,
-                   correction: str) -> tuple[pd.DataFrame, Gaps]:
-    """Every pair of methods on ``task``: Welch, and Wilcoxon or DeLong where per-case values allow."""
+def pairwise_tests(table: pd.DataFrame, scores: pd.DataFrame, fraction: float, tasks: list[str], correction: str,
+                   family: str = "task") -> tuple[pd.DataFrame, Gaps]:
+    """Every pair of methods on each task: Welch, and Wilcoxon or DeLong where per-case values allow.
+
+    A family is one test on one task (``family="task"``) or one test over all tasks ("benchmark").
+    """
+    rows: list[dict] = []
     gaps: Gaps = []
-    methods = sorted(scores[scores["task"] == task]["method"].unique())
-    pairs = list(itertools.combinations(methods, 2))
-    if not pairs:
-        return pd.DataFrame(), [f"pairwise {task}: only {', '.join(methods) or 'no method'} at this fraction"]
-    selected = at_fraction(table[table["task"] == task], fraction)
-    cases = primary_cases(selected)
-    families: list[list[dict]] = [welch_rows(scores, task, pairs, gaps)]
-    if not cases.empty:
-        families.append(wilcoxon_rows(cases, task, pairs, gaps))
-    if (selected["metric"] == "score").any():
-        families.append(delong_rows(selected, task, pairs, gaps))
-    rows = []
-    for family in families:
-        if not family:
+    for task in tasks:
+        methods = sorted(scores[scores["task"] == task]["method"].unique())
+        pairs = list(itertools.combinations(methods, 2))
+        if not pairs:
+            gaps.append(f"pairwise {task}: only {', '.join(methods) or 'no method'} at this fraction")
             continue
-        corrected = stats.correct([r["p"] for r in family], correction)
-        label = f"{corrected.label} over {corrected.n_tests} test(s) ({family[0]['test'].split(' (')[0]}) on {task}"
-        for row, p in zip(family, corrected.p_corrected):
-            rows.append({**row, "p_corrected": p, "correction": label, "marks": stats.significance_marks(p)})
-    return pd.DataFrame(rows), gaps
+        selected = at_fraction(table[table["task"] == task], fraction)
+        cases = primary_cases(selected)
+        rows += welch_rows(scores, task, pairs, gaps)
+        if not cases.empty:
+            rows += wilcoxon_rows(cases, task, pairs, gaps)
+        if (selected["metric"] == "score").any():
+            rows += delong_rows(selected, task, pairs, gaps)
+    key = (lambda row: (row["task"], row["_kind"])) if family == "task" else (lambda row: ("", row["_kind"]))
+    for (task, kind), group in itertools.groupby(sorted(rows, key=key), key=key):
+        _correct_family(list(group), correction, task or None, kind)
+    rows.sort(key=lambda row: (tasks.index(row["task"]), TEST_KINDS.index(row["_kind"])))  # stable: pairs in order
+    return pd.DataFrame(rows, columns=PAIRWISE_COLUMNS), gaps
 
 
-def confidence_intervals(table: pd.DataFrame, scores: pd.DataFrame, fraction: float) -> tuple[pd.DataFrame, Gaps]:
-    """Bootstrap 95% CIs: across seeds (per method and task) and across cases (per run)."""
+def _correct_family(rows: list[dict], correction: str, task: str | None, kind: str) -> None:
+    """Correct one family in place: corrected p and its floor, marks, verdict, the smallest difference
+    detectable at the family's Bonferroni level (infinite where the threshold cannot be reached)."""
+    corrected = stats.correct([row["p"] for row in rows], correction)
+    floors = [row["min_p"] for row in rows]  # corrected p-values are monotone in each p: the floors' correction
+    if any(floors):  # is the smallest each corrected p can be (a correction of zeros is zeros)
+        floors = stats.correct(floors, correction).p_corrected
+    label = _family_label(corrected, f"{kind} test(s)", task)
+    for row, q, floor in zip(rows, corrected.p_corrected, floors):
+        mdd = row.pop("_mdd")
+        row.update({"p_corrected": q, "min_p_corrected": floor, "marks": stats.significance_marks(q),
+                    "verdict": verdict(q, floor), "correction": label,
+                    "mdd": np.inf if floor >= ALPHA else mdd(ALPHA / corrected.n_tests)})
+
+
+# --------------------------------------------------------------------------- confidence intervals
+
+
+def confidence_intervals(table: pd.DataFrame, scores: pd.DataFrame, fraction: float,
+                         tasks: list[str]) -> tuple[pd.DataFrame, Gaps]:
+    """95% intervals: of the mean across seeds per method and task (t), per run of the mean across its
+    cases (t) or of its AUC (stratified BCa bootstrap, with at least ``MIN_AUC_CLASS`` of each class)."""
     rows, gaps = [], []
-    for (task, method), group in scores.groupby(["task", "method"]):
-        if len(group) < 2:
-            gaps.append(f"CI {method} on {task} across seeds: needs at least 2 seeds (have {len(group)})")
-            continue
-        ci = stats.bootstrap_ci(group["value"].to_numpy(), n_resamples=BOOTSTRAP_RESAMPLES)
-        rows.append(_ci_row(task, method, "mean over seeds", None, ci))
-    cases = at_fraction(table[table["level"] == "case"], fraction)
-    for run_id, group in cases.groupby("run_id"):
-        first = group.iloc[0]
-        try:
-            ci = _case_ci(group, first["primary_metric"])
-        except ValueError as error:
-            gaps.append(f"CI {run_id} across cases: {error}")
-            continue
-        if ci is not None:
-            rows.append(_ci_row(first["task"], first["method"], "across cases, one run", first["seed"], ci))
+    for task in tasks:
+        for method, group in scores[scores["task"] == task].groupby("method"):
+            if len(group) < 2:
+                gaps.append(f"CI {method} on {task} across seeds: needs at least 2 seeds (have {len(group)})")
+                continue
+            rows.append(_ci_row(task, method, "mean over seeds", None, stats.t_interval(group["value"].to_numpy())))
+        cases = at_fraction(table[(table["level"] == "case") & (table["task"] == task)], fraction)
+        for run_id, group in cases.groupby("run_id"):
+            first = group.iloc[0]
+            try:
+                level, interval = _case_interval(group, first["primary_metric"])
+            except ValueError as error:
+                gaps.append(f"CI {run_id} across cases: {error}")
+                continue
+            if interval is not None:
+                rows.append(_ci_row(first["task"], first["method"], level, first["seed"], interval))
     frame = pd.DataFrame(rows)
-    return (frame.astype({"seed": "Int64"}) if rows else frame), gaps
+    return (frame.astype({"seed": "Int64", "resamples": "Int64"}) if rows else frame), gaps
 
 
-def _case_ci(group: pd.DataFrame, primary: str) -> stats.ConfidenceInterval | None:
+def _case_interval(group: pd.DataFrame, primary: str) -> tuple[str, stats.ConfidenceInterval | None]:
     per_case = group[group["metric"] == primary]
     if not per_case.empty:
-        return stats.bootstrap_ci(per_case["value"].to_numpy(), n_resamples=BOOTSTRAP_RESAMPLES)
+        return "mean over cases, one run", stats.t_interval(per_case["value"].to_numpy())
     candidates = group[group["metric"] == "score"]
     if candidates.empty:
-        return None
-    return stats.auc_bootstrap_ci(candidates["label"].to_numpy(int), candidates["value"].to_numpy(),
-                                  n_resamples=BOOTSTRAP_RESAMPLES)
+        return "", None
+    labels = candidates["label"].to_numpy(int)
+    positives, negatives = int(labels.sum()), int(labels.size - labels.sum())
+    if min(positives, negatives) < MIN_AUC_CLASS:
+        raise ValueError(f"{positives} positives and {negatives} negatives: the bootstrap interval of an AUC is "
+                         f"given with at least {MIN_AUC_CLASS} of each")
+    return "AUC, one run", stats.auc_bootstrap_ci(labels, candidates["value"].to_numpy(),
+                                                  n_resamples=BOOTSTRAP_RESAMPLES)
 
 
 def _ci_row(task: str, method: str, level: str, seed: int | None, ci: stats.ConfidenceInterval) -> dict:
     n = ", ".join(f"{k} {v}" for k, v in ci.n.items()) if isinstance(ci.n, dict) else ci.n
     return {"task": task, "method": method, "level": level, "seed": seed, "estimate": ci.estimate,
             "low": ci.low, "high": ci.high, "confidence": ci.confidence, "ci_method": ci.method, "n": n,
-            "resamples": ci.n_resamples, "note": ci.note}
-
-
-def mean_band(values: np.ndarray) -> tuple[float, float, float, float]:
-    """(mean, s.d., low, high): the t-based 95% interval of the mean; NaN band below 2 values."""
-    mean = float(np.mean(values))
-    if values.size < 2:
-        return mean, np.nan, np.nan, np.nan
-    sd = float(np.std(values, ddof=1))
-    half = float(st.t.ppf(0.975, values.size - 1)) * sd / np.sqrt(values.size)
-    return mean, sd, mean - half, mean + half
-
-
-def label_efficiency(table: pd.DataFrame) -> pd.DataFrame:
-    """Primary metric per (task, method, fraction): n seeds, mean, s.d. and the 95% band of the mean."""
-    runs = primary_runs(table)
-    runs = runs[np.isfinite(runs["value"])]
-    rows = []
-    for (task, method, fraction), group in runs.groupby(["task", "method", "fraction"]):
-        mean, sd, low, high = mean_band(group["value"].to_numpy(dtype=float))
-        rows.append({"task": task, "method": method, "fraction": fraction, "n_seeds": len(group),
-                     "mean": mean, "sd": sd, "low": low, "high": high})
-    return pd.DataFrame(rows, columns=["task", "method", "fraction", "n_seeds", "mean", "sd", "low", "high"])
-
-
-def fewer_labels(table: pd.DataFrame, baseline: str | None) -> tuple[pd.DataFrame, Gaps]:
-    """Per task and method: the share of labels saved to reach the baseline's full-data score."""
-    runs = primary_runs(table)
-    runs = runs[np.isfinite(runs["value"])]
-    rows, gaps = [], []
-    for task, group in runs.groupby("task"):
-        full = at_fraction(group[group["method"] == baseline], 1.0)
-        if full.empty:
-            gaps.append(f"fewer labels on {task}: no {baseline or 'baseline'} run on the full training set")
-            continue
-        target = float(full["value"].mean())
-        for method, own in group[group["method"] != baseline].groupby("method"):
-            by_fraction = own.groupby("fraction")["value"].apply(list)
-            saving = stats.fewer_labels(by_fraction.index.to_numpy(), list(by_fraction), target)
-            rows.append({"task": task, "method": method, "baseline": baseline, "baseline_full_score": target,
-                         "fractions": ", ".join(f"{f:g}" for f in by_fraction.index),
-                         "fewer_labels": np.nan if saving is None else saving,
-                         "note": "never reaches the baseline's full-data score" if saving is None else
-                         "lower bound: reached at the smallest fraction measured"
-                         if saving == 1 - by_fraction.index.min() else ""})
-    return pd.DataFrame(rows), gaps
-
-
-def convergence(histories: pd.DataFrame, primary: dict[str, str], fraction: float) -> tuple[pd.DataFrame, Gaps]:
-    """Per run at ``fraction``: epochs to reach 95% of its best validation primary metric."""
-    rows, gaps = [], []
-    for run_id, history in at_fraction(histories, fraction).groupby("run_id"):
-        column = f"val_{primary.get(run_id)}"
-        curve = history[history["column"] == column].sort_values("epoch")
-        first = history.iloc[0]
-        reached = stats.epochs_to_reach(curve["value"].to_numpy(dtype=float), CONVERGENCE_SHARE) \
-            if not curve.empty else None
-        if reached is None:
-            gaps.append(f"convergence {run_id}: no finite {column} in its history")
-            continue
-        rows.append({"task": first["task"], "method": first["method"], "seed": first["seed"], "run_id": run_id,
-                     "metric": column, "epochs": len(curve), "best": float(curve["value"].max()),
-                     "epochs_to_95pct_of_best": reached})
-    return pd.DataFrame(rows), gaps
-
-
-def convergence_summary(per_run: pd.DataFrame, baseline: str | None) -> pd.DataFrame:
-    """Mean epochs to reach 95% of the best per (task, method), and how much faster than the baseline."""
-    if per_run.empty:
-        return pd.DataFrame()
-    summary = per_run.groupby(["task", "method"]).agg(
-        n_seeds=("seed", "size"), mean_epochs_to_95pct=("epochs_to_95pct_of_best", "mean")).reset_index()
-    base = summary[summary["method"] == baseline].set_index("task")["mean_epochs_to_95pct"]
-    summary["faster_than_baseline"] = 1 - summary["mean_epochs_to_95pct"] / summary["task"].map(base)
-    return summary
+            "resamples": ci.n_resamples or None, "note": ci.note}

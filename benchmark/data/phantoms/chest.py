@@ -315,6 +315,7 @@ class ChestScan:
     image: sitk.Image
     nodules: list[Nodule]
     candidates: list[tuple[float, float, float, int]]  # (x, y, z) mm, class
+    lung: np.ndarray  # (z, y, x) bool, the lungs (vessels and nodules included)
 
 
 def make_image(hu: np.ndarray, spacing_zyx: tuple[float, float, float], flipped: bool,
@@ -370,7 +371,7 @@ def build_chest_scan(seed: int, index: int) -> ChestScan:
 
     image = make_image(finish_ct(chest.hu, rng, float(rng.uniform(20, 40))), spacing, index % 2 == 1, rng)
     candidates = [(*to_world(image, points[i][0]), points[i][1]) for i in rng.permutation(len(points))]
-    return ChestScan(uid, index // SCANS_PER_SUBSET, image, nodules, candidates)
+    return ChestScan(uid, index // SCANS_PER_SUBSET, image, nodules, candidates, chest.lung)
 
 
 def _write_csv(path: Path, header: tuple[str, ...], rows: list[tuple]) -> None:

@@ -1,7 +1,8 @@
 """Rotation prediction: which of four 90-degree rotations in the axial (Y, X) plane was applied.
 
 A minimal pretraining method living outside the benchmark: the encoder with a linear head
-on its pooled bottleneck, trained with cross-entropy; it hands over the encoder only.
+on its pooled bottleneck, trained with cross-entropy; it hands over the encoder only. One
+setting, ``rotations``: 4 (0, 90, 180, 270 degrees) or 2 (0, 180 degrees).
 """
 
 from __future__ import annotations
@@ -15,10 +16,10 @@ from benchmark.api.method import Method
 
 
 class RotationNet(nn.Module):
-    def __init__(self, in_channels: int, width: int) -> None:
+    def __init__(self, in_channels: int, width: int, classes: int) -> None:
         super().__init__()
         self.encoder = Encoder(in_channels, width)  # named 'encoder': its keys match UNet3D's
-        self.head = nn.Linear(self.encoder.out_channels, 4)
+        self.head = nn.Linear(self.encoder.out_channels, classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _, bottleneck = self.encoder(x)
@@ -30,14 +31,20 @@ class ExampleRotation(Method):
     description = "Predict which 90-degree axial rotation was applied (example plugin)"
     transfers = "encoder"
 
+    def __init__(self, rotations: int = 4) -> None:  # a setting: --method-arg rotations=2
+        if rotations not in (2, 4):
+            raise ValueError(f"rotations must be 2 or 4, got {rotations}")
+        self.rotations = rotations
+
     def build_pretext_model(self, in_channels: int, width: int) -> nn.Module:
-        return RotationNet(in_channels, width)
+        return RotationNet(in_channels, width, self.rotations)
 
     def make_example(self, cubes: np.ndarray, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         if cubes.shape[-1] != cubes.shape[-2]:
             raise ValueError(f"axial rotations need square (Y, X) slices, got cubes {cubes.shape}")
-        labels = rng.integers(0, 4, size=len(cubes))
-        rotated = np.stack([np.rot90(cube, k, axes=(2, 3)) for cube, k in zip(cubes, labels)])  # (C, Z, Y, X)
+        labels = rng.integers(0, self.rotations, size=len(cubes))
+        quarter_turns = labels * (4 // self.rotations)
+        rotated = np.stack([np.rot90(cube, k, axes=(2, 3)) for cube, k in zip(cubes, quarter_turns)])  # (C, Z, Y, X)
         return torch.from_numpy(np.ascontiguousarray(rotated, dtype=np.float32)), torch.from_numpy(labels)
 
     def loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

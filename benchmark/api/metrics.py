@@ -1,5 +1,9 @@
 """Evaluation metrics: AUC, per-case foreground Dice/IoU, and the Models Genesis ``mg_iou``.
 
+The task kinds (``classification``, ``segmentation``) compute the metrics their tasks
+declare from these functions; the engine never names a metric. Every metric here is a
+score in [0, 1], higher is better (1 for a perfect prediction).
+
 Segmentation probabilities are binarised with ``p >= threshold`` (0.5 by default).
 A case whose ground truth and prediction are both empty scores Dice = IoU = 1: the
 model did exactly the right thing. ``mg_iou`` is not foreground IoU: it is the
@@ -57,6 +61,3 @@ def mg_iou(truths: Sequence[np.ndarray], probabilities: Sequence[np.ndarray]) ->
         background = tn / (tn + fn + fp) if tn + fn + fp else 1.0
         scores.append((foreground + background) / 2)
     return float(np.mean(scores))
-
-
-PER_CASE_SEGMENTATION = {"dice": dice, "iou": iou}

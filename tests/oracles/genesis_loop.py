@@ -10,7 +10,7 @@ reference code is written (a Python loop over the shuffling windows), with no tr
   for the segment, then linear interpolation).
 
 Each function consumes exactly the random draws of its fast counterpart in
-``benchmark.methods.genesis``, in the same order, so the two agree draw for draw: exactly for
+``benchmark.methods.genesis_transforms``, in the same order, so the two agree draw for draw: exactly for
 local shuffling and the pipeline's geometry, and to float rounding for the non-linear
 map (the fast one reads a fine lookup table). Flip and the cutouts are array
 slices in both: there is nothing to loop over, so the pipeline reuses them.
@@ -19,11 +19,12 @@ slices in both: there is nothing to loop over, so the pipeline reuses them.
 from __future__ import annotations
 
 import bisect
+from typing import Any
 
 import numpy as np
-from benchmark.methods.genesis import GenesisConfig, bezier_map, shuffle_windows, transform_pipeline
+from benchmark.methods.genesis_transforms import GenesisConfig, bezier_map, shuffle_windows, transform_pipeline
 
-__all__ = ["genesis_transform_loop", "local_pixel_shuffling_loop", "nonlinear_intensity_loop"]
+__all__ = ["LOOPS", "genesis_transform_loop", "local_pixel_shuffling_loop", "nonlinear_intensity_loop"]
 
 
 def local_pixel_shuffling_loop(
@@ -31,7 +32,7 @@ def local_pixel_shuffling_loop(
 ) -> np.ndarray:
     """Local pixel shuffling of a ``(C, Z, Y, X)`` cube, window by window.
 
-    Same draws as ``benchmark.methods.genesis.local_pixel_shuffling``: the windows, then one uniform
+    Same draws as ``benchmark.methods.genesis_transforms.local_pixel_shuffling``: the windows, then one uniform
     per covered voxel. Each window's kept voxels, in C order, are shuffled by
     ``fisher_yates`` with the next of those draws, windows in order.
     """
@@ -91,7 +92,28 @@ def nonlinear_intensity_loop(
 def genesis_transform_loop(
     cube: np.ndarray, rng: np.random.Generator, config: GenesisConfig | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``benchmark.methods.genesis.genesis_transform`` with the loop versions of local shuffling and the
-    non-linear map: the same gates, draws and order (default config: the reference's)."""
+    """``benchmark.methods.genesis_transforms.genesis_transform`` with the loop versions of local
+    shuffling and the non-linear map: the same gates, draws and order (default config: the reference's)."""
     config = GenesisConfig() if config is None else config
     return transform_pipeline(cube, rng, config, local_pixel_shuffling_loop, nonlinear_intensity_loop)
+
+
+def _local_shuffling(method: Any, cube: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    return local_pixel_shuffling_loop(cube, rng, method.config.n_windows, method.config.window_divisor)
+
+
+def _nonlinear(method: Any, cube: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    return nonlinear_intensity_loop(cube, rng, method.config.invert_prob, method.config.bezier_points)
+
+
+def _pipeline(method: Any, cube: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    return genesis_transform_loop(cube, rng, method.config)
+
+
+# the loop version of each corruption Genesis declares (``Genesis.speed_corruptions``), called
+# ``f(method, cube, rng)`` with the method's own config
+LOOPS = {
+    ("genesis", "local pixel shuffling"): _local_shuffling,
+    ("genesis", "non-linear intensity"): _nonlinear,
+    ("genesis", "pipeline"): _pipeline,
+}

@@ -1,0 +1,140 @@
+"""benchmark analyze: the restoration cross-matrix and the anomaly maps."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import SimpleITK as sitk
+import torch
+from scipy.stats import mannwhitneyu
+
+from benchmark.cli import main
+from benchmark.data.phantoms.opacities import FOLDERS, write_opacity_phantom
+from benchmark.errors import UserError
+from benchmark.reporting import anomaly
+from benchmark.reporting.anomaly import AnomalyMap, detection_auc, find_scans
+from benchmark.reporting.restoration_matrix import ssim_3d
+
+
+@pytest.fixture(scope="module")
+def opacity_scans(tmp_path_factory):
+    root = tmp_path_factory.mktemp("opacities")
+    write_opacity_phantom(root, 0)
+    return root
+
+
+def test_opacity_phantom_plants_ground_glass_inside_the_lungs(opacity_scans):
+    scans = find_scans(opacity_scans)
+    assert len(scans) >= 6 and all(s.mask is not None and s.region is not None for s in scans)
+    for scan in scans:
+        hu = sitk.GetArrayFromImage(sitk.ReadImage(str(scan.image)))
+        mask, lung = (sitk.GetArrayFromImage(sitk.ReadImage(str(p))) > 0 for p in (scan.mask, scan.region))
+        assert mask.any() and not (mask & ~lung).any()
+        assert hu[mask].mean() > hu[lung & ~mask].mean() + 100  # denser than aerated lung
+        assert -750 < np.median(hu[mask]) < -450
+
+
+def _map(rng, informative: bool) -> AnomalyMap:
+    shape = (6, 20, 20)
+    mask = np.zeros(shape, bool)
+    mask[2:4, 5:12, 5:12] = True
+    difference = rng.random(shape) + (0.5 * mask if informative else 0)
+    return AnomalyMap("scan", rng.random(shape), rng.random(shape), difference, mask, np.ones(shape, bool))
+
+
+def test_detection_auc_matches_the_mann_whitney_statistic_of_the_sampled_voxels(monkeypatch):
+    monkeypatch.setattr(anomaly, "BOOTSTRAP", 200)
+    rng = np.random.default_rng(0)
+    maps = [_map(rng, informative=True) for _ in range(5)]
+    table = detection_auc(maps, seed=3).set_index("score")
+    labels, scores = [], []
+    for sample in anomaly._sampled(maps, 3):  # the same voxels, scored independently
+        labels.append(sample[0])
+        scores.append(sample[1])
+    labels, scores = np.concatenate(labels), np.concatenate(scores)
+    u = mannwhitneyu(scores[labels], scores[~labels]).statistic
+    assert table.loc["difference map", "auc"] == pytest.approx(u / (labels.sum() * (~labels).sum()), abs=1e-12)
+    row = table.loc["difference map"]
+    assert row.ci_low <= row.auc <= row.ci_high and row.auc > 0.8
+    assert abs(table.loc["raw intensity", "auc"] - 0.5) < 0.1  # raw intensity is noise here
+
+
+def test_detection_auc_needs_masks():
+    rng = np.random.default_rng(0)
+    unlabelled = _map(rng, informative=True)
+    unlabelled.mask = None
+    with pytest.raises(UserError, match="masks"):
+        detection_auc([unlabelled])
+
+
+def test_ssim_is_one_for_identical_volumes_and_falls_with_noise():
+    generator = torch.Generator().manual_seed(0)
+    volume = torch.rand(2, 1, 12, 16, 16, generator=generator)
+    noisy = (volume + 0.2 * torch.randn(volume.shape, generator=generator)).clamp(0, 1)
+    assert np.allclose(ssim_3d(volume, volume), 1.0)
+    assert (ssim_3d(noisy, volume) < 0.9).all()
+
+
+def test_a_mask_of_another_shape_is_one_line_error(tmp_path, opacity_scans):
+    scan = find_scans(opacity_scans)[0]
+    for folder in FOLDERS:
+        (tmp_path / folder).mkdir()
+    sitk.WriteImage(sitk.ReadImage(str(scan.image)), str(tmp_path / "scans" / "a.nii.gz"))
+    sitk.WriteImage(sitk.GetImageFromArray(np.zeros((3, 4, 5), np.uint8)), str(tmp_path / "masks" / "a.nii.gz"))
+    found = find_scans(tmp_path)
+    assert [s.name for s in found] == ["a"] and found[0].region is None
+    with pytest.raises(UserError, match="does not match its scan"):
+        anomaly._mask(found[0].mask, (1, 2, 3), "mask", found[0].image)
+
+
+def test_restoration_matrix_command(tmp_path, isolated_cache, capsys):
+    out = tmp_path / "out"
+    status = main(["analyze", "restoration", "--methods", "genesis-identity,genesis-nl", "--profile", "smoke",
+                   "--cubes", "2", "--results", str(tmp_path / "results"), "--out", str(out), "--no-progress"])
+    assert status == 0
+    errors = pd.read_csv(out / "restoration_matrix.csv").set_index(["corruption", "restored_by"])
+    assert len(errors) == 2 * 3
+    identity = errors.loc[("genesis-identity", "input")]  # no corruption: the input is the target
+    assert identity.mse == pytest.approx(0.0, abs=1e-12) and identity.ssim == pytest.approx(1.0, abs=1e-6)
+    assert errors.loc[("genesis-nl", "input")].mse > 0
+    for name in ("restoration_matrix.md", "restoration_matrix.png", "restoration_matrix.pdf",
+                 "restoration_grid.png", "restoration_grid.pdf"):
+        assert (out / name).stat().st_size > 0
+    assert "| genesis-nl |" in capsys.readouterr().out
+
+
+def test_restoration_matrix_refuses_a_method_that_does_not_restore(tmp_path, isolated_cache, capsys):
+    status = main(["analyze", "restoration", "--methods", "jigsaw", "--profile", "smoke", "--cubes", "2",
+                   "--results", str(tmp_path / "results"), "--out", str(tmp_path / "out"), "--no-progress"])
+    assert status == 2 and "not a restoration method" in capsys.readouterr().err
+
+
+def test_anomaly_command_writes_difference_maps_with_the_scans_geometry(tmp_path, isolated_cache, capsys,
+                                                                        opacity_scans, monkeypatch):
+    monkeypatch.setattr(anomaly, "BOOTSTRAP", 100)
+    data = tmp_path / "data"  # two of the scans keep it short
+    for scan in find_scans(opacity_scans)[:2]:
+        for folder, path in zip(FOLDERS, (scan.image, scan.mask, scan.region)):
+            (data / folder).mkdir(parents=True, exist_ok=True)
+            for part in (path, path.with_suffix(".raw")):
+                (data / folder / part.name).write_bytes(part.read_bytes())
+    out = tmp_path / "out"
+    status = main(["analyze", "anomaly", "--data-root", str(data), "--profile", "smoke",
+                   "--results", str(tmp_path / "results"), "--out", str(out), "--no-progress"])
+    assert status == 0
+    printed = capsys.readouterr().out
+    assert "difference map" in printed and "95% bootstrap over" in printed
+    scans = find_scans(data)
+    assert len(scans) == 2
+    for scan in scans:
+        difference = sitk.ReadImage(str(out / "anomaly" / f"{scan.name}_difference.nii.gz"))
+        reference = sitk.ReadImage(str(scan.image))
+        assert difference.GetSize() == reference.GetSize()
+        assert np.allclose(difference.GetSpacing(), reference.GetSpacing())
+        assert np.allclose(difference.GetOrigin(), reference.GetOrigin(), atol=1e-3)
+        values = sitk.GetArrayFromImage(difference)
+        assert values.min() >= 0 and values.max() <= 1
+    table = pd.read_csv(out / "anomaly" / "detection_auc.csv")
+    assert set(table["score"]) == {"difference map", "raw intensity", "difference - intensity"}
+    assert (out / "anomaly" / "montage.pdf").stat().st_size > 0

@@ -1,0 +1,99 @@
+"""User mistakes end with one ``error:`` line and a non-zero status; bugs with a traceback and a plea."""
+
+from __future__ import annotations
+
+import errno
+import json
+
+import pytest
+
+from benchmark import cli
+from benchmark.engine import store
+from benchmark.engine.harness import RunSpec, execute, plan_run
+from benchmark.engine.sweep import pending_work
+
+
+def one_error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: "), err
+    return err[0]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["run", "--method", "genesis"], "required: --task"),
+    (["frobnicate"], "invalid choice"),
+    (["run", "--method", "genesis", "--task", "ncs", "--seed", "x"], "invalid int value"),
+])
+def test_argument_parsing_mistakes_are_one_line(argv, message, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        cli.main(argv)
+    assert stopped.value.code == 2
+    line = one_error_line(capsys)
+    assert message in line and "--help" in line
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["run", "--method", "genesis", "--task", "ncs", "--seed", "-1"], "--seed -1: must be an integer from 0"),
+    (["run", "--method", "genesis", "--task", "ncs", "--seed", str(2**32)], "must be an integer from 0"),
+    (["sweep", "--methods", "genesis", "--tasks", "ncs", "--seeds", "0,-3"], "--seed -3"),
+    (["pretrain", "--method", "genesis", "--profile", "smoke", "--seed", "-2"], "--seed -2"),
+])
+def test_seeds_out_of_range_are_one_line(argv, message, tmp_path, capsys):
+    assert cli.main([*argv, "--results", str(tmp_path)]) == 2
+    assert message in one_error_line(capsys)
+
+
+def test_a_binary_split_file_is_one_line(tmp_path, capsys):
+    splits = tmp_path / "splits.csv"
+    splits.write_bytes(bytes(range(256)) * 4)
+    status = cli.main(["run", "--method", "scratch-he", "--task", "ncs", "--profile", "smoke",
+                       "--splits", str(splits), "--results", str(tmp_path / "results")])
+    assert status == 2 and "not a readable CSV text file" in one_error_line(capsys)
+
+
+@pytest.mark.parametrize("code", [errno.EROFS, errno.ENOSPC, errno.EACCES])
+def test_a_folder_that_cannot_be_written_is_one_line(code, monkeypatch, capsys):
+    def fail(args):
+        raise OSError(code, "cannot write", "/results/runs/x/result.json")
+
+    monkeypatch.setattr(cli, "module_command", lambda module: fail)
+    assert cli.main(["list"]) == 2
+    assert one_error_line(capsys) == "error: /results/runs/x/result.json: cannot write"
+
+
+def test_an_unexpected_failure_shows_its_traceback_and_asks_for_a_report(monkeypatch, capsys):
+    def fail(args):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(cli, "module_command", lambda module: fail)
+    assert cli.main(["list"]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "RuntimeError: a bug" in err and "please report it" in err
+
+
+@pytest.fixture
+def damaged_record(tmp_path):
+    spec = RunSpec(method="scratch-he", task="ncs", profile="smoke")
+    run_id = plan_run(spec).run_id
+    path = store.run_dir(tmp_path, run_id) / store.RESULT_FILE
+    path.parent.mkdir(parents=True)
+    return spec, run_id, path
+
+
+@pytest.mark.parametrize("content", ["[]", "{}", "{not json", '{"run_id": "another"}'])
+def test_an_unreadable_record_is_named_and_replaced_with_force(content, damaged_record, tmp_path, monkeypatch):
+    spec, run_id, path = damaged_record
+    path.write_text(content)
+    with pytest.raises(store.UnreadableRecord, match="--force"):
+        execute(spec, tmp_path)
+    computed = []
+    monkeypatch.setattr("benchmark.engine.harness._compute", lambda plan, *args: computed.append(plan.run_id) or {})
+    execute(spec, tmp_path, force=True)
+    assert computed == [run_id]
+
+
+def test_a_sweep_leaves_a_cell_with_an_unreadable_record_to_its_job(damaged_record, tmp_path):
+    spec, run_id, path = damaged_record
+    path.write_text(json.dumps([]))
+    _, unfinished = pending_work([plan_run(spec)], tmp_path)
+    assert [plan.run_id for plan in unfinished] == [run_id]

@@ -1,0 +1,164 @@
+"""The report's statistics on hand-written records: notes reach their tables, tests that cannot reach
+significance say so, correction families, power, label savings with intervals, convergence with n."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as st
+from statsmodels.stats.multitest import multipletests
+
+from benchmark.cli import main
+from benchmark.reporting.stats import detectable_difference_t
+
+
+def report(results, out, *extra):
+    return main(["report", "--results", str(results), "--out", str(out), "--no-progress", *extra])
+
+
+def write_cases(results, write_run, task, n_cases, scores, seeds=(0, 1)):
+    """Segmentation runs whose per-case Dice is ``scores[method] + case / 100``."""
+    cases = [f"case{i}" for i in range(n_cases)]
+    for method, score in scores.items():
+        for seed in seeds:
+            values = score + np.arange(n_cases) / 100 + seed / 1000
+            write_run(results, method, task, seed, 1.0, {"dice": float(values.mean())}, "dice",
+                      cases={"case_id": cases, "dice": values})
+
+
+def test_notes_and_unreachable_thresholds_reach_the_tables(tmp_path, write_run):
+    results = tmp_path / "results"
+    for seed in range(3):  # two constant columns: Welch is undefined, p is set to 0 with a note
+        write_run(results, "scratch-he", "flat", seed, 1.0, {"dice": 0.7}, "dice")
+        write_run(results, "genesis", "flat", seed, 1.0, {"dice": 0.8}, "dice")
+    write_cases(results, write_run, "five", 5, {"scratch-he": 0.7, "genesis": 0.75})
+    write_cases(results, write_run, "six", 6, {"scratch-he": 0.7, "genesis": 0.75})
+    assert report(results, tmp_path / "out") == 0
+    table3 = pd.read_csv(tmp_path / "out" / "table3.csv").set_index(["task", "method"])
+    note = "both groups have zero variance; means differ, p set to 0"
+    flat = table3.loc[("flat", "genesis")]
+    assert note in flat["note"] and flat["marks_vs_baseline"] == "***"
+    markdown = (tmp_path / "out" / "table3.md").read_text(encoding="utf-8")
+    assert r"(n=3) \*\*\* ‡" in markdown and f"‡ genesis on flat: vs baseline: {note}" in markdown
+    page = (tmp_path / "out" / "index.html").read_text(encoding="utf-8")
+    assert note in page and note in (tmp_path / "out" / "table3.tex").read_text(encoding="utf-8")
+
+    tests = pd.read_csv(tmp_path / "out" / "pairwise.csv")
+    wilcoxon = tests[tests["test"].str.startswith("Wilcoxon")].set_index("task")
+    five, six = wilcoxon.loc["five"], wilcoxon.loc["six"]
+    assert five["p"] == pytest.approx(0.0625) and five["min_p"] == pytest.approx(0.0625)
+    assert five["verdict"] == "cannot reach p < 0.05 at this n" and five["mdd"] == np.inf
+    assert six["p"] == pytest.approx(0.03125) and six["verdict"] == "significant" and six["marks"] == "*"
+    assert (tests[tests["test"].str.startswith("Welch")]["min_p"] == 0).all()
+    assert "cannot reach p &lt; 0.05 at this n" in page
+    assert note in tests.set_index(["task", "test"]).loc[("flat", "Welch t-test (two-sided)"), "note"]
+
+
+def test_a_not_significant_test_shows_the_difference_it_could_have_detected(tmp_path, write_run):
+    results = tmp_path / "results"
+    scores = {"scratch-he": [0.70, 0.74, 0.69, 0.73], "genesis": [0.72, 0.71, 0.75, 0.70],
+              "denoising": [0.71, 0.70, 0.76, 0.72]}
+    for method, values in scores.items():
+        for seed, value in enumerate(values):
+            write_run(results, method, "t", seed, 1.0, {"dice": value}, "dice")
+    assert report(results, tmp_path / "out") == 0
+    table3 = pd.read_csv(tmp_path / "out" / "table3.csv").set_index("method")
+    base = np.array(scores["scratch-he"])
+    for method in ("genesis", "denoising"):
+        own = np.array(scores[method])
+        expected = detectable_difference_t(own.std(ddof=1), base.std(ddof=1), 4, 4, 0.05 / 2)  # a family of 2
+        assert table3.loc[method, "mdd_vs_baseline"] == pytest.approx(expected)
+        assert table3.loc[method, "family_vs_baseline"] == "Holm over 2 comparisons with the baseline on t"
+    power = pd.read_csv(tmp_path / "out" / "power.csv")
+    assert len(power) == 3 and (power["verdict"] == "not significant").all() and np.isfinite(power["mdd"]).all()
+    row = power[(power["method_a"] == "genesis") & (power["method_b"] == "scratch-he")].iloc[0]
+    own = np.array(scores["genesis"])
+    assert row["mdd"] == pytest.approx(detectable_difference_t(own.std(ddof=1), base.std(ddof=1), 4, 4, 0.05 / 3))
+    legend = (tmp_path / "out" / "table3.md").read_text(encoding="utf-8")
+    assert "chosen on these same scores" in legend
+
+
+def test_the_correction_family_can_be_the_whole_benchmark(tmp_path, write_run):
+    results = tmp_path / "results"
+    rng = np.random.default_rng(7)
+    for task in ("t1", "t2"):
+        for method, shift in (("scratch-he", 0.0), ("genesis", 0.03), ("denoising", 0.01)):
+            for seed in range(4):
+                write_run(results, method, task, seed, 1.0, {"dice": 0.7 + shift + rng.normal(0, 0.01)}, "dice")
+    assert report(results, tmp_path / "task") == 0
+    assert report(results, tmp_path / "all", "--family", "benchmark") == 0
+    per_task = pd.read_csv(tmp_path / "task" / "table3.csv")
+    whole = pd.read_csv(tmp_path / "all" / "table3.csv")
+    tested = whole.dropna(subset=["p_vs_baseline"])
+    assert len(tested) == 4
+    assert np.allclose(tested["p_vs_baseline_corrected"], multipletests(tested["p_vs_baseline"], method="holm")[1])
+    assert set(tested["family_vs_baseline"]) == {"Holm over 4 comparisons with the baseline over all tasks"}
+    assert set(per_task.dropna(subset=["p_vs_baseline"])["family_vs_baseline"]) == {
+        "Holm over 2 comparisons with the baseline on t1", "Holm over 2 comparisons with the baseline on t2"}
+    welch = pd.read_csv(tmp_path / "all" / "pairwise.csv")
+    assert len(welch) == 6 and set(welch["correction"]) == {"Holm over 6 Welch test(s) over all tasks"}
+    assert np.allclose(welch["p_corrected"], multipletests(welch["p"], method="holm")[1])
+
+
+def write_curves(results, write_run, task, baseline_curve, method_curve, spread=0.005):
+    """Runs of scratch-he and genesis on ``task``: ``curve`` maps fraction -> mean score; 3 seeds around it."""
+    for method, curve in (("scratch-he", baseline_curve), ("genesis", method_curve)):
+        for fraction, score in curve.items():
+            for seed in (0, 1, 2):
+                write_run(results, method, task, seed, fraction, {"dice": score + spread * (seed - 1)}, "dice")
+
+
+def test_label_savings_are_claimed_only_where_the_task_can_show_them(tmp_path, write_run):
+    results = tmp_path / "results"
+    write_curves(results, write_run, "clear", {0.25: 0.5, 0.5: 0.6, 1.0: 0.8}, {0.25: 0.6, 0.5: 0.85, 1.0: 0.9})
+    write_curves(results, write_run, "flat", {0.25: 0.8, 1.0: 0.8}, {0.25: 0.85, 1.0: 0.9})
+    write_curves(results, write_run, "unknown", {1.0: 0.8}, {0.25: 0.85, 1.0: 0.9})
+    write_curves(results, write_run, "wide", {0.25: 0.5, 1.0: 0.8}, {0.25: 0.6, 1.0: 0.8}, spread=0.05)
+    assert report(results, tmp_path / "out") == 0
+    savings = pd.read_csv(tmp_path / "out" / "fewer_labels.csv").set_index("task")
+
+    clear = savings.loc["clear"]
+    expected = 1 - (0.25 + 0.25 * 0.2 / 0.25)  # 0.8 reached between 0.6 at 0.25 and 0.85 at 0.5
+    assert clear["fewer_labels"] == pytest.approx(expected) and 0 < clear["low"] <= expected <= clear["high"] < 1
+    assert clear["headline"] and clear["claim"] == (f"{expected:.0%} fewer labels (95% interval "
+                                                    f"{clear['low']:.0%} to {clear['high']:.0%})")
+
+    for task, reason in (
+            ("flat", "no claim: flat does not discriminate label budgets at this size (scratch-he at fraction 0.25 vs "
+                     "1: mean 0.800 vs 0.800, Welch p = 1)"),
+            ("unknown", "no claim: whether unknown discriminates label budgets is unknown (scratch-he was not run with "
+                        "at least 2 seeds below fraction 1 and on the full training set)")):
+        row = savings.loc[task]
+        assert row["fewer_labels"] == pytest.approx(0.75) and not row["headline"] and row["claim"] == reason
+        assert row["lower_bound"] and "lower bound" in row["note"]
+
+    wide = savings.loc["wide"]
+    assert wide["low"] == -np.inf and not wide["headline"]
+    assert wide["claim"] == "no claim: the 95% interval of the saving includes 0% (or no saving at all)"
+    assert "−∞" in (tmp_path / "out" / "fewer_labels.md").read_text(encoding="utf-8")
+
+
+def test_convergence_counts_the_runs_still_training_and_auc_intervals_need_both_classes(tmp_path, write_run):
+    results = tmp_path / "results"
+    long, short = [0.2, 0.5, 0.7, 0.8], [0.4, 0.6]
+    for seed, curve in enumerate((long, long, short)):
+        history = {"epoch": list(range(len(curve))), "val_dice": [v + seed / 100 for v in curve]}
+        write_run(results, "scratch-he", "t", seed, 1.0, {"dice": 0.8}, "dice", history=history)
+    labels = [1] * 4 + [0] * 30
+    for seed in (0, 1):
+        write_run(results, "scratch-he", "c", seed, 1.0, {"auc": 0.6 + seed / 100}, "auc",
+                  cases={"case_id": [f"c{i}" for i in range(len(labels))], "label": labels,
+                         "score": np.linspace(0, 1, len(labels))})
+    assert report(results, tmp_path / "out") == 0
+    curves = pd.read_csv(tmp_path / "out" / "convergence_curves.csv")
+    assert curves["n_training"].tolist() == [3, 3, 2, 2] and (curves["runs"] == 3).all()
+    assert curves["mean"].iloc[:2].tolist() == pytest.approx([np.mean([0.2, 0.21, 0.42]), np.mean([0.5, 0.51, 0.62])])
+    assert curves["mean"].iloc[2:].isna().all()  # not a mean of the runs that happen to be left
+
+    intervals = pd.read_csv(tmp_path / "out" / "confidence_intervals.csv").set_index("task")
+    assert intervals.loc["c", "level"] == "mean over seeds"  # no per-run AUC interval with 4 positives
+    missing = (tmp_path / "out" / "not_computed.md").read_text(encoding="utf-8")
+    assert "4 positives and 30 negatives: the bootstrap interval of an AUC is given with at least 10 of each" in missing
+    low, high = st.t.interval(0.95, 1, loc=0.605, scale=st.sem([0.6, 0.61]))
+    assert (intervals.loc["c", "low"], intervals.loc["c", "high"]) == (pytest.approx(low), pytest.approx(high))
