@@ -5,19 +5,19 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import TextIO
+
+from tqdm import tqdm
 
 
-class _Stderr(logging.StreamHandler):
-    """A handler writing to whatever ``sys.stderr`` is when a message comes (tests replace it)."""
+class _Stderr(logging.Handler):
+    """A handler writing to whatever ``sys.stderr`` is when a message comes (tests replace it),
+    through tqdm, so that a line never lands in the middle of a progress bar."""
 
-    @property
-    def stream(self) -> TextIO:
-        return sys.stderr
-
-    @stream.setter
-    def stream(self, _: TextIO) -> None:
-        pass
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            tqdm.write(self.format(record), file=sys.stderr)
+        except Exception:  # logging must never stop the run: the standard handler's own policy
+            self.handleError(record)
 
 
 def log_to_stderr() -> None:
