@@ -21,7 +21,9 @@ def test_two_processes_pretrain_one_checkpoint_written_once(tmp_path):
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                "-m", "benchmark", "pretrain", "--method", "genesis", "--profile", "smoke",
                "--results", str(tmp_path), "--device", "cpu", "--no-progress"]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=240)
+    # from a folder of its own: "-m benchmark" puts the current folder first on sys.path, and the
+    # repository root holds the package without its plugins (installed inside it, see pyproject.toml)
+    done = subprocess.run(command, capture_output=True, text=True, timeout=240, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     (folder,) = (tmp_path / "checkpoints").iterdir()
     assert sorted(p.name for p in folder.iterdir()) == ["checkpoint.pt", "history.csv", "meta.json"]
