@@ -45,5 +45,9 @@ def test_written_files_get_the_permissions_of_a_new_file(tmp_path, umask):
 
 def test_finished_result_is_none_until_the_record_exists(tmp_path):
     assert store.finished_result(tmp_path, "run-1") is None
+    record = {key: {} for key in store.RECORD_KEYS} | {"run_id": "run-1"}
+    files.write_json(store.run_dir(tmp_path, "run-1") / store.RESULT_FILE, record)
+    assert store.finished_result(tmp_path, "run-1") == record
     files.write_json(store.run_dir(tmp_path, "run-1") / store.RESULT_FILE, {"run_id": "run-1"})
-    assert store.finished_result(tmp_path, "run-1") == {"run_id": "run-1"}
+    with pytest.raises(store.UnreadableRecord, match="missing method"):
+        store.finished_result(tmp_path, "run-1")
