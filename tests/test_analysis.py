@@ -40,7 +40,7 @@ def _map(rng, informative: bool) -> AnomalyMap:
     mask = np.zeros(shape, bool)
     mask[2:4, 5:12, 5:12] = True
     difference = rng.random(shape) + (0.5 * mask if informative else 0)
-    return AnomalyMap("scan", rng.random(shape), rng.random(shape), difference, mask, np.ones(shape, bool))
+    return AnomalyMap("scan", rng.random(shape), rng.random(shape), difference, mask, np.ones(shape, bool), {})
 
 
 def test_detection_auc_matches_the_mann_whitney_statistic_of_the_sampled_voxels(monkeypatch):

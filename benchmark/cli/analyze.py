@@ -76,20 +76,13 @@ def _restoration_methods(text: str | None) -> list:
     import numpy as np
 
     from benchmark.api.registry import METHODS
-    from benchmark.model.backbone import UNet3D
+    from benchmark.reporting.restoration import is_restoration_method
 
     if text:
         return [METHODS.create(name.strip()) for name in text.split(",") if name.strip()]
     cube = np.full((1, 1, 16, 32, 32), 0.5, dtype=np.float32)
-    chosen = []
-    for name in METHODS.names():
-        method = METHODS.create(name)
-        if method.transfers != "encoder+decoder" or not isinstance(method.build_pretext_model(1, 2), UNet3D):
-            continue
-        inputs, targets = method.make_example(cube, np.random.default_rng(0))
-        if tuple(inputs.shape) == tuple(targets.shape) == cube.shape:
-            chosen.append(method)
-    return chosen
+    methods = [METHODS.create(name) for name in METHODS.names()]
+    return [method for method in methods if is_restoration_method(method, cube, width=2)]
 
 
 def restoration(args: argparse.Namespace) -> None:
@@ -140,7 +133,7 @@ def anomaly(args: argparse.Namespace) -> None:
     results = []
     for scan in scans:
         result = anomaly_map(model, scan, profile, device)
-        write_difference(result, scan.image, out / f"{scan.name}_difference.nii.gz")
+        write_difference(result, out / f"{scan.name}_difference.nii.gz")
         results.append(result)
     _save(montage(results), out / "montage")
     print(f"{len(results)} difference maps (|scan - restored|, {method.name}, checkpoint {meta['checkpoint_id']}) "

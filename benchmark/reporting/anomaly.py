@@ -27,7 +27,7 @@ from monai.inferers import sliding_window_inference
 from sklearn.metrics import roc_auc_score
 
 from benchmark.api.profiles import Profile
-from benchmark.data.imageio import read_image, scale_ct
+from benchmark.data.imageio import geometry, read_image, scale_ct
 from benchmark.errors import UserError
 
 SCAN_SUFFIXES = (".mhd", ".nii.gz", ".nii")
@@ -52,6 +52,7 @@ class AnomalyMap:
     difference: np.ndarray
     mask: np.ndarray | None
     region: np.ndarray
+    geometry: dict[str, list[float]]  # the scan's origin, spacing and direction
 
 
 def _stem(path: Path) -> str:
@@ -93,19 +94,22 @@ def restore_volume(model: torch.nn.Module, volume: np.ndarray, profile: Profile,
 
 
 def anomaly_map(model: torch.nn.Module, scan: Scan, profile: Profile, device: torch.device) -> AnomalyMap:
-    volume = scale_ct(sitk.GetArrayFromImage(read_image(scan.image)).astype(np.float32))
+    image = read_image(scan.image)
+    volume = scale_ct(sitk.GetArrayFromImage(image).astype(np.float32))
     restored = restore_volume(model, volume, profile, device)
     mask = _mask(scan.mask, volume.shape, "mask", scan.image)
     region = _mask(scan.region, volume.shape, "lung mask", scan.image)
     return AnomalyMap(scan.name, volume, restored, np.abs(volume - restored), mask,
-                      region if region is not None else np.ones(volume.shape, bool))
+                      region if region is not None else np.ones(volume.shape, bool), geometry(image))
 
 
-def write_difference(result: AnomalyMap, reference: Path, path: Path) -> None:
+def write_difference(result: AnomalyMap, path: Path) -> None:
     """|input - output| as a float32 NIfTI image with the scan's geometry, written under a hidden
     name with the NIfTI suffix (the writer picks its format by suffix) and renamed into place."""
     image = sitk.GetImageFromArray(result.difference.astype(np.float32))
-    image.CopyInformation(read_image(reference))
+    image.SetOrigin(result.geometry["origin"])
+    image.SetSpacing(result.geometry["spacing"])
+    image.SetDirection(result.geometry["direction"])
     partial = path.with_name(f".{path.name.removesuffix('.nii.gz')}.partial.nii.gz")
     sitk.WriteImage(image, str(partial), useCompression=True)
     os.replace(partial, path)

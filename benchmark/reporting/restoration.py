@@ -32,13 +32,19 @@ class NotRestoration(Exception):
     """The checkpoint's method has a pretext task other than restoring its input."""
 
 
-def restores_its_input(method: Method, checkpoint: dict, cubes: np.ndarray) -> bool:
-    backbone = checkpoint["backbone"]
-    pretext = method.build_pretext_model(backbone["in_channels"], backbone["width"])
-    if not isinstance(pretext, UNet3D) or checkpoint.get("transfers") != "encoder+decoder":
+def is_restoration_method(method: Method, cubes: np.ndarray, width: int) -> bool:
+    """Whether ``method`` pretrains the whole U-Net to give back cubes shaped like its input."""
+    pretext = method.build_pretext_model(int(cubes.shape[1]), width)
+    if not isinstance(pretext, UNet3D) or method.transfers != "encoder+decoder":
         return False
     inputs, targets = method.make_example(cubes, np.random.default_rng(PICTURE_SEED))
     return tuple(inputs.shape) == tuple(targets.shape) == tuple(cubes.shape)
+
+
+def restores_its_input(method: Method, checkpoint: dict, cubes: np.ndarray) -> bool:
+    """``is_restoration_method`` for the method of ``checkpoint``, whose weights must be the whole U-Net."""
+    return checkpoint.get("transfers") == "encoder+decoder" and \
+        is_restoration_method(method, cubes, checkpoint["backbone"]["width"])
 
 
 def restoration_model(checkpoint: dict, source: str) -> UNet3D:

@@ -54,14 +54,6 @@ def held_out_cubes(pool: DataSource, profile: Profile, count: int, seed: int) ->
     return cubes[np.random.default_rng(seed).permutation(len(cubes))[:count]]
 
 
-def corruption(method: Method, cubes: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-    inputs, targets = method.make_example(cubes, np.random.default_rng(CORRUPTION_SEED))
-    if tuple(inputs.shape) != tuple(targets.shape) or tuple(targets.shape) != tuple(cubes.shape):
-        raise UserError(f"method '{method.name}' does not restore its input: its pretext example has no "
-                        "cube-shaped target")
-    return inputs, targets
-
-
 @torch.no_grad()
 def restore(model: torch.nn.Module, inputs: torch.Tensor, device: torch.device, batch: int = 8) -> torch.Tensor:
     model.to(device)
@@ -83,7 +75,7 @@ def restoration_matrix(methods: Sequence[Method], pool: DataSource, profile: Pro
     rows, slices = [], {}
     middle = held_out.shape[2] // 2
     for method in methods:
-        inputs, targets = corruption(method, held_out)
+        inputs, targets = method.make_example(held_out, np.random.default_rng(CORRUPTION_SEED))
         outputs = {INPUT_COLUMN: inputs, **{name: restore(model, inputs, device) for name, model in models.items()}}
         slices[method.name] = {"original": targets[0, 0, middle].numpy(),
                                **{name: out[0, 0, middle].numpy() for name, out in outputs.items()}}
