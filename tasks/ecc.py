@@ -23,15 +23,14 @@ import numpy as np
 import SimpleITK as sitk
 from benchmark.tasks._candidates import (
     SPLITS,
+    CandidateTask,
     candidate_cases,
     class_problems,
-    keep_negatives,
     parse_candidates,
     read_candidates,
     scan_problems,
 )
 
-from benchmark.api.classification import ClassificationTask
 from benchmark.api.registry import TASKS
 from benchmark.api.task import Case, Splits, TaskData, read_split_file
 from benchmark.data.cache import ct_volume
@@ -194,8 +193,9 @@ def series_splits(root: Path, volumes: dict[str, Path], splits: Splits | None) -
 
 
 @TASKS.register
-class EmbolismCandidateClassification(ClassificationTask):
-    """Split units for a split file: series UIDs."""
+class EmbolismCandidateClassification(CandidateTask):
+    """Split units for a split file: series UIDs. Every candidate of ``candidates.csv`` counts unless a
+    setting caps them (``CandidateTask``)."""
 
     name = "ecc"
     description = "Pulmonary embolism false-positive reduction on CTPA candidates (classification, AUC)"
@@ -203,7 +203,6 @@ class EmbolismCandidateClassification(ClassificationTask):
     metrics = ("auc",)
     primary_metric = "auc"
     write_phantom = staticmethod(write_ecc_phantom)
-    max_negatives_per_scan = 50  # the paper's set has ~46 false candidates per scan
 
     def cube_shape(self, cube: tuple[int, int, int]) -> tuple[int, int, int]:
         """A cube with equal sides, the profile cube's in-plane side (64 -> 64x64x64)."""
@@ -216,7 +215,7 @@ class EmbolismCandidateClassification(ClassificationTask):
         candidates = read_candidates(root / "candidates.csv")
         cases: dict[str, list[Case]] = {split: [] for split in SPLITS}
         for uid, split in sorted(split_of.items()):
-            chosen = keep_negatives(uid, candidates.get(uid, []), self.max_negatives_per_scan)
+            chosen = self.candidates_for(uid, split, candidates.get(uid, []))
             if chosen:
                 if uid not in volumes:
                     raise UserError(f"{root / 'volumes' / uid}.nii.gz: file not found (listed in splits.csv)")
@@ -224,7 +223,7 @@ class EmbolismCandidateClassification(ClassificationTask):
         empty = [split for split in SPLITS if not cases[split]]
         if empty:
             raise UserError(f"{root}: no candidates for the {' and '.join(empty)} split (see splits.csv)")
-        return TaskData(**cases)
+        return self.chosen_cases(cases)
 
     def verify(self, root: Path, splits: Splits | None = None) -> list[Problem]:
         """Volumes readable, finite, not empty and listed once; every listed series on disk; candidates

@@ -12,15 +12,14 @@ from pathlib import Path
 
 from benchmark.tasks._candidates import (
     SPLITS,
+    CandidateTask,
     candidate_cases,
     class_problems,
-    keep_negatives,
     parse_candidates,
     read_candidates,
     scan_problems,
 )
 
-from benchmark.api.classification import ClassificationTask
 from benchmark.api.registry import TASKS
 from benchmark.api.task import Case, Splits, TaskData
 from benchmark.data.cache import ct_volume
@@ -63,8 +62,9 @@ def scan_splits(scans: dict[str, tuple[Path, int]], splits: Splits | None) -> di
 
 
 @TASKS.register
-class NoduleCandidateClassification(ClassificationTask):
-    """Split units for a split file: series UIDs."""
+class NoduleCandidateClassification(CandidateTask):
+    """Split units for a split file: series UIDs. Every candidate of ``candidates_V2.csv`` counts unless
+    a setting caps them (``CandidateTask``)."""
 
     name = "ncc"
     description = "Lung nodule false-positive reduction on LUNA16 candidates (classification, AUC)"
@@ -72,7 +72,6 @@ class NoduleCandidateClassification(ClassificationTask):
     metrics = ("auc",)
     primary_metric = "auc"
     write_phantom = staticmethod(write_chest_phantom)
-    max_negatives_per_scan = 20  # LUNA16 has ~850 per scan; see keep_negatives
 
     def load(self, root: Path, cube: tuple[int, int, int], splits: Splits | None = None) -> TaskData:
         root = Path(root)
@@ -81,14 +80,14 @@ class NoduleCandidateClassification(ClassificationTask):
         candidates = read_candidates(candidates_file(root))
         cases: dict[str, list[Case]] = {split: [] for split in SPLITS}
         for uid, split in sorted(split_of.items(), key=lambda item: scans[item[0]][1]):
-            chosen = keep_negatives(uid, candidates.get(uid, []), self.max_negatives_per_scan)
+            chosen = self.candidates_for(uid, split, candidates.get(uid, []))
             if chosen:
                 cases[split] += candidate_cases(uid, ct_volume(scans[uid][0]), chosen, cube)
         empty = [split for split in SPLITS if not cases[split]]
         if empty:
             raise UserError(f"{root}: no candidates for the {' and '.join(empty)} split "
                             "(subsets 0-4 train, 5-6 val, 7-9 test)")
-        return TaskData(**cases)
+        return self.chosen_cases(cases)
 
     def verify(self, root: Path, splits: Splits | None = None) -> list[Problem]:
         """Scans readable, finite and not empty; candidates well-formed and inside their scans; both classes

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ from benchmark.methods.genesis import Genesis
 from benchmark.api.profiles import PROFILES
 from benchmark.api.registry import METHODS
 from benchmark.cli import main
-from benchmark.engine.loader import TRAIN_STREAM, VALIDATION_STREAM, PretextBatches, batch_generator, host_batches
+from benchmark.engine.loader import TRAIN_STREAM, VALIDATION_STREAM, KeyedBatches, batch_generator, host_batches
 from benchmark.engine.pretrain import pretext_loss, pretrain
 from benchmark.errors import UserError
 
@@ -50,11 +51,12 @@ def test_deepcluster_labels_each_pool_in_the_training_process_and_workers_change
 
 def test_a_batch_depends_only_on_its_key():
     method, pool = Genesis(n_windows=50), random_pool(6, 1)
-    batches = PretextBatches(method, pool, 2, steps=4, seed=3, stream=TRAIN_STREAM, epoch=0, rank=0)
+    sample = functools.partial(method.sample_batch, pool, 2)
+    batches = KeyedBatches(sample, steps=4, seed=3, stream=TRAIN_STREAM, epoch=0, rank=0)
     later = batches[3]
     assert all(torch.equal(a, b) for a, b in zip(later, batches[3]))  # no state carried between batches
-    other_rank = PretextBatches(method, pool, 2, steps=4, seed=3, stream=TRAIN_STREAM, epoch=0, rank=1)[3]
-    other_epoch = PretextBatches(method, pool, 2, steps=4, seed=3, stream=TRAIN_STREAM, epoch=1, rank=0)[3]
+    other_rank = KeyedBatches(sample, steps=4, seed=3, stream=TRAIN_STREAM, epoch=0, rank=1)[3]
+    other_epoch = KeyedBatches(sample, steps=4, seed=3, stream=TRAIN_STREAM, epoch=1, rank=0)[3]
     assert not torch.equal(later[0], other_rank[0]) and not torch.equal(later[0], other_epoch[0])
     first = batch_generator(3, TRAIN_STREAM, 0, 3, 0, CPU)
     assert torch.equal(torch.rand(4, generator=first), torch.rand(4, generator=batch_generator(3, 0, 0, 3, 0, CPU)))

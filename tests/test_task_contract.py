@@ -11,6 +11,7 @@ the test split on the declared metrics.
 from __future__ import annotations
 
 import math
+import weakref
 
 import numpy as np
 import pytest
@@ -108,18 +109,19 @@ def test_predictions_are_shaped_like_the_targets(name, loaded):
     task, data, cube = task_data(name, loaded)
     torch.manual_seed(0)
     cases = data.val[:2]
-    logits = predict(task.build_model(SMOKE.width), task, cases, cube, SMOKE, torch.device("cpu"), "validation")
+    logits = list(predict(task.build_model(SMOKE.width), task, cases, cube, SMOKE, torch.device("cpu"),
+                          "validation"))
     assert len(logits) == len(cases)
     for case, x in zip(cases, logits, strict=True):
         assert x.shape == task.target(case).shape and x.device.type == "cpu"
-    assert math.isfinite(task.validation_loss(cases, logits))
+        assert math.isfinite(task.case_loss(case, x))
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_perfect_predictions_score_best_and_constant_ones_finitely(name, loaded):
     task, data, _ = task_data(name, loaded)
     cases = data.test
-    scores, frame = task.evaluate(cases, perfect(task, cases))
+    scores, frame = task.evaluate(cases, iter(perfect(task, cases)))  # read once, as a stream
     assert set(scores) == set(task.metrics)
     assert all(value == pytest.approx(1.0) for value in scores.values()), scores
     assert list(frame["case_id"]) == [case.case_id for case in cases]
@@ -127,7 +129,7 @@ def test_perfect_predictions_score_best_and_constant_ones_finitely(name, loaded)
     for constant in (-3.0, 0.0, 3.0):
         scores, _ = task.evaluate(cases, [torch.full_like(task.target(case), constant) for case in cases])
         assert set(scores) == set(task.metrics) and all(math.isfinite(v) for v in scores.values()), scores
-    assert task.validation_loss(cases, perfect(task, cases)) < 0.01
+    assert all(task.case_loss(case, x) < 0.01 for case, x in zip(cases, perfect(task, cases)))
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -141,3 +143,35 @@ def test_the_threshold_baseline_scores_the_declared_metrics(name, loaded):
     assert result["rule"] and "\n" not in result["rule"]
     assert set(result["metrics"]) == set(task.metrics)
     assert all(0.0 <= value <= 1.0 for value in result["metrics"].values()), result
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_evaluation_holds_one_prediction_at_a_time(name, loaded):
+    """``evaluate`` reads the logits as a stream and keeps none of them: when the next case's logits
+    are made, at most the previous case's are still alive (a whole CT volume each, for segmentation).
+    What the metrics keep of each case is measured by ``benchmark speed --scale``."""
+    task, data, _ = task_data(name, loaded)
+    cases = data.test[:4]
+    made: list[weakref.ref] = []
+
+    def stream():
+        for case in cases:
+            assert sum(ref() is not None for ref in made) <= 1, "evaluate keeps earlier predictions"
+            x = perfect(task, [case])[0]
+            made.append(weakref.ref(x))
+            yield x
+            del x
+
+    scores, frame = task.evaluate(cases, stream())
+    assert len(made) == len(cases) and len(frame) == len(cases)
+    assert all(value == pytest.approx(1.0) for value in scores.values()), scores
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_a_task_predicting_another_number_of_cases_is_refused(name, loaded, monkeypatch):
+    task, data, cube = task_data(name, loaded)
+    cases = data.val[:2]
+    own = type(task).predict
+    monkeypatch.setattr(type(task), "predict", lambda self, *args: list(own(self, *args))[:-1])
+    with pytest.raises(RuntimeError, match="predicted 1 cases of the 2"):
+        list(predict(task.build_model(SMOKE.width), task, cases, cube, SMOKE, torch.device("cpu"), "test"))

@@ -12,7 +12,7 @@ chosen by the training AUC.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import ClassVar
 
 import numpy as np
@@ -54,7 +54,7 @@ class ClassificationTask(Task):
     def sample_batch(self, cases: Sequence[Case], cube: tuple[int, int, int], batch_size: int,
                      rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """Alternately a positive and a negative case, each drawn uniformly within its class."""
-        labels = np.array([case.target for case in cases])
+        labels = np.fromiter((case.target for case in cases), dtype=np.int8, count=len(cases))
         pools = [np.flatnonzero(labels == value) for value in (0, 1)]
         pools = [p for p in pools if len(p)]
         chosen = [pools[i % len(pools)][rng.integers(len(pools[i % len(pools)]))] for i in range(batch_size)]
@@ -67,18 +67,16 @@ class ClassificationTask(Task):
         return nn.functional.binary_cross_entropy_with_logits(logits, targets)
 
     def predict(self, model: nn.Module, cases: Sequence[Case], cube: tuple[int, int, int], profile: Profile,
-                device: torch.device) -> list[torch.Tensor]:
+                device: torch.device) -> Iterator[torch.Tensor]:
         chunk = profile.schedule(self.kind).batch * PREDICTION_CHUNK
-        outputs: list[torch.Tensor] = []
         for start in range(0, len(cases), chunk):
             images = np.stack([case.image for case in cases[start:start + chunk]])
-            outputs.extend(model(torch.from_numpy(images).to(device)).cpu()[:, 0])
-        return outputs
+            yield from model(torch.from_numpy(images).to(device)).cpu()[:, 0]
 
     def target(self, case: Case) -> torch.Tensor:
         return torch.tensor(float(case.target))
 
-    def evaluate(self, cases: Sequence[Case], logits: Sequence[torch.Tensor]) -> tuple[dict[str, float],
+    def evaluate(self, cases: Sequence[Case], logits: Iterable[torch.Tensor]) -> tuple[dict[str, float],
                                                                                       pd.DataFrame]:
         labels = [int(case.target) for case in cases]
         scores = [float(torch.sigmoid(x)) for x in logits]
@@ -88,8 +86,13 @@ class ClassificationTask(Task):
 
     def threshold_rule(self, train: Sequence[Case]) -> ThresholdRule:
         labels = [int(case.target) for case in train]
+        values: dict[str, list[float]] = {name: [] for name in FEATURES}
+        for case in train:  # each image made once (a lazy case crops it at every access)
+            image = case.image
+            for name, statistic in FEATURES.items():
+                values[name].append(statistic(image))
         name, sign = max(((name, sign) for name in FEATURES for sign in (1, -1)),
-                         key=lambda rule: metrics.auc(labels, [rule[1] * FEATURES[rule[0]](c.image) for c in train]))
+                         key=lambda rule: metrics.auc(labels, [rule[1] * v for v in values[rule[0]]]))
         feature = FEATURES[name]
         return ThresholdRule(f"{'high' if sign > 0 else 'low'} {name}",
                              lambda case: torch.tensor(sign * feature(case.image), dtype=torch.float64))

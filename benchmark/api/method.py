@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from benchmark.api.profiles import Profile
-from benchmark.api.settings import defaults
+from benchmark.api.settings import current_values
 from benchmark.model.backbone import UNet3D
 from benchmark.model.init import he_uniform
 
@@ -153,4 +153,4 @@ class Method:
         """The values of the method's settings, its constructor's keyword arguments (part of the
         checkpoint id): ``METHODS.create(name, **settings)`` makes an equal method. Default: the
         attribute named like each argument; override where a method keeps one otherwise."""
-        return {name: getattr(self, name) for name in defaults(type(self))}
+        return current_values(self)

@@ -49,15 +49,23 @@ def iou(truth: np.ndarray, probability: np.ndarray, threshold: float = 0.5) -> f
     return 1.0 if tp + fp + fn == 0 else tp / (tp + fp + fn)
 
 
-def mg_iou(truths: Sequence[np.ndarray], probabilities: Sequence[np.ndarray]) -> float:
-    """The Models Genesis NCS "IoU": two-class mean IoU pooled over all voxels, averaged over thresholds."""
+def mg_iou_counts(truth: np.ndarray, probability: np.ndarray) -> np.ndarray:
+    """One case's (TP, FP, FN, TN) at each of ``MG_IOU_THRESHOLDS``, shape (thresholds, 4): summed
+    over cases, they give ``mg_iou`` without holding every case's prediction."""
+    return np.array([overlap_counts(truth, probability >= threshold) for threshold in MG_IOU_THRESHOLDS],
+                    dtype=np.int64)
+
+
+def mg_iou_from_counts(counts: np.ndarray) -> float:
+    """``mg_iou`` from the summed ``mg_iou_counts`` of a split's cases."""
     scores = []
-    for threshold in MG_IOU_THRESHOLDS:
-        tp = fp = fn = tn = 0
-        for truth, probability in zip(truths, probabilities):
-            counts = overlap_counts(truth, probability >= threshold)
-            tp, fp, fn, tn = tp + counts[0], fp + counts[1], fn + counts[2], tn + counts[3]
+    for tp, fp, fn, tn in counts.tolist():
         foreground = tp / (tp + fp + fn) if tp + fp + fn else 1.0
         background = tn / (tn + fn + fp) if tn + fn + fp else 1.0
         scores.append((foreground + background) / 2)
     return float(np.mean(scores))
+
+
+def mg_iou(truths: Sequence[np.ndarray], probabilities: Sequence[np.ndarray]) -> float:
+    """The Models Genesis NCS "IoU": two-class mean IoU pooled over all voxels, averaged over thresholds."""
+    return mg_iou_from_counts(sum(mg_iou_counts(t, p) for t, p in zip(truths, probabilities)))

@@ -13,7 +13,7 @@ the channel, direction and threshold maximising the mean training Dice.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import ClassVar
 
 import numpy as np
@@ -29,7 +29,9 @@ from benchmark.model.backbone import UNet3D
 
 FOREGROUND_OVERSAMPLING = 1 / 3
 PER_CASE: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {"dice": metrics.dice, "iou": metrics.iou}
-POOLED: dict[str, Callable[[Sequence[np.ndarray], Sequence[np.ndarray]], float]] = {"mg_iou": metrics.mg_iou}
+# a metric pooled over the split: each case's counts, and the metric from their sum
+POOLED: dict[str, tuple[Callable[[np.ndarray, np.ndarray], np.ndarray], Callable[[np.ndarray], float]]] = {
+    "mg_iou": (metrics.mg_iou_counts, metrics.mg_iou_from_counts)}
 THRESHOLDS = np.linspace(0.02, 0.98, 49)  # the threshold baseline's candidate levels
 
 
@@ -93,26 +95,34 @@ class SegmentationTask(Task):
         return nn.functional.binary_cross_entropy_with_logits(logits, targets) + soft_dice_loss(logits, targets)
 
     def predict(self, model: nn.Module, cases: Sequence[Case], cube: tuple[int, int, int], profile: Profile,
-                device: torch.device) -> list[torch.Tensor]:
-        return [
-            sliding_window_inference(
-                torch.from_numpy(case.image[None]).to(device), roi_size=cube,
-                sw_batch_size=profile.schedule(self.kind).batch, predictor=model,
-                overlap=profile.sliding_window_overlap, mode="gaussian",
-            ).cpu()[0, 0]
-            for case in cases
-        ]
+                device: torch.device) -> Iterator[torch.Tensor]:
+        """Each volume stays on the CPU; its windows go to ``device`` a batch at a time and the blended
+        prediction is accumulated on the CPU, so the device holds a window batch whatever the
+        volume's size (a LiTS volume of 512x512x900 needs about three float32 copies of the volume
+        in host memory: the input, the sum and the weights)."""
+        for case in cases:
+            yield sliding_window_inference(
+                torch.from_numpy(case.image[None]), roi_size=cube, sw_batch_size=profile.schedule(self.kind).batch,
+                predictor=model, overlap=profile.sliding_window_overlap, mode="gaussian", sw_device=device,
+                device=torch.device("cpu"),
+            )[0, 0]
 
     def target(self, case: Case) -> torch.Tensor:
         return torch.from_numpy(case.target.astype(np.float32))
 
-    def evaluate(self, cases: Sequence[Case], logits: Sequence[torch.Tensor]) -> tuple[dict[str, float],
+    def evaluate(self, cases: Sequence[Case], logits: Iterable[torch.Tensor]) -> tuple[dict[str, float],
                                                                                       pd.DataFrame]:
-        probabilities = [torch.sigmoid(x).numpy() for x in logits]
-        per_case = {name: [fn(c.target, p) for c, p in zip(cases, probabilities)] for name, fn in PER_CASE.items()}
+        per_case: dict[str, list[float]] = {name: [] for name in PER_CASE}
+        pooled: dict[str, np.ndarray] = {}
+        for case, x in zip(cases, logits):  # one case's prediction in memory at a time
+            probability = torch.sigmoid(x).numpy()
+            for name, fn in PER_CASE.items():
+                per_case[name].append(fn(case.target, probability))
+            for name in (name for name in POOLED if name in self.metrics):
+                counts = POOLED[name][0](case.target, probability)
+                pooled[name] = pooled[name] + counts if name in pooled else counts
         results = {name: float(np.mean(values)) for name, values in per_case.items()}
-        results.update({name: fn([c.target for c in cases], probabilities)
-                        for name, fn in POOLED.items() if name in self.metrics})
+        results.update({name: POOLED[name][1](counts) for name, counts in pooled.items()})
         frame = pd.DataFrame({"case_id": [c.case_id for c in cases], "group": [c.group for c in cases], **per_case})
         return {k: v for k, v in results.items() if k in self.metrics}, frame
 

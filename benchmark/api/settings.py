@@ -36,6 +36,11 @@ def defaults(cls: type) -> dict[str, Any]:
     return settings
 
 
+def current_values(plugin: object) -> dict[str, Any]:
+    """The values of a plugin's settings: the attribute named like each constructor argument."""
+    return {name: getattr(plugin, name) for name in defaults(type(plugin))}
+
+
 def convert(value: Any, default: Any) -> Any:
     """``value`` in the type of ``default``: text parsed (``parse``), a list for a tuple default (a
     JSON round trip) made a tuple, anything else as given (the constructor checks it)."""

@@ -15,10 +15,10 @@ engine only calls what a task declares: it names no metric and no kind.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import pandas as pd
@@ -26,12 +26,13 @@ import torch
 from torch import nn
 
 from benchmark.api.profiles import Profile
-from benchmark.data.cases import Case, Splits, TaskData, read_csv_rows, read_split_file
+from benchmark.api.settings import current_values
+from benchmark.data.cases import Case, LazyImage, Splits, TaskData, iter_csv_rows, read_csv_rows, read_split_file
 from benchmark.data.verify import Problem
 from benchmark.errors import UserError
 
-__all__ = ["Case", "Kind", "Splits", "Task", "TaskData", "ThresholdRule", "random_flips", "read_csv_rows",
-           "read_split_file"]
+__all__ = ["Case", "Kind", "LazyImage", "Splits", "Task", "TaskData", "ThresholdRule", "iter_csv_rows",
+           "random_flips", "read_csv_rows", "read_split_file"]
 
 Kind = Literal["classification", "segmentation"]
 VERIFY_CUBE = (16, 32, 32)  # the cube the default ``Task.verify`` loads at
@@ -65,6 +66,13 @@ class Task(ABC):
     layout; tasks sharing a generator function share its files.
     ``cube_shape(profile_cube)`` gives the input size the task uses for a profile's
     cube (default: the cube itself; ECC, say, uses a cube with equal sides).
+
+    A task's settings are its constructor's keyword arguments (``--task-arg KEY=VALUE``, part of
+    the run id and of the record), as a method's are; most tasks have none.
+
+    Evaluation streams: ``predict`` yields one case's logits at a time and ``evaluate`` consumes
+    them once, so memory holds one case's prediction (a whole CT volume, for segmentation) and
+    the per-case values, never every case's prediction at once.
 
     Every metric in ``metrics`` is a score that is higher for a better prediction:
     fine-tuning keeps the epoch of the highest validation ``primary_metric``.
@@ -102,6 +110,11 @@ class Task(ABC):
     def cube_shape(self, cube: tuple[int, int, int]) -> tuple[int, int, int]:
         return cube
 
+    def settings(self) -> dict[str, Any]:
+        """The values of the task's settings (its constructor's keyword arguments): ``TASKS.create(name,
+        **settings)`` makes an equal task."""
+        return current_values(self)
+
     @abstractmethod
     def build_model(self, width: int) -> nn.Module:
         """A fresh target model of the backbone at ``width``, with this task's head and ``in_channels``.
@@ -119,8 +132,9 @@ class Task(ABC):
 
     @abstractmethod
     def predict(self, model: nn.Module, cases: Sequence[Case], cube: tuple[int, int, int], profile: Profile,
-                device: torch.device) -> list[torch.Tensor]:
-        """The logits of each case on the CPU, shaped like ``target(case)``. Called with the model in
+                device: torch.device) -> Iterable[torch.Tensor]:
+        """The logits of each case on the CPU, shaped like ``target(case)``, in the order of ``cases``: a
+        generator, so that only the cases being predicted are in memory. Consumed with the model in
         evaluation mode under ``torch.no_grad()``."""
 
     @abstractmethod
@@ -128,16 +142,17 @@ class Task(ABC):
         """The case's target as a float tensor shaped like its predicted logits."""
 
     @abstractmethod
-    def evaluate(self, cases: Sequence[Case], logits: Sequence[torch.Tensor]) -> tuple[dict[str, float],
+    def evaluate(self, cases: Sequence[Case], logits: Iterable[torch.Tensor]) -> tuple[dict[str, float],
                                                                                       pd.DataFrame]:
         """The value of each of ``metrics`` over ``cases``, and a per-case table (columns ``case_id``,
-        ``group`` and the per-case values the statistics use)."""
+        ``group`` and the per-case values the statistics use). ``logits`` (one per case, in order) is
+        read once, one at a time: keep what the metrics need of each, not the logits."""
 
     def threshold_rule(self, train: Sequence[Case]) -> ThresholdRule:
         """The best single-intensity-threshold rule on ``train`` (``benchmark baseline``)."""
         raise UserError(f"task '{self.name}' declares no threshold baseline")
 
-    def validation_loss(self, cases: Sequence[Case], logits: Sequence[torch.Tensor]) -> float:
-        """The mean over cases of the training loss of each case's whole prediction (a batch of one)."""
-        return float(np.mean([float(self.loss(x[None, None], self.target(case)[None, None]))
-                              for case, x in zip(cases, logits)]))
+    def case_loss(self, case: Case, logits: torch.Tensor) -> float:
+        """The training loss of one case's whole prediction (a batch of one); its mean over the
+        validation cases is the history's ``val_loss``."""
+        return float(self.loss(logits[None, None], self.target(case)[None, None]))

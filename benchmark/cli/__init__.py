@@ -41,7 +41,14 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
                         help="benchmark a pretrained file instead of pretraining: the released Models Genesis "
                              "checkpoint, a state dict, safetensors or a checkpoint of this suite")
     parser.add_argument("--force", action="store_true", help="rerun even if this exact run has a record")
+    _add_task_setting_argument(parser)
     _add_training_arguments(parser)
+
+
+def _add_task_setting_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--task-arg", action="append", default=[], metavar="KEY=VALUE",
+                        help="replace one of the task's settings, e.g. max_negatives_per_scan=20 (repeatable; "
+                             "'benchmark show TASK' lists them; in a sweep, for every task that has it)")
 
 
 def _add_training_arguments(parser: argparse.ArgumentParser) -> None:
@@ -64,7 +71,8 @@ def _add_training_arguments(parser: argparse.ArgumentParser) -> None:
 def _add_switch_arguments(parser: argparse.ArgumentParser) -> None:
     """The pretraining speed switches; each overrides the profile's value when given."""
     parser.add_argument("--workers", type=int, default=None,
-                        help="data-loader worker processes for pretraining batches (default: the profile's, 0)")
+                        help="data-loader worker processes for pretraining and fine-tuning batches (the same "
+                             "numbers for any count; default: the profile's, 0)")
     parser.add_argument("--transforms-on-device", action=argparse.BooleanOptionalAction, default=None,
                         help="make pretraining batches with the method's batched torch transforms on the "
                              "training device (default: the profile's, off)")
@@ -95,6 +103,7 @@ def _add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--slurm-time", type=int, default=24 * 60, help="minutes per SLURM job (default 1440)")
     parser.add_argument("--slurm-gpus", type=int, default=1, help="GPUs per SLURM job (default 1)")
     parser.add_argument("--slurm-cpus", type=int, default=8, help="CPUs per SLURM job (default 8)")
+    _add_task_setting_argument(parser)
     _add_training_arguments(parser)
 
 
@@ -207,11 +216,11 @@ def build_parser() -> argparse.ArgumentParser:
                                   description="List the registered methods and tasks, built-in and plugins.")
     listing.add_argument("--verbose", "-v", action="store_true", help="also list every method's settings")
     show = commands.add_parser(
-        "show", help="a method's description, what it transfers and its settings",
-        description="Print a method's name, description, what it transfers, the first paragraph of its "
-                    "documentation and every setting with its default (the values 'benchmark run "
-                    "--method-arg KEY=VALUE' replaces).")
-    show.add_argument("method", help="a method (see 'benchmark list')")
+        "show", help="a method's (or a task's) description, what it transfers and its settings",
+        description="Print a method's (or a task's) name, description, what a method transfers, the first "
+                    "paragraph of its documentation and every setting with its default (the values 'benchmark "
+                    "run --method-arg KEY=VALUE' or '--task-arg KEY=VALUE' replace).")
+    show.add_argument("method", metavar="NAME", help="a method or a task (see 'benchmark list')")
     baseline = commands.add_parser(
         "baseline", help="score an intensity-threshold baseline on a task's test split",
         description="Score the best single intensity threshold (chosen on the training split) on the test "

@@ -7,16 +7,16 @@ import json
 from pathlib import Path
 from typing import Any
 
-from benchmark.api.registry import METHODS
+from benchmark.api.registry import METHODS, TASKS
 from benchmark.api.settings import format_value
-from benchmark.cli.options import method_settings, switches
+from benchmark.cli.options import method_settings, switches, task_settings
 from benchmark.engine.harness import RunSpec, execute
 
 
-def changed_settings(record: dict[str, Any]) -> str:
-    """The record's method settings that differ from the method's defaults, as ``KEY=VALUE`` items."""
+def changed_settings(recorded: dict[str, Any], defaults: dict[str, Any]) -> str:
+    """The ``recorded`` settings that differ from a plugin's ``defaults``, as ``KEY=VALUE`` items."""
     recorded, defaults = (json.loads(json.dumps(settings, default=str))  # as the record's file holds them
-                          for settings in (record["method_settings"], METHODS.defaults(record["method"])))
+                          for settings in (recorded, defaults))
     changed = [f"{key}={format_value(value)}" for key, value in recorded.items() if defaults.get(key) != value]
     return " ".join(changed) or "defaults"
 
@@ -32,12 +32,15 @@ def format_summary(record: dict[str, Any], results: Path) -> str:
     else:
         pretrained = "none (random initialisation)"
     cases = record["cases"]
+    method_settings = changed_settings(record["method_settings"], METHODS.defaults(record["method"]))
+    task_settings = changed_settings(record.get("task_settings", {}), TASKS.defaults(record["task"]))
     lines = [
         f"run      {record['run_id']}" + ("   (already finished: existing record)" if record.get("reused") else ""),
-        f"method   {record['method']}   settings: {changed_settings(record)}   pretraining: {pretrained}   "
+        f"method   {record['method']}   settings: {method_settings}   pretraining: {pretrained}   "
         f"transferred: {record['transfer']['transferred']}",
-        f"task     {record['task']}   profile {record['profile']}   seed {record['seed']}   "
-        f"fraction {record['fraction']:g}   train/val/test {cases['train']}/{cases['val']}/{cases['test']}",
+        f"task     {record['task']}   settings: {task_settings}   profile {record['profile']}   "
+        f"seed {record['seed']}   fraction {record['fraction']:g}   "
+        f"train/val/test {cases['train']}/{cases['val']}/{cases['test']}",
         f"data     {record['data']['kind']} {record['data']['root']}",
         f"test     {scores}",
         f"fit      {record['finetune']['epochs']} epochs (best {record['finetune']['best_epoch']})   "
@@ -51,6 +54,7 @@ def command(args: argparse.Namespace) -> None:
     spec = RunSpec(method=args.method, task=args.task, seed=args.seed, fraction=args.fraction,
                    profile=args.profile, data_root=args.data_root, pretrain_root=args.pretrain_root,
                    weights=args.weights, splits=args.splits, switches=tuple(switches(args).items()),
-                   method_settings=method_settings(args), subset_seed=args.subset_seed)
+                   method_settings=method_settings(args), task_settings=task_settings(args),
+                   subset_seed=args.subset_seed)
     record = execute(spec, args.results, args.device, args.force, progress=not args.no_progress)
     print(format_summary(record, args.results))

@@ -1,4 +1,5 @@
-"""``benchmark show METHOD``: a method's description, what it transfers, its documentation and its settings."""
+"""``benchmark show NAME``: a method's (or a task's) description, what a method transfers, its documentation
+and its settings."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import argparse
 import inspect
 import sys
 
-from benchmark.api.registry import METHODS
+from benchmark.api.registry import METHODS, TASKS, Registry
 from benchmark.api.settings import defaults, format_value
 
 PRESET_MARK = "*"
@@ -17,19 +18,23 @@ def command(args: argparse.Namespace) -> None:
 
 
 def describe(name: str) -> str:
-    """Name, origin, description, what it transfers, the first paragraph of its documentation, and
-    every setting with its default (a preset's values marked, with the class's own default)."""
-    cls, preset = METHODS.get(name), METHODS.preset(name)
-    origin = f"{METHODS.origin(name)}; a preset of {cls.name}" if preset else METHODS.origin(name)
-    lines = [f"{name}  ({origin})", f"  {METHODS.description(name)}", f"  transfers: {cls.transfers}", ""]
+    """Name, origin, description, what a method transfers, the first paragraph of its documentation, and
+    every setting with its default (a preset's values marked, with the class's own default). ``name`` is
+    a method's, or a task's that no method has."""
+    is_task = name not in METHODS.names() and name in TASKS.names()
+    registry: Registry = TASKS if is_task else METHODS
+    cls, preset = registry.get(name), registry.preset(name)
+    origin = f"{registry.origin(name)}; a preset of {cls.name}" if preset else registry.origin(name)
+    lines = [f"{name}  ({origin})", f"  {registry.description(name)}"]
+    lines += [""] if is_task else [f"  transfers: {cls.transfers}", ""]
     paragraph = first_paragraph(cls)
     if paragraph:
         lines += [paragraph, ""]
-    settings = METHODS.defaults(name)
+    settings = registry.defaults(name)
     if not settings:
         return "\n".join([*lines, "settings: none"])
     mark = f"; {PRESET_MARK}: set by the preset, {cls.name}'s default in brackets" if preset else ""
-    lines.append(f"settings (change one with --method-arg KEY=VALUE{mark}):")
+    lines.append(f"settings (change one with --{registry.kind}-arg KEY=VALUE{mark}):")
     width = max(map(len, settings))
     own = defaults(cls)
     for key, value in settings.items():

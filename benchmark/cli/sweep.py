@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmark.cli.options import method_settings, switches
+from benchmark.cli.options import method_settings, switches, task_settings
 from benchmark.engine.sweep import Grid, run_sweep, summarise, terminate_as_interrupt
 from benchmark.errors import UserError
 
@@ -39,6 +39,7 @@ def command(args: Any) -> int:
                 seeds=_numbers(args.seeds, int, "--seeds"), profile=args.profile,
                 data_roots=_data_roots(args.data_root), pretrain_root=args.pretrain_root,
                 switches=tuple(switches(args).items()), method_settings=method_settings(args),
+                task_settings=task_settings(args),
                 subset_seed=args.subset_seed)
     slurm = {"slurm_partition": args.slurm_partition, "timeout_min": args.slurm_time,
              "gpus_per_node": args.slurm_gpus, "cpus_per_task": args.slurm_cpus}

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import csv
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -17,7 +18,12 @@ from benchmark.data.verify import SPLITS, Problem, check_split_assignment
 from benchmark.errors import UserError
 
 
-@dataclass(frozen=True)
+class LazyImage(Protocol):
+    """An image made when it is needed: ``load()`` returns the float32 ``(C, Z, Y, X)`` array."""
+
+    def load(self) -> np.ndarray: ...
+
+
 class Case:
     """One evaluation unit.
 
@@ -25,12 +31,35 @@ class Case:
     foreground mask (segmentation) or the class label 0/1 (classification).
     ``group``: the patient/scan the case comes from; splits and label-fraction subsets
     are drawn at this level so that one patient never sits on both sides.
+
+    A case may hold its image itself (an array, possibly memory-mapped) or where to make it
+    from (a ``LazyImage``, such as a candidate's crop of its memory-mapped scan): ``image`` then
+    makes the array at each access and nothing keeps it, so the memory of a task's cases does
+    not grow with their images, only with their number. Cases are immutable.
     """
 
+    __slots__ = ("case_id", "_source", "target", "group")
     case_id: str
-    image: np.ndarray
     target: np.ndarray | int
     group: str
+
+    def __init__(self, case_id: str, image: np.ndarray | LazyImage, target: np.ndarray | int, group: str) -> None:
+        for name, value in (("case_id", case_id), ("_source", image), ("target", target), ("group", group)):
+            object.__setattr__(self, name, value)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"a Case is immutable (cannot set '{name}')")
+
+    @property
+    def image(self) -> np.ndarray:
+        source = self._source
+        return source if isinstance(source, np.ndarray) else source.load()
+
+    def __reduce__(self) -> tuple:
+        return Case, (self.case_id, self._source, self.target, self.group)
+
+    def __repr__(self) -> str:
+        return f"Case({self.case_id!r}, group={self.group!r})"
 
 
 @dataclass(frozen=True)
@@ -43,8 +72,9 @@ class TaskData:
         return {"train": self.train, "val": self.val, "test": self.test}[name]
 
 
-def read_csv_rows(path: Path, columns: tuple[str, ...]) -> list[tuple[int, dict[str, str]]]:
-    """(line number, row) pairs of a CSV that must have ``columns``; UserError naming the file otherwise."""
+def iter_csv_rows(path: Path, columns: tuple[str, ...]) -> Iterator[tuple[int, dict[str, str]]]:
+    """(line number, row) pairs of a CSV that must have ``columns``, read one at a time (a file of a
+    million rows is never held whole); UserError naming the file otherwise."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: file not found")
@@ -56,9 +86,15 @@ def read_csv_rows(path: Path, columns: tuple[str, ...]) -> list[tuple[int, dict[
                 raise UserError(
                     f"{path}: missing column(s) {', '.join(missing)} (the header must have {','.join(columns)})"
                 )
-            return [(reader.line_num, row) for row in reader]
+            for row in reader:
+                yield reader.line_num, row
     except (UnicodeDecodeError, csv.Error) as error:
         raise UserError(f"{path}: not a readable CSV text file ({error})") from error
+
+
+def read_csv_rows(path: Path, columns: tuple[str, ...]) -> list[tuple[int, dict[str, str]]]:
+    """(line number, row) pairs of a CSV that must have ``columns``; UserError naming the file otherwise."""
+    return list(iter_csv_rows(path, columns))
 
 
 def read_split_file(path: Path, key: str = "case_id") -> dict[str, str]:

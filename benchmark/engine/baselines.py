@@ -17,5 +17,5 @@ from benchmark.api.task import Task, TaskData
 def threshold_baseline(task: Task, data: TaskData) -> dict[str, Any]:
     """The rule chosen on ``data.train`` and its test metrics."""
     rule = task.threshold_rule(data.train)
-    scores, _ = task.evaluate(data.test, [rule.logits(case) for case in data.test])
+    scores, _ = task.evaluate(data.test, (rule.logits(case) for case in data.test))
     return {"rule": rule.description, "metrics": scores}

@@ -7,11 +7,17 @@ the task's kind. Early stopping watches the task's primary validation metric (AU
 Dice, IoU), maximised: on the small, imbalanced validation sets of classification tasks
 the validation loss mostly measures calibration and stops training long before the
 ranking stops improving. A non-finite prediction, on validation or test, stops the run.
+
+Batches: each made from its own key ``(seed, epoch, step)`` (``benchmark.engine.loader``), by
+the profile's ``loader_workers`` processes or in this one: the same numbers either way, and a
+resumed run draws the batches an uninterrupted one would. Predictions stream one case at a
+time into the task's metrics (and the validation loss), so neither a split's size nor a
+volume's multiplies the memory of evaluation.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,29 +28,44 @@ from torch import nn
 
 from benchmark.api.profiles import Profile
 from benchmark.api.task import Case, Task
+from benchmark.engine.loader import task_batches
 from benchmark.engine.training import Latest, NonFinite, Stopping, train
 from benchmark.errors import UserError
 
 
+@torch.no_grad()
 def predict(model: nn.Module, task: Task, cases: Sequence[Case], cube: tuple[int, int, int], profile: Profile,
-            device: torch.device, split: str) -> list[torch.Tensor]:
-    """The task's logits for each case, in evaluation mode; ``NonFinite`` names the first non-finite
-    prediction (of the ``split`` case)."""
+            device: torch.device, split: str) -> Iterator[torch.Tensor]:
+    """The task's logits for each case, one at a time, in evaluation mode; ``NonFinite`` names the first
+    non-finite prediction (of the ``split`` case). A task that predicts another number of cases than it
+    was given is a plugin error."""
     model.eval()
-    with torch.no_grad():
-        logits = task.predict(model, cases, cube, profile, device)
-    for case, x in zip(cases, logits):
+    count = 0
+    for count, x in enumerate(task.predict(model, cases, cube, profile, device), start=1):
+        if count > len(cases):
+            break
         if not bool(torch.isfinite(x).all()):
-            raise NonFinite(f"the {split} prediction of case {case.case_id}")
-    return logits
+            raise NonFinite(f"the {split} prediction of case {cases[count - 1].case_id}")
+        yield x
+    if count != len(cases):
+        raise RuntimeError(f"task '{task.name}' predicted {'more' if count > len(cases) else count} "
+                           f"cases of the {len(cases)} it was given")
 
 
 def validate(model: nn.Module, task: Task, cases: Sequence[Case], cube: tuple[int, int, int], profile: Profile,
              device: torch.device) -> tuple[float, dict[str, float]]:
-    """The primary validation metric, and the history columns ``val_loss`` and ``val_<primary metric>``."""
-    logits = predict(model, task, cases, cube, profile, device, "validation")
-    score = task.evaluate(cases, logits)[0][task.primary_metric]
-    return score, {"val_loss": task.validation_loss(cases, logits), f"val_{task.primary_metric}": score}
+    """The primary validation metric, and the history columns ``val_loss`` and ``val_<primary metric>``
+    (the mean of ``case_loss`` over the cases), from one pass over the predictions."""
+    losses: list[float] = []
+
+    def with_losses(logits: Iterator[torch.Tensor]) -> Iterator[torch.Tensor]:
+        for case, x in zip(cases, logits):
+            losses.append(task.case_loss(case, x))
+            yield x
+
+    score = task.evaluate(cases, with_losses(predict(model, task, cases, cube, profile, device, "validation")))[0][
+        task.primary_metric]
+    return score, {"val_loss": float(np.mean(losses)), f"val_{task.primary_metric}": score}
 
 
 def finetune(model: nn.Module, task: Task, train_cases: Sequence[Case], val: Sequence[Case],
@@ -52,23 +73,23 @@ def finetune(model: nn.Module, task: Task, train_cases: Sequence[Case], val: Seq
              progress: bool = True, latest: Path | None = None) -> tuple[nn.Module, pd.DataFrame, dict[str, Any]]:
     """Train ``model`` on ``train_cases`` with early stopping on the primary validation metric; keep the best
     epoch. Returns the model, the per-epoch history and what the fit cost. With ``latest``, resume from the
-    state saved there (the batch generator's included) and save it after every epoch."""
-    rng = np.random.default_rng([seed, 2])
+    state saved there and save it after every epoch."""
     torch.manual_seed(seed)
     model.to(device)
     schedule = profile.schedule(task.kind)
     optimizer = torch.optim.Adam(model.parameters(), lr=schedule.lr)
     stopping = Stopping(f"val_{task.primary_metric}", "max", schedule.epochs, schedule.patience)
 
-    def batches(epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        return (task.sample_batch(train_cases, cube, schedule.batch, rng) for _ in range(schedule.steps_per_epoch))
+    def batches(epoch: int) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
+        return task_batches(task, train_cases, cube, schedule.batch, schedule.steps_per_epoch, seed, epoch,
+                            profile.loader_workers, pin_memory=device.type == "cuda")
 
     def loss(images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         return task.loss(model(images.to(device)), targets.to(device))
 
     state = train(model, optimizer, batches, loss, lambda: validate(model, task, val, cube, profile, device),
                   stopping, phase=f"fine-tuning {task.name}", device=device, progress=progress,
-                  latest=Latest(latest, [rng]) if latest is not None else None)
+                  latest=Latest(latest) if latest is not None else None)
     epochs = len(state.history)
     return model, pd.DataFrame(state.history), {
         "epochs": epochs, "best_epoch": state.best_epoch, "monitor": stopping.monitor,
@@ -80,7 +101,6 @@ def evaluate(model: nn.Module, task: Task, cases: Sequence[Case], cube: tuple[in
              device: torch.device) -> tuple[dict[str, float], pd.DataFrame]:
     """The task's metrics on ``cases`` (the test split) and its per-case table."""
     try:
-        logits = predict(model, task, cases, cube, profile, device, "test")
+        return task.evaluate(cases, predict(model, task, cases, cube, profile, device, "test"))
     except NonFinite as error:
         raise UserError(f"fine-tuning {task.name}: {error} is not finite") from error
-    return task.evaluate(cases, logits)

@@ -67,6 +67,7 @@ class RunSpec:
     splits: Path | None = None  # a split file replacing the task's shipped split
     switches: tuple[tuple[str, Any], ...] = ()  # profile fields replaced (the speed switches, --profile-arg)
     method_settings: tuple[tuple[str, Any], ...] = ()  # the method's settings replaced (--method-arg; text is parsed)
+    task_settings: tuple[tuple[str, Any], ...] = ()  # the task's settings replaced (--task-arg; text is parsed)
     subset_seed: int | None = None  # seed of the label subset (--subset-seed); None: the run's seed
 
     @property
@@ -85,7 +86,7 @@ class RunSpec:
 def run_identity(spec: RunSpec, method: Method, task: Task, data: DataSource, pool: DataSource | None,
                  profile: Profile, weights: dict[str, Any] | None) -> dict[str, Any]:
     return {"method": spec.method, "weights": _weights_identity(weights), "method_settings": method.settings(),
-            "task": spec.task, "seed": spec.seed,
+            "task": spec.task, "task_settings": task.settings(), "seed": spec.seed,
             "fraction": spec.fraction, "subset_seed": spec.label_subset_seed, "profile": profile.identity(),
             "data": data.fingerprint, "pretrain_data": pool.fingerprint if pool else None,
             "code": code_fingerprint(), "method_code": source_fingerprint(type(method)),
@@ -136,7 +137,7 @@ def plan_run(spec: RunSpec) -> Plan:
         raise UserError("benchmark run is one process: under torchrun use 'benchmark pretrain', "
                         "then 'benchmark run --weights <its checkpoint>'")
     method: Method = METHODS.create(spec.method, **dict(spec.method_settings))
-    task: Task = TASKS.create(spec.task)
+    task: Task = TASKS.create(spec.task, **dict(spec.task_settings))
     profile = get_profile(spec.profile, **dict(spec.switches))
     splits = Splits.read(spec.splits) if spec.splits else None
     data = directory_source(spec.data_root, splits) if spec.data_root else phantom_source(task.write_phantom,
@@ -217,7 +218,7 @@ def _train_and_evaluate(plan: Plan, results: Path, device: torch.device, progres
 
     record = {
         "run_id": plan.run_id, "method": spec.method, "method_settings": method.settings(), "task": spec.task,
-        "seed": spec.seed,
+        "task_settings": task.settings(), "seed": spec.seed,
         "fraction": spec.fraction, "profile": spec.profile, "data": plan.data.describe(),
         "pretrain_data": plan.pool.describe() if plan.pool else None,
         "weights": {"path": str(spec.weights), **_weights_identity(plan.weights)} if plan.weights else None,

@@ -1,5 +1,6 @@
-"""Pretraining batches: on the host through a torch ``DataLoader`` (worker processes, pinned
-memory), or made directly on the training device by the method's batched transforms.
+"""Training batches: on the host through a torch ``DataLoader`` (worker processes, pinned
+memory), for pretraining and fine-tuning alike, or made directly on the training device by a
+pretraining method's batched transforms.
 
 Every batch is a function of ``(seed, stream, epoch, step, rank)`` alone: its generator is
 seeded from those numbers, never drawn from a stream shared by the batches. So the
@@ -10,15 +11,17 @@ workers finish, and data-parallel ranks draw disjoint streams.
 from __future__ import annotations
 
 import ctypes
-from collections.abc import Iterator
+import functools
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
 from benchmark.api.method import Method
+from benchmark.api.task import Case, Task
 
-TRAIN_STREAM, VALIDATION_STREAM, EPOCH_STREAM = 0, 1, 2
+TRAIN_STREAM, VALIDATION_STREAM, EPOCH_STREAM, FINETUNE_STREAM = 0, 1, 2, 3
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -39,21 +42,20 @@ def batch_generator(
     return torch.Generator(device=device).manual_seed(int(state) >> 1)
 
 
-class PretextBatches(Dataset):
-    """Item ``step``: the method's pretext batch ``(inputs, targets)`` for that step."""
+class KeyedBatches(Dataset):
+    """Item ``step``: ``sample(rng)`` with the generator of the batch key ``(seed, stream, epoch, step, rank)``."""
 
-    def __init__(self, method: Method, pool: np.ndarray, batch_size: int, steps: int, seed: int, stream: int,
+    def __init__(self, sample: Callable[[np.random.Generator], Batch], steps: int, seed: int, stream: int,
                  epoch: int, rank: int) -> None:
-        self.method, self.pool, self.batch_size, self.steps = method, pool, batch_size, steps
-        self.key = (seed, stream, epoch)
-        self.rank = rank
+        self.sample, self.steps = sample, steps
+        self.key = (seed, stream, epoch, rank)
 
     def __len__(self) -> int:
         return self.steps
 
     def __getitem__(self, step: int) -> Batch:
-        seed, stream, epoch = self.key
-        return self.method.sample_batch(self.pool, self.batch_size, batch_rng(seed, stream, epoch, step, self.rank))
+        seed, stream, epoch, rank = self.key
+        return self.sample(batch_rng(seed, stream, epoch, step, rank))
 
 
 def keep_freed_memory() -> None:
@@ -77,18 +79,35 @@ def _one_thread_per_worker(_worker: int) -> None:
     keep_freed_memory()
 
 
+def loader(dataset: Dataset, workers: int, pin_memory: bool) -> DataLoader:
+    """The batches of ``dataset`` in step order, made by ``workers`` processes (0: in this process).
+
+    Worker processes are forked: they share the parent's cases and memory-mapped volumes
+    without copying them."""
+    return DataLoader(dataset, batch_size=None, shuffle=False, num_workers=workers, pin_memory=pin_memory,
+                      worker_init_fn=_one_thread_per_worker if workers else None)
+
+
 def host_batches(
     method: Method, pool: np.ndarray, batch_size: int, steps: int, seed: int, stream: int, epoch: int,
     rank: int = 0, workers: int = 0, pin_memory: bool = False,
 ) -> DataLoader:
-    """The batches of one epoch from ``workers`` processes (0: in this process), in step order.
+    """The pretext batches of one epoch from ``workers`` processes (0: in this process), in step order.
 
     A new loader per epoch, so its workers start from the method's state after
     ``on_epoch_start`` and ``prepare_pool`` (DeepCluster's pseudo-labels), both run here."""
     method.prepare_pool(pool)
-    dataset = PretextBatches(method, pool, batch_size, steps, seed, stream, epoch, rank)
-    return DataLoader(dataset, batch_size=None, shuffle=False, num_workers=workers, pin_memory=pin_memory,
-                      worker_init_fn=_one_thread_per_worker if workers else None)
+    sample = functools.partial(method.sample_batch, pool, batch_size)
+    return loader(KeyedBatches(sample, steps, seed, stream, epoch, rank), workers, pin_memory)
+
+
+def task_batches(
+    task: Task, cases: Sequence[Case], cube: tuple[int, int, int], batch_size: int, steps: int, seed: int,
+    epoch: int, workers: int = 0, pin_memory: bool = False,
+) -> DataLoader:
+    """The fine-tuning batches of one epoch (``task.sample_batch``), each from its own batch key."""
+    sample = functools.partial(task.sample_batch, cases, cube, batch_size)
+    return loader(KeyedBatches(sample, steps, seed, FINETUNE_STREAM, epoch, 0), workers, pin_memory)
 
 
 def device_batches(

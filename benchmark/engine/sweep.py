@@ -34,7 +34,7 @@ from typing import Any, Protocol
 
 from tqdm.auto import tqdm
 
-from benchmark.api.registry import METHODS
+from benchmark.api.registry import METHODS, TASKS, Registry
 from benchmark.api.settings import unknown_key
 from benchmark.engine import store
 from benchmark.engine.harness import Plan, RunInProgress, RunSpec, ensure_checkpoint, execute, plan_run
@@ -58,6 +58,7 @@ class Grid:
     pretrain_root: Path | None = None
     switches: tuple[tuple[str, Any], ...] = ()  # profile fields replaced (the speed switches, --profile-arg)
     method_settings: tuple[tuple[str, Any], ...] = ()  # settings replaced in every method that has them
+    task_settings: tuple[tuple[str, Any], ...] = ()  # settings replaced in every task that has them
     subset_seed: int | None = None  # one label subset for every seed (--subset-seed); None: each seed its own
 
     def specs(self) -> list[RunSpec]:
@@ -65,24 +66,27 @@ class Grid:
         unknown = sorted(set(self.data_roots) - set(self.tasks))
         if unknown:
             raise UserError(f"--data-root given for {', '.join(unknown)}, which is not in --tasks")
-        settings = self.settings_per_method()
+        methods = settings_per_plugin(METHODS, self.methods, self.method_settings)
+        tasks = settings_per_plugin(TASKS, self.tasks, self.task_settings)
         return [RunSpec(method=m, task=t, seed=s, fraction=f, profile=self.profile,
                         data_root=self.data_roots.get(t), pretrain_root=self.pretrain_root,
-                        switches=self.switches, method_settings=settings[m], subset_seed=self.subset_seed)
+                        switches=self.switches, method_settings=methods[m], task_settings=tasks[t],
+                        subset_seed=self.subset_seed)
                 for m, s, t, f in itertools.product(self.methods, self.seeds, self.tasks, self.fractions)]
 
-    def settings_per_method(self) -> dict[str, tuple[tuple[str, Any], ...]]:
-        """Each method's share of ``method_settings``: those it has. A setting that no method of
-        the grid has is a UserError."""
-        if not self.method_settings:  # no lookup: the methods are resolved when each cell is planned
-            return {method: () for method in self.methods}
-        known = {method: METHODS.defaults(method) for method in self.methods}
-        for key, _ in self.method_settings:
-            if not any(key in settings for settings in known.values()):
-                everything = dict.fromkeys(key for settings in known.values() for key in settings)
-                raise unknown_key(f"the sweep's methods ({', '.join(self.methods)})", key, everything)
-        return {method: tuple((key, value) for key, value in self.method_settings if key in known[method])
-                for method in self.methods}
+
+def settings_per_plugin(registry: Registry, names: Sequence[str],
+                        given: tuple[tuple[str, Any], ...]) -> dict[str, tuple[tuple[str, Any], ...]]:
+    """Each plugin's share of the ``given`` settings: those it has. A setting that none of ``names``
+    has is a UserError."""
+    if not given:  # no lookup: the plugins are resolved when each cell is planned
+        return {name: () for name in names}
+    known = {name: registry.defaults(name) for name in names}
+    for key, _ in given:
+        if not any(key in settings for settings in known.values()):
+            everything = dict.fromkeys(key for settings in known.values() for key in settings)
+            raise unknown_key(f"the sweep's {registry.kind}s ({', '.join(names)})", key, everything)
+    return {name: tuple((key, value) for key, value in given if key in known[name]) for name in names}
 
 
 class Job(Protocol):
