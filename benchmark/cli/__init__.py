@@ -41,8 +41,20 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
                         help="benchmark a pretrained file instead of pretraining: the released Models Genesis "
                              "checkpoint, a state dict, safetensors or a checkpoint of this suite")
     parser.add_argument("--force", action="store_true", help="rerun even if this exact run has a record")
+    _add_protocol_argument(parser, sweep=False)
     _add_task_setting_argument(parser)
     _add_training_arguments(parser)
+
+
+def _add_protocol_argument(parser: argparse.ArgumentParser, sweep: bool) -> None:
+    if sweep:
+        parser.add_argument("--protocols", default="full", help="comma-separated transfer protocols, each a cell of "
+                                                                "its own: full, linear, freeze:N (default full)")
+    else:
+        parser.add_argument("--protocol", default="full",
+                            help="which layers fine-tuning trains: full (all, default), linear (the pretrained "
+                                 "backbone fixed, a linear read-out trained), freeze:N (the first N of 4 encoder "
+                                 "stages fixed); fixed batch-norm layers keep their statistics")
 
 
 def _add_task_setting_argument(parser: argparse.ArgumentParser) -> None:
@@ -103,6 +115,7 @@ def _add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--slurm-time", type=int, default=24 * 60, help="minutes per SLURM job (default 1440)")
     parser.add_argument("--slurm-gpus", type=int, default=1, help="GPUs per SLURM job (default 1)")
     parser.add_argument("--slurm-cpus", type=int, default=8, help="CPUs per SLURM job (default 8)")
+    _add_protocol_argument(parser, sweep=True)
     _add_task_setting_argument(parser)
     _add_training_arguments(parser)
 

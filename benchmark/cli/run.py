@@ -21,6 +21,14 @@ def changed_settings(recorded: dict[str, Any], defaults: dict[str, Any]) -> str:
     return " ".join(changed) or "defaults"
 
 
+def protocol_text(record: dict[str, Any]) -> str:
+    """The record's transfer protocol and what it trained (records before protocols: full)."""
+    protocol = record.get("protocol") or {"name": "full"}
+    if protocol["name"] == "full":
+        return "full"
+    return f"{protocol['name']} ({protocol['trainable_parameters']:,} of {protocol['parameters']:,} weights trained)"
+
+
 def format_summary(record: dict[str, Any], results: Path) -> str:
     scores = "   ".join(f"{k} {v:.4f}" for k, v in record["metrics"].items())
     pre = record.get("pretraining")
@@ -37,7 +45,7 @@ def format_summary(record: dict[str, Any], results: Path) -> str:
     lines = [
         f"run      {record['run_id']}" + ("   (already finished: existing record)" if record.get("reused") else ""),
         f"method   {record['method']}   settings: {method_settings}   pretraining: {pretrained}   "
-        f"transferred: {record['transfer']['transferred']}",
+        f"transferred: {record['transfer']['transferred']}   protocol: {protocol_text(record)}",
         f"task     {record['task']}   settings: {task_settings}   profile {record['profile']}   "
         f"seed {record['seed']}   fraction {record['fraction']:g}   "
         f"train/val/test {cases['train']}/{cases['val']}/{cases['test']}",
@@ -55,6 +63,6 @@ def command(args: argparse.Namespace) -> None:
                    profile=args.profile, data_root=args.data_root, pretrain_root=args.pretrain_root,
                    weights=args.weights, splits=args.splits, switches=tuple(switches(args).items()),
                    method_settings=method_settings(args), task_settings=task_settings(args),
-                   subset_seed=args.subset_seed)
+                   subset_seed=args.subset_seed, protocol=args.protocol)
     record = execute(spec, args.results, args.device, args.force, progress=not args.no_progress)
     print(format_summary(record, args.results))

@@ -39,8 +39,8 @@ def command(args: Any) -> int:
                 seeds=_numbers(args.seeds, int, "--seeds"), profile=args.profile,
                 data_roots=_data_roots(args.data_root), pretrain_root=args.pretrain_root,
                 switches=tuple(switches(args).items()), method_settings=method_settings(args),
-                task_settings=task_settings(args),
-                subset_seed=args.subset_seed)
+                task_settings=task_settings(args), subset_seed=args.subset_seed,
+                protocols=_names(args.protocols))
     slurm = {"slurm_partition": args.slurm_partition, "timeout_min": args.slurm_time,
              "gpus_per_node": args.slurm_gpus, "cpus_per_task": args.slurm_cpus}
     with terminate_as_interrupt():

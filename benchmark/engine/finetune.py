@@ -77,7 +77,7 @@ def finetune(model: nn.Module, task: Task, train_cases: Sequence[Case], val: Seq
     torch.manual_seed(seed)
     model.to(device)
     schedule = profile.schedule(task.kind)
-    optimizer = torch.optim.Adam(model.parameters(), lr=schedule.lr)
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=schedule.lr)
     stopping = Stopping(f"val_{task.primary_metric}", "max", schedule.epochs, schedule.patience)
 
     def batches(epoch: int) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:

@@ -47,6 +47,7 @@ from benchmark.engine.runtime import (
     seed_everything,
 )
 from benchmark.errors import UserError
+from benchmark.model.protocols import Protocol, apply_protocol
 from benchmark.model.transfer import transfer_weights
 from benchmark.model.weights import load_pretrained_weights
 from benchmark.provenance import code_fingerprint, git_state, source_fingerprint
@@ -69,6 +70,7 @@ class RunSpec:
     method_settings: tuple[tuple[str, Any], ...] = ()  # the method's settings replaced (--method-arg; text is parsed)
     task_settings: tuple[tuple[str, Any], ...] = ()  # the task's settings replaced (--task-arg; text is parsed)
     subset_seed: int | None = None  # seed of the label subset (--subset-seed); None: the run's seed
+    protocol: str = "full"  # which layers fine-tuning trains (--protocol; benchmark.model.protocols)
 
     @property
     def label_subset_seed(self) -> int:
@@ -81,12 +83,14 @@ class RunSpec:
             check_seed(self.subset_seed, "--subset-seed")
         if not 0 < self.fraction <= 1:
             raise UserError(f"--fraction {self.fraction:g}: must be in (0, 1]")
+        Protocol.parse(self.protocol)
 
 
 def run_identity(spec: RunSpec, method: Method, task: Task, data: DataSource, pool: DataSource | None,
                  profile: Profile, weights: dict[str, Any] | None) -> dict[str, Any]:
     return {"method": spec.method, "weights": _weights_identity(weights), "method_settings": method.settings(),
-            "task": spec.task, "task_settings": task.settings(), "seed": spec.seed,
+            "task": spec.task, "task_settings": task.settings(), "protocol": Protocol.parse(spec.protocol).name,
+            "seed": spec.seed,
             "fraction": spec.fraction, "subset_seed": spec.label_subset_seed, "profile": profile.identity(),
             "data": data.fingerprint, "pretrain_data": pool.fingerprint if pool else None,
             "code": code_fingerprint(), "method_code": source_fingerprint(type(method)),
@@ -100,7 +104,11 @@ def _weights_identity(weights: dict[str, Any] | None) -> dict[str, Any] | None:
 
 
 def run_id(spec: RunSpec, identity: dict[str, Any]) -> str:
-    return f"{spec.task}-{spec.method}-{spec.profile}-s{spec.seed}-f{spec.fraction:g}-{content_hash(identity)}"
+    """Readable fields, the protocol when it is not ``full``, and the hash of the whole identity."""
+    protocol = identity["protocol"]
+    shown = "" if protocol == "full" else "-" + protocol.replace(":", "")
+    return (f"{spec.task}-{spec.method}-{spec.profile}-s{spec.seed}-f{spec.fraction:g}{shown}-"
+            f"{content_hash(identity)}")
 
 
 def _split_sizes(cases: dict[str, list]) -> dict[str, int]:
@@ -209,6 +217,7 @@ def _train_and_evaluate(plan: Plan, results: Path, device: torch.device, progres
         checkpoint, pretraining = ensure_checkpoint(plan, results, device, progress)
         transfer = transfer_weights(model, checkpoint["state_dict"], checkpoint["transfers"],
                                     source=f"checkpoint {pretraining['checkpoint_id']}")
+    protocol = apply_protocol(model, Protocol.parse(spec.protocol))
     finetune_start = time.perf_counter()
     model, history, fit = finetune(model, task, train, task_data.val, cube, profile, spec.seed, device, progress,
                                    latest=folder / store.LATEST_FILE)
@@ -226,7 +235,7 @@ def _train_and_evaluate(plan: Plan, results: Path, device: torch.device, progres
         "wall_seconds": time.perf_counter() - start,
         "peak_memory_mb": peak_host_memory_mb(), "peak_device_memory_mb": peak_device_memory_mb(device),
         "device": str(device), "compute": _compute_accounting(device, pretraining, fit, finetune_seconds),
-        "transfer": transfer, "pretraining": pretraining,
+        "transfer": transfer, "protocol": protocol, "pretraining": pretraining,
         "finetune": fit, "cases": {**_split_sizes({"val": task_data.val, "test": task_data.test}),
                                    "train": len(train), "train_available": len(task_data.train)},
         "subset": {"seed": spec.label_subset_seed, "hash": subset_hash, "groups": subset_text.count("\n")},

@@ -60,6 +60,7 @@ class Grid:
     method_settings: tuple[tuple[str, Any], ...] = ()  # settings replaced in every method that has them
     task_settings: tuple[tuple[str, Any], ...] = ()  # settings replaced in every task that has them
     subset_seed: int | None = None  # one label subset for every seed (--subset-seed); None: each seed its own
+    protocols: Sequence[str] = ("full",)  # transfer protocols (--protocols), each a cell of its own
 
     def specs(self) -> list[RunSpec]:
         """One spec per cell, ordered so that cells sharing a pretrained checkpoint are adjacent."""
@@ -71,8 +72,9 @@ class Grid:
         return [RunSpec(method=m, task=t, seed=s, fraction=f, profile=self.profile,
                         data_root=self.data_roots.get(t), pretrain_root=self.pretrain_root,
                         switches=self.switches, method_settings=methods[m], task_settings=tasks[t],
-                        subset_seed=self.subset_seed)
-                for m, s, t, f in itertools.product(self.methods, self.seeds, self.tasks, self.fractions)]
+                        subset_seed=self.subset_seed, protocol=p)
+                for m, s, t, f, p in itertools.product(self.methods, self.seeds, self.tasks, self.fractions,
+                                                       self.protocols)]
 
 
 def settings_per_plugin(registry: Registry, names: Sequence[str],
