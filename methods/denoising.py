@@ -1,7 +1,7 @@
 """Denoising (Vincent et al., "Stacked Denoising Autoencoders", JMLR 2010), in 3D.
 
 Pretext: restore the clean cube from a copy with additive Gaussian noise; the loss is
-MSE (or MAE: setting ``loss``) between the sigmoid output of the U-Net and the clean cube
+MSE (or MAE or 1 - SSIM: setting ``loss``) between the sigmoid output of the U-Net and the clean cube
 (``restoration_loss``). Transfers the encoder and the decoder.
 
 Settings: ``max_sigma`` = 0.1: each cube's noise standard deviation is drawn from

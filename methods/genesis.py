@@ -31,7 +31,7 @@ class Genesis(Method):
     """Restore the original cube from a transformed one. Per cube, in this order: flip (input and
     target together), local pixel shuffling, a non-linear intensity map, and painting (inner
     cutout = in-painting, or outer cutout = out-painting). The target is the cube after the flip
-    only; the loss is MSE (or MAE: setting ``loss``) on the sigmoid output. The settings are the
+    only; the loss is MSE (or MAE or 1 - SSIM: setting ``loss``) on the sigmoid output. The settings are the
     probabilities and sizes of ``GenesisConfig``, the reference code's by default.
 
     Where this implementation departs from the reference code, and why:

@@ -11,7 +11,7 @@ weighted ``overlap_weight`` = 10 times more than the hidden interior. That is ou
 of the paper and of its code: loss on the predicted region only, 10x on its overlap with
 the context. The loss is the weighted mean ``sum(w * (sigmoid(out) - x)^2) / sum(w)``
 over the voxels of each batch (``restoration_loss``; with ``loss`` = ``mae`` the absolute
-error replaces the square).
+error replaces the square, with ``ssim`` the per-voxel ``1 - SSIM`` map, weighted at its windows' centres).
 
 Optional adversarial term (``adversarial=True``, off by default, as the spec asks): a
 small 3D discriminator (``BoxDiscriminator``) sees the real and the predicted central

@@ -2,7 +2,7 @@
 image analysis using image context restoration", Medical Image Analysis 2019), in 3D.
 
 Pretext: ``T`` times, pick two non-overlapping boxes of the same size and swap their
-contents; restore the original cube with MSE (or MAE: setting ``loss``) on the sigmoid
+contents; restore the original cube with MSE (or MAE or 1 - SSIM: setting ``loss``) on the sigmoid
 output (``restoration_loss``). The corruption is a permutation of the voxels: the
 intensity histogram is preserved exactly, so only the spatial context tells what was
 moved. Transfers the encoder and the decoder.

@@ -413,7 +413,7 @@ def test_restoration_loss_is_the_mean_squared_or_absolute_error_of_the_sigmoid()
     weights = torch.tensor([1.0, 0.0, 3.0])  # broadcast to the target
     expected = (abs(error[0, 0]) + 3 * abs(error[0, 2])) / 4
     assert float(restoration_loss(output, target, "mae", weights)) == pytest.approx(float(expected))
-    with pytest.raises(ValueError, match="loss must be one of mse, mae, got 'huber'"):
+    with pytest.raises(ValueError, match="loss must be one of mse, mae, ssim, got 'huber'"):
         restoration_loss(output, target, "huber")
 
 
