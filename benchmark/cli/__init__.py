@@ -161,6 +161,41 @@ def _add_speed_arguments(parser: argparse.ArgumentParser) -> None:
                         help="folder of the loop versions the corruptions are compared with (default: "
                              "tests/oracles of the current folder, a checkout of the repository, if there)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    scale = parser.add_argument_group(
+        "growth with the data (--scale)",
+        "Generate synthetic datasets in the real layouts at growing sizes and measure each stage (verify-data, "
+        "preprocessing, loading, one fine-tuning epoch, evaluation) in a fresh process: wall time, items/s, "
+        "peak memory, and the ratios between sizes. The defaults take about 2.5 minutes on 2 idle CPU cores.")
+    scale.add_argument("--scale", action="store_true",
+                       help="measure growth with the data instead of the ratios above")
+    scale.add_argument("--parts", default=None,
+                       help="comma-separated among ncc (LUNA16 layout, growing candidates), lcs (LiTS layout, "
+                            "growing volume counts), window (sliding-window inference of one growing volume) "
+                            "(default all three)")
+    scale.add_argument("--candidates", default=None,
+                       help="comma-separated NCC candidate counts (default 7500,75000; LUNA16 has ~755,000: "
+                            "add 750000)")
+    scale.add_argument("--scans", type=int, default=None,
+                       help="NCC scans the candidates are spread over, the same at every size (default 10, one "
+                            "per subset)")
+    scale.add_argument("--scan-shape", default=None, metavar="Z,Y,X",
+                       help="voxels of each generated NCC scan (default 64,128,128)")
+    scale.add_argument("--volumes", default=None,
+                       help="comma-separated LCS volume counts, each >= 3 (default 3,30; LiTS has 131)")
+    scale.add_argument("--window-sizes", default=None, metavar="XxYxZ,...",
+                       help="sizes of the volume predicted by sliding windows, x*y*z voxels as LiTS sizes are "
+                            "written (default 128x128x112,256x256x224; LiTS's largest is 512x512x900)")
+    scale.add_argument("--stages", default=None,
+                       help="comma-separated stages of the ncc and lcs parts (default all: verify-data,"
+                            "preprocessing,loading,fine-tuning-epoch,evaluation)")
+    scale.add_argument("--whole-run", action="store_true",
+                       help="also time a whole 'benchmark run --method scratch-he' on each NCC dataset")
+    scale.add_argument("--profile", default=None, choices=list(PROFILES),
+                       help="the profile of the fine-tuning and evaluation stages (default smoke)")
+    scale.add_argument("--seed", type=int, default=None, help="seed of the generated data and models (default 0)")
+    scale.add_argument("--keep", type=Path, default=None, metavar="DIR",
+                       help="write the datasets (and the stages' logs) here and keep them; a later run reuses "
+                            "them (default: a temporary folder removed at the end)")
 
 
 def _add_convert_arguments(parser: argparse.ArgumentParser) -> None:
@@ -211,10 +246,13 @@ def build_parser() -> argparse.ArgumentParser:
                     "train it together with DistributedDataParallel; fine-tune it with "
                     "'benchmark run --weights <path>'."))
     _add_speed_arguments(commands.add_parser(
-        "speed", help="measure the transforms, the data pipeline and the training step as ratios",
+        "speed", help="measure the transforms, the data pipeline and the training step as ratios; with "
+                      "--scale, how time and memory grow with the data",
         description="Time each method's corruptions (fast vs a plain loop), CPU vs device batches, the "
                     "data pipeline vs the training step, bf16 autocast, channels_last_3d and torch.compile, "
-                    "at the chosen profiles' sizes; print one ratio per line."))
+                    "at the chosen profiles' sizes; print one ratio per line. With --scale: generate datasets "
+                    "of growing sizes and print, per stage and size, wall time, throughput, peak memory and "
+                    "their ratios between sizes."))
     _add_convert_arguments(commands.add_parser(
         "convert-emboli", help="turn voxel embolus masks (CAD-PE, FUMPE) into a candidates CSV",
         description="Turn voxel-level embolus masks into a candidates list in the LUNA16 format: one positive per "

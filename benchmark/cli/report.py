@@ -28,6 +28,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--select", action="append", default=[], metavar="KEY=FINGERPRINT",
                         help="keep only the runs with this data, pretrain_data or code fingerprint (repeatable); "
                              "needed when runs of a task differ in them, which are never pooled")
+    parser.add_argument("--analyses", type=Path, default=None, metavar="DIR",
+                        help="folder where 'benchmark analyze restoration|anomaly --out DIR' wrote the restoration "
+                             "cross-matrix and the anomaly maps, shown in the report when found (default "
+                             "./reports/analysis, analyze's default, where it exists)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -36,7 +40,7 @@ def command(args: argparse.Namespace) -> None:
 
     settings = Settings(results=args.results, out=args.out, profile=args.profile, fraction=args.fraction,
                         baseline=args.baseline, correction=args.correction, family=args.family,
-                        select=tuple(args.select), progress=not args.no_progress)
+                        select=tuple(args.select), progress=not args.no_progress, analyses=args.analyses)
     report = build_report(settings)
     print(f"report: {len(report.files)} files in {settings.out} (open {settings.out / 'index.html'})")
     print(f"profile {report.profile}, fraction {report.fraction:g}, baseline {report.baseline or 'none'}, "

@@ -18,6 +18,9 @@ comparison ending in ``<ratio>x`` followed by the absolute figures it came from:
 Each figure is the best of ``--repeats`` timed calls after one warm-up call (as
 ``timeit`` advises: the least disturbed by whatever else the machine runs). Absolute
 times depend on the machine; the ratios of one run are what to compare.
+
+``--scale`` measures something else: how wall time and peak memory grow with the data
+(``benchmark.cli.scale``).
 """
 
 from __future__ import annotations
@@ -47,6 +50,8 @@ from benchmark.errors import UserError
 from benchmark.model.backbone import UNet3D
 
 DEFAULT_ORACLES = Path("tests") / "oracles"
+_SCALE_OPTIONS = ("parts", "candidates", "scans", "scan_shape", "volumes", "window_sizes", "stages", "profile", "seed",
+                  "keep", "whole_run")
 Loops = dict[tuple[str, str], Callable[..., Any]]  # (method class name, corruption) -> f(method, cube, rng)
 
 
@@ -59,6 +64,13 @@ class Size:
 
 
 def command(args: argparse.Namespace) -> None:
+    if getattr(args, "scale", False):
+        from benchmark.cli import scale
+
+        return scale.command(args)
+    given = [name for name in _SCALE_OPTIONS if getattr(args, name, None) not in (None, False)]
+    if given:
+        raise UserError(f"--{given[0].replace('_', '-')}: an option of 'benchmark speed --scale' (add --scale)")
     if args.repeats < 1 or args.cubes < 1:
         raise UserError(f"--repeats {args.repeats} --cubes {args.cubes}: both must be >= 1")
     device = resolve_device(args.device)

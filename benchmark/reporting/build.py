@@ -2,8 +2,10 @@
 
 Reads the long results table (benchmark.reporting.table), keeps the runs that may be compared
 (benchmark.reporting.sources), computes its views (benchmark.reporting.views, .curves), draws the
-figures (benchmark.reporting.plots, .restoration) and writes CSV, Markdown, LaTeX, PNG and PDF
-and one self-contained ``index.html``, all inside ``--out`` (every file name is checked to be a
+figures (benchmark.reporting.plots, .restoration), puts a method's ablations and its restoration
+losses side by side (benchmark.reporting.comparisons), adds what ``benchmark analyze`` wrote
+(benchmark.reporting.analyses) and writes CSV, Markdown, LaTeX, PNG and PDF and one
+self-contained ``index.html``, all inside ``--out`` (every file name is checked to be a
 plain name). Whatever cannot be computed from the results at hand (a missing cell, a single
 seed, no baseline run, a record that cannot be read ...) is listed with its reason in
 ``not_computed.md`` and on the page; nothing is silently left out.
@@ -11,6 +13,7 @@ seed, no baseline run, a record that cannot be read ...) is listed with its reas
 
 from __future__ import annotations
 
+import itertools
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -24,8 +27,23 @@ from benchmark.api.registry import METHODS
 from benchmark.data import files
 from benchmark.engine import store
 from benchmark.errors import UserError
-from benchmark.names import check_name
-from benchmark.reporting import ALPHA, CORRECTIONS, FAMILIES, POWER, curves, formats, plots, sources, task_order, views
+from benchmark.names import check_name, is_valid_name
+from benchmark.reporting import (
+    ALPHA,
+    CORRECTIONS,
+    FAMILIES,
+    POWER,
+    analyses,
+    comparisons,
+    curves,
+    file_stem,
+    formats,
+    plots,
+    sources,
+    task_order,
+    variants,
+    views,
+)
 from benchmark.reporting.formats import Markup
 from benchmark.reporting.restoration import NotRestoration, restoration_panels
 from benchmark.reporting.stats import T_INTERVAL
@@ -43,6 +61,7 @@ class Settings:
     family: str = "task"
     select: Sequence[str] = ()
     progress: bool = True
+    analyses: Path | None = None  # where benchmark analyze wrote (None: its default folder, if it is there)
 
 
 @dataclass
@@ -132,6 +151,13 @@ class Writer:
         self.text(f"{name}.md", formats.markdown_document(title, legend, formats.markdown_table(shown)))
         return formats.paragraph(legend, "legend") + formats.html_table(shown)
 
+    def copy(self, source: Path, name: str) -> Path:
+        """``source`` copied (its bytes) to ``name``."""
+        path = self.path(name)
+        content = Path(source).read_bytes()
+        files.write_atomic(path, lambda tmp: tmp.write_bytes(content))
+        return path
+
     def figure(self, name: str, draw: plots.Draw, *data: object) -> Path:
         """``name``.png/.pdf at 7 inches and ``name``_column.pdf at 3.5; returns the 7-inch PNG."""
         check_name(name, "report file")
@@ -189,8 +215,8 @@ def write_pairwise(writer: Writer, report: Report, table: pd.DataFrame, scores: 
     for task in report.tasks:
         own = tests[tests["task"] == task]
         if not own.empty:
-            parts.append(formats.heading(task) + writer.frame(f"pairwise_{task}", own, f"Pairwise tests: {task}",
-                                                              legend))
+            parts.append(formats.heading(task) + writer.frame(f"pairwise_{file_stem(task)}", own,
+                                                              f"Pairwise tests: {task}", legend))
     if not tests.empty:
         writer.csv("pairwise.csv", tests)
     report.sections.append(("Pairwise tests", formats.join(parts) if parts else
@@ -300,6 +326,129 @@ def write_restoration(writer: Writer, report: Report, settings: Settings, table:
                             formats.paragraph("No restoration method in these results.")))
 
 
+def _tests_legend(report: Report, what: str) -> str:
+    return (f"Tests of {what}, as in the pairwise tables: Welch across seeds; Wilcoxon signed-rank on per-case values "
+            f"averaged over seeds, paired by case id (segmentation); DeLong per seed on the same candidates "
+            f"(classification). p corrected with {CORRECTIONS[report.correction]} per test "
+            f"{'on each task and label fraction' if report.family == 'task' else 'over all tasks at each fraction'}"
+            f" (named in the correction column). min_p: the smallest p the test can reach at its n; mdd: the "
+            f"smallest difference it detects with {POWER:.0%} power (∞: cannot reach p < {ALPHA:g}).")
+
+
+def write_ablations(writer: Writer, report: Report, table: pd.DataFrame) -> None:
+    """The combined scheme (a method class's default instance) against its ablations (the class's presets),
+    per task and fraction: means with their interval, the tests, a figure. Only when both were run."""
+    sets = variants.ablation_sets(report.methods)
+    if not sets:
+        report.notes.append("no ablation section: no method was run with its default settings together with one "
+                            "of its registered presets (e.g. genesis and genesis-nl)")
+        return
+    parts = []
+    for ablation in sets:
+        combined, methods = ablation.combined, [ablation.combined, *ablation.ablations]
+        comparison = comparisons.compare(table, methods, [(combined, m) for m in ablation.ablations], report.tasks,
+                                         report.correction, report.family, required=combined)
+        report.not_computed += [f"ablation of {combined}, {gap}" for gap in comparison.gaps]
+        if comparison.summary.empty:
+            report.not_computed.append(f"ablation of {combined}: no task has {combined} and one of its ablations "
+                                       f"({', '.join(ablation.ablations)}) at the same label fraction")
+            continue
+        stem = f"ablation_{check_name(combined, 'method name')}"
+        shown, seeds = comparisons.highest_fraction(comparison)
+        path = writer.figure(stem, plots.draw_schemes, shown, seeds, methods, combined, {},
+                             f"{combined} (combined, red) and its ablations: mean over seeds,\nbars: 95% "
+                             f"{T_INTERVAL}; dots: seeds", "its ablations")
+        legend = (f"The combined scheme ({combined}, with its default settings: {ablation.description}) and its "
+                  f"ablations (the registered presets of the same method, each described in 'scheme'), per task "
+                  f"and label fraction: test primary metric, mean ± s.d. over seeds (n_seeds) and the 95% "
+                  f"{T_INTERVAL} of the mean (none with one seed). combined_minus_this: the combined mean minus "
+                  f"this one. p_vs_combined: Welch t-test (two-sided) across seeds, corrected with "
+                  f"{CORRECTIONS[report.correction]} over the ablations compared on each task and fraction "
+                  f"({'per task' if report.family == 'task' else 'over all tasks'}; named in 'correction'); "
+                  f"* / ** / ***: corrected p < .05 / .01 / .001. The paired tests are in {stem}_tests. The figure "
+                  f"shows each task at its highest fraction.")
+        parts += [formats.heading(f"{combined} and its ablations"), formats.image_tag(path, f"ablation of {combined}"),
+                  writer.frame(stem, comparisons.ablation_table(comparison, ablation), f"Ablation: {combined}",
+                               legend),
+                  writer.frame(f"{stem}_tests", comparison.tests, f"Ablation tests: {combined}",
+                               _tests_legend(report, f"{combined} against each of its ablations"))]
+    if parts:
+        report.sections.append(("Ablation", formats.join(parts)))
+
+
+def write_losses(writer: Writer, report: Report, table: pd.DataFrame) -> None:
+    """Runs of one method that differ only in their restoration loss, side by side (fig. 8)."""
+    groups = variants.loss_comparisons(table)
+    if not groups:
+        report.notes.append(f"no restoration-loss section: no method was run with two or more values of its "
+                            f"'{variants.LOSS_SETTING}' setting and otherwise equal settings")
+        return
+    parts, stems = [], set()
+    for index, group in enumerate(groups, start=1):
+        methods = list(group.variants)
+        comparison = comparisons.compare(table, methods, list(itertools.combinations(methods, 2)), report.tasks,
+                                         report.correction, report.family)
+        report.not_computed += [f"restoration loss of {group.method}, {gap}" for gap in comparison.gaps]
+        if comparison.summary.empty:
+            report.not_computed.append(f"restoration loss of {group.method}: no task has two of "
+                                       f"{', '.join(methods)} at the same label fraction")
+            continue
+        stem = f"loss_{group.method}" if is_valid_name(f"loss_{group.method}") else f"loss_{index}"
+        stem = stem if stem not in stems else f"{stem}_{index}"
+        stems.add(stem)
+        shown, seeds = comparisons.highest_fraction(comparison)
+        ticks = {method: f"{variants.LOSS_SETTING}={loss}" for method, loss in group.variants.items()}
+        path = writer.figure(stem, plots.draw_schemes, shown, seeds, methods, None, ticks,
+                             f"{group.method}: restoration losses; mean over seeds,\nbars: 95% {T_INTERVAL}; "
+                             "dots: seeds")
+        legend = (f"{group.method} pretrained with each restoration loss (setting '{variants.LOSS_SETTING}'; all "
+                  f"its other settings equal), per task and label fraction: test primary metric, mean ± s.d. over "
+                  f"seeds (n_seeds) and the 95% {T_INTERVAL} of the mean (none with one seed). Every pair is "
+                  f"tested in {stem}_tests. The figure shows each task at its highest fraction.")
+        parts += [formats.heading(f"{group.method}: restoration losses"),
+                  formats.image_tag(path, f"restoration losses of {group.method}"),
+                  writer.frame(stem, comparisons.loss_table(comparison, group), f"Restoration loss: {group.method}",
+                               legend),
+                  writer.frame(f"{stem}_tests", comparison.tests, f"Restoration loss tests: {group.method}",
+                               _tests_legend(report, f"every pair of losses of {group.method}"))]
+    if parts:
+        report.sections.append(("Restoration loss", formats.join(parts)))
+
+
+def analyses_folder(settings: Settings) -> Path | None:
+    """``--analyses``, which must be a folder; its default only where it is one."""
+    if settings.analyses is None:
+        return analyses.DEFAULT_FOLDER if analyses.DEFAULT_FOLDER.is_dir() else None
+    if not Path(settings.analyses).is_dir():
+        raise UserError(f"--analyses {settings.analyses}: no such folder (benchmark analyze --out writes one)")
+    return Path(settings.analyses)
+
+
+def write_analyses(writer: Writer, report: Report, settings: Settings) -> None:
+    """The restoration cross-matrix and the anomaly maps of ``benchmark analyze``, where they are found."""
+    folder = analyses_folder(settings)
+    where = folder if folder is not None else analyses.DEFAULT_FOLDER
+    for title, find, command in (("Restoration cross-matrix", analyses.restoration, "restoration"),
+                                 ("Anomaly maps", analyses.anomaly, "anomaly")):
+        analysis = find(folder) if folder is not None else analyses.Analysis()
+        report.not_computed += [f"{title.lower()}: {problem}" for problem in analysis.problems]
+        if not analysis.found:
+            report.notes.append(f"no {title.lower()} in {where} (benchmark analyze {command} --out {where} writes it;"
+                                f" benchmark report --analyses names the folder)")
+            continue
+        parts = [formats.paragraph(f"Written by benchmark analyze {command}: " + "; ".join(analysis.sources) + ".",
+                                   "legend")]
+        for image in analysis.images:
+            png = writer.copy(image.png, f"{image.name}.png")
+            if image.pdf is not None:
+                writer.copy(image.pdf, f"{image.name}.pdf")
+            parts.append(formats.image_tag(png, image.title))
+        for table in analysis.tables:
+            parts.append(formats.heading(table.title) + writer.frame(table.name, table.frame, table.title,
+                                                                      table.legend))
+        report.sections.append((title, formats.join(parts)))
+
+
 def comparable_runs(results: Results, settings: Settings) -> tuple[pd.DataFrame, str, list[str]]:
     """The runs of one profile, the selected sources, newest record per cell; refuses to pool others."""
     profile = choose_profile(results.table, settings.profile)
@@ -342,6 +491,9 @@ def build_report(settings: Settings) -> Report:
     write_label_efficiency(writer, report, table)
     write_convergence(writer, report, results, table)
     write_restoration(writer, report, settings, table)
+    write_ablations(writer, report, table)
+    write_losses(writer, report, table)
+    write_analyses(writer, report, settings)
     write_lists_and_page(writer, report, settings, provenance)
     return report
 

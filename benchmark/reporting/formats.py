@@ -20,7 +20,7 @@ import pandas as pd
 
 MISSING = "–"
 P_COLUMNS = ("p", "p_corrected", "p_vs_baseline", "p_vs_baseline_corrected", "p_vs_best", "p_vs_best_corrected",
-             "min_p", "min_p_corrected")
+             "min_p", "min_p_corrected", "p_vs_combined", "p_vs_combined_corrected")
 DAGGER = {"md": "†", "html": "†", "tex": r"\dag{}"}
 NOTE_MARK = {"md": "‡", "html": "‡", "tex": r"\ddag{}"}
 LATEX_PREAMBLE = (r"\documentclass{article}", r"\usepackage{booktabs}")

@@ -11,6 +11,7 @@ never parses it, and TeX is off.
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Callable
 from pathlib import Path
 
@@ -190,5 +191,53 @@ def draw_restoration(panels: dict[str, np.ndarray], title: str, width: float) ->
         ax.set_title(literal(name))
     for ax in axes:
         ax.set_axis_off()
+    figure.suptitle(literal(title))
+    return figure
+
+
+HIGHLIGHT, OTHERS = "tab:red", "0.45"  # the highlighted variant (the combined scheme) and the others
+TICK_CHARACTERS = 26  # a variant's label is wrapped into lines of at most this many characters
+
+
+def draw_schemes(summary: pd.DataFrame, seeds: pd.DataFrame, order: list[str], highlight: str | None,
+                 ticks: dict[str, str], title: str, others: str = "the others", *, width: float) -> Figure:
+    """Per task (at the fraction of its rows), each variant's mean over seeds with its t interval and its
+    seeds as dots, in ``order``; ``highlight`` in its own colour, bold, with its mean dashed across the
+    panel (the others grey, named ``others`` in the legend), or every variant in its own colour when
+    None. ``ticks``: the text under each variant (its label by default)."""
+    tasks = task_order(list(summary["task"].unique()))
+    colours = {m: HIGHLIGHT if m == highlight else OTHERS for m in order} if highlight else method_colours(order)
+    figure, axes = panel_grid(tasks, width, extra_height=0.6)
+    for ax, task in zip(axes, tasks):
+        own = summary[summary["task"] == task].set_index("method")
+        present = [m for m in order if m in own.index]
+        for x, method in enumerate(present):
+            row = own.loc[method]
+            error = None if np.isnan(row["ci_low"]) else [[row["mean"] - row["ci_low"]], [row["ci_high"] - row["mean"]]]
+            ax.errorbar(x, row["mean"], yerr=error, fmt="o", color=colours[method], capsize=3, linewidth=1.2,
+                        markersize=5 if method == highlight else 4, zorder=2)
+            points = seeds[(seeds["task"] == task) & (seeds["method"] == method)]["value"].to_numpy(dtype=float)
+            ax.scatter(np.full(points.size, x + 0.18), points, s=6, color="black", zorder=3)
+            if method == highlight:
+                ax.axhline(row["mean"], color=HIGHLIGHT, linestyle="--", linewidth=0.7, alpha=0.7, zorder=1)
+        labels = [textwrap.fill(f"{literal(ticks.get(m, m))} (n={int(own.loc[m, 'n_seeds'])})", TICK_CHARACTERS,
+                                break_long_words=True) for m in present]
+        ax.set_xticks(range(len(present)), labels, rotation=35 if width >= 7 else 60, ha="right",
+                      rotation_mode="anchor")
+        for text, method in zip(ax.get_xticklabels(), present):
+            if method == highlight:
+                text.set_fontweight("bold")
+        ax.set_xlim(-0.5, len(present) - 0.5)
+        ax.set_title(literal(f"{task}, fraction {own['fraction'].iloc[0]:g}"))
+        ax.set_ylabel(f"test {literal(own['metric'].iloc[0])}")
+    counts = summary.groupby("method")["n_seeds"].apply(list)
+    if highlight:
+        rest = [m for m in order if m != highlight and m in counts.index]
+        entries = {f"{highlight} ({_n_text(counts[highlight], 'seeds')})": HIGHLIGHT}
+        if rest:
+            entries[f"{others} ({_n_text(sum((counts[m] for m in rest), []), 'seeds')})"] = OTHERS
+    else:
+        entries = {f"{ticks.get(m, m)} ({_n_text(counts[m], 'seeds')})": colours[m] for m in order if m in counts.index}
+    shared_legend(figure, entries)
     figure.suptitle(literal(title))
     return figure

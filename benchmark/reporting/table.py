@@ -7,6 +7,11 @@ One row per (method, task, profile, fraction, seed, case, metric) with its ``val
 - ``level == "case"``: the per-case values of ``cases.csv`` (Dice and IoU per test case; for
   classification the per-candidate ``score`` with its ``label``, which DeLong needs).
 
+``method`` is the method's label: its name, followed by the settings it ran with where they
+differ from that name's defaults (``genesis [loss=mae]``, ``benchmark.reporting.variants``), so
+runs of one method with different settings are never pooled; ``method_name`` is the recorded
+name and ``method_settings`` the recorded settings (JSON).
+
 Each row carries the run's metadata (run id, data source and fingerprint, pretraining data,
 checkpoint id, code fingerprint and git commit, machine, wall time, peak memory, label subset ...).
 Tables and plots of the report are views of it. The per-epoch validation histories
@@ -28,12 +33,15 @@ from benchmark.data import files
 from benchmark.engine import store
 from benchmark.errors import UserError
 from benchmark.names import check_name
+from benchmark.reporting import variants
 
 REQUIRED_KEYS = ("run_id", "method", "task", "seed", "fraction", "profile", "metrics")
 KEY_COLUMNS = ["method", "task", "profile", "fraction", "seed", "level", "case_id", "group", "metric", "value",
                "label"]
-METADATA_COLUMNS = ["run_id", "primary_metric", "data_kind", "data_root", "data_fingerprint", "pretrain_data_kind",
-                    "pretrain_data_fingerprint", "checkpoint_id", "weights_fingerprint", "code_version",
+METADATA_COLUMNS = ["run_id", "method_name", "method_settings", "task_name", "task_settings", "protocol",
+                    "primary_metric", "data_kind", "data_root",
+                    "data_fingerprint", "pretrain_data_kind", "pretrain_data_fingerprint", "checkpoint_id",
+                    "weights_fingerprint", "code_version",
                     "code_fingerprint", "git_commit", "git_dirty", "wall_seconds", "peak_memory_mb",
                     "peak_device_memory_mb", "device", "device_name", "finetune_epochs", "finetune_best_epoch",
                     "finetune_samples_seen", "finetune_seconds", "pretrain_cubes_seen", "pretrain_seconds",
@@ -64,7 +72,11 @@ def _get(data: dict[str, Any] | None, *keys: str) -> Any:
 def run_metadata(record: dict[str, Any]) -> dict[str, Any]:
     """The run's metadata columns; optional fields missing from older records are None."""
     return {
-        "run_id": record["run_id"], "primary_metric": record.get("primary_metric"),
+        "run_id": record["run_id"], "method_name": record["method"],
+        "method_settings": variants.settings_text(record.get("method_settings")),
+        "task_name": record["task"], "task_settings": variants.settings_text(record.get("task_settings")),
+        "protocol": _get(record, "protocol", "name") or "full",
+        "primary_metric": record.get("primary_metric"),
         "data_kind": _get(record, "data", "kind"), "data_root": _get(record, "data", "root"),
         "data_fingerprint": _get(record, "data", "fingerprint"),
         "pretrain_data_kind": _get(record, "pretrain_data", "kind"),
@@ -215,9 +227,12 @@ def read_results(results: Path) -> Results:
     if not tables:
         raise UserError(f"{results}: no readable run record under {runs}")
     table = pd.concat(tables, ignore_index=True)[COLUMNS]
-    table = table.astype({"case_id": "string", "group": "string", "label": "Int64"})
+    table = variants.label_methods(table.astype({"case_id": "string", "group": "string", "label": "Int64"}))
     history = pd.concat(histories, ignore_index=True)[HISTORY_COLUMNS] if histories else \
         pd.DataFrame(columns=HISTORY_COLUMNS)
+    labels = table.drop_duplicates("run_id").set_index("run_id")
+    history["method"] = history["run_id"].map(labels["method"])
+    history["task"] = history["run_id"].map(labels["task"])
     return Results(table=table, histories=history, skipped=skipped)
 
 

@@ -251,16 +251,19 @@ def delong_rows(table: pd.DataFrame, task: str, pairs: list[tuple[str, str]], ga
 
 
 def pairwise_tests(table: pd.DataFrame, scores: pd.DataFrame, fraction: float, tasks: list[str], correction: str,
-                   family: str = "task") -> tuple[pd.DataFrame, Gaps]:
-    """Every pair of methods on each task: Welch, and Wilcoxon or DeLong where per-case values allow.
+                   family: str = "task", pairs: list[tuple[str, str]] | None = None) -> tuple[pd.DataFrame, Gaps]:
+    """Every pair of methods on each task (or only ``pairs``, those of them both run on the task): Welch,
+    and Wilcoxon or DeLong where per-case values allow.
 
     A family is one test on one task (``family="task"``) or one test over all tasks ("benchmark").
     """
     rows: list[dict] = []
     gaps: Gaps = []
+    wanted = pairs
     for task in tasks:
         methods = sorted(scores[scores["task"] == task]["method"].unique())
-        pairs = list(itertools.combinations(methods, 2))
+        pairs = list(itertools.combinations(methods, 2)) if wanted is None else \
+            [(a, b) for a, b in wanted if a in methods and b in methods]
         if not pairs:
             gaps.append(f"pairwise {task}: only {', '.join(methods) or 'no method'} at this fraction")
             continue
