@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from benchmark.reporting import ANALYSES_FOLDER
+
 DEFAULT_ANOMALY_METHOD = "genesis"
 
 
@@ -44,7 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser, profiles: list[str]) -> None:
                          help="LUNA16-layout pretraining folder (default: built-in chest phantom)")
         sub.add_argument("--results", type=Path, default=Path("results"),
                          help="results root whose checkpoints are reused (default ./results)")
-        sub.add_argument("--out", type=Path, default=Path("reports") / "analysis",
+        sub.add_argument("--out", type=Path, default=ANALYSES_FOLDER,
                          help="output folder (default ./reports/analysis)")
         sub.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="(default auto)")
         sub.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -90,17 +92,18 @@ def restoration(args: argparse.Namespace) -> None:
     from benchmark.data import files
     from benchmark.engine.checkpoints import pretraining_pool
     from benchmark.engine.runtime import resolve_device
+    from benchmark.reporting.analyses import RESTORATION_GRID, RESTORATION_MATRIX
     from benchmark.reporting.restoration_matrix import heat_map, image_grid, markdown, restoration_matrix
 
     out = _out_folder(args.out)
     methods = _restoration_methods(args.methods)
     matrix = restoration_matrix(methods, pretraining_pool(args.pretrain_root), get_profile(args.profile), args.seed,
                                 args.results, resolve_device(args.device), args.cubes, not args.no_progress)
-    files.write_csv(out / "restoration_matrix.csv", matrix.errors)
+    files.write_csv(out / f"{RESTORATION_MATRIX}.csv", matrix.errors)
     text = markdown(matrix)
-    files.write_atomic(out / "restoration_matrix.md", lambda tmp: tmp.write_text(text))
-    _save(heat_map(matrix), out / "restoration_matrix")
-    _save(image_grid(matrix), out / "restoration_grid")
+    files.write_atomic(out / f"{RESTORATION_MATRIX}.md", lambda tmp: tmp.write_text(text))
+    _save(heat_map(matrix), out / RESTORATION_MATRIX)
+    _save(image_grid(matrix), out / RESTORATION_GRID)
     print(text)
     print(f"written: restoration_matrix.csv/.md/.png/.pdf and restoration_grid.png/.pdf in {out}")
 
@@ -116,10 +119,11 @@ def anomaly(args: argparse.Namespace) -> None:
     from benchmark.engine.checkpoints import obtain_checkpoint, pretraining_pool
     from benchmark.engine.runtime import resolve_device
     from benchmark.errors import UserError
+    from benchmark.reporting.analyses import ANOMALY_AUC, ANOMALY_FOLDER, ANOMALY_MONTAGE, DIFFERENCE_SUFFIX
     from benchmark.reporting.anomaly import anomaly_map, detection_auc, find_scans, montage, write_difference
     from benchmark.reporting.restoration import restoration_model, restores_its_input
 
-    out = _out_folder(args.out / "anomaly")
+    out = _out_folder(args.out / ANOMALY_FOLDER)
     profile, device = get_profile(args.profile), resolve_device(args.device)
     method = METHODS.create(args.method)
     data = directory_source(args.data_root) if args.data_root else phantom_source(write_opacity_phantom)
@@ -133,16 +137,16 @@ def anomaly(args: argparse.Namespace) -> None:
     results = []
     for scan in scans:
         result = anomaly_map(model, scan, profile, device)
-        write_difference(result, out / f"{scan.name}_difference.nii.gz")
+        write_difference(result, out / f"{scan.name}{DIFFERENCE_SUFFIX}")
         results.append(result)
-    _save(montage(results), out / "montage")
+    _save(montage(results), out / ANOMALY_MONTAGE)
     print(f"{len(results)} difference maps (|scan - restored|, {method.name}, checkpoint {meta['checkpoint_id']}) "
           f"in {out}")
     if not any(r.mask is not None for r in results):
         print("no opacity masks (masks/<name>.*): no detection AUC")
         return
     table = detection_auc(results)
-    files.write_csv(out / "detection_auc.csv", table)
+    files.write_csv(out / ANOMALY_AUC, table)
     for row in table.itertuples():
         print(f"{row.score:<24} AUC {row.auc:.3f}  (95% bootstrap over {row.scans} scans: "
               f"{row.ci_low:.3f} to {row.ci_high:.3f})")

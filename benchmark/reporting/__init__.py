@@ -10,11 +10,13 @@ run: it is not part of any run's identity.
 
 import hashlib
 import re
+from pathlib import Path
 
 CORRECTIONS = {"holm": "Holm", "fdr_bh": "Benjamini-Hochberg"}  # multiple-comparison corrections offered
 FAMILIES = {"task": "per task", "benchmark": "over the whole benchmark (all tasks x methods)"}  # correction families
 ALPHA = 0.05  # the significance threshold of the marks, the verdicts and the power figures
 POWER = 0.8  # the power of the smallest detectable differences
+ANALYSES_FOLDER = Path("reports") / "analysis"  # where benchmark analyze writes, and the report looks, by default
 PAPER_TASK_ORDER = ("ncc", "ncs", "ecc", "lcs", "bms")  # Models Genesis' order of its five target tasks
 
 

@@ -19,7 +19,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-DEFAULT_FOLDER = Path("reports") / "analysis"  # benchmark analyze's default --out
 RESTORATION_MATRIX = "restoration_matrix"  # .csv, and the heat map .png/.pdf
 RESTORATION_GRID = "restoration_grid"  # .png/.pdf
 MATRIX_COLUMNS = ("corruption", "restored_by", "mse", "ssim", "cubes")

@@ -30,6 +30,7 @@ from benchmark.errors import UserError
 from benchmark.names import check_name, is_valid_name
 from benchmark.reporting import (
     ALPHA,
+    ANALYSES_FOLDER,
     CORRECTIONS,
     FAMILIES,
     POWER,
@@ -418,7 +419,7 @@ def write_losses(writer: Writer, report: Report, table: pd.DataFrame) -> None:
 def analyses_folder(settings: Settings) -> Path | None:
     """``--analyses``, which must be a folder; its default only where it is one."""
     if settings.analyses is None:
-        return analyses.DEFAULT_FOLDER if analyses.DEFAULT_FOLDER.is_dir() else None
+        return ANALYSES_FOLDER if ANALYSES_FOLDER.is_dir() else None
     if not Path(settings.analyses).is_dir():
         raise UserError(f"--analyses {settings.analyses}: no such folder (benchmark analyze --out writes one)")
     return Path(settings.analyses)
@@ -427,7 +428,7 @@ def analyses_folder(settings: Settings) -> Path | None:
 def write_analyses(writer: Writer, report: Report, settings: Settings) -> None:
     """The restoration cross-matrix and the anomaly maps of ``benchmark analyze``, where they are found."""
     folder = analyses_folder(settings)
-    where = folder if folder is not None else analyses.DEFAULT_FOLDER
+    where = folder if folder is not None else ANALYSES_FOLDER
     for title, find, command in (("Restoration cross-matrix", analyses.restoration, "restoration"),
                                  ("Anomaly maps", analyses.anomaly, "anomaly")):
         analysis = find(folder) if folder is not None else analyses.Analysis()
