@@ -112,8 +112,9 @@ def validation_subset(cases: list[Case], size: int | None) -> list[Case]:
 
 @dataclass(frozen=True, slots=True)
 class CandidateCrop:
-    """A candidate's ``cube`` crop centred on voxel ``centre`` (z, y, x) of its scan's windowed HU
-    (memory-mapped), air-padded outside the scan and scaled to [0, 1]: made at each ``load``."""
+    """A ``cube`` crop centred on voxel ``centre`` (z, y, x) of windowed HU (a candidate's in its scan, a
+    nodule's in its crop; memory-mapped from the cache), air-padded outside and scaled to [0, 1]: made
+    at each ``load``."""
 
     hu: np.ndarray
     centre: tuple[int, int, int]

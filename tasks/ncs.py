@@ -19,12 +19,14 @@ from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
+from benchmark.tasks._candidates import CandidateCrop
 from benchmark.tasks._lidc import default_split, is_lidc_layout, lidc_cases, lidc_problems
 
 from benchmark.api.registry import TASKS
 from benchmark.api.segmentation import SegmentationTask
 from benchmark.api.task import Case, Splits, TaskData, read_split_file
-from benchmark.data.imageio import HU_MIN, crop_centered, read_image, scale_ct
+from benchmark.data.cache import Entry, cached, windowed_hu
+from benchmark.data.imageio import HU_MIN, crop_centered, read_image
 from benchmark.data.phantoms.chest import Segment, blob_in_box, finish_ct, lung_patch, paint_nodule
 from benchmark.data.verify import SPLITS, Problem, check_labels, check_same_grid, progress, read_volume
 from benchmark.errors import UserError
@@ -151,13 +153,19 @@ def uses_lidc_layout(root: Path) -> bool:
 
 
 def read_crop(root: Path, case_id: str) -> tuple[np.ndarray, np.ndarray]:
-    """One preprocessed crop at 1 mm: (HU, mask) arrays (z, y, x)."""
-    image = _at_1mm(read_image(_find(root / "images", case_id)), sitk.sitkLinear, HU_MIN)
-    mask = _at_1mm(read_image(_find(root / "masks", case_id)), sitk.sitkNearestNeighbor, 0)
-    if image.GetSize() != mask.GetSize():
-        raise UserError(f"{root / 'masks' / case_id}: mask size {mask.GetSize()} differs from the "
-                        f"image's {image.GetSize()}")
-    return sitk.GetArrayFromImage(image), sitk.GetArrayFromImage(mask)
+    """One preprocessed crop at 1 mm: (HU windowed to [-1000, 1000], mask) arrays (z, y, x), through the
+    preprocessing cache (memory-mapped; each pair is decoded and resampled once)."""
+    paths = _find(root / "images", case_id), _find(root / "masks", case_id)
+
+    def compute() -> Entry:
+        image = _at_1mm(read_image(paths[0]), sitk.sitkLinear, HU_MIN)
+        mask = _at_1mm(read_image(paths[1]), sitk.sitkNearestNeighbor, 0)
+        if image.GetSize() != mask.GetSize():
+            raise UserError(f"{paths[1]}: mask size {mask.GetSize()} differs from the image's {image.GetSize()}")
+        return Entry({"hu": windowed_hu(sitk.GetArrayFromImage(image)), "mask": sitk.GetArrayFromImage(mask)})
+
+    entry = cached(paths, {"reader": "ncs-crop", "spacing_mm": 1.0}, compute)
+    return entry.arrays["hu"], entry.arrays["mask"]
 
 
 def verify_lidc(root: Path, splits: Splits | None) -> list[Problem]:
@@ -195,9 +203,8 @@ class NoduleSegmentation(SegmentationTask):
         for case_id, split in sorted(split_of.items()):
             hu, label = read(case_id)
             center = tuple(n // 2 for n in hu.shape)
-            crop = crop_centered(hu, center, cube, pad_value=HU_MIN)
             target = (crop_centered(label, center, cube) > 0).astype(np.uint8)
-            cases[split].append(Case(case_id, scale_ct(crop)[None], target, patient_of(case_id)))
+            cases[split].append(Case(case_id, CandidateCrop(hu, center, cube), target, patient_of(case_id)))
         empty = [split for split in SPLITS if not cases[split]]
         if empty:
             raise UserError(f"{splits.path if splits else root}: no cases in the {' and '.join(empty)} split")

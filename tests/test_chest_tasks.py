@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,7 @@ from sklearn.metrics import roc_auc_score
 from benchmark.api.registry import TASKS
 from benchmark.api.task import TaskData
 from benchmark.data.cache import CTVolume
-from benchmark.data.imageio import read_image, scale_ct, world_to_index
+from benchmark.data.imageio import crop_centered, read_image, scale_ct, world_to_index
 from benchmark.data.phantoms.chest import IDENTITY, LUNA_UID_ROOT, build_chest_scan, write_chest_phantom
 from benchmark.data.pool import (
     PRETRAIN_TRAIN_SUBSETS,
@@ -277,3 +278,22 @@ def test_no_global_threshold_segments_the_nodules(loaded: dict[str, TaskData]) -
     cases = loaded["ncs"].test
     best = max(np.mean([dice(case.image[0] >= t, case.target) for case in cases]) for t in np.linspace(0, 1, 41))
     assert best < 0.7
+
+
+def test_ncs_cases_crop_their_images_when_asked(phantoms: dict[str, Path]) -> None:
+    """NCS images are lazy crops of the memory-mapped, cached nodule crops: the loaded cases hold their
+    masks (uint8) and no float image; each image equals the eager crop of the same file."""
+    task = TASKS.create("ncs")
+    task.load(phantoms["ncs"], CUBE)  # into the cache
+    tracemalloc.start()
+    data = task.load(phantoms["ncs"], CUBE)
+    held, _ = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    cases = data.train + data.val + data.test
+    images = len(cases) * int(np.prod(CUBE)) * 4
+    assert held < images / 2, f"{held} bytes held by {len(cases)} cases (their float images: {images})"
+    case = data.test[0]
+    hu = sitk.GetArrayFromImage(read_image(next((phantoms["ncs"] / "images").glob(f"{case.case_id}.nii*"))))
+    centre = tuple(n // 2 for n in hu.shape)
+    expected = scale_ct(crop_centered(hu.astype(np.float32), centre, CUBE, pad_value=-1000))
+    np.testing.assert_allclose(case.image[0], expected, atol=1e-6)
