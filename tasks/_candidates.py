@@ -77,9 +77,8 @@ def class_problems(labels: Mapping[str, list[int]], source: Path) -> list[Proble
     for split in SPLITS:
         present = sorted(set(labels.get(split, [])))
         if present != [0, 1]:
-            have = f"only class {present[0]}" if present else "none"
-            problems.append(Problem(str(source), f"the {split} split has {have} candidates; it needs both "
-                                                 "classes (0 and 1)"))
+            have = f"only class {present[0]} candidates" if present else "no candidates"
+            problems.append(Problem(str(source), f"the {split} split has {have}; it needs both classes (0 and 1)"))
     return problems
 
 

@@ -7,13 +7,13 @@ import csv
 import dataclasses
 import json
 import shutil
-import tracemalloc
 from pathlib import Path
 
 import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
+from helpers import held_after
 
 from benchmark.api.profiles import PROFILES
 from benchmark.api.registry import TASKS
@@ -71,10 +71,7 @@ def test_every_candidate_of_every_split_is_a_case_by_default(crowded: Path) -> N
 def test_a_lazy_case_crops_its_scan_when_asked_and_holds_no_image(crowded: Path) -> None:
     task = TASKS.create("ncc")
     task.load(crowded, CUBE)  # preprocessed into the cache
-    tracemalloc.start()
-    data = task.load(crowded, CUBE)
-    held, _ = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
+    data, held = held_after(lambda: task.load(crowded, CUBE))
     cases = data.train + data.val + data.test
     eager = len(cases) * int(np.prod(CUBE)) * 4
     assert held < eager / 10, f"{held} bytes held for {len(cases)} cases (their crops: {eager})"

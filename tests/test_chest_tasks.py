@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +11,7 @@ import SimpleITK as sitk
 from benchmark.tasks._candidates import Candidate, candidate_cases, read_candidates
 from benchmark.tasks.ecc import write_ecc_phantom
 from benchmark.tasks.ncs import write_ncs_phantom
+from helpers import held_after
 from sklearn.metrics import roc_auc_score
 
 from benchmark.api.registry import TASKS
@@ -285,10 +285,7 @@ def test_ncs_cases_crop_their_images_when_asked(phantoms: dict[str, Path]) -> No
     masks (uint8) and no float image; each image equals the eager crop of the same file."""
     task = TASKS.create("ncs")
     task.load(phantoms["ncs"], CUBE)  # into the cache
-    tracemalloc.start()
-    data = task.load(phantoms["ncs"], CUBE)
-    held, _ = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
+    data, held = held_after(lambda: task.load(phantoms["ncs"], CUBE))
     cases = data.train + data.val + data.test
     images = len(cases) * int(np.prod(CUBE)) * 4
     assert held < images / 2, f"{held} bytes held by {len(cases)} cases (their float images: {images})"

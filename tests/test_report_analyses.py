@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import html
 import json
-from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import start_tags
 from matplotlib import rc_context
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -59,19 +59,8 @@ def records(results: Path) -> pd.DataFrame:
     return frame.assign(dice=frame["metrics"].map(lambda m: m["dice"]))
 
 
-class Tags(HTMLParser):
-    def __init__(self):
-        super().__init__()
-        self.tags = []
-
-    def handle_starttag(self, tag, attrs):
-        self.tags.append((tag, dict(attrs)))
-
-
 def page_tags(out: Path) -> list[tuple[str, dict]]:
-    parser = Tags()
-    parser.feed((out / "index.html").read_text(encoding="utf-8"))
-    return parser.tags
+    return start_tags((out / "index.html").read_text(encoding="utf-8"))
 
 
 # --------------------------------------------------------------------------- ablations

@@ -7,11 +7,11 @@ from __future__ import annotations
 import html
 import json
 import re
-from html.parser import HTMLParser
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from helpers import start_tags
 
 from benchmark.cli import main
 from benchmark.errors import UserError
@@ -53,15 +53,6 @@ def test_invalid_names_are_refused_in_one_line(name):
     assert "\n" not in str(error.value)
 
 
-class Tags(HTMLParser):
-    def __init__(self):
-        super().__init__()
-        self.tags = []
-
-    def handle_starttag(self, tag, attrs):
-        self.tags.append((tag, dict(attrs)))
-
-
 def test_every_record_string_is_escaped_in_every_format(tmp_path, write_run):
     results = tmp_path / "results"
     methods = {"scratch-he": "scratch-he", "m1": EVIL_HTML, "m2": EVIL_TEX, "m3": EVIL_MD, "m4": EVIL_MATH}
@@ -78,12 +69,11 @@ def test_every_record_string_is_escaped_in_every_format(tmp_path, write_run):
 
     page = (out / "index.html").read_text(encoding="utf-8")
     assert EVIL_HTML not in page and html.escape(EVIL_HTML) in page
-    parser = Tags()
-    parser.feed(page)
-    assert {tag for tag, _ in parser.tags} <= {"html", "head", "meta", "title", "style", "body", "h1", "h2", "h3", "p",
+    tags = start_tags(page)
+    assert {tag for tag, _ in tags} <= {"html", "head", "meta", "title", "style", "body", "h1", "h2", "h3", "p",
                                                "table", "thead", "tbody", "tr", "th", "td", "b", "sup", "ul", "li",
                                                "img"}
-    assert all(attrs["src"].startswith("data:image/png;base64,") for tag, attrs in parser.tags if tag == "img")
+    assert all(attrs["src"].startswith("data:image/png;base64,") for tag, attrs in tags if tag == "img")
 
     for name in ("table3.md", "pairwise_t.md", "label_efficiency.md", "provenance.md"):
         lines = [line for line in (out / name).read_text(encoding="utf-8").splitlines() if line.startswith("|")]

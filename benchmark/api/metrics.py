@@ -32,7 +32,7 @@ def auc(labels: Sequence[int], scores: Sequence[float]) -> float:
 
 def overlap_counts(truth: np.ndarray, prediction: np.ndarray) -> tuple[int, int, int, int]:
     """(TP, FP, FN, TN) voxel counts of two boolean masks."""
-    truth, prediction = truth.astype(bool).ravel(), prediction.astype(bool).ravel()
+    truth, prediction = np.asarray(truth, dtype=bool).ravel(), np.asarray(prediction, dtype=bool).ravel()
     tp = int(np.count_nonzero(truth & prediction))
     fp = int(np.count_nonzero(~truth & prediction))
     fn = int(np.count_nonzero(truth & ~prediction))
@@ -52,6 +52,7 @@ def iou(truth: np.ndarray, probability: np.ndarray, threshold: float = 0.5) -> f
 def mg_iou_counts(truth: np.ndarray, probability: np.ndarray) -> np.ndarray:
     """One case's (TP, FP, FN, TN) at each of ``MG_IOU_THRESHOLDS``, shape (thresholds, 4): summed
     over cases, they give ``mg_iou`` without holding every case's prediction."""
+    truth = np.asarray(truth, dtype=bool)  # converted once, not at every threshold
     return np.array([overlap_counts(truth, probability >= threshold) for threshold in MG_IOU_THRESHOLDS],
                     dtype=np.int64)
 

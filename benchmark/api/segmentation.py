@@ -113,14 +113,13 @@ class SegmentationTask(Task):
     def evaluate(self, cases: Sequence[Case], logits: Iterable[torch.Tensor]) -> tuple[dict[str, float],
                                                                                       pd.DataFrame]:
         per_case: dict[str, list[float]] = {name: [] for name in PER_CASE}
-        pooled: dict[str, np.ndarray] = {}
+        pooled: dict[str, np.ndarray | int] = {name: 0 for name in POOLED if name in self.metrics}
         for case, x in zip(cases, logits):  # one case's prediction in memory at a time
             probability = torch.sigmoid(x).numpy()
             for name, fn in PER_CASE.items():
                 per_case[name].append(fn(case.target, probability))
-            for name in (name for name in POOLED if name in self.metrics):
-                counts = POOLED[name][0](case.target, probability)
-                pooled[name] = pooled[name] + counts if name in pooled else counts
+            for name in pooled:
+                pooled[name] = pooled[name] + POOLED[name][0](case.target, probability)
         results = {name: float(np.mean(values)) for name, values in per_case.items()}
         results.update({name: POOLED[name][1](counts) for name, counts in pooled.items()})
         frame = pd.DataFrame({"case_id": [c.case_id for c in cases], "group": [c.group for c in cases], **per_case})

@@ -12,6 +12,8 @@ import hashlib
 import re
 from pathlib import Path
 
+from benchmark.names import is_valid_name
+
 CORRECTIONS = {"holm": "Holm", "fdr_bh": "Benjamini-Hochberg"}  # multiple-comparison corrections offered
 FAMILIES = {"task": "per task", "benchmark": "over the whole benchmark (all tasks x methods)"}  # correction families
 ALPHA = 0.05  # the significance threshold of the marks, the verdicts and the power figures
@@ -21,9 +23,9 @@ PAPER_TASK_ORDER = ("ncc", "ncs", "ecc", "lcs", "bms")  # Models Genesis' order 
 
 
 def file_stem(label: str) -> str:
-    """A file-name part for a task or method label: the label itself when it is a plain name, else its
+    """A file-name part for a task or method label: the label itself when it is a valid name, else its
     letters and digits joined by ``_`` and a short hash of the whole label (labels never collide)."""
-    if re.fullmatch(r"[A-Za-z0-9._-]{1,80}", label) and label not in (".", ".."):
+    if is_valid_name(label):
         return label
     slug = re.sub(r"[^A-Za-z0-9]+", "_", label).strip("_")[:60]
     return f"{slug}-{hashlib.sha256(label.encode()).hexdigest()[:8]}"

@@ -27,7 +27,7 @@ from benchmark.api.registry import METHODS
 from benchmark.data import files
 from benchmark.engine import store
 from benchmark.errors import UserError
-from benchmark.names import check_name, is_valid_name
+from benchmark.names import check_name
 from benchmark.reporting import (
     ALPHA,
     ANALYSES_FOLDER,
@@ -394,7 +394,7 @@ def write_losses(writer: Writer, report: Report, table: pd.DataFrame) -> None:
             report.not_computed.append(f"restoration loss of {group.method}: no task has two of "
                                        f"{', '.join(methods)} at the same label fraction")
             continue
-        stem = f"loss_{group.method}" if is_valid_name(f"loss_{group.method}") else f"loss_{index}"
+        stem = f"loss_{file_stem(group.method)}"
         stem = stem if stem not in stems else f"{stem}_{index}"
         stems.add(stem)
         shown, seeds = comparisons.highest_fraction(comparison)

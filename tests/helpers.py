@@ -1,0 +1,37 @@
+"""Small helpers shared by several test modules (imported as ``helpers``, like ``oracles``)."""
+
+from __future__ import annotations
+
+import tracemalloc
+from collections.abc import Callable
+from html.parser import HTMLParser
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+class _Tags(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[tuple[str, dict]] = []
+
+    def handle_starttag(self, tag: str, attrs: list) -> None:
+        self.tags.append((tag, dict(attrs)))
+
+
+def start_tags(page: str) -> list[tuple[str, dict]]:
+    """Every start tag of an HTML page, in order, with its attributes."""
+    parser = _Tags()
+    parser.feed(page)
+    return parser.tags
+
+
+def held_after(make: Callable[[], T]) -> tuple[T, int]:
+    """``make()`` and the bytes of Python and numpy memory it leaves allocated (tracemalloc)."""
+    tracemalloc.start()
+    try:
+        made = make()
+        held, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return made, held
