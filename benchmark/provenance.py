@@ -23,7 +23,7 @@ from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 NUMERIC_LAYERS = ("api", "data", "model", "engine")
-BUILTIN_PLUGIN_PACKAGES = ("benchmark.methods", "benchmark.tasks")
+BUILTIN_PLUGIN_PACKAGES = ("benchmark.methods", "benchmark.tasks", "benchmark.backbones")
 PRETRAINING_ROOTS = ("benchmark.engine.checkpoints", "benchmark.engine.pretrain", "benchmark.data.pool")
 
 
@@ -78,7 +78,8 @@ def source_fingerprint(cls: type) -> str:
     base classes, and of the modules beside them that those import anywhere in their code,
     functions included (same package or same folder: a plugin's helpers), followed from
     file to file; the suite's core (covered by ``code_fingerprint``) and the standard library
-    left out. The built-in plugins (``benchmark.methods``, ``benchmark.tasks``) are plugin code.
+    left out. The built-in plugins (``benchmark.methods``, ``benchmark.tasks``, ``benchmark.backbones``)
+    are plugin code.
 
     Part of every run and checkpoint identity, so that editing a method's or a task's code,
     a plugin's above all, gives new runs instead of reusing records and checkpoints made

@@ -2,9 +2,9 @@
 
 * ``genesis_sgd``: the Models Genesis optimiser, reused by the restoration baselines.
 * ``uniform_integers``: batched uniform integer draws for the torch (device) transforms.
-* ``EncoderClassifier`` and ``encoder_state``: the backbone encoder with a linear head on
+* ``EncoderClassifier`` and ``encoder_state``: a backbone's encoder with a linear head on
   its global-average-pooled bottleneck (jigsaw, DeepCluster), and the ``encoder.*`` part
-  of a pretext model's weights, keyed exactly like ``UNet3D``'s encoder.
+  of a pretext model's weights, keyed exactly like the backbone's targets' encoder.
 
 The puzzle helpers (jigsaw, Rubik's cube) are in ``_tiles``, so that editing them changes
 the identity of no other method (a method's source fingerprint follows its imports).
@@ -16,8 +16,6 @@ from typing import Any
 
 import torch
 from torch import nn
-
-from benchmark.model.backbone import Encoder
 
 
 def uniform_integers(low: torch.Tensor, high: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -44,11 +42,11 @@ def pooled(bottleneck: torch.Tensor) -> torch.Tensor:
 
 
 class EncoderClassifier(nn.Module):
-    """The backbone ``Encoder`` + one linear layer on its pooled bottleneck; returns logits."""
+    """A backbone's encoder + one linear layer on its pooled bottleneck; returns logits."""
 
-    def __init__(self, in_channels: int, width: int, n_outputs: int) -> None:
+    def __init__(self, encoder: nn.Module, n_outputs: int) -> None:
         super().__init__()
-        self.encoder = Encoder(in_channels, width)
+        self.encoder = encoder
         self.head = nn.Linear(self.encoder.out_channels, n_outputs)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:

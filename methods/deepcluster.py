@@ -61,6 +61,7 @@ from sklearn.exceptions import ConvergenceWarning
 from torch import nn
 from torch.utils.data import get_worker_info
 
+from benchmark.api.backbone import Backbone
 from benchmark.api.method import Method
 from benchmark.api.profiles import Profile
 from benchmark.api.registry import METHODS
@@ -223,8 +224,8 @@ class DeepCluster(Method):
         k = self.n_clusters or int(np.clip(n_samples // self.cubes_per_cluster, 2, self.max_clusters))
         return max(1, min(k, n_samples))
 
-    def build_pretext_model(self, in_channels: int, width: int) -> nn.Module:
-        return EncoderClassifier(in_channels, width, self.head_size)
+    def build_pretext_model(self, backbone: Backbone, in_channels: int, width: int) -> nn.Module:
+        return EncoderClassifier(backbone.build_encoder(in_channels, width), self.head_size)
 
     def make_optimizer(
         self, parameters: Any, profile: Profile

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from benchmark.methods._common import genesis_sgd
 
+from benchmark.api.backbone import ANY_BACKBONE
 from benchmark.api.method import Method, check_restoration_loss, restoration_loss
 from benchmark.api.registry import METHODS
 
@@ -43,6 +44,7 @@ class Denoising(Method):
     name = "denoising"
     description = "Restore cubes from additive Gaussian noise (denoising autoencoder, Vincent et al. 2010)"
     transfers = "encoder+decoder"
+    backbones = (ANY_BACKBONE,)  # its restoration model is any backbone's segmentation target
 
     def __init__(self, max_sigma: float = 0.1, loss: str = "mse") -> None:
         if max_sigma < 0:

@@ -20,6 +20,7 @@ from benchmark.methods.genesis_transforms import (
     nonlinear_intensity,
 )
 
+from benchmark.api.backbone import ANY_BACKBONE
 from benchmark.api.method import Corruption, Method, check_restoration_loss, restoration_loss
 from benchmark.api.registry import METHODS
 
@@ -63,6 +64,7 @@ class Genesis(Method):
         "(Zhou et al. 2019)"
     )
     transfers = "encoder+decoder"
+    backbones = (ANY_BACKBONE,)  # its restoration model is any backbone's segmentation target
 
     def __init__(
         self,

@@ -44,6 +44,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
+from benchmark.api.backbone import Backbone
 from benchmark.api.method import Method, check_restoration_loss, restoration_loss
 from benchmark.api.registry import METHODS
 from benchmark.model.backbone import UNet3D
@@ -161,7 +162,8 @@ class Inpainting(Method):
         self.loss_name = check_restoration_loss(loss)
         self._discriminator: nn.Module | None = None
 
-    def build_pretext_model(self, in_channels: int, width: int) -> nn.Module:
+    def build_pretext_model(self, backbone: Backbone, in_channels: int, width: int) -> nn.Module:
+        """The context encoder is the U-Net itself (the only backbone the method declares)."""
         discriminator = BoxDiscriminator(in_channels) if self.adversarial else None
         self._discriminator = discriminator
         return ContextEncoder(in_channels, width, discriminator)

@@ -50,6 +50,7 @@ from benchmark.methods._tiles import (
 )
 from torch import nn
 
+from benchmark.api.backbone import Backbone
 from benchmark.api.method import Method
 from benchmark.api.registry import METHODS
 
@@ -110,8 +111,8 @@ class Jigsaw(Method):
         self.permutations = permutation_set(int(np.prod(self.grid)), n_permutations, permutation_seed)
         self.n_permutations = len(self.permutations)
 
-    def build_pretext_model(self, in_channels: int, width: int) -> nn.Module:
-        return EncoderClassifier(in_channels, width, self.n_permutations)
+    def build_pretext_model(self, backbone: Backbone, in_channels: int, width: int) -> nn.Module:
+        return EncoderClassifier(backbone.build_encoder(in_channels, width), self.n_permutations)
 
     def make_example(
         self, cubes: np.ndarray, rng: np.random.Generator

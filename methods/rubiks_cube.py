@@ -58,9 +58,9 @@ from benchmark.methods._tiles import (
 )
 from torch import nn
 
+from benchmark.api.backbone import Backbone
 from benchmark.api.method import Method
 from benchmark.api.registry import METHODS
-from benchmark.model.backbone import Encoder
 
 GRID = (2, 2, 2)
 N_CUBES = 8
@@ -154,9 +154,9 @@ class SiameseCubes(nn.Module):
     Returns the logits concatenated: order (K), horizontal (8), vertical (8)[, mask (8)].
     """
 
-    def __init__(self, in_channels: int, width: int, n_permutations: int, masking: bool) -> None:
+    def __init__(self, encoder: nn.Module, n_permutations: int, masking: bool) -> None:
         super().__init__()
-        self.encoder = Encoder(in_channels, width)
+        self.encoder = encoder
         features = N_CUBES * self.encoder.out_channels
         self.order = nn.Linear(features, n_permutations)
         self.horizontal = nn.Linear(features, N_CUBES)
@@ -189,8 +189,8 @@ class RubiksCubeBase(Method):
         self.permutations = permutation_set(N_CUBES, n_permutations, permutation_seed)
         self.n_permutations = len(self.permutations)
 
-    def build_pretext_model(self, in_channels: int, width: int) -> nn.Module:
-        return SiameseCubes(in_channels, width, self.n_permutations, self.masking)
+    def build_pretext_model(self, backbone: Backbone, in_channels: int, width: int) -> nn.Module:
+        return SiameseCubes(backbone.build_encoder(in_channels, width), self.n_permutations, self.masking)
 
     def make_example(
         self, cubes: np.ndarray, rng: np.random.Generator

@@ -35,3 +35,10 @@ def held_after(make: Callable[[], T]) -> tuple[T, int]:
     finally:
         tracemalloc.stop()
     return made, held
+
+
+def unet():  # noqa: ANN201 - a Backbone; imported lazily so that helpers stays light
+    """The default backbone (the Models Genesis 3D U-Net), as tasks and methods are given it."""
+    from benchmark.api.registry import BACKBONES
+
+    return BACKBONES.create("unet3d")

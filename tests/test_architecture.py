@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import benchmark.backbones
 import benchmark.methods
 import benchmark.tasks
 import pytest
@@ -23,13 +24,13 @@ def _run(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> subpr
 
 
 def test_no_top_level_methods_or_tasks_module(tmp_path):
-    for name in ("methods", "tasks"):
+    for name in ("methods", "tasks", "backbones"):
         result = _run(["-c", f"import {name}"], cwd=tmp_path)
         assert result.returncode != 0 and "No module named" in result.stderr, name
 
 
 def test_the_cli_sees_the_builtins_from_a_folder_with_its_own_methods_and_tasks(tmp_path):
-    for name in ("methods", "tasks"):
+    for name in ("methods", "tasks", "backbones"):
         (tmp_path / name).mkdir()
         (tmp_path / name / "__init__.py").write_text("raise ImportError('the user folder was imported')\n")
     result = _run(["-m", "benchmark", "list"], cwd=tmp_path)  # -m puts the current folder first on sys.path
@@ -41,7 +42,7 @@ def installed_copy(target: Path) -> Path:
     """A copy of the installed package laid out as a wheel installs it (plugins inside)."""
     package = target / "benchmark"
     shutil.copytree(Path(benchmark.__file__).parent, package, ignore=shutil.ignore_patterns("__pycache__"))
-    for plugins in (benchmark.methods, benchmark.tasks):
+    for plugins in (benchmark.methods, benchmark.tasks, benchmark.backbones):
         inside = package / plugins.__name__.split(".")[1]
         if not inside.exists():  # an editable install maps them from the top-level folders
             shutil.copytree(Path(plugins.__file__).parent, inside, ignore=shutil.ignore_patterns("__pycache__"))

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from benchmark.model import init
-from benchmark.model.backbone import Classifier, UNet3D, count_parameters
+from benchmark.model.backbone import ClassificationHead, Classifier, Encoder, UNet3D, count_parameters
 
 
 def test_full_width_parameter_counts_match_the_released_and_keras_models():
@@ -31,7 +31,7 @@ def test_segmentation_output_has_the_input_shape(transposed):
 
 
 def test_classifier_outputs_one_logit_per_cube_and_shares_the_encoder_layout():
-    model = Classifier(in_channels=1, n_outputs=3, width=4)
+    model = Classifier(Encoder(1, 4), ClassificationHead(16 * 4, 3))
     assert model(torch.rand(2, 1, 16, 32, 32)).shape == (2, 3)
     assert model.head.fc1.in_features == 16 * 4 and model.head.fc1.out_features == 1024
     assert set(model.encoder.state_dict()) == set(UNet3D(width=4).encoder.state_dict())

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
-from helpers import held_after
+from helpers import held_after, unet
 
 from benchmark.api.profiles import PROFILES
 from benchmark.api.registry import TASKS
@@ -165,7 +165,7 @@ def test_fine_tuning_batches_are_the_same_from_worker_processes(crowded: Path) -
     fits = []
     for workers in (0, 2):
         torch.manual_seed(1)
-        model = task.build_model(profile.width)
+        model = task.build_model(unet(), profile.width)
         model, history, _ = finetune(model, task, data.train, data.val[:40], CUBE,
                                      dataclasses.replace(profile, loader_workers=workers), seed=5,
                                      device=torch.device("cpu"), progress=False)

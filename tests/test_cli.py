@@ -120,7 +120,8 @@ def test_a_sweep_gives_each_method_the_settings_it_has():
 def test_show_prints_what_a_method_is_and_every_setting_with_its_default(capsys):
     assert main(["show", "genesis"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[:3] == ["genesis  (built-in)", f"  {METHODS.description('genesis')}", "  transfers: encoder+decoder"]
+    assert lines[:3] == ["genesis  (built-in)", f"  {METHODS.description('genesis')}",
+                         "  transfers: encoder+decoder; backbones: *"]
     assert lines[4].startswith("Restore the original cube from a transformed one.")  # its docstring
     header = lines.index("settings (change one with --method-arg KEY=VALUE):")
     shown = dict(line.split() for line in lines[header + 1:])

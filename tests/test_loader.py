@@ -10,6 +10,7 @@ import pytest
 import torch
 from benchmark.methods.deepcluster import DeepCluster
 from benchmark.methods.genesis import Genesis
+from helpers import unet
 
 from benchmark.api.profiles import PROFILES
 from benchmark.api.registry import METHODS
@@ -39,7 +40,7 @@ def test_zero_and_two_workers_give_identical_batches():
 def test_deepcluster_labels_each_pool_in_the_training_process_and_workers_change_no_batch():
     method, train, val = DeepCluster(n_clusters=2), random_pool(8, 4), random_pool(6, 5)
     torch.manual_seed(0)
-    model = method.build_pretext_model(1, 4)
+    model = method.build_pretext_model(unet(), 1, 4)
     method.init_weights(model)
     method.on_epoch_start(model, train, np.random.default_rng(0), CPU)
     # workers first: a worker asked for labels it was not given raises (it must not compute features)
@@ -106,7 +107,7 @@ def test_bf16_pretraining_is_refused_on_the_cpu_in_one_line(tmp_path, capsys):
 
 def test_device_transforms_need_a_method_that_has_them():
     method = next(METHODS.create(name) for name in METHODS.names()
-                  if METHODS.get(name).transfers != "none" and not METHODS.get(name).has_device_transforms())
+                  if METHODS.get(name).has_pretext_task() and not METHODS.get(name).has_device_transforms())
     profile = dataclasses.replace(TINY, pretrain_device_transforms=True)
     with pytest.raises(UserError, match="no device transforms"):
         pretrain(method, random_pool(4, 6), random_pool(2, 7), profile, seed=0, device=CPU, progress=False)

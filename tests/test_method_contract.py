@@ -17,13 +17,14 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from helpers import unet
 from scipy.ndimage import gaussian_filter
 
 from benchmark.api.profiles import PROFILES
-from benchmark.api.registry import METHODS
+from benchmark.api.registry import BACKBONES, METHODS
 from benchmark.engine.pretrain import load_checkpoint, pretrain, save_checkpoint
-from benchmark.model.backbone import Classifier, UNet3D
-from benchmark.model.transfer import OUTPUT_CONV, parts_to_transfer, transfer_weights
+from benchmark.model.backbone import UNet3D
+from benchmark.model.transfer import parts_to_transfer, transfer_weights
 
 CPU = torch.device("cpu")
 CUBE = (16, 32, 32)
@@ -32,7 +33,7 @@ TINY = dataclasses.replace(PROFILES["smoke"], pretrain_epochs=1, pretrain_steps_
 OVERFIT_STEPS = 12
 
 NAMES = METHODS.names()
-PRETRAINING = [name for name in NAMES if METHODS.get(name).transfers != "none"]
+PRETRAINING = [name for name in NAMES if METHODS.get(name).has_pretext_task()]
 RANDOM_INITS = [name for name in NAMES if METHODS.get(name).transfers == "none"]
 DEVICE_TRANSFORMS = [name for name in PRETRAINING if METHODS.get(name).has_device_transforms()]
 
@@ -98,7 +99,7 @@ def test_a_step_gives_a_finite_loss_and_overfitting_one_batch_lowers_it(name, po
     train, _ = pools
     torch.manual_seed(0)
     method = METHODS.create(name)
-    model = method.build_pretext_model(1, WIDTH)
+    model = method.build_pretext_model(BACKBONES.create(method.default_backbone()), 1, WIDTH)
     method.init_weights(model)
     optimizer = torch.optim.Adam(model.parameters(), lr=5e-3)
     method.on_epoch_start(model, train, np.random.default_rng(1), CPU)
@@ -132,7 +133,7 @@ def test_device_examples_are_shaped_like_the_host_ones_repeat_with_the_seed_and_
     again = method.make_example_on_device(cubes, torch.Generator().manual_seed(0))
     assert torch.equal(again[0], inputs) and torch.equal(again[1], targets)
     assert torch.equal(cubes, torch.from_numpy(train[:3]))  # the pool is not modified
-    model = method.build_pretext_model(1, WIDTH)
+    model = method.build_pretext_model(BACKBONES.create(method.default_backbone()), 1, WIDTH)
     assert torch.isfinite(method.loss(model(inputs), targets))
 
 
@@ -143,11 +144,12 @@ def test_checkpoint_round_trips_and_loads_into_both_target_models(name, pools, t
     checkpoint, history = pretrain(method, train, val, TINY, seed=0, device=CPU, progress=False)
     assert len(history) == 1 and np.isfinite(history["train_loss"]).all()
 
-    unet = UNet3D(in_channels=1, out_channels=1, width=WIDTH)
-    reference = unet.state_dict()
+    backbone = BACKBONES.create(method.default_backbone())
+    segmenter = backbone.build_segmenter(1, 1, WIDTH)
+    reference = segmenter.state_dict()
     state = checkpoint["state_dict"]
-    expected = [k for k in reference if k.startswith(parts_to_transfer(method.transfers, unet))]
-    assert sorted(state) == sorted(expected)  # UNet3D-style keys, nothing else
+    expected = [k for k in reference if k.startswith(parts_to_transfer(method.transfers, segmenter))]
+    assert sorted(state) == sorted(expected)  # the backbone's target keys, nothing else
     assert all(state[k].shape == reference[k].shape for k in state)
 
     path = tmp_path / "checkpoint.pt"
@@ -155,12 +157,13 @@ def test_checkpoint_round_trips_and_loads_into_both_target_models(name, pools, t
     loaded = load_checkpoint(path)  # weights_only=True
     assert_same(checkpoint, loaded)
 
-    for target in (Classifier(in_channels=1, n_outputs=1, width=WIDTH), UNet3D(in_channels=1, out_channels=1,
-                                                                               width=WIDTH)):
+    for target in (backbone.build_classifier(1, 1, WIDTH), backbone.build_segmenter(1, 1, WIDTH)):
         method.init_weights(target)
-        report = transfer_weights(target, loaded["state_dict"], loaded["transfers"], source=name)
+        report = transfer_weights(target, loaded["state_dict"], loaded["transfers"], name, backbone.first_conv,
+                                  backbone.output_layer)
         parts = parts_to_transfer(method.transfers, target)
-        keys = [k for k in target.state_dict() if k.startswith(parts) and not k.startswith(OUTPUT_CONV)]
+        fresh = backbone.output_layer + "."
+        keys = [k for k in target.state_dict() if k.startswith(parts) and not k.startswith(fresh)]
         assert report["loaded_keys"] == len(keys) > 0
         for key in keys:
             assert torch.equal(target.state_dict()[key], state[key]), key
@@ -176,6 +179,6 @@ def test_random_initialisation_changes_the_weights_and_transfers_nothing(name):
     after = {k: v.clone() for k, v in model.state_dict().items()}
     weights = [k for k in after if k.endswith("conv1.weight") or k.endswith("up_conv.weight")]
     assert all(not torch.equal(before[k], after[k]) for k in weights)
-    report = transfer_weights(model, {}, method.transfers, source=name)
+    report = transfer_weights(model, {}, method.transfers, name, unet().first_conv, unet().output_layer)
     assert report["transferred"] == "none" and report["loaded_keys"] == 0
     assert all(torch.equal(after[k], v) for k, v in model.state_dict().items())

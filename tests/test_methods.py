@@ -21,6 +21,7 @@ from benchmark.methods.inpainting import Inpainting, loss_weights, mask_centre, 
 from benchmark.methods.jigsaw import Jigsaw
 from benchmark.methods.patch_shuffling import boxes_overlap, patch_side_range, shuffle_patches
 from benchmark.methods.rubiks_cube import RubiksCube, RubiksCubePlus, rotate, rubik_example
+from helpers import unet
 from sklearn.metrics import adjusted_rand_score
 
 from benchmark.api.method import restoration_loss
@@ -101,7 +102,7 @@ def test_jigsaw_label_names_the_permutation_whose_inverse_restores_the_order(sha
 
 def test_jigsaw_transfers_exactly_the_unet_encoder_and_stores_its_permutations():
     method = Jigsaw()
-    model = method.build_pretext_model(1, 4)
+    model = method.build_pretext_model(unet(), 1, 4)
     state = method.backbone_state(model)
     encoder = UNet3D(width=4).state_dict()
     expected = {k: v.shape for k, v in encoder.items() if k.startswith("encoder.")}
@@ -169,7 +170,7 @@ def test_plain_rubik_never_masks_and_the_paper_cube_fits_the_encoder():
     inputs, targets = method.make_example(cube, np.random.default_rng(0))
     assert inputs.shape == (2, 8, 1, 16, 24, 24) and targets.shape == (2, 17)
     assert method.mask_prob == 0.0 and RubiksCubePlus().mask_prob == 0.5
-    model = method.build_pretext_model(1, 4)
+    model = method.build_pretext_model(unet(), 1, 4)
     with torch.no_grad():
         assert model(inputs).shape == (2, 100 + 16)
         assert float(method.loss(model(inputs), targets)) > 0
@@ -226,7 +227,7 @@ def test_default_k_and_feature_space():
 
 def _clustered(method: DeepCluster, pool: np.ndarray, seed: int) -> tuple[torch.nn.Module, np.ndarray]:
     torch.manual_seed(seed)
-    model = method.build_pretext_model(1, 4)
+    model = method.build_pretext_model(unet(), 1, 4)
     method.init_weights(model)
     method.on_epoch_start(model, pool, np.random.default_rng(seed), CPU)
     return model, method.labels_for(pool).copy()
@@ -314,7 +315,7 @@ def test_inpainting_loss_weights_the_border_ten_times_and_ignores_the_outside():
 def test_inpainting_adversarial_term_is_off_by_default_and_trains_both_players_when_on():
     assert Inpainting().settings()["adversarial"] is False
     method = Inpainting(adversarial=True)
-    model = method.build_pretext_model(1, 4)
+    model = method.build_pretext_model(unet(), 1, 4)
     method.init_weights(model)
     inputs, targets = method.make_example(random_pool(2, 3), np.random.default_rng(0))
     loss = method.loss(model(inputs), targets)

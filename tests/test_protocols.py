@@ -8,6 +8,7 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
+from helpers import unet
 
 from benchmark.api.profiles import PROFILES
 from benchmark.api.registry import TASKS
@@ -16,8 +17,10 @@ from benchmark.engine.finetune import finetune
 from benchmark.engine.harness import RunSpec, plan_run
 from benchmark.engine.sweep import Grid
 from benchmark.errors import UserError
-from benchmark.model.backbone import Classifier, UNet3D
-from benchmark.model.protocols import ENCODER_STAGES, LinearHead, Protocol, apply_protocol
+from benchmark.model.backbone import UNet3D
+from benchmark.model.protocols import LinearHead, Protocol, apply_protocol
+
+STAGES_AND_OUTPUT = (unet().stages, unet().output_layer)
 
 CUBE = (16, 32, 32)
 CPU = torch.device("cpu")
@@ -29,8 +32,8 @@ def test_protocols_parse(text: str) -> None:
     assert Protocol.parse(text).name == text.strip()
 
 
-@pytest.mark.parametrize("text", ["", "freeze", "freeze:0", "freeze:5", "freeze:-1", "freeze:x", "partial", "Full"])
-def test_a_bad_protocol_is_a_one_line_error(text: str) -> None:
+@pytest.mark.parametrize("text", ["", "freeze", "freeze:0", "freeze:-1", "freeze:x", "partial", "Full"])
+def test_a_bad_protocol_is_a_one_line_error(text: str) -> None:  # more stages than the backbone has: its contract
     with pytest.raises(UserError, match="expected full, linear or freeze:N"):
         Protocol.parse(text)
     with pytest.raises(UserError, match="expected full, linear or freeze:N"):
@@ -63,22 +66,22 @@ def changed(before: dict[str, torch.Tensor], after: dict[str, torch.Tensor], pre
 def test_freeze_n_fixes_the_first_n_stages_with_their_batch_norm_statistics(frozen: int) -> None:
     torch.manual_seed(0)
     model = UNet3D(width=2)
-    record = apply_protocol(model, Protocol.parse(f"freeze:{frozen}"))
+    record = apply_protocol(model, Protocol.parse(f"freeze:{frozen}"), *STAGES_AND_OUTPUT)
     before = snapshot(model)
     train_steps(model)
     after = snapshot(model)
-    for index, stage in enumerate(ENCODER_STAGES):
+    for index, stage in enumerate(unet().stages):
         moved = changed(before, after, f"encoder.{stage}.")
         assert (not any(moved)) if index < frozen else all(moved), stage
     assert all(changed(before, after, "decoder."))
-    assert record["fixed"] == [f"encoder.{stage}" for stage in ENCODER_STAGES[:frozen]]
+    assert record["fixed"] == [f"encoder.{stage}" for stage in unet().stages[:frozen]]
     assert record["trainable_parameters"] == sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
 def test_linear_on_a_classifier_trains_one_linear_layer_on_pooled_features() -> None:
     torch.manual_seed(0)
-    model = Classifier(width=2)
-    record = apply_protocol(model, Protocol.parse("linear"))
+    model = unet().build_classifier(1, 1, 2)
+    record = apply_protocol(model, Protocol.parse("linear"), *STAGES_AND_OUTPUT)
     assert isinstance(model.head, LinearHead)
     assert record["trainable_parameters"] == model.encoder.out_channels + 1
     before = snapshot(model)
@@ -93,7 +96,7 @@ def test_linear_on_a_classifier_trains_one_linear_layer_on_pooled_features() -> 
 def test_linear_on_a_unet_trains_only_the_output_convolution() -> None:
     torch.manual_seed(0)
     model = UNet3D(width=2)
-    apply_protocol(model, Protocol.parse("linear"))
+    apply_protocol(model, Protocol.parse("linear"), *STAGES_AND_OUTPUT)
     trainable = {name for name, p in model.named_parameters() if p.requires_grad}
     assert trainable == {"decoder.out_tr.final_conv.weight", "decoder.out_tr.final_conv.bias"}
     before = snapshot(model)
@@ -105,7 +108,7 @@ def test_linear_on_a_unet_trains_only_the_output_convolution() -> None:
 
 def test_full_changes_nothing() -> None:
     model = UNet3D(width=2)
-    record = apply_protocol(model, Protocol.parse("full"))
+    record = apply_protocol(model, Protocol.parse("full"), *STAGES_AND_OUTPUT)
     assert record["fixed"] == [] and record["trainable_parameters"] == record["parameters"]
 
 
@@ -113,8 +116,8 @@ def test_fine_tuning_under_freeze_keeps_the_fixed_stages_exactly() -> None:
     task = TASKS.create("ncc")
     rng = np.random.default_rng(0)
     cases = [Case(f"c{i}", rng.random((1, *CUBE), dtype=np.float32), i % 2, f"g{i}") for i in range(8)]
-    model = task.build_model(SMOKE.width)
-    apply_protocol(model, Protocol.parse("freeze:2"))
+    model = task.build_model(unet(), SMOKE.width)
+    apply_protocol(model, Protocol.parse("freeze:2"), *STAGES_AND_OUTPUT)
     before = snapshot(model)
     profile = dataclasses.replace(SMOKE, classification=dataclasses.replace(SMOKE.classification, epochs=2))
     model, _, _ = finetune(model, task, cases, cases[:4], CUBE, profile, seed=0, device=CPU, progress=False)

@@ -21,7 +21,7 @@ from benchmark.api.method import (
     ssim_map,
 )
 from benchmark.api.profiles import PROFILES
-from benchmark.api.registry import METHODS
+from benchmark.api.registry import BACKBONES, METHODS
 from benchmark.data.datasets import DataSource
 from benchmark.engine.checkpoints import checkpoint_id, pretrain_identity
 from benchmark.errors import UserError
@@ -195,7 +195,7 @@ def test_each_restoration_method_trains_a_step_with_ssim(name):
     rng = np.random.default_rng(9)
     cubes = rng.random((2, 1, *SMOKE)).astype(np.float32)
     torch.manual_seed(0)
-    model = method.build_pretext_model(1, 4)
+    model = method.build_pretext_model(BACKBONES.create(method.default_backbone()), 1, 4)
     method.init_weights(model)
     inputs, targets = method.make_example(cubes, rng)
     loss = method.loss(model(inputs), targets)

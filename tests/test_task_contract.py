@@ -16,6 +16,7 @@ import weakref
 import numpy as np
 import pytest
 import torch
+from helpers import unet
 
 from benchmark.api.profiles import PROFILES
 from benchmark.api.registry import TASKS
@@ -96,7 +97,7 @@ def test_a_batch_fits_the_model_and_the_loss_and_depends_only_on_the_rng(name, l
     assert images.shape == (BATCH, task.in_channels, *cube) and images.dtype == torch.float32
     assert targets.dtype == torch.float32 and targets.shape[0] == BATCH
     torch.manual_seed(0)
-    model = task.build_model(SMOKE.width)
+    model = task.build_model(unet(), SMOKE.width)
     logits = model(images)
     assert logits.shape == targets.shape
     loss = task.loss(logits, targets)
@@ -109,7 +110,7 @@ def test_predictions_are_shaped_like_the_targets(name, loaded):
     task, data, cube = task_data(name, loaded)
     torch.manual_seed(0)
     cases = data.val[:2]
-    logits = list(predict(task.build_model(SMOKE.width), task, cases, cube, SMOKE, torch.device("cpu"),
+    logits = list(predict(task.build_model(unet(), SMOKE.width), task, cases, cube, SMOKE, torch.device("cpu"),
                           "validation"))
     assert len(logits) == len(cases)
     for case, x in zip(cases, logits, strict=True):
@@ -174,4 +175,4 @@ def test_a_task_predicting_another_number_of_cases_is_refused(name, loaded, monk
     own = type(task).predict
     monkeypatch.setattr(type(task), "predict", lambda self, *args: list(own(self, *args))[:-1])
     with pytest.raises(RuntimeError, match="predicted 1 cases of the 2"):
-        list(predict(task.build_model(SMOKE.width), task, cases, cube, SMOKE, torch.device("cpu"), "test"))
+        list(predict(task.build_model(unet(), SMOKE.width), task, cases, cube, SMOKE, torch.device("cpu"), "test"))

@@ -8,6 +8,7 @@ import time
 
 import pytest
 import torch
+from helpers import unet
 from safetensors.torch import save_file
 
 from benchmark.api.registry import TASKS
@@ -169,8 +170,9 @@ def test_loaded_weights_transfer_into_both_target_models(tmp_path):
     assert loaded["state_dict"]["decoder.out_tr.final_conv.weight"].shape[0] == 3
     for name, transferred in (("lcs", "encoder+decoder"), ("ncc", "encoder"), ("bms", "encoder+decoder")):
         task = TASKS.create(name)  # a segmentation task, a classification task, a 4-channel task
-        model = task.build_model(loaded["width"])
-        report = transfer_weights(model, loaded["state_dict"], loaded["transfers"], source="g.pt")
+        model = task.build_model(unet(), loaded["width"])
+        report = transfer_weights(model, loaded["state_dict"], loaded["transfers"], "g.pt", unet().first_conv,
+                                  unet().output_layer)
         assert report["transferred"] == transferred
         assert report["loaded_keys"] > 0 and report["inflated_first_conv"] == (task.in_channels == 4)
         key = "encoder.down_tr512.ops.1.conv1.weight"

@@ -21,9 +21,9 @@ import torch
 from torch import nn
 
 from benchmark.api import metrics
+from benchmark.api.backbone import Backbone
 from benchmark.api.profiles import Profile
 from benchmark.api.task import Case, Kind, Task, ThresholdRule, random_flips
-from benchmark.model.backbone import Classifier
 
 PREDICTION_CHUNK = 4  # cases per forward pass at prediction, in training batches
 
@@ -48,8 +48,8 @@ class ClassificationTask(Task):
     kind: ClassVar[Kind] = "classification"
     stratify_subsets: ClassVar[bool] = True
 
-    def build_model(self, width: int) -> nn.Module:
-        return Classifier(in_channels=self.in_channels, n_outputs=1, width=width)
+    def build_model(self, backbone: Backbone, width: int) -> nn.Module:
+        return backbone.build_classifier(self.in_channels, 1, width)
 
     def sample_batch(self, cases: Sequence[Case], cube: tuple[int, int, int], batch_size: int,
                      rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:

@@ -14,15 +14,17 @@ the checkpoint id. The restoration methods share ``restoration_loss`` and its ``
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
 from torch import nn
 
+from benchmark.api.backbone import ANY_BACKBONE, DEFAULT_BACKBONE, Backbone
 from benchmark.api.profiles import Profile
+from benchmark.api.registry import BACKBONES
 from benchmark.api.settings import current_values
-from benchmark.model.backbone import UNet3D
 from benchmark.model.init import he_uniform
 
 Transfer = Literal["encoder", "encoder+decoder", "none"]
@@ -117,14 +119,48 @@ class Method:
     description: ClassVar[str]
     transfers: ClassVar[Transfer] = "encoder+decoder"
     baseline: ClassVar[bool] = False  # the reference the report tests the other methods against
+    # The backbones the method can pretrain (or initialise), the first its default; ANY_BACKBONE: every one.
+    backbones: ClassVar[tuple[str, ...]] = (DEFAULT_BACKBONE,)
+    # The layout of its pretraining pool (benchmark.data.pools): chest CT (luna16) or radiographs (chestxray14).
+    pool_layout: ClassVar[str] = "luna16"
+    # The networks it pretrains: 3 (3D), 2 (2D: its examples are 2D images), None: any (it has no pretext).
+    spatial_dims: ClassVar[int | None] = 3
+    # Non-empty for a method that only transfers a released file given with --weights: where to get it.
+    weights_required: ClassVar[str] = ""
+    # For released weights: the tasks (by name) whose data the weights were trained on; a run on one of
+    # them is recorded and reported with a leakage warning.
+    pretrained_on: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def default_backbone(cls) -> str:
+        return DEFAULT_BACKBONE if cls.backbones[0] == ANY_BACKBONE else cls.backbones[0]
+
+    @classmethod
+    def supports_backbone(cls, name: str) -> bool:
+        """A backbone it declares, or any backbone of its dimensionality if it declares ``ANY_BACKBONE``."""
+        if name in cls.backbones:
+            return True
+        return ANY_BACKBONE in cls.backbones and cls.spatial_dims in (None, BACKBONES.get(name).spatial_dims)
+
+    def source_task(self) -> tuple[str, Path | None] | None:
+        """For supervised pretraining: the labelled task whose training split the method pretrains on
+        and its data folder (None: its built-in phantom). None (the default): a pretext task on the
+        unlabeled pretraining pool."""
+        return None
+
+    def backbone_settings(self) -> dict[str, Any]:
+        """Backbone settings that the method's own settings fix (e.g. a released model's depth)."""
+        return {}
 
     def init_weights(self, model: nn.Module) -> None:
         """Initialise a freshly built model (pretext or target) before any weights are loaded."""
         he_uniform(model)
 
-    def build_pretext_model(self, in_channels: int, width: int) -> nn.Module:
-        """The network trained on the pretext task; must contain the backbone's modules."""
-        return UNet3D(in_channels=in_channels, out_channels=in_channels, width=width)
+    def build_pretext_model(self, backbone: Backbone, in_channels: int, width: int) -> nn.Module:
+        """The network trained on the pretext task; must contain the backbone's modules under its names
+        (``encoder``, and ``decoder`` if it transfers it). Default: the backbone's segmentation target
+        with one output per input channel (a restoration model)."""
+        return backbone.build_segmenter(in_channels, in_channels, width)
 
     def make_example(
         self, cubes: np.ndarray, rng: np.random.Generator
@@ -150,6 +186,12 @@ class Method:
         Used when the profile runs the transforms on the device; same distribution as
         ``make_example``."""
         raise NotImplementedError(f"method '{self.name}' has no device transforms")
+
+    @classmethod
+    def has_pretext_task(cls) -> bool:
+        """Whether the method pretrains on the unlabeled pool (it makes pretext examples): not a random
+        initialisation, a released-weights method or supervised pretraining."""
+        return cls.make_example is not Method.make_example
 
     @classmethod
     def has_device_transforms(cls) -> bool:
@@ -198,7 +240,8 @@ class Method:
         return torch.optim.Adam(parameters, lr=profile.pretrain_lr), None
 
     def backbone_state(self, pretext_model: nn.Module) -> dict[str, torch.Tensor]:
-        """The backbone weights to hand over, keyed like ``UNet3D.state_dict()``."""
+        """The backbone weights to hand over, keyed like the backbone's target models (``encoder.*``,
+        ``decoder.*``)."""
         return pretext_model.state_dict()
 
     def checkpoint_extras(self) -> dict[str, Any]:

@@ -1,9 +1,9 @@
-"""One small registry type for methods and tasks.
+"""One small registry type for methods, tasks and backbones.
 
 Built-in plugins register in code: every module of the built-in package (``methods``,
-``tasks``) is imported and its classes decorated with ``register`` land here. Third-party
-plugins are found through Python entry points (groups ``benchmark.methods`` and
-``benchmark.tasks``), each pointing at a plugin class. Nothing is imported at import
+``tasks``, ``backbones``) is imported and its classes decorated with ``register`` land here. Third-party
+plugins are found through Python entry points (groups ``benchmark.methods``,
+``benchmark.tasks`` and ``benchmark.backbones``), each pointing at a plugin class. Nothing is imported at import
 time of this module; the first lookup loads everything.
 
 A plugin's settings are its constructor's keyword arguments (``benchmark.api.settings``);
@@ -164,3 +164,4 @@ class Registry(Generic[T]):
 
 METHODS: Registry = Registry("method", "benchmark.methods", "benchmark.methods")
 TASKS: Registry = Registry("task", "benchmark.tasks", "benchmark.tasks")
+BACKBONES: Registry = Registry("backbone", "benchmark.backbones", "benchmark.backbones")

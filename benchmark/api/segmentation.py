@@ -23,9 +23,9 @@ from monai.inferers import sliding_window_inference
 from torch import nn
 
 from benchmark.api import metrics
+from benchmark.api.backbone import Backbone
 from benchmark.api.profiles import Profile
 from benchmark.api.task import Case, Kind, Task, ThresholdRule, random_flips
-from benchmark.model.backbone import UNet3D
 
 FOREGROUND_OVERSAMPLING = 1 / 3
 PER_CASE: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {"dice": metrics.dice, "iou": metrics.iou}
@@ -77,8 +77,8 @@ class SegmentationTask(Task):
 
     kind: ClassVar[Kind] = "segmentation"
 
-    def build_model(self, width: int) -> nn.Module:
-        return UNet3D(in_channels=self.in_channels, out_channels=1, width=width)
+    def build_model(self, backbone: Backbone, width: int) -> nn.Module:
+        return backbone.build_segmenter(self.in_channels, 1, width)
 
     def sample_batch(self, cases: Sequence[Case], cube: tuple[int, int, int], batch_size: int,
                      rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:

@@ -25,6 +25,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from benchmark.api.backbone import Backbone
 from benchmark.api.profiles import Profile
 from benchmark.api.settings import current_values
 from benchmark.data.cases import Case, LazyImage, Splits, TaskData, iter_csv_rows, read_csv_rows, read_split_file
@@ -116,8 +117,9 @@ class Task(ABC):
         return current_values(self)
 
     @abstractmethod
-    def build_model(self, width: int) -> nn.Module:
-        """A fresh target model of the backbone at ``width``, with this task's head and ``in_channels``.
+    def build_model(self, backbone: Backbone, width: int) -> nn.Module:
+        """A fresh target model of ``backbone`` at ``width`` for this task's ``in_channels``: its
+        classification or segmentation target (``benchmark.api.backbone``).
 
         Pretrained weights are copied into its ``encoder.`` (and ``decoder.``) modules."""
 

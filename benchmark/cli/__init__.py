@@ -38,8 +38,10 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--splits", type=Path, default=None,
                         help="a split file (CSV case_id,split) replacing the task's shipped split")
     parser.add_argument("--weights", type=Path, default=None,
-                        help="benchmark a pretrained file instead of pretraining: the released Models Genesis "
-                             "checkpoint, a state dict, safetensors or a checkpoint of this suite")
+                        help="benchmark a pretrained file instead of pretraining: a released file of the backbone "
+                             "(Models Genesis, MedicalNet, I3D, NiftyNet: see the README), a state dict, "
+                             "safetensors or a checkpoint of this suite")
+    _add_backbone_argument(parser)
     parser.add_argument("--force", action="store_true", help="rerun even if this exact run has a record")
     _add_protocol_argument(parser, sweep=False)
     _add_task_setting_argument(parser)
@@ -53,8 +55,17 @@ def _add_protocol_argument(parser: argparse.ArgumentParser, sweep: bool) -> None
     else:
         parser.add_argument("--protocol", default="full",
                             help="which layers fine-tuning trains: full (all, default), linear (the pretrained "
-                                 "backbone fixed, a linear read-out trained), freeze:N (the first N of 4 encoder "
-                                 "stages fixed); fixed batch-norm layers keep their statistics")
+                                 "backbone fixed, a linear read-out trained), freeze:N (the first N of the backbone's "
+                                 "encoder stages fixed); fixed batch-norm layers keep their statistics")
+
+
+def _add_backbone_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--backbone", default="",
+                        help="the network (see 'benchmark list'; default: the method's, the 3D U-Net for most)")
+    parser.add_argument("--dims", default="", choices=["", "2d", "2.5d", "3d"],
+                        help="how the network sees the 3D task: 3d, or a 2D network on axial slices (2d) or on "
+                             "three planes / three adjacent slices as channels (2.5d); default: 3d for a 3D "
+                             "network, 2d for a 2D one")
 
 
 def _add_task_setting_argument(parser: argparse.ArgumentParser) -> None:
@@ -74,6 +85,9 @@ def _add_training_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--method-arg", action="append", default=[], metavar="KEY=VALUE",
                         help="replace one of the method's settings, e.g. flip_prob=0 (repeatable; 'benchmark show "
                              "METHOD' lists them; in a sweep, for every method that has it)")
+    parser.add_argument("--backbone-arg", action="append", default=[], metavar="KEY=VALUE",
+                        help="replace one of the backbone's settings, e.g. depth=50 (repeatable; 'benchmark show "
+                             "BACKBONE' lists them)")
     parser.add_argument("--profile-arg", action="append", default=[], metavar="KEY=VALUE",
                         help="replace one field of the profile, e.g. pretrain_epochs=3 or classification.batch=2 "
                              "(repeatable)")
@@ -115,6 +129,15 @@ def _add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--slurm-time", type=int, default=24 * 60, help="minutes per SLURM job (default 1440)")
     parser.add_argument("--slurm-gpus", type=int, default=1, help="GPUs per SLURM job (default 1)")
     parser.add_argument("--slurm-cpus", type=int, default=8, help="CPUs per SLURM job (default 8)")
+    parser.add_argument("--backbones", default="",
+                        help="comma-separated backbones, each a cell of its own for the methods that support it "
+                             "(default: each method's own)")
+    parser.add_argument("--dims", default="",
+                        help="comma-separated dimensionalities (2d, 2.5d, 3d), each a cell of its own for the "
+                             "runs whose network has that many dimensions (default: each network's own)")
+    parser.add_argument("--weights", action="append", default=[], metavar="METHOD=FILE",
+                        help="a released weights file for a method that benchmarks one, e.g. "
+                             "medicalnet=resnet_10_23dataset.pth (repeatable)")
     _add_protocol_argument(parser, sweep=True)
     _add_task_setting_argument(parser)
     _add_training_arguments(parser)
@@ -133,6 +156,7 @@ def _add_pretrain_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--method", required=True, help="pretraining method (see 'benchmark list')")
     parser.add_argument("--profile", default="quick", choices=list(PROFILES), help="sizes and schedules")
     parser.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
+    _add_backbone_argument(parser)
     _add_training_arguments(parser)
 
 

@@ -31,6 +31,11 @@ def method_settings(args: argparse.Namespace) -> tuple[tuple[str, str], ...]:
     return tuple(assignments(args.method_arg, "--method-arg").items())
 
 
+def backbone_settings(args: argparse.Namespace) -> tuple[tuple[str, str], ...]:
+    """The ``--backbone-arg KEY=VALUE`` pairs, as text: the registry parses each to its setting's type."""
+    return tuple(assignments(args.backbone_arg, "--backbone-arg").items())
+
+
 def task_settings(args: argparse.Namespace) -> tuple[tuple[str, str], ...]:
     """The ``--task-arg KEY=VALUE`` pairs, as text: the registry parses each to its setting's type."""
     return tuple(assignments(args.task_arg, "--task-arg").items())

@@ -7,9 +7,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from benchmark.api.registry import METHODS, TASKS
+from benchmark.api.backbone import DEFAULT_BACKBONE
+from benchmark.api.registry import BACKBONES, METHODS, TASKS
 from benchmark.api.settings import format_value
-from benchmark.cli.options import method_settings, switches, task_settings
+from benchmark.cli.options import backbone_settings, method_settings, switches, task_settings
 from benchmark.engine.harness import RunSpec, execute
 
 
@@ -29,6 +30,17 @@ def protocol_text(record: dict[str, Any]) -> str:
     return f"{protocol['name']} ({protocol['trainable_parameters']:,} of {protocol['parameters']:,} weights trained)"
 
 
+def backbone_text(record: dict[str, Any]) -> str:
+    """The record's backbone, the settings that differ from its defaults and its size (older records: the U-Net)."""
+    backbone = record.get("backbone") or {"name": DEFAULT_BACKBONE}
+    settings = changed_settings(backbone.get("settings") or {}, BACKBONES.defaults(backbone["name"])) \
+        if backbone["name"] in BACKBONES.names() else "unknown here"
+    size = f"   {backbone['parameters']:,} parameters" if "parameters" in backbone else ""
+    dims = record.get("dims") or {"name": "3d"}
+    seen = f"   dims {dims['name']}" + (f" ({dims['adapter']})" if dims.get("adapter") else "")
+    return f"backbone {backbone['name']}   settings: {settings}{size}{seen}"
+
+
 def format_summary(record: dict[str, Any], results: Path) -> str:
     scores = "   ".join(f"{k} {v:.4f}" for k, v in record["metrics"].items())
     pre = record.get("pretraining")
@@ -46,6 +58,7 @@ def format_summary(record: dict[str, Any], results: Path) -> str:
         f"run      {record['run_id']}" + ("   (already finished: existing record)" if record.get("reused") else ""),
         f"method   {record['method']}   settings: {method_settings}   pretraining: {pretrained}   "
         f"transferred: {record['transfer']['transferred']}   protocol: {protocol_text(record)}",
+        f"model    {backbone_text(record)}",
         f"task     {record['task']}   settings: {task_settings}   profile {record['profile']}   "
         f"seed {record['seed']}   fraction {record['fraction']:g}   "
         f"train/val/test {cases['train']}/{cases['val']}/{cases['test']}",
@@ -54,6 +67,7 @@ def format_summary(record: dict[str, Any], results: Path) -> str:
         f"fit      {record['finetune']['epochs']} epochs (best {record['finetune']['best_epoch']})   "
         f"{record['wall_seconds']:.0f} s   peak memory {record['peak_memory_mb']:.0f} MB   {record['device']}",
         f"record   {Path(results) / 'runs' / record['run_id'] / 'result.json'}",
+        *(f"warning  {warning}" for warning in record.get("warnings") or []),
     ]
     return "\n".join(lines)
 
@@ -63,6 +77,7 @@ def command(args: argparse.Namespace) -> None:
                    profile=args.profile, data_root=args.data_root, pretrain_root=args.pretrain_root,
                    weights=args.weights, splits=args.splits, switches=tuple(switches(args).items()),
                    method_settings=method_settings(args), task_settings=task_settings(args),
-                   subset_seed=args.subset_seed, protocol=args.protocol)
+                   subset_seed=args.subset_seed, protocol=args.protocol, backbone=args.backbone,
+                   backbone_settings=backbone_settings(args), dims=args.dims)
     record = execute(spec, args.results, args.device, args.force, progress=not args.no_progress)
     print(format_summary(record, args.results))

@@ -1,5 +1,5 @@
-"""``benchmark show NAME``: a method's (or a task's) description, what a method transfers, its documentation
-and its settings."""
+"""``benchmark show NAME``: a method's (or a task's, or a backbone's) description, what a method
+transfers, its documentation and its settings."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import argparse
 import inspect
 import sys
 
-from benchmark.api.registry import METHODS, TASKS, Registry
+from benchmark.api.registry import BACKBONES, METHODS, TASKS, Registry
 from benchmark.api.settings import defaults, format_value
 
 PRESET_MARK = "*"
@@ -22,11 +22,16 @@ def describe(name: str) -> str:
     every setting with its default (a preset's values marked, with the class's own default). ``name`` is
     a method's, or a task's that no method has."""
     is_task = name not in METHODS.names() and name in TASKS.names()
-    registry: Registry = TASKS if is_task else METHODS
+    is_backbone = name not in METHODS.names() and not is_task and name in BACKBONES.names()
+    registry: Registry = TASKS if is_task else BACKBONES if is_backbone else METHODS
     cls, preset = registry.get(name), registry.preset(name)
     origin = f"{registry.origin(name)}; a preset of {cls.name}" if preset else registry.origin(name)
     lines = [f"{name}  ({origin})", f"  {registry.description(name)}"]
-    lines += [""] if is_task else [f"  transfers: {cls.transfers}", ""]
+    if is_backbone:
+        lines += [f"  encoder stages (freeze:N): {', '.join(cls.stages)}; input sides: multiples of "
+                  f"{cls.size_multiple}, at least {cls.min_size}", ""]
+    else:
+        lines += [""] if is_task else [f"  transfers: {cls.transfers}; backbones: {', '.join(cls.backbones)}", ""]
     paragraph = first_paragraph(cls)
     if paragraph:
         lines += [paragraph, ""]

@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmark.cli.options import method_settings, switches, task_settings
+from benchmark.cli.options import assignments, backbone_settings, method_settings, switches, task_settings
 from benchmark.engine.sweep import Grid, run_sweep, summarise, terminate_as_interrupt
 from benchmark.errors import UserError
 
@@ -32,6 +32,10 @@ def _data_roots(items: Sequence[str]) -> dict[str, Path]:
     return roots
 
 
+def _weights(items: Sequence[str]) -> dict[str, Path]:
+    return {method: Path(file) for method, file in assignments(items, "--weights").items()}
+
+
 def command(args: Any) -> int:
     """``benchmark sweep``: run the grid, print the summary, return the exit status."""
     grid = Grid(methods=_names(args.methods), tasks=_names(args.tasks),
@@ -40,7 +44,9 @@ def command(args: Any) -> int:
                 data_roots=_data_roots(args.data_root), pretrain_root=args.pretrain_root,
                 switches=tuple(switches(args).items()), method_settings=method_settings(args),
                 task_settings=task_settings(args), subset_seed=args.subset_seed,
-                protocols=_names(args.protocols))
+                protocols=_names(args.protocols), backbones=_names(args.backbones) or [""],
+                backbone_settings=backbone_settings(args), weights=_weights(args.weights),
+                dims=_names(args.dims) or [""])
     slurm = {"slurm_partition": args.slurm_partition, "timeout_min": args.slurm_time,
              "gpus_per_node": args.slurm_gpus, "cpus_per_task": args.slurm_cpus}
     with terminate_as_interrupt():

@@ -9,6 +9,7 @@ an interrupted generation leaves nothing that looks complete.
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import inspect
 import os
@@ -54,11 +55,21 @@ def cache_root() -> Path:
 
 
 def _source_files(write: Callable[[Path, int], None]) -> list[Path]:
-    """The generator's own module and every module of the phantom library."""
+    """The generator's own module, every module of the phantom library, and the modules of this data
+    layer they import (the layouts they write, such as a reader's file names and header)."""
     phantom_dir = Path(__file__).parent / "phantoms"
     files = set(phantom_dir.glob("*.py"))
     files.add(Path(inspect.getsourcefile(write) or ""))
+    files |= {used for path in list(files) if path.is_file() for used in _data_modules_imported(path)}
     return sorted(f for f in files if f.is_file())
+
+
+def _data_modules_imported(path: Path) -> set[Path]:
+    """The files of the ``benchmark.data`` modules that the module at ``path`` imports by name."""
+    data_dir = Path(__file__).parent
+    names = {node.module for node in ast.walk(ast.parse(path.read_text()))
+             if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("benchmark.data.")}
+    return {data_dir.joinpath(*name.split(".")[2:]).with_suffix(".py") for name in names}
 
 
 def phantom_fingerprint(write: Callable[[Path, int], None], seed: int) -> str:

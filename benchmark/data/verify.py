@@ -219,7 +219,8 @@ def _check_once(what: str, source: DataSource, checks: Callable[[], list[Problem
     stamp.touch()
 
 
-def preflight(task: Task, data: DataSource, pool: DataSource | None) -> None:
+def preflight(task: Task, data: DataSource, pool: DataSource | None,
+              problems_of_pool: Callable[[Path], list[Problem]] = pool_problems) -> None:
     """Check a user's task folder and pretraining folder before a run; DataProblems if they fail.
 
     The built-in phantoms are not checked (the project writes them); a folder that passed
@@ -228,4 +229,4 @@ def preflight(task: Task, data: DataSource, pool: DataSource | None) -> None:
     if data.kind == "directory":
         _check_once(f"task {task.name}", data, lambda: data_problems(task, data))
     if pool is not None and pool.kind == "directory":
-        _check_once("pretraining", pool, lambda: pool_problems(pool.root))
+        _check_once("pretraining", pool, lambda: problems_of_pool(pool.root))

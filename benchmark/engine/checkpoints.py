@@ -22,12 +22,12 @@ from typing import Any
 
 import torch
 
+from benchmark.api.backbone import Backbone, default_backbone
 from benchmark.api.method import Method
 from benchmark.api.profiles import Profile
 from benchmark.data import files
 from benchmark.data.datasets import DataSource, directory_source, phantom_source
-from benchmark.data.phantoms.chest import write_chest_phantom
-from benchmark.data.pool import PRETRAIN_TRAIN_SUBSETS, PRETRAIN_VAL_SUBSETS, load_pool
+from benchmark.data.pools import SPLITS, pool_layout
 from benchmark.engine import distributed, store
 from benchmark.engine.pretrain import load_checkpoint, pretrain, save_checkpoint
 from benchmark.engine.runtime import check_seed
@@ -43,36 +43,46 @@ def content_hash(data: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
-def pretrain_identity(method: Method, pool: DataSource, profile: Profile, seed: int) -> dict[str, Any]:
-    """What determines a pretrained checkpoint: method, pretraining data, profile, seed."""
+def pretrain_identity(method: Method, pool: DataSource, profile: Profile, seed: int,
+                      backbone: Backbone | None = None) -> dict[str, Any]:
+    """What determines a pretrained checkpoint: method, backbone, pretraining data, profile, seed."""
     check_seed(seed)
+    backbone = backbone or default_backbone(method)
     fields = {k: v for k, v in profile.as_dict().items() if k.startswith("pretrain_") or k in PRETRAIN_PROFILE_FIELDS}
-    return {"method": method.name, "settings": method.settings(), "pool": pool.fingerprint,
+    return {"method": method.name, "settings": method.settings(), "backbone": backbone.identity(),
+            "pool": pool.fingerprint,
             "profile": fields, "seed": seed, "code": pretraining_fingerprint(),
             "method_code": source_fingerprint(type(method)), **distributed.identity()}
 
 
 def checkpoint_id(method: Method, identity: dict[str, Any]) -> str:
-    return f"{method.name}-{content_hash(identity)}"
+    """The method's name, the backbone's when it is not the method's default, and the identity's hash."""
+    backbone = identity["backbone"]["name"]
+    shown = "" if backbone == method.default_backbone() else f"-{backbone}"
+    return f"{method.name}{shown}-{content_hash(identity)}"
 
 
-def pretraining_pool(root: Path | None) -> DataSource:
-    """The pretraining data: a LUNA16-layout folder, or the built-in chest phantom."""
-    return directory_source(root) if root else phantom_source(write_chest_phantom)
+def pretraining_pool(root: Path | None, layout: str = "luna16") -> DataSource:
+    """The pretraining data: a folder of the pool ``layout`` (``benchmark.data.pools``; LUNA16's by
+    default), or the layout's built-in phantom."""
+    return directory_source(root) if root else phantom_source(pool_layout(layout).write_phantom)
 
 
 def obtain_checkpoint(method: Method, pool: DataSource, profile: Profile, seed: int, results: Path,
-                      device: torch.device, progress: bool) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The cached checkpoint for (method, pool, profile, seed), pretraining it if absent.
+                      device: torch.device, progress: bool,
+                      backbone: Backbone | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The cached checkpoint for (method, backbone, pool, profile, seed), pretraining it if absent
+    (``backbone`` None: the method's default).
 
     A process that finds another one pretraining the same checkpoint waits for it and reuses its result.
     """
-    identity = pretrain_identity(method, pool, profile, seed)
+    backbone = backbone or default_backbone(method)
+    identity = pretrain_identity(method, pool, profile, seed, backbone)
     folder = store.checkpoint_dir(results, checkpoint_id(method, identity))
     if not distributed.is_main():  # data-parallel pretraining: rank 0 holds the lock and writes
-        return _load_or_pretrain(method, pool, profile, seed, device, progress, identity, folder)
+        return _load_or_pretrain(method, backbone, pool, profile, seed, device, progress, identity, folder)
     with store.exclusive(store.lock_path(results, folder.name), wait=True):
-        return _load_or_pretrain(method, pool, profile, seed, device, progress, identity, folder)
+        return _load_or_pretrain(method, backbone, pool, profile, seed, device, progress, identity, folder)
 
 
 def checkpoint_fault(folder: Path, identity: dict[str, Any]) -> str | None:
@@ -93,7 +103,7 @@ def checkpoint_fault(folder: Path, identity: dict[str, Any]) -> str | None:
     return None
 
 
-def _cached(folder: Path, identity: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]] | None:
+def cached_checkpoint(folder: Path, identity: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]] | None:
     """The verified checkpoint in ``folder`` and its meta, or None (with a warning if something is there)."""
     if not any((folder / name).exists() for name in (META_FILE, store.CHECKPOINT_FILE)):
         return None  # nothing there yet, or an interrupted pretraining (its latest state only)
@@ -104,19 +114,19 @@ def _cached(folder: Path, identity: dict[str, Any]) -> tuple[dict[str, Any], dic
     return load_checkpoint(folder / store.CHECKPOINT_FILE), files.read_json(folder / META_FILE)
 
 
-def _load_or_pretrain(method: Method, pool: DataSource, profile: Profile, seed: int,
+def _load_or_pretrain(method: Method, backbone: Backbone, pool: DataSource, profile: Profile, seed: int,
                       device: torch.device, progress: bool, identity: dict[str, Any],
                       folder: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     path = folder / store.CHECKPOINT_FILE
-    cached = _cached(folder, identity)
+    cached = cached_checkpoint(folder, identity)
     if cached is not None:
         checkpoint, meta = cached
         return checkpoint, {**meta, "reused": True}
     start = time.perf_counter()
-    train = load_pool(pool.root, profile.cube, PRETRAIN_TRAIN_SUBSETS, profile.cubes_per_scan, seed)
-    val = load_pool(pool.root, profile.cube, PRETRAIN_VAL_SUBSETS, profile.cubes_per_scan, seed)
+    layout = pool_layout(method.pool_layout)
+    train, val = (layout.load(pool.root, profile.cube, split, profile.cubes_per_scan, seed) for split in SPLITS)
     checkpoint, history = pretrain(method, train, val, profile, seed, device, progress,
-                                   latest=folder / store.LATEST_FILE)
+                                   latest=folder / store.LATEST_FILE, backbone=backbone)
     if not distributed.is_main():
         return checkpoint, {"checkpoint_id": folder.name, "epochs": checkpoint["epochs"], "reused": False}
     save_checkpoint(checkpoint, path)

@@ -8,6 +8,7 @@ Nothing here knows a method or a task by name: both come from the registries.
 from __future__ import annotations
 
 import importlib.metadata
+import logging
 import platform
 import time
 from dataclasses import dataclass
@@ -20,12 +21,14 @@ import pandas as pd
 import torch
 
 import benchmark
+from benchmark.api.backbone import Backbone, PretrainedWeights, default_dims, for_volumes
 from benchmark.api.method import Method
 from benchmark.api.profiles import Profile, get_profile
-from benchmark.api.registry import METHODS, TASKS
+from benchmark.api.registry import BACKBONES, METHODS, TASKS
 from benchmark.api.task import Splits, Task
 from benchmark.data import files
 from benchmark.data.datasets import DataSource, directory_source, phantom_source
+from benchmark.data.pools import pool_layout
 from benchmark.data.subsets import label_subset, subset_listing
 from benchmark.data.verify import preflight
 from benchmark.engine import distributed, store
@@ -46,11 +49,15 @@ from benchmark.engine.runtime import (
     resolve_device,
     seed_everything,
 )
+from benchmark.engine.supervised import check_no_shared_patients, obtain_supervised_checkpoint, source_of
 from benchmark.errors import UserError
-from benchmark.model.protocols import Protocol, apply_protocol
+from benchmark.model.backbone import count_parameters
+from benchmark.model.dims import ADAPTERS, DIMS
+from benchmark.model.protocols import Protocol, apply_protocol, check_stages
 from benchmark.model.transfer import transfer_weights
-from benchmark.model.weights import load_pretrained_weights
 from benchmark.provenance import code_fingerprint, git_state, source_fingerprint
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -71,6 +78,9 @@ class RunSpec:
     task_settings: tuple[tuple[str, Any], ...] = ()  # the task's settings replaced (--task-arg; text is parsed)
     subset_seed: int | None = None  # seed of the label subset (--subset-seed); None: the run's seed
     protocol: str = "full"  # which layers fine-tuning trains (--protocol; benchmark.model.protocols)
+    backbone: str = ""  # the network (--backbone); empty: the method's default
+    backbone_settings: tuple[tuple[str, Any], ...] = ()  # the backbone's settings replaced (--backbone-arg)
+    dims: str = ""  # 2d, 2.5d or 3d (--dims): how the backbone sees the task; empty: the backbone's own
 
     @property
     def label_subset_seed(self) -> int:
@@ -84,31 +94,41 @@ class RunSpec:
         if not 0 < self.fraction <= 1:
             raise UserError(f"--fraction {self.fraction:g}: must be in (0, 1]")
         Protocol.parse(self.protocol)
+        if self.dims not in ("", *DIMS):
+            raise UserError(f"--dims {self.dims}: expected one of {', '.join(DIMS)}")
 
 
-def run_identity(spec: RunSpec, method: Method, task: Task, data: DataSource, pool: DataSource | None,
-                 profile: Profile, weights: dict[str, Any] | None) -> dict[str, Any]:
-    return {"method": spec.method, "weights": _weights_identity(weights), "method_settings": method.settings(),
+def run_identity(spec: RunSpec, method: Method, backbone: Backbone, task: Task, data: DataSource,
+                 pool: DataSource | None, profile: Profile, weights: PretrainedWeights | None,
+                 source: tuple[Task, DataSource] | None = None, dims: str = "3d") -> dict[str, Any]:
+    return {"method": spec.method, "weights": weights.identity() if weights else None,
+            "method_settings": method.settings(), "backbone": backbone.identity(), "dims": dims,
             "task": spec.task, "task_settings": task.settings(), "protocol": Protocol.parse(spec.protocol).name,
             "seed": spec.seed,
             "fraction": spec.fraction, "subset_seed": spec.label_subset_seed, "profile": profile.identity(),
             "data": data.fingerprint, "pretrain_data": pool.fingerprint if pool else None,
             "code": code_fingerprint(), "method_code": source_fingerprint(type(method)),
-            "task_code": source_fingerprint(type(task))}
+            "task_code": source_fingerprint(type(task)), "source": _source_identity(source)}
 
 
-def _weights_identity(weights: dict[str, Any] | None) -> dict[str, Any] | None:
-    if weights is None:
+def _source_identity(source: tuple[Task, DataSource] | None) -> dict[str, Any] | None:
+    """A supervised method's source task: its name, settings, data and code."""
+    if source is None:
         return None
-    return {k: weights[k] for k in ("fingerprint", "format", "transfers", "kernels_reordered")}
+    task, data = source
+    return {"task": task.name, "settings": task.settings(), "data": data.fingerprint,
+            "code": source_fingerprint(type(task))}
 
 
-def run_id(spec: RunSpec, identity: dict[str, Any]) -> str:
-    """Readable fields, the protocol when it is not ``full``, and the hash of the whole identity."""
-    protocol = identity["protocol"]
-    shown = "" if protocol == "full" else "-" + protocol.replace(":", "")
-    return (f"{spec.task}-{spec.method}-{spec.profile}-s{spec.seed}-f{spec.fraction:g}{shown}-"
-            f"{content_hash(identity)}")
+def run_id(spec: RunSpec, identity: dict[str, Any], default_backbone: str, default_dims: str) -> str:
+    """Readable fields (the backbone when it is not the method's default, the dimensionality when it is
+    not the backbone's, the protocol when it is not ``full``) and the hash of the whole identity."""
+    protocol, backbone, dims = identity["protocol"], identity["backbone"]["name"], identity["dims"]
+    shown = "".join([f"-{backbone}" if backbone != default_backbone else "",
+                     f"-{dims}" if dims != default_dims else ""])
+    shown_protocol = "" if protocol == "full" else "-" + protocol.replace(":", "")
+    return (f"{spec.task}-{spec.method}{shown}-{spec.profile}-s{spec.seed}-f{spec.fraction:g}"
+            f"{shown_protocol}-{content_hash(identity)}")
 
 
 def _split_sizes(cases: dict[str, list]) -> dict[str, int]:
@@ -125,11 +145,16 @@ class Plan:
 
     spec: RunSpec
     method: Method
+    backbone: Backbone
+    target: Backbone  # what the task builds its model from: the backbone, behind its adapter in 2d/2.5d
+    width: int  # the model's width: the profile's, or a weights file's
     task: Task
     profile: Profile
     data: DataSource
     pool: DataSource | None
-    weights: dict[str, Any] | None
+    weights: PretrainedWeights | None
+    source: tuple[Task, DataSource] | None  # a supervised method's source task and its data
+    warnings: list[str]  # e.g. released weights trained on the target task's data
     identity: dict[str, Any]
     run_id: str
     checkpoint_id: str | None  # the pretrained checkpoint the run needs, if any
@@ -150,15 +175,62 @@ def plan_run(spec: RunSpec) -> Plan:
     splits = Splits.read(spec.splits) if spec.splits else None
     data = directory_source(spec.data_root, splits) if spec.data_root else phantom_source(task.write_phantom,
                                                                                          splits=splits)
-    weights = load_pretrained_weights(spec.weights) if spec.weights else None
-    if weights is not None and weights["width"] != profile.width:
-        raise UserError(f"{spec.weights}: weights of width {weights['width']} do not fit profile "
-                        f"'{profile.name}' (width {profile.width}); the released Genesis weights need --profile paper")
-    pool = pretraining_pool(spec.pretrain_root) if method.transfers != "none" and weights is None else None
-    identity = run_identity(spec, method, task, data, pool, profile, weights)
-    checkpoint = checkpoint_id(method, pretrain_identity(method, pool, profile, spec.seed)) if pool else None
-    preflight(task, data, pool)
-    return Plan(spec, method, task, profile, data, pool, weights, identity, run_id(spec, identity), checkpoint)
+    backbone, weights = resolve_backbone(spec, method)
+    dims = spec.dims or default_dims(backbone)
+    target = for_volumes(backbone, dims)
+    protocol = Protocol.parse(spec.protocol)
+    check_stages(protocol, backbone.stages, backbone.name)
+    target.check_cube(task.cube_shape(profile.cube), f"task '{spec.task}' cube")
+    source = source_of(method, spec.task) if weights is None else None
+    pretrains = method.transfers != "none" and weights is None and source is None
+    pool = pretraining_pool(spec.pretrain_root, method.pool_layout) if pretrains else None
+    if pool is not None:
+        backbone.check_cube(profile.cube, "the pretraining cube")
+    identity = run_identity(spec, method, backbone, task, data, pool, profile, weights, source, dims)
+    checkpoint = checkpoint_id(method, pretrain_identity(method, pool, profile, spec.seed, backbone)) if pool else None
+    preflight(task, data, pool, pool_layout(method.pool_layout).problems)
+    if source is not None:
+        preflight(*source, None)
+    width = weights.width if weights else profile.width
+    warnings = [f"leakage: method '{spec.method}' was pretrained on the data of task '{spec.task}' (its "
+                "released weights saw these scans and their labels)"] if spec.task in method.pretrained_on else []
+    for warning in warnings:
+        log.warning(warning)
+    return Plan(spec, method, backbone, target, width, task, profile, data, pool, weights, source, warnings,
+                identity, run_id(spec, identity, method.default_backbone(), default_dims(backbone)), checkpoint)
+
+
+def resolve_backbone(spec: RunSpec, method: Method) -> tuple[Backbone, PretrainedWeights | None]:
+    """The run's backbone with its settings (given, fixed by the method, implied by the weights file;
+    any two that disagree are a UserError) and the weights file read into its keys."""
+    name = spec.backbone or method.default_backbone()
+    if not method.supports_backbone(name):
+        raise UserError(f"method '{spec.method}' cannot pretrain or initialise backbone '{name}' "
+                        f"(it supports: {', '.join(method.backbones)})")
+    if method.weights_required and not spec.weights:
+        raise UserError(f"method '{spec.method}' benchmarks released weights: pass --weights FILE "
+                        f"({method.weights_required})")
+    given = _agreeing_settings(dict(spec.backbone_settings), method.backbone_settings(),
+                               f"--backbone-arg and method '{spec.method}'")
+    backbone: Backbone = BACKBONES.create(name, **given)
+    if not spec.weights:
+        return backbone, None
+    weights = backbone.read_weights(spec.weights)
+    settings = _agreeing_settings(backbone.settings(), weights.settings, f"the settings given and {spec.weights}",
+                                  only=set(given))
+    return BACKBONES.create(name, **settings), weights
+
+
+def _agreeing_settings(first: dict[str, Any], second: dict[str, Any], what: str,
+                       only: set[str] | None = None) -> dict[str, Any]:
+    """``first`` updated with ``second``; a UserError where both set a key (all of ``first``'s, or those
+    in ``only``) to different values."""
+    checked = set(first) if only is None else only
+    clashes = [f"{key}={first[key]} vs {value}" for key, value in second.items()
+               if key in checked and key in first and str(first[key]) != str(value)]
+    if clashes:
+        raise UserError(f"backbone settings disagree between {what}: {'; '.join(clashes)}")
+    return {**first, **second}
 
 
 def ensure_checkpoint(plan: Plan, results: Path, device: torch.device,
@@ -166,7 +238,8 @@ def ensure_checkpoint(plan: Plan, results: Path, device: torch.device,
     """The pretrained checkpoint the run needs (trained now if not cached), or None if it needs none."""
     if plan.pool is None:
         return None
-    return obtain_checkpoint(plan.method, plan.pool, plan.profile, plan.spec.seed, results, device, progress)
+    return obtain_checkpoint(plan.method, plan.pool, plan.profile, plan.spec.seed, results, device, progress,
+                             plan.backbone)
 
 
 def execute(spec: RunSpec, results: Path, device_name: str = "auto", force: bool = False,
@@ -206,18 +279,26 @@ def _train_and_evaluate(plan: Plan, results: Path, device: torch.device, progres
     cube = task.cube_shape(profile.cube)
     task_data = task.load(plan.data.root, cube, plan.data.splits)
     train = label_subset(task_data.train, spec.fraction, task.stratify_subsets, spec.label_subset_seed)
-    model = task.build_model(profile.width)
+    backbone = plan.backbone
+    model = task.build_model(plan.target, plan.width)
     method.init_weights(model)
     pretraining: dict[str, Any] | None = None
     transfer = {"transferred": "none", "fresh_modules": ["all"], "loaded_keys": 0, "inflated_first_conv": False}
     if plan.weights is not None:
-        transfer = transfer_weights(model, plan.weights["state_dict"], plan.weights["transfers"],
-                                    source=str(spec.weights))
+        transfer = transfer_weights(model, plan.weights.state_dict, plan.weights.transfers, str(spec.weights),
+                                    backbone.first_conv, backbone.output_layer)
+    elif plan.source is not None:
+        checkpoint, pretraining = _supervised_checkpoint(plan, task_data.test, results, device, progress)
+        transfer = transfer_weights(model, checkpoint["state_dict"], checkpoint["transfers"],
+                                    f"checkpoint {pretraining['checkpoint_id']}", backbone.first_conv,
+                                    backbone.output_layer)
     elif plan.pool is not None:
         checkpoint, pretraining = ensure_checkpoint(plan, results, device, progress)
         transfer = transfer_weights(model, checkpoint["state_dict"], checkpoint["transfers"],
-                                    source=f"checkpoint {pretraining['checkpoint_id']}")
-    protocol = apply_protocol(model, Protocol.parse(spec.protocol))
+                                    f"checkpoint {pretraining['checkpoint_id']}", backbone.first_conv,
+                                    backbone.output_layer)
+    protocol = apply_protocol(model, Protocol.parse(spec.protocol), backbone.stages, backbone.output_layer,
+                              backbone.stem)
     finetune_start = time.perf_counter()
     model, history, fit = finetune(model, task, train, task_data.val, cube, profile, spec.seed, device, progress,
                                    latest=folder / store.LATEST_FILE)
@@ -229,13 +310,17 @@ def _train_and_evaluate(plan: Plan, results: Path, device: torch.device, progres
         "run_id": plan.run_id, "method": spec.method, "method_settings": method.settings(), "task": spec.task,
         "task_settings": task.settings(), "seed": spec.seed,
         "fraction": spec.fraction, "profile": spec.profile, "data": plan.data.describe(),
-        "pretrain_data": plan.pool.describe() if plan.pool else None,
-        "weights": {"path": str(spec.weights), **_weights_identity(plan.weights)} if plan.weights else None,
+        "pretrain_data": plan.pool.describe() if plan.pool else plan.source[1].describe() if plan.source else None,
+        "weights": {"path": str(spec.weights), **plan.weights.identity()} if plan.weights else None,
+        "dims": {"name": plan.identity["dims"], "adapter": ADAPTERS.get((task.kind, plan.identity["dims"]))},
+        "backbone": {"name": backbone.name, "settings": backbone.settings(), "width": plan.width,
+                     "parameters": protocol["parameters"], "encoder_parameters": count_parameters(model.encoder),
+                     "published": backbone.published},
         "metrics": scores, "primary_metric": task.primary_metric,
         "wall_seconds": time.perf_counter() - start,
         "peak_memory_mb": peak_host_memory_mb(), "peak_device_memory_mb": peak_device_memory_mb(device),
         "device": str(device), "compute": _compute_accounting(device, pretraining, fit, finetune_seconds),
-        "transfer": transfer, "protocol": protocol, "pretraining": pretraining,
+        "transfer": transfer, "protocol": protocol, "pretraining": pretraining, "warnings": plan.warnings,
         "finetune": fit, "cases": {**_split_sizes({"val": task_data.val, "test": task_data.test}),
                                    "train": len(train), "train_available": len(task_data.train)},
         "subset": {"seed": spec.label_subset_seed, "hash": subset_hash, "groups": subset_text.count("\n")},
@@ -247,6 +332,16 @@ def _train_and_evaluate(plan: Plan, results: Path, device: torch.device, progres
     files.write_csv(folder / "history.csv", history)
     files.write_json(folder / "result.json", record)
     return {**record, "reused": False}
+
+
+def _supervised_checkpoint(plan: Plan, target_test: list, results: Path, device: torch.device,
+                           progress: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A supervised method's checkpoint, after checking that its source shares no patient with the test split."""
+    task, data = plan.source
+    cases = task.load(data.root, task.cube_shape(plan.profile.cube), data.splits)
+    check_no_shared_patients(plan.method, task.name, cases.train, plan.spec.task, target_test)
+    return obtain_supervised_checkpoint(plan.method, plan.target, task, data, cases, plan.profile, plan.spec.seed,
+                                        results, device, progress)
 
 
 def _compute_accounting(device: torch.device, pretraining: dict[str, Any] | None, fit: dict[str, Any],

@@ -11,8 +11,8 @@ A checkpoint is a plain dict of tensors and primitives (loadable with
 ``torch.load(..., weights_only=True)``)::
 
     {"format": 1, "method": name, "transfers": "encoder" | "encoder+decoder",
-     "backbone": {"in_channels", "width", "transposed"},
-     "state_dict": UNet3D-keyed backbone weights, "extras": method-specific data,
+     "backbone": {"name", "settings", "in_channels", "width"},
+     "state_dict": the backbone's weights keyed like its targets, "extras": method-specific data,
      "cubes_seen": int, "epochs": int}
 """
 
@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from benchmark.api.backbone import Backbone, default_backbone
 from benchmark.api.method import Method
 from benchmark.api.profiles import Profile
 from benchmark.data import files
@@ -74,8 +75,8 @@ class Batches:
         else:
             batches = host_batches(self.method, pool, batch_size, steps, self.seed, stream, epoch, rank,
                                    self.profile.loader_workers, pin_memory=self.device.type == "cuda")
-        memory = torch.channels_last_3d if self.profile.pretrain_channels_last else torch.preserve_format
         for inputs, targets in batches:
+            memory = channels_last(inputs.dim()) if self.profile.pretrain_channels_last else torch.preserve_format
             yield (inputs.to(self.device, non_blocking=True, memory_format=memory),
                    targets.to(self.device, non_blocking=True))
 
@@ -111,12 +112,18 @@ def check_precision(precision: str, device: torch.device) -> None:
                         "on small feature maps (NaN losses; see docs/performance.md); use fp32 on the CPU")
 
 
-def prepare_model(model: torch.nn.Module, profile: Profile, device: torch.device) -> torch.nn.Module:
-    """``model`` on the device in the profile's memory format; returns the module to train with
-    (wrapped for data parallelism, compiled, as the profile asks)."""
+def channels_last(tensor_dims: int) -> torch.memory_format:
+    """The channels-last memory format of 2D (4-D tensors) or 3D (5-D tensors) data."""
+    return torch.channels_last if tensor_dims == 4 else torch.channels_last_3d
+
+
+def prepare_model(model: torch.nn.Module, profile: Profile, device: torch.device,
+                  spatial_dims: int = 3) -> torch.nn.Module:
+    """``model`` (of a ``spatial_dims`` network) on the device in the profile's memory format; returns
+    the module to train with (wrapped for data parallelism, compiled, as the profile asks)."""
     model.to(device)
     if profile.pretrain_channels_last:
-        model.to(memory_format=torch.channels_last_3d)
+        model.to(memory_format=channels_last(spatial_dims + 2))
     trained = distributed.wrap(model, device)
     return torch.compile(trained) if profile.pretrain_compile else trained
 
@@ -130,6 +137,7 @@ def pretrain(
     device: torch.device,
     progress: bool = True,
     latest: Path | None = None,
+    backbone: Backbone | None = None,
 ) -> tuple[dict[str, Any], pd.DataFrame]:
     """Train ``method``'s pretext task; return (checkpoint, per-epoch history). With ``latest``,
     resume from the state saved there and save it after every epoch (``training.train``); the
@@ -137,14 +145,16 @@ def pretrain(
 
     Early stopping on the validation loss with the profile's patience; the weights of
     the best epoch are kept. Under ``torchrun`` the processes train one model together
-    (see ``benchmark.distributed``); each returns the same checkpoint.
+    (see ``benchmark.distributed``); each returns the same checkpoint. ``backbone``: the network
+    pretrained (None: the method's default backbone).
     """
+    backbone = backbone or default_backbone(method)
     check_precision(profile.pretrain_precision, device)
     torch.manual_seed(seed)
     in_channels = int(train_pool.shape[1])
-    model = method.build_pretext_model(in_channels, profile.width)
+    model = method.build_pretext_model(backbone, in_channels, profile.width)
     method.init_weights(model)
-    trained = prepare_model(model, profile, device)
+    trained = prepare_model(model, profile, device, backbone.spatial_dims)
     optimizer, scheduler = method.make_optimizer(model.parameters(), profile)
     batches = Batches(method, train_pool, val_pool, profile, seed, device)
 
@@ -168,7 +178,8 @@ def pretrain(
         "format": CHECKPOINT_FORMAT,
         "method": method.name,
         "transfers": method.transfers,
-        "backbone": {"in_channels": in_channels, "width": profile.width, "transposed": True},
+        "backbone": {"name": backbone.name, "settings": backbone.settings(), "in_channels": in_channels,
+                     "width": profile.width},
         "state_dict": {k: v.detach().cpu().contiguous() for k, v in method.backbone_state(model).items()},
         "extras": method.checkpoint_extras(),
         "cubes_seen": epochs * profile.pretrain_steps_per_epoch * profile.pretrain_batch,

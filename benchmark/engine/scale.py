@@ -35,8 +35,9 @@ from typing import Any
 
 import torch
 
+from benchmark.api.backbone import DEFAULT_BACKBONE
 from benchmark.api.profiles import Profile, get_profile
-from benchmark.api.registry import TASKS
+from benchmark.api.registry import BACKBONES, TASKS
 from benchmark.api.task import Task
 from benchmark.engine.finetune import evaluate, finetune
 from benchmark.engine.runtime import peak_host_memory_mb, resolve_device, seed_everything
@@ -203,7 +204,7 @@ class _Context:
 
     def model(self) -> torch.nn.Module:
         seed_everything(self.spec.seed)
-        return self.task.build_model(self.profile.width).to(self.device)
+        return self.task.build_model(BACKBONES.create(DEFAULT_BACKBONE), self.profile.width).to(self.device)
 
     def load(self) -> tuple[Any, float]:
         start = time.perf_counter()

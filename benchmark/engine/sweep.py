@@ -34,7 +34,7 @@ from typing import Any, Protocol
 
 from tqdm.auto import tqdm
 
-from benchmark.api.registry import METHODS, TASKS, Registry
+from benchmark.api.registry import BACKBONES, METHODS, TASKS, Registry
 from benchmark.api.settings import unknown_key
 from benchmark.engine import store
 from benchmark.engine.harness import Plan, RunInProgress, RunSpec, ensure_checkpoint, execute, plan_run
@@ -61,20 +61,54 @@ class Grid:
     task_settings: tuple[tuple[str, Any], ...] = ()  # settings replaced in every task that has them
     subset_seed: int | None = None  # one label subset for every seed (--subset-seed); None: each seed its own
     protocols: Sequence[str] = ("full",)  # transfer protocols (--protocols), each a cell of its own
+    backbones: Sequence[str] = ("",)  # backbones (--backbones), each a cell of its own; "": each method's default
+    backbone_settings: tuple[tuple[str, Any], ...] = ()  # settings replaced in every backbone that has them
+    weights: dict[str, Path] = field(default_factory=dict)  # method -> released weights file (--weights)
+    dims: Sequence[str] = ("",)  # dimensionalities (--dims), each a cell for the runs whose network fits it
 
     def specs(self) -> list[RunSpec]:
         """One spec per cell, ordered so that cells sharing a pretrained checkpoint are adjacent."""
         unknown = sorted(set(self.data_roots) - set(self.tasks))
         if unknown:
             raise UserError(f"--data-root given for {', '.join(unknown)}, which is not in --tasks")
+        unknown = sorted(set(self.weights) - set(self.methods))
+        if unknown:
+            raise UserError(f"--weights given for {', '.join(unknown)}, which is not in --methods")
         methods = settings_per_plugin(METHODS, self.methods, self.method_settings)
         tasks = settings_per_plugin(TASKS, self.tasks, self.task_settings)
+        named = [b for b in self.backbones if b]
+        backbones = {**settings_per_plugin(BACKBONES, named, self.backbone_settings), "": self.backbone_settings}
         return [RunSpec(method=m, task=t, seed=s, fraction=f, profile=self.profile,
                         data_root=self.data_roots.get(t), pretrain_root=self.pretrain_root,
-                        switches=self.switches, method_settings=methods[m], task_settings=tasks[t],
-                        subset_seed=self.subset_seed, protocol=p)
-                for m, s, t, f, p in itertools.product(self.methods, self.seeds, self.tasks, self.fractions,
-                                                       self.protocols)]
+                        weights=self.weights.get(m), switches=self.switches, method_settings=methods[m],
+                        task_settings=tasks[t], subset_seed=self.subset_seed, protocol=p, backbone=b,
+                        backbone_settings=backbones[b], dims=d)
+                for m, b, d in self._cells()
+                for s, t, f, p in itertools.product(self.seeds, self.tasks, self.fractions, self.protocols)]
+
+    def _cells(self) -> list[tuple[str, str, str]]:
+        """Each method with each backbone it supports and each dimensionality that backbone runs under."""
+        cells = [(m, b, d) for m, b in self._method_backbones() for d in self.dims
+                 if not d or d in dims_of(METHODS.get(m).default_backbone() if not b else b)]
+        unused = sorted(set(self.dims) - {d for _, _, d in cells})
+        if unused:
+            raise UserError(f"--dims {', '.join(unused)}: no backbone of the sweep runs under it")
+        return cells
+
+    def _method_backbones(self) -> list[tuple[str, str]]:
+        """Each method with each listed backbone it supports ("" for its default); a backbone that no
+        method supports is a UserError."""
+        pairs = [(m, b) for m in self.methods for b in self.backbones if not b or METHODS.get(m).supports_backbone(b)]
+        unused = sorted(set(self.backbones) - {b for _, b in pairs})
+        if unused:
+            raise UserError(f"--backbones {', '.join(unused)}: none of the methods {', '.join(self.methods)} "
+                            "supports it")
+        return pairs
+
+
+def dims_of(backbone: str) -> tuple[str, ...]:
+    """The dimensionalities a registered backbone runs under: 3d for a 3D network, 2d and 2.5d for a 2D one."""
+    return ("3d",) if BACKBONES.get(backbone).spatial_dims == 3 else ("2d", "2.5d")
 
 
 def settings_per_plugin(registry: Registry, names: Sequence[str],

@@ -3,7 +3,8 @@
 fan_in = in_channels * prod(kernel), fan_out = out_channels * prod(kernel), as Keras
 computes them for Conv3D and as PyTorch computes them for Conv3d and Linear weights.
 For ConvTranspose3d PyTorch's weight is (in, out, k...): its fans are taken the same
-way (dimension 1 as fan_in), which is what Keras does for Conv3DTranspose.
+way (dimension 1 as fan_in), which is what Keras does for Conv3DTranspose. The 2D
+layers (of the 2D networks) are initialised by the same definitions.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-WEIGHTED = (nn.Conv3d, nn.ConvTranspose3d, nn.Linear)
-NORMS = (nn.BatchNorm3d, nn.BatchNorm1d, nn.GroupNorm, nn.InstanceNorm3d, nn.LayerNorm)
+WEIGHTED = (nn.Conv3d, nn.ConvTranspose3d, nn.Conv2d, nn.ConvTranspose2d, nn.Linear)
+NORMS = (nn.BatchNorm3d, nn.BatchNorm2d, nn.BatchNorm1d, nn.GroupNorm, nn.InstanceNorm3d, nn.InstanceNorm2d,
+         nn.LayerNorm)
 
 
 def fans(weight: torch.Tensor) -> tuple[int, int]:

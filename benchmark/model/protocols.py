@@ -2,11 +2,12 @@
 
 * ``full`` (the default): every layer is trained.
 * ``linear``: the pretrained backbone is fixed and only a linear read-out is trained. A
-  classifier's two-layer head is replaced by one linear layer on the globally pooled encoder
-  features; a U-Net keeps its encoder and decoder fixed and trains its fresh 1x1x1 output
-  convolution on the decoder's last features.
-* ``freeze:N``: the first N encoder stages (``down_tr64`` ... ``down_tr512``, N in 1-4) are
-  fixed, everything after them is trained.
+  classifier's head is replaced by one linear layer on the globally pooled encoder features;
+  a segmentation target keeps its encoder and decoder fixed and trains only its fresh output
+  layer (a 1x1x1 convolution for the U-Net) on the decoder's last features.
+* ``freeze:N``: the first N stages of the backbone's encoder (its ``stages``, input to output;
+  for the U-Net ``down_tr64`` ... ``down_tr512``), and its stem if it has one (a ResNet's first
+  convolution), are fixed, everything after them is trained.
 
 A fixed part keeps its weights (no gradient, not given to the optimiser) and its batch-norm
 statistics: its batch-norm layers normalise with their running statistics and never update
@@ -25,8 +26,7 @@ from torch import nn
 
 from benchmark.errors import UserError
 
-ENCODER_STAGES = ("down_tr64", "down_tr128", "down_tr256", "down_tr512")
-PROTOCOL_HELP = "full, linear or freeze:N (N = 1-4 encoder stages)"
+PROTOCOL_HELP = "full, linear or freeze:N (N: how many of the backbone's encoder stages)"
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,7 @@ class Protocol:
         if text in ("full", "linear"):
             return cls(text, linear=text == "linear")
         kind, _, count = text.partition(":")
-        if kind == "freeze" and count.isdigit() and 1 <= int(count) <= len(ENCODER_STAGES):
+        if kind == "freeze" and count.isdigit() and int(count) >= 1:
             return cls(f"freeze:{int(count)}", frozen_stages=int(count))
         raise UserError(f"--protocol {text}: expected {PROTOCOL_HELP}")
 
@@ -57,7 +57,7 @@ class LinearHead(nn.Module):
         self.fc = nn.Linear(in_channels, n_outputs)
 
     def forward(self, bottleneck: torch.Tensor) -> torch.Tensor:
-        return self.fc(torch.flatten(nn.functional.adaptive_avg_pool3d(bottleneck, 1), 1))
+        return self.fc(bottleneck.flatten(2).mean(2))  # global average pool over any number of spatial axes
 
 
 def _keep_batch_norm_fixed(module: nn.Module, _inputs: Any) -> None:
@@ -73,26 +73,54 @@ def freeze(module: nn.Module) -> None:
             layer.register_forward_pre_hook(_keep_batch_norm_fixed)
 
 
-def _fixed_parts(model: nn.Module, protocol: Protocol) -> list[str]:
+def check_stages(protocol: Protocol, stages: tuple[str, ...], backbone: str) -> None:
+    """A UserError when ``freeze:N`` asks for more stages than the backbone has."""
+    if protocol.frozen_stages > len(stages):
+        raise UserError(f"--protocol {protocol.name}: backbone '{backbone}' has {len(stages)} encoder stages "
+                        f"({', '.join(stages)})")
+
+
+def _fixed_parts(model: nn.Module, protocol: Protocol, stages: tuple[str, ...], output_layer: str,
+                 stem: tuple[str, ...]) -> list[str]:
     """The names of the submodules of ``model`` the protocol fixes."""
     if not hasattr(model, "encoder"):
         raise UserError(f"protocol {protocol.name}: the target model has no encoder to fix")
     if protocol.frozen_stages:
-        return [f"encoder.{stage}" for stage in ENCODER_STAGES[:protocol.frozen_stages]]
+        return [f"encoder.{stage}" for stage in (*stem, *stages[:protocol.frozen_stages])]
     if not protocol.linear:
         return []
     if hasattr(model, "decoder"):
-        return ["encoder"] + [f"decoder.{name}" for name, _ in model.decoder.named_children() if name != "out_tr"]
+        return ["encoder"] + _decoder_parts_around(model, output_layer)
     return ["encoder"]
 
 
-def apply_protocol(model: nn.Module, protocol: Protocol) -> dict[str, Any]:
+def _decoder_parts_around(model: nn.Module, output_layer: str) -> list[str]:
+    """The largest submodules of the decoder that do not contain the output layer."""
+    parts, pending = [], ["decoder"]
+    while pending:
+        name = pending.pop(0)
+        for child, _ in model.get_submodule(name).named_children():
+            full = f"{name}.{child}"
+            if full == output_layer:
+                continue
+            if output_layer.startswith(full + "."):
+                pending.append(full)
+            else:
+                parts.append(full)
+    return parts
+
+
+def apply_protocol(model: nn.Module, protocol: Protocol, stages: tuple[str, ...],
+                   output_layer: str, stem: tuple[str, ...] = ()) -> dict[str, Any]:
     """Fix the parts of ``model`` the protocol fixes (a classifier's head becomes linear under
-    ``linear``) and return what was done, for the record."""
+    ``linear``) and return what was done, for the record. ``stages``, ``output_layer`` and ``stem``
+    (encoder submodules before the first stage, fixed with any stage) are the backbone's
+    (``benchmark.api.backbone``)."""
     if protocol.linear and hasattr(model, "head"):
         outputs = [layer for layer in model.head.modules() if isinstance(layer, nn.Linear)][-1].out_features
         model.head = LinearHead(model.encoder.out_channels, outputs)  # PyTorch's default initialisation
-    fixed = _fixed_parts(model, protocol)
+    check_stages(protocol, stages, type(model).__name__)
+    fixed = _fixed_parts(model, protocol, stages, output_layer, stem)
     for name in fixed:
         freeze(model.get_submodule(name))
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -1,8 +1,9 @@
 """Hand a target model (the task builds it) the pretrained weights a method transfers.
 
 A target model receives the parts the method transfers that it has: a classifier (encoder
-and head) the encoder; a U-Net the encoder, plus the decoder when the method transfers
-``encoder+decoder``, always with a fresh output convolution. A pretrained first
+and head) the encoder; a segmentation target the encoder, plus the decoder when the method
+transfers ``encoder+decoder``, always with a fresh output layer (the backbone's
+``output_layer``). A pretrained first
 convolution with fewer input channels than the task (e.g. single-channel CT weights on
 4-channel MRI) is inflated: its kernel is repeated over the task's channels and divided
 by their number, so a constant image gives the same response. Any other missing,
@@ -18,8 +19,6 @@ from torch import nn
 
 from benchmark.errors import UserError
 
-FIRST_CONV = "encoder.down_tr64.ops.0.conv1.weight"
-OUTPUT_CONV = "decoder.out_tr."
 TRANSFERRED_PARTS = {"none": (), "encoder": ("encoder.",), "encoder+decoder": ("encoder.", "decoder.")}
 
 
@@ -31,19 +30,21 @@ def parts_to_transfer(transfers: str, model: nn.Module) -> tuple[str, ...]:
 
 
 def _inflate_first_conv(weight: torch.Tensor, in_channels: int) -> torch.Tensor:
-    return weight.repeat(1, in_channels // weight.shape[1], 1, 1, 1) / (in_channels // weight.shape[1])
+    copies = in_channels // weight.shape[1]
+    return weight.repeat(1, copies, *[1] * (weight.dim() - 2)) / copies
 
 
-def transfer_weights(
-    model: nn.Module, state_dict: dict[str, torch.Tensor], transfers: str, source: str
-) -> dict[str, Any]:
+def transfer_weights(model: nn.Module, state_dict: dict[str, torch.Tensor], transfers: str, source: str,
+                     first_conv: str, output_layer: str) -> dict[str, Any]:
     """Copy the transferred part of ``state_dict`` into ``model``; return what was done.
 
-    ``source`` names the checkpoint in error messages.
+    ``source`` names the checkpoint in error messages; ``first_conv`` is the key of the backbone's
+    first convolution (inflated to more input channels), ``output_layer`` the module never transferred.
     """
     prefixes = parts_to_transfer(transfers, model)
     target = model.state_dict()
-    wanted = [k for k in target if k.startswith(prefixes) and not k.startswith(OUTPUT_CONV)]
+    fresh_output = output_layer + "."
+    wanted = [k for k in target if k.startswith(prefixes) and not k.startswith(fresh_output)]
     missing = [k for k in wanted if k not in state_dict]
     if missing:
         raise UserError(
@@ -52,7 +53,7 @@ def transfer_weights(
     loaded, inflated, mismatched = {}, [], []
     for key in wanted:
         tensor = state_dict[key]
-        if key == FIRST_CONV and tensor.shape != target[key].shape:
+        if key == first_conv and tensor.shape != target[key].shape:
             if tensor.shape[1] and target[key].shape[1] % tensor.shape[1] == 0 \
                     and tensor.shape[0] == target[key].shape[0] and tensor.shape[2:] == target[key].shape[2:]:
                 tensor = _inflate_first_conv(tensor, target[key].shape[1])
@@ -63,7 +64,7 @@ def transfer_weights(
     if mismatched:
         raise UserError(f"{source}: mis-shaped weights (checkpoint vs model): {'; '.join(mismatched[:5])}")
     model.load_state_dict(loaded, strict=False)
-    fresh = sorted({k.split(".")[0] if not k.startswith(OUTPUT_CONV) else "decoder.out_tr"
+    fresh = sorted({k.split(".")[0] if not k.startswith(fresh_output) else output_layer
                     for k in target if k not in loaded})
     transferred = "+".join(prefix.rstrip(".") for prefix in prefixes) or "none"
     return {"transferred": transferred, "loaded_keys": len(loaded),

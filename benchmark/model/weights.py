@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import hashlib
 import pickle
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,7 @@ import torch
 from benchmark.errors import UserError
 from benchmark.model.backbone import UNet3D
 
+UNET_NAME = "unet3d"  # the backbone name a checkpoint of this model carries
 FIRST_CONV = "encoder.down_tr64.ops.0.conv1.weight"
 OUTPUT_CONV = "decoder.out_tr."
 ENCODER_STAGES = ("down_tr",)
@@ -58,7 +60,8 @@ DECODER_STAGES = ("up_tr", "out_tr")
 SHOWN_KEYS = 4  # keys named in an error message before "... (N in all)"
 
 
-def _fingerprint(path: Path) -> str:
+def file_fingerprint(path: Path) -> str:
+    """The first 16 hex digits of the SHA-256 of a file."""
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
@@ -80,8 +83,11 @@ def _first_line(error: Exception) -> str:
     return text.splitlines()[0] if text else type(error).__name__
 
 
-def _read(path: Path) -> tuple[Any, bool]:
-    """The file's content and whether it is a safetensors file."""
+def read_weights_file(path: Path) -> tuple[Any, bool]:
+    """The file's content and whether it is a safetensors file; torch files only with
+    ``weights_only=True``. Anything unreadable is a one-line UserError naming the file."""
+    if not path.is_file():
+        raise UserError(f"{path}: no such weights file")
     if _is_safetensors(path):
         from safetensors.torch import load_file
 
@@ -100,7 +106,7 @@ def _read(path: Path) -> tuple[Any, bool]:
         raise UserError(f"{path}: not a readable torch or safetensors weights file ({_first_line(error)})") from error
 
 
-def _tensor_dict(obj: Any) -> bool:
+def tensor_dict(obj: Any) -> bool:
     return isinstance(obj, dict) and bool(obj) and all(
         isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
 
@@ -109,11 +115,11 @@ def _classify(path: Path, content: Any, safetensors: bool) -> tuple[str, dict[st
     """(format, raw state dict, the checkpoint wrapper or {})."""
     if safetensors:
         return "safetensors", content, {}
-    if _tensor_dict(content):
+    if tensor_dict(content):
         return "state-dict", content, {}
     if isinstance(content, dict) and "state_dict" in content:
         state = content["state_dict"]
-        if not _tensor_dict(state):
+        if not tensor_dict(state):
             raise UserError(f"{path}: its 'state_dict' is not a dict of named tensors")
         if "format" in content and "backbone" in content:  # benchmark.engine.pretrain.load_checkpoint's format
             return "benchmark-checkpoint", state, content
@@ -135,7 +141,7 @@ def _project_key(key: str) -> str | None:
     return None
 
 
-def _listing(keys: list[str]) -> str:
+def listing(keys: list[str]) -> str:
     shown = ", ".join(keys[:SHOWN_KEYS])
     return shown + (f", ... ({len(keys)} in all)" if len(keys) > SHOWN_KEYS else "")
 
@@ -162,25 +168,33 @@ def _validate(path: Path, state: dict[str, torch.Tensor]) -> tuple[dict[str, tor
     for key in expected:  # BatchNorm step counters are absent from pre-0.4.1 files and never used
         if key.endswith("num_batches_tracked") and key not in state:
             state[key] = torch.zeros((), dtype=torch.long)
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in reference]
-    misshaped = [f"{k} {tuple(v.shape)} vs {tuple(reference[k].shape)}" for k, v in state.items()
-                 if k in reference and v.shape != reference[k].shape
-                 and not _output_conv_fits(k, v.shape, reference[k].shape)]
-    problems = []
-    if missing:
-        problems.append(f"{len(missing)} missing key(s): {_listing(missing)}")
-    if unexpected:
-        problems.append(f"{len(unexpected)} unexpected key(s): {_listing(unexpected)}")
-    if misshaped:
-        problems.append(f"{len(misshaped)} mis-shaped key(s) (file vs model): {_listing(misshaped)}")
-    if problems:
-        raise UserError(f"{path}: does not match the backbone (width {width}, {in_channels} input channel(s), "
-                        f"{transfers}): " + "; ".join(problems))
+    check_state(path, state, reference, expected,
+                f"the backbone (width {width}, {in_channels} input channel(s), {transfers})", _output_conv_fits)
     return state, transfers, width, in_channels
 
 
-def _check_finite(path: Path, raw: dict[str, torch.Tensor]) -> None:
+def check_state(path: Path, state: dict[str, torch.Tensor], reference: dict[str, torch.Tensor],
+                expected: list[str], what: str,
+                shape_fits: Callable[[str, torch.Size, torch.Size], bool] = lambda key, shape, wanted: False) -> None:
+    """A UserError naming ``path``, ``what`` it should match and every problem: keys of ``expected``
+    missing from ``state``, keys of ``state`` not in ``reference``, shapes that differ from the
+    reference's (unless ``shape_fits`` accepts them). Strict: nothing is silently skipped."""
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in reference]
+    misshaped = [f"{k} {tuple(v.shape)} vs {tuple(reference[k].shape)}" for k, v in state.items()
+                 if k in reference and v.shape != reference[k].shape and not shape_fits(k, v.shape, reference[k].shape)]
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} missing key(s): {listing(missing)}")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected key(s): {listing(unexpected)}")
+    if misshaped:
+        problems.append(f"{len(misshaped)} mis-shaped key(s) (file vs model): {listing(misshaped)}")
+    if problems:
+        raise UserError(f"{path}: does not match {what}: " + "; ".join(problems))
+
+
+def check_finite(path: Path, raw: dict[str, torch.Tensor]) -> None:
     """A UserError naming the first floating-point weight of the file (its own key) that is not finite."""
     for key, tensor in raw.items():
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
@@ -204,9 +218,13 @@ def load_pretrained_weights(path: Path | str, reorder_kernels: bool | None = Non
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: no such weights file")
-    fingerprint = _fingerprint(path)
-    content, safetensors = _read(path)
+    fingerprint = file_fingerprint(path)
+    content, safetensors = read_weights_file(path)
     fmt, raw, wrapper = _classify(path, content, safetensors)
+    declared = wrapper.get("backbone")
+    if isinstance(declared, dict) and declared.get("name", UNET_NAME) != UNET_NAME:
+        raise UserError(f"{path}: a checkpoint of backbone '{declared.get('name')}', not '{UNET_NAME}' "
+                        "(choose it with --backbone)")
 
     state: dict[str, torch.Tensor] = {}
     unknown = []
@@ -220,9 +238,9 @@ def load_pretrained_weights(path: Path | str, reorder_kernels: bool | None = Non
             state[target] = tensor
     if unknown:
         raise UserError(f"{path}: {len(unknown)} unexpected key(s) that belong to no backbone stage: "
-                        f"{_listing(unknown)}")
+                        f"{listing(unknown)}")
     state, transfers, width, in_channels = _validate(path, state)
-    _check_finite(path, raw)
+    check_finite(path, raw)
     if fmt == "benchmark-checkpoint":
         declared = wrapper.get("transfers")
         if declared not in ("encoder", "encoder+decoder"):

@@ -27,6 +27,7 @@ from benchmark.api.registry import METHODS
 from benchmark.data import files
 from benchmark.engine import store
 from benchmark.errors import UserError
+from benchmark.model.dims import DIMS
 from benchmark.names import check_name
 from benchmark.reporting import (
     ALPHA,
@@ -185,19 +186,49 @@ def table3_legend(report: Report, provenance: str) -> str:
             f"{provenance}")
 
 
-def write_table3(writer: Writer, report: Report, scores: pd.DataFrame, provenance: pd.DataFrame) -> None:
-    table3, gaps = views.table3(scores, report.methods, report.tasks, report.baseline, report.correction,
-                                report.family)
-    report.not_computed += gaps
+def write_table3(writer: Writer, report: Report, scores: pd.DataFrame, provenance: pd.DataFrame,
+                 table: pd.DataFrame) -> None:
     legend = table3_legend(report, sources.provenance_sentence(provenance))
+    write_method_table(writer, report, scores, provenance, report.methods,
+                       views.backbone_columns(table, report.methods), ("table3", "Table 3", legend))
+
+
+def write_dimensions(writer: Writer, report: Report, scores: pd.DataFrame, provenance: pd.DataFrame,
+                     table: pd.DataFrame) -> None:
+    """The paper's dimensionality comparison, when the runs have more than one: Table 3's rows and
+    statistics, ordered 2D, 2.5D, 3D, each row with its dimensionality and adapter."""
+    runs = table.drop_duplicates("run_id")
+    dims = runs.groupby("method")["dims"].first()
+    if dims[dims.index.isin(report.methods)].nunique() < 2:
+        return
+    methods = sorted(report.methods, key=lambda m: (DIMS.index(dims[m]), report.methods.index(m)))
+    adapters = runs.groupby("method")["adapter"].agg(lambda values: ", ".join(sorted(set(values.dropna()))))
+    models = views.backbone_columns(table, methods)
+    models.insert(0, "adapter", [adapters[m] or "–" for m in models.index])
+    models.insert(0, "dims", [dims[m] for m in models.index])
+    legend = ("The dimensionality comparison (Models Genesis: 3D Genesis against 2D and 2.5D approaches): the rows "
+              "of Table 3 ordered by how the network sees the task, 2D (a 2D network on axial slices, or on the "
+              "central slice for classification), 2.5D (three adjacent slices, or the three orthogonal planes, "
+              "as channels) and 3D, with the same cells, marks and tests. " + table3_legend(
+                  report, sources.provenance_sentence(provenance)))
+    write_method_table(writer, report, scores, provenance, methods, models, ("dimensions", "3D vs 2D/2.5D", legend))
+
+
+def write_method_table(writer: Writer, report: Report, scores: pd.DataFrame, provenance: pd.DataFrame,
+                       methods: list[str], models: pd.DataFrame, names: tuple[str, str, str]) -> None:
+    """A Table 3 layout of ``methods`` (rows, with the ``models`` columns first) on the report's tasks:
+    ``<stem>.csv``, ``.md`` and ``.tex``, and a section of the page; ``names``: (stem, title, legend)."""
+    stem, title, legend = names
+    table3, gaps = views.table3(scores, methods, report.tasks, report.baseline, report.correction, report.family)
+    report.not_computed += [gap for gap in gaps if gap not in report.not_computed]
     notes = formats.table3_notes(table3)
     with_sources = table3.merge(provenance.drop(columns="runs"), on="task", how="left") if not table3.empty else table3
-    writer.csv("table3.csv", with_sources)
-    wide = {style: formats.table3_wide(table3, report.methods, report.tasks, style) for style in ("md", "tex", "html")}
-    writer.text("table3.md", formats.markdown_document("Table 3", legend, formats.markdown_table(wide["md"]), notes))
-    writer.text("table3.tex", formats.latex_table(wide["tex"], " ".join([legend, *notes])))
+    writer.csv(f"{stem}.csv", with_sources)
+    wide = {style: formats.table3_wide(table3, methods, report.tasks, style, models) for style in ("md", "tex", "html")}
+    writer.text(f"{stem}.md", formats.markdown_document(title, legend, formats.markdown_table(wide["md"]), notes))
+    writer.text(f"{stem}.tex", formats.latex_table(wide["tex"], " ".join([legend, *notes])))
     body = formats.paragraph(legend, "legend") + formats.html_table(wide["html"])
-    report.sections.append(("Table 3", body + formats.html_list(notes) if notes else body))
+    report.sections.append((title, body + formats.html_list(notes) if notes else body))
 
 
 def write_pairwise(writer: Writer, report: Report, table: pd.DataFrame, scores: pd.DataFrame) -> None:
@@ -465,13 +496,14 @@ def build_report(settings: Settings) -> Report:
     for message in results.skipped:
         print(f"warning: {message}", file=sys.stderr)
     table, profile, duplicates = comparable_runs(results, settings)
+    notes = duplicates + views.run_warnings(table)
     methods = sorted(table["method"].unique())
     baseline = choose_baseline(methods, settings.baseline)
     methods = ([baseline] if baseline else []) + [m for m in methods if m != baseline]
     report = Report(profile=profile, fraction=choose_fraction(table, settings.fraction), baseline=baseline,
                     correction=settings.correction, family=settings.family, methods=methods,
                     tasks=task_order(list(table["task"].unique())), not_computed=list(results.skipped),
-                    notes=duplicates)
+                    notes=notes)
     if baseline is None:
         report.not_computed.append("no baseline method in these results (use --baseline): no test against it")
     writer = Writer(out, report)
@@ -481,7 +513,8 @@ def build_report(settings: Settings) -> Report:
     report.sections.append(("Provenance", write_provenance(writer, provenance)))
     scores, gaps = views.seed_scores(table, report.fraction)
     report.not_computed += gaps
-    write_table3(writer, report, scores, provenance)
+    write_table3(writer, report, scores, provenance, table)
+    write_dimensions(writer, report, scores, provenance, table)
     write_pairwise(writer, report, table, scores)
     write_intervals(writer, report, table, scores)
     if scores.empty:

@@ -125,10 +125,13 @@ def table3_cell(row: pd.Series | None, style: str) -> Markup:
     return Markup(f"{core} (n={row['n_seeds']}){' ' + marks if marks else ''}")
 
 
-def table3_wide(table3: pd.DataFrame, methods: list[str], tasks: list[str], style: str) -> pd.DataFrame:
-    """Rows methods, columns tasks (with their metric), cells formatted for ``style`` (md, tex, html)."""
+def table3_wide(table3: pd.DataFrame, methods: list[str], tasks: list[str], style: str,
+                models: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Rows methods, columns tasks (with their metric), cells formatted for ``style`` (md, tex, html);
+    ``models`` (per method: its backbone and parameter count) in the first columns."""
     metrics = table3.drop_duplicates("task").set_index("task")["metric"] if not table3.empty else pd.Series()
-    cells = {}
+    cells = {} if models is None else {column: [str(models.at[m, column]) if m in models.index else MISSING
+                                                for m in methods] for column in models.columns}
     for task in tasks:
         header = f"{task} ({metrics[task]})" if task in metrics else task
         own = table3[table3["task"] == task].set_index("method") if not table3.empty else pd.DataFrame()

@@ -15,14 +15,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from benchmark.api.backbone import DEFAULT_BACKBONE, Backbone
 from benchmark.api.method import Method
-from benchmark.api.registry import METHODS
+from benchmark.api.registry import BACKBONES, METHODS
 from benchmark.data import files
 from benchmark.data.pool import PRETRAIN_VAL_SUBSETS, load_pool
 from benchmark.engine import store
 from benchmark.engine.pretrain import load_checkpoint
 from benchmark.errors import UserError
-from benchmark.model.backbone import UNet3D
 from benchmark.names import check_name
 
 PICTURE_SEED = 0
@@ -32,30 +32,37 @@ class NotRestoration(Exception):
     """The checkpoint's method has a pretext task other than restoring its input."""
 
 
-def is_restoration_method(method: Method, cubes: np.ndarray, width: int) -> bool:
-    """Whether ``method`` pretrains the whole U-Net to give back cubes shaped like its input."""
-    pretext = method.build_pretext_model(int(cubes.shape[1]), width)
-    if not isinstance(pretext, UNet3D) or method.transfers != "encoder+decoder":
+def checkpoint_backbone(checkpoint: dict) -> Backbone:
+    """The backbone a checkpoint was pretrained on (checkpoints before backbones: the default one)."""
+    declared = checkpoint["backbone"]
+    return BACKBONES.create(declared.get("name", DEFAULT_BACKBONE), **(declared.get("settings") or {}))
+
+
+def is_restoration_method(method: Method, cubes: np.ndarray, width: int, backbone: Backbone) -> bool:
+    """Whether ``method`` pretrains a whole encoder-decoder to give back cubes shaped like its input."""
+    pretext = method.build_pretext_model(backbone, int(cubes.shape[1]), width)
+    if not hasattr(pretext, "decoder") or method.transfers != "encoder+decoder":
         return False
     inputs, targets = method.make_example(cubes, np.random.default_rng(PICTURE_SEED))
     return tuple(inputs.shape) == tuple(targets.shape) == tuple(cubes.shape)
 
 
 def restores_its_input(method: Method, checkpoint: dict, cubes: np.ndarray) -> bool:
-    """``is_restoration_method`` for the method of ``checkpoint``, whose weights must be the whole U-Net."""
+    """``is_restoration_method`` for the method of ``checkpoint``, whose weights must be the whole network."""
     return checkpoint.get("transfers") == "encoder+decoder" and \
-        is_restoration_method(method, cubes, checkpoint["backbone"]["width"])
+        is_restoration_method(method, cubes, checkpoint["backbone"]["width"], checkpoint_backbone(checkpoint))
 
 
-def restoration_model(checkpoint: dict, source: str) -> UNet3D:
-    """The whole pretrained U-Net of a restoration checkpoint, in eval mode."""
-    backbone = checkpoint["backbone"]
-    model = UNet3D(in_channels=backbone["in_channels"], out_channels=backbone["in_channels"],
-                   width=backbone["width"], transposed=backbone["transposed"])
+def restoration_model(checkpoint: dict, source: str) -> torch.nn.Module:
+    """The whole pretrained encoder-decoder of a restoration checkpoint, in eval mode."""
+    declared = checkpoint["backbone"]
+    model = checkpoint_backbone(checkpoint).build_segmenter(declared["in_channels"], declared["in_channels"],
+                                                            declared["width"])
     try:
         model.load_state_dict(checkpoint["state_dict"])
     except RuntimeError as error:
-        raise UserError(f"{source}: the weights are not a whole U-Net ({str(error).splitlines()[0]})") from error
+        raise UserError(f"{source}: the weights are not a whole encoder-decoder "
+                        f"({str(error).splitlines()[0]})") from error
     return model.eval()
 
 

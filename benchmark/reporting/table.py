@@ -29,6 +29,7 @@ from typing import Any
 
 import pandas as pd
 
+from benchmark.api.backbone import DEFAULT_BACKBONE
 from benchmark.data import files
 from benchmark.engine import store
 from benchmark.errors import UserError
@@ -39,6 +40,7 @@ REQUIRED_KEYS = ("run_id", "method", "task", "seed", "fraction", "profile", "met
 KEY_COLUMNS = ["method", "task", "profile", "fraction", "seed", "level", "case_id", "group", "metric", "value",
                "label"]
 METADATA_COLUMNS = ["run_id", "method_name", "method_settings", "task_name", "task_settings", "protocol",
+                    "backbone_name", "backbone_settings", "backbone_parameters", "dims", "adapter", "warnings",
                     "primary_metric", "data_kind", "data_root",
                     "data_fingerprint", "pretrain_data_kind", "pretrain_data_fingerprint", "checkpoint_id",
                     "weights_fingerprint", "code_version",
@@ -76,6 +78,11 @@ def run_metadata(record: dict[str, Any]) -> dict[str, Any]:
         "method_settings": variants.settings_text(record.get("method_settings")),
         "task_name": record["task"], "task_settings": variants.settings_text(record.get("task_settings")),
         "protocol": _get(record, "protocol", "name") or "full",
+        "backbone_name": _get(record, "backbone", "name") or DEFAULT_BACKBONE,
+        "backbone_settings": variants.settings_text(_get(record, "backbone", "settings") or {}),
+        "backbone_parameters": _get(record, "backbone", "encoder_parameters"),
+        "dims": _get(record, "dims", "name") or "3d", "adapter": _get(record, "dims", "adapter"),
+        "warnings": "; ".join(str(w) for w in record.get("warnings") or []) or None,
         "primary_metric": record.get("primary_metric"),
         "data_kind": _get(record, "data", "kind"), "data_root": _get(record, "data", "root"),
         "data_fingerprint": _get(record, "data", "fingerprint"),

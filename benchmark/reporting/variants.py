@@ -10,7 +10,10 @@ installed here) the label names the settings that vary among its runs.
 
 Runs of one task with other task settings (``--task-arg``) are another task to the report
 (``ncc [validation_candidates=20]``), and runs under another transfer protocol another method
-(``genesis (linear)``): neither is ever pooled with the defaults.
+(``genesis (linear)``), runs of a 2D network under another dimensionality another method
+(``scratch-2d (2.5d)``), and runs on another backbone than the method's own, or on it with other
+settings, another method too (``scratch-he on resnet3d [depth=18]``): none is ever pooled with the
+defaults.
 
 - Ablations (Models Genesis, fig. 3): a registered method class run with its default settings
   (the combined scheme) and the presets of that class (``register_preset``: the registry
@@ -27,7 +30,8 @@ from typing import Any
 
 import pandas as pd
 
-from benchmark.api.registry import METHODS, TASKS, Registry
+from benchmark.api.backbone import DEFAULT_BACKBONE
+from benchmark.api.registry import BACKBONES, METHODS, TASKS, Registry
 from benchmark.api.settings import format_value
 
 LOSS_SETTING = "loss"  # the restoration methods' loss setting (benchmark.api.method.restoration_loss)
@@ -48,12 +52,13 @@ def parse_settings(text: object) -> dict[str, Any]:
     return json.loads(text) if isinstance(text, str) else {}
 
 
-def registered_defaults(name: str, registry: Registry = METHODS) -> dict[str, Any] | None:
-    """The default settings of a registered method or preset (or task: ``registry``), canonical; None
-    for an unknown name."""
+def registered_defaults(name: str, registry: Registry = METHODS, resolved: bool = False) -> dict[str, Any] | None:
+    """The default settings of a registered method or preset (or task, or backbone: ``registry``),
+    canonical; None for an unknown name. ``resolved``: as a default instance reports them (a backbone
+    may resolve a default, such as a ResNet's shortcut type for its depth)."""
     if name not in set(registry.names()):
         return None
-    return canonical(registry.defaults(name))
+    return canonical(registry.create(name).settings() if resolved else registry.defaults(name))
 
 
 def label(name: str, changed: dict[str, Any]) -> str:
@@ -63,15 +68,15 @@ def label(name: str, changed: dict[str, Any]) -> str:
     return f"{name} [{', '.join(f'{key}={format_value(changed[key])}' for key in sorted(changed))}]"
 
 
-def changed_settings(runs: pd.DataFrame, kind: str = "method",
-                     registry: Registry = METHODS) -> dict[str, dict[str, Any]]:
+def changed_settings(runs: pd.DataFrame, kind: str = "method", registry: Registry = METHODS,
+                     resolved: bool = False) -> dict[str, dict[str, Any]]:
     """Per run id (``runs``: one row per run with ``run_id``, ``<kind>_name``, ``<kind>_settings``): the
     settings that tell it apart from its name's registered defaults, or, for a name the registry
     does not know, the settings that vary among the runs of that name."""
     changed = {}
     for name, own in runs.groupby(f"{kind}_name", sort=False):
         settings = {run: parse_settings(text) for run, text in zip(own["run_id"], own[f"{kind}_settings"])}
-        defaults = registered_defaults(str(name), registry)
+        defaults = registered_defaults(str(name), registry, resolved)
         if defaults is not None:
             for run, values in settings.items():
                 changed[run] = {k: v for k, v in values.items() if k not in defaults or defaults[k] != v}
@@ -92,11 +97,32 @@ def label_methods(table: pd.DataFrame) -> pd.DataFrame:
         return table
     runs = table.drop_duplicates("run_id")
     changed = changed_settings(runs)
-    methods = {run: label(name, changed[run]) + ("" if protocol == "full" else f" ({protocol})")
-               for run, name, protocol in zip(runs["run_id"], runs["method_name"], runs["protocol"])}
+    labels = backbone_labels(runs)
+    backbones = {run: "" if labels[run] == default_backbone_of(name) else f" on {labels[run]}"
+                 for run, name in zip(runs["run_id"], runs["method_name"])}
+    columns = zip(runs["run_id"], runs["method_name"], runs["dims"], runs["protocol"])
+    methods = {run: label(name, changed[run]) + backbones[run] + how_transferred(dims, protocol)
+               for run, name, dims, protocol in columns}
     changed = changed_settings(runs, "task", TASKS)
     tasks = {run: label(name, changed[run]) for run, name in zip(runs["run_id"], runs["task_name"])}
     return table.assign(method=table["run_id"].map(methods), task=table["run_id"].map(tasks))
+
+
+def how_transferred(dims: str, protocol: str) -> str:
+    """`` (2.5d, linear)``: the dimensionality when not 3d and the protocol when not full, or nothing."""
+    shown = [text for text, default in ((dims, "3d"), (protocol, "full")) if text != default]
+    return f" ({', '.join(shown)})" if shown else ""
+
+
+def default_backbone_of(method: str) -> str:
+    """A registered method's default backbone (its first declared); the suite's default for others."""
+    return METHODS.get(method).default_backbone() if method in set(METHODS.names()) else DEFAULT_BACKBONE
+
+
+def backbone_labels(runs: pd.DataFrame) -> dict[str, str]:
+    """Per run id: its backbone's name with the settings that differ from its defaults (``resnet3d [depth=18]``)."""
+    changed = changed_settings(runs, "backbone", BACKBONES, resolved=True)
+    return {run: label(name, changed[run]) for run, name in zip(runs["run_id"], runs["backbone_name"])}
 
 
 # --------------------------------------------------------------------------- ablations

@@ -27,7 +27,7 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
-from benchmark.reporting import ALPHA, POWER, stats
+from benchmark.reporting import ALPHA, POWER, stats, variants
 
 Gaps = list[str]
 BOOTSTRAP_RESAMPLES = 9999
@@ -70,6 +70,29 @@ def seed_scores(table: pd.DataFrame, fraction: float) -> tuple[pd.DataFrame, Gap
     bad = rows[~np.isfinite(rows["value"])]
     gaps = [f"{r.run_id}: {r.metric} is not a number; left out" for r in bad.itertuples()]
     return rows[np.isfinite(rows["value"])][["task", "method", "seed", "metric", "value", "run_id"]], gaps
+
+
+def run_warnings(table: pd.DataFrame) -> list[str]:
+    """The warnings the runs recorded (e.g. released weights trained on the task's data), once per
+    method, task and warning."""
+    runs = table.drop_duplicates("run_id").dropna(subset=["warnings"])
+    return sorted({f"{row.method} on {row.task}: {row.warnings}" for row in runs.itertuples()})
+
+
+def backbone_columns(table: pd.DataFrame, methods: list[str]) -> pd.DataFrame:
+    """Per method (label): its backbone and the parameters of that backbone's encoder in the runs
+    (millions; a range where runs differ, e.g. by their task's input channels)."""
+    runs = table.drop_duplicates("run_id")
+    labels = variants.backbone_labels(runs)
+    rows = {}
+    for method in methods:
+        own = runs[runs["method"] == method]
+        names = sorted({labels[run] for run in own["run_id"]})
+        counts = sorted({int(n) for n in own["backbone_parameters"].dropna()})
+        millions = [f"{n / 1e6:.2f}" for n in (counts[0], counts[-1])] if counts else []
+        rows[method] = {"backbone": ", ".join(names),
+                        "parameters (M)": "–".join(dict.fromkeys(millions)) if millions else "?"}
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("method")
 
 
 def _values(scores: pd.DataFrame, task: str, method: str | None) -> np.ndarray:

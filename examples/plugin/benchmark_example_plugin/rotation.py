@@ -11,14 +11,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from benchmark.model.backbone import Encoder
+from benchmark.api.backbone import Backbone
 from benchmark.api.method import Method
 
 
 class RotationNet(nn.Module):
-    def __init__(self, in_channels: int, width: int, classes: int) -> None:
+    def __init__(self, encoder: nn.Module, classes: int) -> None:
         super().__init__()
-        self.encoder = Encoder(in_channels, width)  # named 'encoder': its keys match UNet3D's
+        self.encoder = encoder  # the backbone's encoder, named 'encoder': its keys match the targets'
         self.head = nn.Linear(self.encoder.out_channels, classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -36,8 +36,8 @@ class ExampleRotation(Method):
             raise ValueError(f"rotations must be 2 or 4, got {rotations}")
         self.rotations = rotations
 
-    def build_pretext_model(self, in_channels: int, width: int) -> nn.Module:
-        return RotationNet(in_channels, width, self.rotations)
+    def build_pretext_model(self, backbone: Backbone, in_channels: int, width: int) -> nn.Module:
+        return RotationNet(backbone.build_encoder(in_channels, width), self.rotations)
 
     def make_example(self, cubes: np.ndarray, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         if cubes.shape[-1] != cubes.shape[-2]:

@@ -1,0 +1,1 @@
+"""Built-in backbones: one module per network family, each registering itself."""

@@ -1,0 +1,127 @@
+"""Backbones as a user meets them: the listing, released MedicalNet files through --weights, supervised
+pretraining on a source task with its leakage checks, and a sweep whose Table 3 names backbone and
+protocol."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from benchmark.api.registry import BACKBONES, METHODS
+from benchmark.api.task import Case
+from benchmark.cli import main
+from benchmark.engine.supervised import check_no_shared_patients
+from benchmark.errors import UserError
+
+FAST = ["--profile", "smoke", "--no-progress", "--profile-arg", "classification.epochs=1",
+        "--profile-arg", "segmentation.epochs=1", "--profile-arg", "classification.steps_per_epoch=2",
+        "--profile-arg", "segmentation.steps_per_epoch=2"]
+
+
+def record_of(results: Path, pattern: str) -> dict:
+    (path,) = results.glob(f"runs/{pattern}/result.json")
+    return json.loads(path.read_text())
+
+
+def medicalnet_file(path: Path, depth: int = 10, width: int = 4, drop: str | None = None) -> Path:
+    """A ResNet in MedicalNet's released layout: ``{'state_dict': {'module.conv1.weight', ...}}``."""
+    torch.manual_seed(0)
+    encoder = BACKBONES.create("resnet3d", depth=depth).build_encoder(1, width)
+    state = {f"module.{key}": value for key, value in encoder.state_dict().items()
+             if not key.endswith("num_batches_tracked") and f"module.{key}" != drop}
+    torch.save({"state_dict": state}, path)
+    return path
+
+
+def test_list_shows_every_backbone_with_its_parameter_counts(capsys) -> None:
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    backbones = out[out.index("backbones"):]
+    for name in BACKBONES.names():
+        assert f"  {name}  [" in backbones
+    assert "7.03 M / 7.55 M / 19.07 M" in backbones  # the U-Net at width 32: encoder, classifier, segmenter
+    assert "16.32 M" in backbones  # the paper's count, the Keras variant
+
+
+def test_a_medicalnet_file_fine_tunes_on_lcs_and_a_missing_key_is_refused(tmp_path: Path, capsys) -> None:
+    weights = medicalnet_file(tmp_path / "resnet_10.pth")
+    results = tmp_path / "results"
+    assert main(["run", "--method", "medicalnet", "--task", "lcs", "--weights", str(weights),
+                 "--results", str(results), *FAST]) == 0
+    out = capsys.readouterr().out
+    assert "backbone resnet3d" in out and "leakage" in out
+    record = record_of(results, "lcs-medicalnet-smoke-*")
+    assert record["backbone"]["name"] == "resnet3d" and record["backbone"]["settings"]["depth"] == 10
+    assert record["weights"]["format"] == "released-medicalnet" and record["transfer"]["transferred"] == "encoder"
+    assert record["warnings"] and "lcs" in record["warnings"][0]
+
+    broken = medicalnet_file(tmp_path / "broken.pth", drop="module.layer2.0.conv1.weight")
+    assert main(["run", "--method", "medicalnet", "--task", "lcs", "--weights", str(broken),
+                 "--results", str(results), *FAST]) == 2
+    error = capsys.readouterr().err.strip()
+    assert "layer2.0.conv1.weight" in error and str(broken) in error and len(error.splitlines()) == 1
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["--method", "medicalnet", "--task", "lcs"], "pass --weights"),
+    (["--method", "jigsaw", "--task", "ncc", "--backbone", "resnet3d"], "cannot pretrain or initialise"),
+    (["--method", "medicalnet", "--task", "lcs", "--method-arg", "depth=18"], "pass --weights"),
+    (["--method", "scratch-he", "--task", "ncc", "--backbone", "resnet3d", "--protocol", "freeze:5"],
+     "4 encoder stages"),
+    (["--method", "supervised", "--task", "lcs", "--method-arg", "source=lcs"], "target task itself"),
+    (["--method", "scratch-he", "--task", "ncc", "--backbone", "nope"], "unknown backbone 'nope'"),
+])
+def test_mistakes_are_one_line_errors(tmp_path: Path, capsys, arguments: list[str], message: str) -> None:
+    assert main(["run", *arguments, "--results", str(tmp_path), *FAST]) == 2
+    error = capsys.readouterr().err.strip()
+    assert message in error and len(error.splitlines()) == 1
+
+
+def test_a_file_of_another_depth_than_asked_is_refused(tmp_path: Path, capsys) -> None:
+    weights = medicalnet_file(tmp_path / "resnet_10.pth")
+    assert main(["run", "--method", "medicalnet", "--task", "lcs", "--weights", str(weights), "--method-arg",
+                 "depth=18", "--results", str(tmp_path), *FAST]) == 2
+    assert "depth=18 vs 10" in capsys.readouterr().err
+
+
+def test_supervised_pretraining_on_a_source_task_transfers_to_the_target(tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    assert main(["run", "--method", "supervised", "--task", "ncs", "--method-arg", "source=lcs",
+                 "--results", str(results), *FAST]) == 0
+    record = record_of(results, "ncs-supervised-smoke-*")
+    assert record["transfer"]["transferred"] == "encoder+decoder" and record["transfer"]["loaded_keys"] > 0
+    assert record["identity"]["source"]["task"] == "lcs" and record["pretrain_data"]["kind"] == "phantom"
+    checkpoint = record["pretraining"]["checkpoint_id"]
+    assert (results / "checkpoints" / checkpoint / "checkpoint.pt").is_file()
+    assert main(["run", "--method", "supervised", "--task", "ncc", "--method-arg", "source=lcs",
+                 "--results", str(results), *FAST]) == 0
+    again = record_of(results, "ncc-supervised-smoke-*")
+    assert again["pretraining"]["checkpoint_id"] == checkpoint and again["pretraining"]["reused"]
+    assert again["transfer"]["transferred"] == "encoder"
+
+
+def test_a_source_sharing_patients_with_the_test_split_is_refused() -> None:
+    def cases(groups: list[str]) -> list[Case]:
+        return [Case(f"c{i}", torch.zeros(1).numpy(), 0, group) for i, group in enumerate(groups)]
+
+    method = METHODS.create("supervised")
+    check_no_shared_patients(method, "lcs", cases(["p1", "p2"]), "ncs", cases(["p3"]))
+    with pytest.raises(UserError, match="1 training patient.*p2"):
+        check_no_shared_patients(method, "lcs", cases(["p1", "p2"]), "ncs", cases(["p2", "p4"]))
+
+
+def test_a_sweep_over_backbones_and_protocols_reports_them_in_table_3(tmp_path: Path) -> None:
+    weights = medicalnet_file(tmp_path / "resnet_10.pth")
+    results, out = tmp_path / "results", tmp_path / "report"
+    assert main(["sweep", "--methods", "scratch-he,medicalnet", "--backbones", "unet3d,resnet3d", "--tasks", "ncc",
+                 "--protocols", "full,freeze:2", "--weights", f"medicalnet={weights}", "--results", str(results),
+                 *FAST]) == 0
+    assert len(list(results.glob("runs/*/result.json"))) == 6  # scratch-he on two backbones, medicalnet on one
+    assert main(["report", "--results", str(results), "--out", str(out), "--no-progress"]) == 0
+    table3 = (out / "table3.md").read_text()
+    for row in ("scratch-he |", "scratch-he on resnet3d", "scratch-he (freeze:2)", "medicalnet (freeze:2)"):
+        assert row in table3, row
+    assert "| backbone | parameters (M) |" in table3 and "resnet3d [depth=10" not in table3
