@@ -50,6 +50,7 @@ class ScratchHeControl(ScratchHe):
     name = "scratch-he-control"
     description = "Negative control: scratch-he's initialisation from another random stream (same distribution)"
     baseline = False
+    negative_control_of = "scratch-he"
 
     def init_weights(self, model: nn.Module) -> None:
         with torch.random.fork_rng(devices=[]):

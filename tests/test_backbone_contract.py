@@ -139,11 +139,13 @@ def test_a_checkpoint_of_another_backbone_or_missing_a_key_is_refused(backbone: 
         backbone.read_weights(tmp_path / "missing.pt")
 
 
-@pytest.mark.parametrize("method", [m for m in METHODS.names() if METHODS.get(m).backbones == ("*",)
-                                    and METHODS.get(m).transfers == "encoder+decoder" and m != "supervised"])
-def test_every_restoration_method_pretrains_every_backbone_of_its_dimensionality(backbone: Backbone,
-                                                                                 method: str) -> None:
-    if not METHODS.get(method).supports_backbone(backbone.name):
-        pytest.skip(f"{method} pretrains {METHODS.get(method).spatial_dims}D networks")
+RESTORATION_PAIRS = [(method, cell) for method in METHODS.names() for cell in CELLS
+                     if METHODS.get(method).backbones == ("*",) and METHODS.get(method).transfers == "encoder+decoder"
+                     and METHODS.get(method).has_pretext_task() and METHODS.get(method).supports_backbone(cell[0])]
+
+
+@pytest.mark.parametrize("method, cell", RESTORATION_PAIRS, ids=[f"{m}-{n}-{d}" for m, (n, d) in RESTORATION_PAIRS])
+def test_every_restoration_method_pretrains_every_backbone_of_its_dimensionality(method: str, cell: tuple) -> None:
+    backbone = for_volumes(BACKBONES.create(cell[0]), cell[1])
     pretext = METHODS.create(method).build_pretext_model(backbone, 1, WIDTH)
     assert pretext(inputs()).shape == (2, 1, *CUBE)

@@ -119,6 +119,8 @@ class Method:
     description: ClassVar[str]
     transfers: ClassVar[Transfer] = "encoder+decoder"
     baseline: ClassVar[bool] = False  # the reference the report tests the other methods against
+    # A negative control: the name of the method it copies in distribution (the report's calibration).
+    negative_control_of: ClassVar[str] = ""
     # The backbones the method can pretrain (or initialise), the first its default; ANY_BACKBONE: every one.
     backbones: ClassVar[tuple[str, ...]] = (DEFAULT_BACKBONE,)
     # The layout of its pretraining pool (benchmark.data.pools): chest CT (luna16) or radiographs (chestxray14).

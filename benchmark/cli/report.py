@@ -32,6 +32,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="folder where 'benchmark analyze restoration|anomaly --out DIR' wrote the restoration "
                              "cross-matrix and the anomaly maps, shown in the report when found (default "
                              "./reports/analysis, analyze's default, where it exists)")
+    parser.add_argument("--positive-control", action="append", default=[], metavar="METHOD",
+                        help="a method expected to beat the baseline at the lowest label fraction (e.g. supervised "
+                             "pretraining on a sibling task): the calibration section tests it (repeatable)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -40,7 +43,8 @@ def command(args: argparse.Namespace) -> None:
 
     settings = Settings(results=args.results, out=args.out, profile=args.profile, fraction=args.fraction,
                         baseline=args.baseline, correction=args.correction, family=args.family,
-                        select=tuple(args.select), progress=not args.no_progress, analyses=args.analyses)
+                        select=tuple(args.select), progress=not args.no_progress, analyses=args.analyses,
+                        positive_controls=tuple(args.positive_control))
     report = build_report(settings)
     print(f"report: {len(report.files)} files in {settings.out} (open {settings.out / 'index.html'})")
     print(f"profile {report.profile}, fraction {report.fraction:g}, baseline {report.baseline or 'none'}, "

@@ -36,6 +36,7 @@ from benchmark.reporting import (
     FAMILIES,
     POWER,
     analyses,
+    calibration,
     comparisons,
     curves,
     file_stem,
@@ -64,6 +65,7 @@ class Settings:
     select: Sequence[str] = ()
     progress: bool = True
     analyses: Path | None = None  # where benchmark analyze wrote (None: its default folder, if it is there)
+    positive_controls: Sequence[str] = ()  # methods expected to beat the baseline at the lowest fraction
 
 
 @dataclass
@@ -191,6 +193,29 @@ def write_table3(writer: Writer, report: Report, scores: pd.DataFrame, provenanc
     legend = table3_legend(report, sources.provenance_sentence(provenance))
     write_method_table(writer, report, scores, provenance, report.methods,
                        views.backbone_columns(table, report.methods), ("table3", "Table 3", legend))
+
+
+def write_calibration(writer: Writer, report: Report, table: pd.DataFrame, positive: Sequence[str]) -> None:
+    """The calibration section (``benchmark.reporting.calibration``), when a negative control or a
+    positive control named by the user is in the runs."""
+    controls = calibration.negative_controls(table)
+    unknown = sorted(set(positive) - set(report.methods))
+    if unknown:
+        raise UserError(f"--positive-control {', '.join(unknown)}: no such method in these runs "
+                        f"({', '.join(report.methods)})")
+    if not controls and not positive:
+        return
+    fractions = sorted(table["fraction"].unique())
+    scores = {float(f): views.seed_scores(table, float(f))[0] for f in fractions}
+    rows = calibration.calibration_rows(scores, controls, report.baseline, positive, report.tasks)
+    summary = [calibration.false_positive_summary(rows), calibration.detected_summary(rows, "label budget"),
+               calibration.detected_summary(rows, "positive control")]
+    legend = ("Calibration: the suite's per-comparison test (Welch, two-sided, across seeds, uncorrected) on effects "
+              "known not to exist (a negative control against the method it copies in distribution: its share of "
+              f"p < {ALPHA:g} should be {ALPHA:.0%}) and known to exist (fewer labels for the baseline; the positive "
+              "controls named on the command line, at the lowest label fraction). " + " ".join(
+                  f"{line[0].upper()}{line[1:]}." for line in summary))
+    report.sections.append(("Calibration", writer.frame("calibration", rows, "Calibration", legend)))
 
 
 def write_dimensions(writer: Writer, report: Report, scores: pd.DataFrame, provenance: pd.DataFrame,
@@ -522,6 +547,7 @@ def build_report(settings: Settings) -> Report:
     else:
         path = writer.figure("seeds_boxplot", plots.draw_seed_boxes, scores)
         report.sections.append(("Seeds", formats.image_tag(path, "seeds")))
+    write_calibration(writer, report, table, settings.positive_controls)
     write_label_efficiency(writer, report, table)
     write_convergence(writer, report, results, table)
     write_restoration(writer, report, settings, table)

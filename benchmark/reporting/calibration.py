@@ -1,0 +1,116 @@
+"""Calibration: does the suite detect an effect known to exist, and report none where none exists?
+
+A measuring instrument is shown to work by calibration. The report's calibration section
+(``calibration.md``, ``calibration.csv``) is written when the results hold a negative control: a
+method whose class names, in ``negative_control_of``, the method it copies in distribution
+(``scratch-he-control`` for ``scratch-he``: the same initialisation from another random stream).
+
+* Negative control: per task and label fraction, the Welch t-test (two-sided, across seeds) of the
+  control against the method it copies. No difference exists, so each p-value is uniform and the
+  share of comparisons with p < alpha should be alpha. The section gives k of n, the share, its
+  exact (Clopper-Pearson) 95% interval and the one-sided binomial test of a share above alpha
+  (``scipy.stats.binomtest``). Uncorrected on purpose: it calibrates the per-comparison test behind
+  every mark of the report, before any correction for multiple comparisons.
+* Label budget: per task, the baseline at its lowest label fraction against full labels (Welch,
+  two-sided): a benchmark that measures label efficiency must see this effect.
+* Positive controls (``report --positive-control METHOD``, repeatable): each against the baseline at
+  the lowest label fraction of each task (Welch, two-sided), an effect the user expects to exist
+  (supervised pretraining on a sibling task, say).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import stats as scipy_stats
+
+from benchmark.api.registry import METHODS
+from benchmark.reporting import ALPHA, stats
+
+COLUMNS = ["check", "task", "fraction", "method", "against", "n", "mean", "mean_against", "difference", "p",
+           "significant", "note"]
+
+
+def negative_controls(table: pd.DataFrame) -> dict[str, str]:
+    """Control label -> the label of the method it copies, for the registered controls in ``table`` whose
+    reference is there too (runs with the defaults only: a label that is the method's name)."""
+    labels = set(table["method"].unique())
+    pairs = {}
+    for name in labels & set(METHODS.names()):
+        reference = METHODS.get(name).negative_control_of
+        if reference and reference in labels:
+            pairs[name] = reference
+    return pairs
+
+
+def _welch_row(check: str, task: str, fraction: float, method: str, against: str, a: np.ndarray,
+               b: np.ndarray) -> dict:
+    row = {"check": check, "task": task, "fraction": fraction, "method": method, "against": against,
+           "n": f"{a.size} vs {b.size}", "mean": float(np.mean(a)) if a.size else np.nan,
+           "mean_against": float(np.mean(b)) if b.size else np.nan}
+    row["difference"] = row["mean"] - row["mean_against"]
+    if a.size < 2 or b.size < 2:
+        return {**row, "p": np.nan, "significant": False, "note": "fewer than 2 seeds on a side: not tested"}
+    result = stats.welch_t(a, b)
+    return {**row, "p": result.p, "significant": bool(result.p < ALPHA), "note": result.detail.get("note", "")}
+
+
+def _values(scores: pd.DataFrame, task: str, method: str) -> np.ndarray:
+    return scores[(scores["task"] == task) & (scores["method"] == method)].sort_values("seed")["value"].to_numpy(float)
+
+
+def calibration_rows(scores_by_fraction: dict[float, pd.DataFrame], controls: dict[str, str], baseline: str | None,
+                     positive: Sequence[str], tasks: Sequence[str]) -> pd.DataFrame:
+    """Every comparison of the section (see the module docstring), one row each."""
+    rows = []
+    fractions = sorted(scores_by_fraction)
+    for fraction in fractions:
+        scores = scores_by_fraction[fraction]
+        for control, reference in sorted(controls.items()):
+            for task in tasks:
+                a, b = _values(scores, task, control), _values(scores, task, reference)
+                if a.size or b.size:
+                    rows.append(_welch_row("negative control", task, fraction, control, reference, a, b))
+    if baseline is not None and len(fractions) > 1 and 1.0 in scores_by_fraction:
+        for task in tasks:
+            low = next((f for f in fractions if f < 1 and _values(scores_by_fraction[f], task, baseline).size), None)
+            if low is not None:
+                rows.append(_welch_row("label budget", task, low, f"{baseline} at {low:g}", f"{baseline} at 1",
+                                       _values(scores_by_fraction[low], task, baseline),
+                                       _values(scores_by_fraction[1.0], task, baseline)))
+    for method in positive:
+        for task in tasks:
+            low = next((f for f in fractions if _values(scores_by_fraction[f], task, method).size), None)
+            if low is not None and baseline is not None:
+                scores = scores_by_fraction[low]
+                rows.append(_welch_row("positive control", task, low, method, baseline, _values(scores, task, method),
+                                       _values(scores, task, baseline)))
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def false_positive_summary(rows: pd.DataFrame) -> str:
+    """The negative control's share of 'significant' comparisons against the nominal level, in words."""
+    tested = rows[(rows["check"] == "negative control") & rows["p"].notna()]
+    if tested.empty:
+        return "negative control: no comparison with at least 2 seeds on each side"
+    k, n = int(tested["significant"].sum()), len(tested)
+    test = scipy_stats.binomtest(k, n, ALPHA, alternative="greater")
+    interval = scipy_stats.binomtest(k, n).proportion_ci(confidence_level=0.95, method="exact")
+    verdict = ("above the nominal level" if test.pvalue < ALPHA else "consistent with the nominal level")
+    return (f"negative control: {k} of {n} comparisons significant at p < {ALPHA:g} ({k / n:.1%}; exact 95% "
+            f"interval {interval.low:.1%}-{interval.high:.1%}; one-sided binomial test of a share above "
+            f"{ALPHA:.0%}: p = {test.pvalue:.3g}): {verdict}")
+
+
+def detected_summary(rows: pd.DataFrame, check: str) -> str:
+    """How many of a check's comparisons found the expected effect (significant, in the expected direction)."""
+    own = rows[rows["check"] == check]
+    if own.empty:
+        return f"{check}: no comparison"
+    expected_sign = -1 if check == "label budget" else 1  # fewer labels score lower; a positive control higher
+    found = own[own["significant"] & (np.sign(own["difference"]) == expected_sign)]
+    missed = sorted(set(own["task"]) - set(found["task"]))
+    return (f"{check}: the expected effect detected on {len(found)} of {len(own)} comparisons"
+            + (f" (not on {', '.join(missed)})" if missed else ""))

@@ -1,0 +1,92 @@
+"""Calibration: the negative control method, and the report's calibration section checked against scipy on
+hand-made records (a null effect at its nominal false-positive rate, a label budget effect, a positive
+control)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from helpers import unet
+from scipy import stats as st
+
+from benchmark.api.registry import METHODS
+from benchmark.cli import main
+from benchmark.reporting import ALPHA
+from benchmark.reporting.calibration import calibration_rows, false_positive_summary
+
+
+def initialised(name: str, seed: int) -> torch.Tensor:
+    torch.manual_seed(seed)
+    model = unet().build_segmenter(1, 1, 2)
+    METHODS.create(name).init_weights(model)
+    return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+
+def test_the_negative_control_draws_other_weights_from_the_same_distribution_and_leaves_the_stream() -> None:
+    he, control = initialised("scratch-he", 3), initialised("scratch-he-control", 3)
+    assert not torch.equal(he, control)
+    assert torch.equal(control, initialised("scratch-he-control", 3))  # reproducible from the seed
+    assert st.ks_2samp(he.numpy(), control.numpy()).pvalue > 0.01  # the same distribution
+    torch.manual_seed(3)
+    METHODS.create("scratch-he-control").init_weights(unet().build_segmenter(1, 1, 2))
+    after_control = torch.rand(1)
+    torch.manual_seed(3)
+    unet().build_segmenter(1, 1, 2)
+    assert torch.equal(after_control, torch.rand(1))  # what follows the initialisation is untouched
+    assert METHODS.get("scratch-he-control").negative_control_of == "scratch-he"
+
+
+def null_scores(rng: np.random.Generator, tasks: int, seeds: int) -> pd.DataFrame:
+    rows = [{"task": f"t{t}", "method": method, "seed": s, "value": rng.normal(0.8, 0.02)}
+            for t in range(tasks) for method in ("scratch-he", "scratch-he-control") for s in range(seeds)]
+    return pd.DataFrame(rows)
+
+
+def test_the_negative_control_rows_are_scipys_welch_tests_and_keep_the_nominal_rate() -> None:
+    rng = np.random.default_rng(0)
+    scores = {0.25: null_scores(rng, 200, 3), 1.0: null_scores(rng, 200, 3)}
+    tasks = [f"t{t}" for t in range(200)]
+    rows = calibration_rows(scores, {"scratch-he-control": "scratch-he"}, None, [], tasks)
+    assert len(rows) == 400 and set(rows["check"]) == {"negative control"}
+    first = rows.iloc[0]
+    a = scores[0.25].query("task == 't0' and method == 'scratch-he-control'")["value"]
+    b = scores[0.25].query("task == 't0' and method == 'scratch-he'")["value"]
+    assert first["p"] == pytest.approx(st.ttest_ind(a, b, equal_var=False).pvalue)
+    share = rows["significant"].mean()
+    assert abs(share - ALPHA) < 0.03  # 400 null comparisons at 3 seeds: the t-test is exact under normality
+    assert "consistent with the nominal level" in false_positive_summary(rows)
+
+
+def test_a_control_that_differs_is_flagged_above_the_nominal_level() -> None:
+    rng = np.random.default_rng(1)
+    scores = null_scores(rng, 60, 5)
+    scores.loc[scores["method"] == "scratch-he-control", "value"] += 0.05
+    tasks = sorted(scores["task"].unique())
+    rows = calibration_rows({1.0: scores}, {"scratch-he-control": "scratch-he"}, None, [], tasks)
+    assert "above the nominal level" in false_positive_summary(rows)
+
+
+def test_the_report_shows_the_controls_the_label_budget_and_a_positive_control(tmp_path, write_run, capsys) -> None:
+    results, out = tmp_path / "results", tmp_path / "report"
+    rng = np.random.default_rng(2)
+    means = {("scratch-he", 0.1): 0.60, ("scratch-he", 1.0): 0.80, ("scratch-he-control", 0.1): 0.60,
+             ("scratch-he-control", 1.0): 0.80, ("supervised", 0.1): 0.75, ("supervised", 1.0): 0.82}
+    for (method, fraction), mean in means.items():
+        for seed in range(4):
+            write_run(results, method, "ncc", seed, fraction, {"auc": float(rng.normal(mean, 0.01))}, "auc")
+    assert main(["report", "--results", str(results), "--out", str(out), "--no-progress",
+                 "--positive-control", "supervised"]) == 0
+    table = pd.read_csv(out / "calibration.csv")
+    assert list(table["check"]) == ["negative control", "negative control", "label budget", "positive control"]
+    budget = table[table["check"] == "label budget"].iloc[0]
+    assert bool(budget["significant"]) and budget["difference"] < 0
+    positive = table[table["check"] == "positive control"].iloc[0]
+    assert bool(positive["significant"]) and positive["fraction"] == 0.1
+    text = (out / "calibration.md").read_text()
+    assert "Label budget: the expected effect detected on 1 of 1" in text
+    assert "Positive control: the expected effect detected on 1 of 1" in text
+    assert main(["report", "--results", str(results), "--out", str(tmp_path / "again"), "--no-progress",
+                 "--positive-control", "nope"]) == 2
+    assert "--positive-control nope" in capsys.readouterr().err
