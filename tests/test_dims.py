@@ -127,3 +127,19 @@ def test_the_report_of_a_small_sweep_shows_3d_against_2d_and_2_5d(tmp_path: Path
     assert [row.split(" | ")[1] for row in rows] == ["2d", "2.5d", "3d"]
     assert "central slice" in table and "orthogonal planes" in table
     assert "3D vs 2D/2.5D" in (out / "index.html").read_text()
+
+
+def test_a_broken_radiograph_folder_stops_genesis_xray_and_verify_data_names_the_file(tmp_path: Path, capsys) -> None:
+    from benchmark.data.phantoms.radiograph import write_radiograph_phantom
+    from benchmark.data.xray import IMAGES, xray_splits
+
+    root = tmp_path / "chestxray14"
+    write_radiograph_phantom(root, 0)
+    broken = root / IMAGES / xray_splits(root)["train"][0]
+    broken.write_bytes(broken.read_bytes()[:100])
+    assert main(["run", "--method", "genesis-xray", "--task", "ncc", "--pretrain-root", str(root),
+                 "--results", str(tmp_path / "results"), *FAST]) == 2
+    assert str(broken) in capsys.readouterr().err
+    assert main(["verify-data", "--task", "ncc", "--data-root", str(root), "--pretrain-root", str(root),
+                 "--pretrain-layout", "chestxray14"]) == 2
+    assert f"{broken}: not a readable PNG" in capsys.readouterr().out

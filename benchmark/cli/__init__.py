@@ -149,7 +149,10 @@ def _add_verify_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--splits", type=Path, default=None,
                         help="a split file (CSV case_id,split) replacing the task's shipped split; checked too")
     parser.add_argument("--pretrain-root", type=Path, default=None,
-                        help="also check a LUNA16-layout pretraining folder")
+                        help="also check a pretraining folder (LUNA16 layout, or see --pretrain-layout)")
+    parser.add_argument("--pretrain-layout", default="luna16", choices=["luna16", "chestxray14"],
+                        help="the layout of --pretrain-root: chest CT (luna16, default) or radiographs "
+                             "(chestxray14, for genesis-xray)")
 
 
 def _add_pretrain_arguments(parser: argparse.ArgumentParser) -> None:
@@ -287,15 +290,17 @@ def build_parser() -> argparse.ArgumentParser:
         description="Analyses beyond Table 3 that run pretrained models: 'restoration' (each restoration model "
                     "against each method's corruption) and 'anomaly' (difference maps of whole held-out scans). "
                     "Checkpoints are reused from --results and pretrained when missing."), list(PROFILES))
-    listing = commands.add_parser("list", help="list the registered methods and tasks",
-                                  description="List the registered methods and tasks, built-in and plugins.")
+    listing = commands.add_parser("list", help="list the registered methods, tasks and backbones",
+                                  description="List the registered methods, tasks and backbones (with their "
+                                              "parameter counts), built-in and plugins.")
     listing.add_argument("--verbose", "-v", action="store_true", help="also list every method's settings")
     show = commands.add_parser(
-        "show", help="a method's (or a task's) description, what it transfers and its settings",
-        description="Print a method's (or a task's) name, description, what a method transfers, the first "
-                    "paragraph of its documentation and every setting with its default (the values 'benchmark "
-                    "run --method-arg KEY=VALUE' or '--task-arg KEY=VALUE' replace).")
-    show.add_argument("method", metavar="NAME", help="a method or a task (see 'benchmark list')")
+        "show", help="a method's (or a task's, or a backbone's) description, what it transfers and its settings",
+        description="Print a method's (or a task's, or a backbone's) name, description, what a method transfers "
+                    "(and on which backbones), a backbone's stages and input sizes, the first paragraph of its "
+                    "documentation and every setting with its default (the values 'benchmark run --method-arg "
+                    "KEY=VALUE', '--task-arg KEY=VALUE' or '--backbone-arg KEY=VALUE' replace).")
+    show.add_argument("method", metavar="NAME", help="a method, a task or a backbone (see 'benchmark list')")
     baseline = commands.add_parser(
         "baseline", help="score an intensity-threshold baseline on a task's test split",
         description="Score the best single intensity threshold (chosen on the training split) on the test "

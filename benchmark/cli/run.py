@@ -33,7 +33,7 @@ def protocol_text(record: dict[str, Any]) -> str:
 def backbone_text(record: dict[str, Any]) -> str:
     """The record's backbone, the settings that differ from its defaults and its size (older records: the U-Net)."""
     backbone = record.get("backbone") or {"name": DEFAULT_BACKBONE}
-    settings = changed_settings(backbone.get("settings") or {}, BACKBONES.defaults(backbone["name"])) \
+    settings = changed_settings(backbone.get("settings") or {}, BACKBONES.create(backbone["name"]).settings()) \
         if backbone["name"] in BACKBONES.names() else "unknown here"
     size = f"   {backbone['parameters']:,} parameters" if "parameters" in backbone else ""
     dims = record.get("dims") or {"name": "3d"}

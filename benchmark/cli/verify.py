@@ -7,7 +7,8 @@ import argparse
 from benchmark.api.registry import TASKS
 from benchmark.api.task import Splits
 from benchmark.data.datasets import directory_source
-from benchmark.data.verify import data_problems, pool_problems, summary
+from benchmark.data.pools import pool_layout
+from benchmark.data.verify import data_problems, summary
 from benchmark.errors import UserError
 
 
@@ -18,7 +19,7 @@ def command(args: argparse.Namespace) -> None:
     data = directory_source(args.data_root, splits)
     problems = data_problems(task, data)
     if args.pretrain_root:
-        problems += pool_problems(directory_source(args.pretrain_root).root)
+        problems += pool_layout(args.pretrain_layout).problems(directory_source(args.pretrain_root).root)
     for problem in problems:
         print(problem)
     if problems:
