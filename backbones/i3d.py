@@ -41,8 +41,8 @@ So the 25.35 M quoted for I3D counts two whole networks with their logits, not o
 
 Classification target: the suite's default head on the bottleneck (global average pool, then
 Linear(1024, 1024), ReLU, Linear), not the published average pool, dropout and 1x1x1 logits.
-Segmentation target: a decoder of the suite's choice (I3D has none): five stages
-``up16`` ... ``up1`` (named by the Y/X stride they end at), each upsampling trilinearly to the
+Segmentation target: a decoder of the suite's choice (I3D has none; ``benchmark.model.decoders``):
+five stages ``up16`` ... ``up1`` (named by the Y/X stride they end at), each upsampling trilinearly to the
 size of the skip it concatenates (``up1``: to the input's size, no skip), then two 3x3x3
 conv-BN-ReLU units of 256, 128, 64, 32, 16 channels (at width 32); then ``decoder.out``, a 1x1x1
 convolution (the fresh output layer). Upsampling to each skip's exact size (rather than by a fixed
@@ -65,6 +65,7 @@ refused. The width is read off the file (``Conv3d_1a_7x7`` has ``2 * width`` out
 from __future__ import annotations
 
 import math
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +76,7 @@ from torch.nn import functional
 from benchmark.api.backbone import Backbone, PretrainedWeights
 from benchmark.api.registry import BACKBONES
 from benchmark.errors import UserError
+from benchmark.model.decoders import SkipDecoder
 from benchmark.model.weights import check_finite, check_state, file_fingerprint, tensor_dict
 
 PUBLISHED_WIDTH = 32
@@ -93,7 +95,6 @@ INCEPTION_CHANNELS = {
 }
 STAGES = ("Conv3d_1a_7x7", "Conv3d_2b_1x1", "Conv3d_2c_3x3", *INCEPTION_CHANNELS)
 SKIP_LAYERS = ("Conv3d_1a_7x7", "Conv3d_2c_3x3", "Mixed_3c", "Mixed_4f")  # input to output
-DECODER_CHANNELS = {"up16": 256, "up8": 128, "up4": 64, "up2": 32, "up1": 16}  # at width 32, in order
 FIRST_CONV = "Conv3d_1a_7x7.conv3d.weight"  # in the port's layout
 LOGITS_KEYS = ("logits.conv3d.weight", "logits.conv3d.bias")
 RGB = 3
@@ -188,47 +189,14 @@ class I3DEncoder(nn.Module):
         return skips, x
 
 
-class UpStage(nn.Module):
-    """Trilinear upsampling to a given size, the skip concatenated (if any), two 3x3x3 units."""
-
-    def __init__(self, in_channels: int, skip_channels: int, out_channels: int) -> None:
-        super().__init__()
-        self.conv1 = Unit3D(in_channels + skip_channels, out_channels, 3)
-        self.conv2 = Unit3D(out_channels, out_channels, 3)
-
-    def forward(self, x: torch.Tensor, size: tuple[int, ...], skip: torch.Tensor | None = None) -> torch.Tensor:
-        x = functional.interpolate(x, size=tuple(size), mode="trilinear", align_corners=False)
-        if skip is not None:
-            x = torch.cat([x, skip], dim=1)
-        return self.conv2(self.conv1(x))
-
-
-class I3DDecoder(nn.Module):
-    """``up16``, ``up8``, ``up4``, ``up2`` (each with the skip of its resolution), ``up1`` (to the input's
-    size) and the 1x1x1 output convolution ``out``."""
-
-    def __init__(self, skip_channels: list[int], bottleneck_channels: int, out_channels: int, width: int) -> None:
-        super().__init__()
-        channels = bottleneck_channels
-        for (name, published), skip in zip(DECODER_CHANNELS.items(), [*reversed(skip_channels), 0]):
-            self.add_module(name, UpStage(channels, skip, scaled(published, width)))
-            channels = scaled(published, width)
-        self.out = nn.Conv3d(channels, out_channels, kernel_size=1)
-
-    def forward(self, skips: list[torch.Tensor], bottleneck: torch.Tensor, size: tuple[int, ...]) -> torch.Tensor:
-        x = bottleneck
-        for stage, skip in zip((self.up16, self.up8, self.up4, self.up2), reversed(skips)):
-            x = stage(x, skip.shape[2:], skip)
-        return self.out(self.up1(x, size))
-
-
 class I3DSegmenter(nn.Module):
     """Encoder + decoder; returns logits at the input's size."""
 
     def __init__(self, in_channels: int, out_channels: int, width: int) -> None:
         super().__init__()
         self.encoder = I3DEncoder(in_channels, width)
-        self.decoder = I3DDecoder(self.encoder.skip_channels, self.encoder.out_channels, out_channels, width)
+        self.decoder = SkipDecoder(self.encoder.skip_channels, self.encoder.out_channels, out_channels, width,
+                                   partial(Unit3D, kernel=3), 3)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         skips, bottleneck = self.encoder(x)

@@ -75,11 +75,11 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.nn import functional
 
 from benchmark.api.backbone import Backbone, PretrainedWeights
 from benchmark.api.registry import BACKBONES
 from benchmark.errors import UserError
+from benchmark.model.decoders import SkipDecoder
 from benchmark.model.weights import check_finite, check_state, file_fingerprint, listing, tensor_dict
 
 SPATIAL_DIMS = 2
@@ -92,7 +92,6 @@ BLOCKS: dict[int, tuple[str, tuple[int, int, int, int]]] = {  # depth: (block ty
     34: ("basic", (3, 4, 6, 3)),
     50: ("bottleneck", (3, 4, 6, 3)),
 }
-DECODER_CHANNELS = {"up16": 256, "up8": 128, "up4": 64, "up2": 32, "up1": 16}  # at the reference width, in order
 FIRST_CONV = "conv1.weight"  # in torchvision's layout
 CLASSIFIER_KEYS = ("fc.weight", "fc.bias")
 KEY_PREFIXES = ("module.", "")  # nn.DataParallel's, or none
@@ -208,47 +207,14 @@ class ConvUnit(nn.Module):
         return self.relu(self.bn(self.conv(x)))
 
 
-class UpStage(nn.Module):
-    """Bilinear upsampling to a given size, the skip concatenated (if any), two 3x3 conv units."""
-
-    def __init__(self, in_channels: int, skip_channels: int, out_channels: int) -> None:
-        super().__init__()
-        self.conv1 = ConvUnit(in_channels + skip_channels, out_channels)
-        self.conv2 = ConvUnit(out_channels, out_channels)
-
-    def forward(self, x: torch.Tensor, size: tuple[int, ...], skip: torch.Tensor | None = None) -> torch.Tensor:
-        x = functional.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False)
-        if skip is not None:
-            x = torch.cat([x, skip], dim=1)
-        return self.conv2(self.conv1(x))
-
-
-class UNetDecoder(nn.Module):
-    """``up16``, ``up8``, ``up4``, ``up2`` (each with the skip of its stride), ``up1`` (to the input's size)
-    and the 1x1 output convolution ``out``."""
-
-    def __init__(self, skip_channels: list[int], bottleneck_channels: int, out_channels: int, width: int) -> None:
-        super().__init__()
-        channels = bottleneck_channels
-        for (name, published), skip in zip(DECODER_CHANNELS.items(), [*reversed(skip_channels), 0]):
-            self.add_module(name, UpStage(channels, skip, scaled(published, width)))
-            channels = scaled(published, width)
-        self.out = nn.Conv2d(channels, out_channels, kernel_size=1)
-
-    def forward(self, skips: list[torch.Tensor], bottleneck: torch.Tensor, size: tuple[int, ...]) -> torch.Tensor:
-        x = bottleneck
-        for stage, skip in zip((self.up16, self.up8, self.up4, self.up2), reversed(skips)):
-            x = stage(x, skip.shape[2:], skip)
-        return self.out(self.up1(x, size))
-
-
 class ResNetUNet(nn.Module):
     """Encoder + decoder; returns logits at the input's size."""
 
     def __init__(self, in_channels: int, out_channels: int, width: int, depth: int) -> None:
         super().__init__()
         self.encoder = ResNetEncoder(in_channels, width, depth)
-        self.decoder = UNetDecoder(self.encoder.skip_channels, self.encoder.out_channels, out_channels, width)
+        self.decoder = SkipDecoder(self.encoder.skip_channels, self.encoder.out_channels, out_channels, width,
+                                   ConvUnit, 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         skips, bottleneck = self.encoder(x)

@@ -100,8 +100,9 @@ def flip(
     prob: float = 0.4,
     max_flips: int = 3,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Flip ``input`` and ``target`` (each ``(C, Z, Y, X)``) identically, up to ``max_flips``
-    times while ``rng.random() < prob``, each time along a uniformly chosen spatial axis.
+    """Flip ``input`` and ``target`` (each ``(C, Z, Y, X)``, or ``(C, Y, X)`` for Genesis 2D) identically,
+    up to ``max_flips`` times while ``rng.random() < prob``, each time along a uniformly chosen spatial
+    axis.
 
     The reference code chooses among axes 0-2 of a ``(C, rows, cols, depth)`` array, so it
     sometimes "flips" the channel axis and never the depth axis (a bug); here only the
@@ -109,7 +110,7 @@ def flip(
     """
     flips = 0
     while flips < max_flips and rng.random() < prob:
-        axis = int(rng.integers(1, 4))
+        axis = int(rng.integers(1, input.ndim))
         input = np.flip(input, axis=axis)
         target = np.flip(target, axis=axis)
         flips += 1

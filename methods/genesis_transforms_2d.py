@@ -13,8 +13,9 @@ shuffling window has side ``max(1, 1 // 10) = 1`` at position 0, and a box's mar
 its side is clipped to 1. So the 3D local shuffling, non-linear map, cutouts and gates, run on the
 one-slice cube, are exactly the 2D transforms of the image, with every property of the 3D ones (local
 shuffling an exact permutation within each last-covering window, the histogram kept): the 2D transforms
-reuse them, and nothing about the corruptions is written twice. The one exception is the flip: the 3D
-flip would pick the length-1 axis (a no-op) a third of the time, so ``flip_2d`` picks among Y and X.
+reuse them, and nothing about the corruptions is written twice. The one exception is the flip: on the
+one-slice cube it would pick the length-1 axis (a no-op) a third of the time, so ``flip_2d`` is the
+flip applied to the image itself, where it picks among Y and X (the spatial axes of its input).
 The draws per transform are the 3D ones on the one-slice cube (the Z coordinates of windows and boxes
 are drawn, always 0, and ignored): reproducible from the generator, not draw for draw a 2D-only code's.
 
@@ -30,6 +31,7 @@ import dataclasses
 import numpy as np
 from benchmark.methods.genesis_transforms import (
     GenesisConfig,
+    flip,
     inner_cutout,
     inner_cutout_boxes,
     local_pixel_shuffling,
@@ -72,19 +74,7 @@ def _slice_shape(spatial_shape: Shape2) -> tuple[int, int, int]:
     return 1, int(y), int(x)
 
 
-def flip_2d(
-    input: np.ndarray, target: np.ndarray, rng: np.random.Generator, prob: float = 0.4, max_flips: int = 3
-) -> tuple[np.ndarray, np.ndarray]:
-    """Flip ``input`` and ``target`` (each ``(C, Y, X)``) identically, up to ``max_flips`` times while
-    ``rng.random() < prob``, each time along Y or X, uniformly (the 3D flip's rule on two axes; never
-    the channel axis). Returns views (``np.flip``); copy before writing."""
-    flips = 0
-    while flips < max_flips and rng.random() < prob:
-        axis = int(rng.integers(1, 3))
-        input = np.flip(input, axis=axis)
-        target = np.flip(target, axis=axis)
-        flips += 1
-    return input, target
+flip_2d = flip  # the 3D flip chooses among the spatial axes of its input: Y and X for an image
 
 
 def shuffle_windows_2d(
