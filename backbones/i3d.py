@@ -77,7 +77,7 @@ from benchmark.api.backbone import Backbone, PretrainedWeights
 from benchmark.api.registry import BACKBONES
 from benchmark.errors import UserError
 from benchmark.model.decoders import SkipDecoder
-from benchmark.model.weights import check_finite, check_state, file_fingerprint, tensor_dict
+from benchmark.model.weights import check_finite, check_state, file_fingerprint, shown, tensor_dict
 
 PUBLISHED_WIDTH = 32
 BN_EPS = 0.001
@@ -210,7 +210,13 @@ def released_state(path: Path, content: Any) -> dict[str, torch.Tensor]:
     if not tensor_dict(content):
         raise UserError(f"{path}: not an I3D weights file: expected a state dict of named tensors "
                         "(or a dict with one under 'state_dict')")
-    return {key.removeprefix("module."): tensor for key, tensor in content.items()}
+    state: dict[str, torch.Tensor] = {}
+    for key, tensor in content.items():
+        name = key.removeprefix("module.")
+        if name in state:
+            raise UserError(f"{path}: two entries map onto the same weight {shown(name)} (with and without 'module.')")
+        state[name] = tensor
+    return state
 
 
 def check_rgb_first_conv(path: Path, state: dict[str, torch.Tensor]) -> None:

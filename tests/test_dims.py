@@ -143,3 +143,10 @@ def test_a_broken_radiograph_folder_stops_genesis_xray_and_verify_data_names_the
     assert main(["verify-data", "--task", "ncc", "--data-root", str(root), "--pretrain-root", str(root),
                  "--pretrain-layout", "chestxray14"]) == 2
     assert f"{broken}: not a readable PNG" in capsys.readouterr().out
+
+
+def test_batch_norm_on_a_single_voxel_is_a_one_line_error(tmp_path: Path, capsys) -> None:
+    assert main(["run", "--method", "scratch-2d", "--backbone", "resnet2d", "--task", "ncc", "--results",
+                 str(tmp_path), *FAST, "--profile-arg", "classification.batch=1"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert "classification.batch=2" in error and len(error.splitlines()) == 1

@@ -36,11 +36,20 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from benchmark.api import settings as plugin_settings
 from benchmark.api.settings import current_values
 from benchmark.errors import UserError
 from benchmark.model.backbone import ClassificationHead, Classifier, count_parameters
 from benchmark.model.dims import CHANNEL_FACTOR, DIMS, adapt_to_volumes
-from benchmark.model.weights import check_finite, check_state, file_fingerprint, read_weights_file, tensor_dict
+from benchmark.model.weights import (
+    MAX_IN_CHANNELS,
+    MAX_WIDTH,
+    check_finite,
+    check_state,
+    file_fingerprint,
+    read_weights_file,
+    tensor_dict,
+)
 from benchmark.provenance import source_fingerprint
 
 DEFAULT_BACKBONE = "unet3d"  # the backbone of a method that declares none (the Models Genesis 3D U-Net)
@@ -139,13 +148,15 @@ class Backbone:
             raise UserError(f"{path}: its 'state_dict' is not a dict of named tensors")
         if transfers not in ("encoder", "encoder+decoder"):
             raise UserError(f"{path}: the checkpoint transfers {transfers!r}: nothing to load")
-        try:
-            width, in_channels = int(declared["width"]), int(declared["in_channels"])
-            settings = dict(declared.get("settings") or {})
-            backbone = type(self)(**settings)
-        except (KeyError, TypeError, ValueError) as error:
-            raise UserError(f"{path}: the checkpoint's backbone description is unreadable ({error})") from error
-        reference = backbone.build_segmenter(in_channels, in_channels, width).state_dict()
+        width, in_channels = (declared.get(key) for key in ("width", "in_channels"))
+        if not all(type(value) is int and 1 <= value <= limit
+                   for value, limit in ((width, MAX_WIDTH), (in_channels, MAX_IN_CHANNELS))):
+            raise UserError(f"{path}: the checkpoint declares width {width!r} and {in_channels!r} input channel(s): "
+                            f"expected whole numbers in 1-{MAX_WIDTH} and 1-{MAX_IN_CHANNELS}")
+        settings = self._declared_settings(path, declared.get("settings") or {})
+        backbone = type(self)(**settings)
+        with torch.device("meta"):  # shapes only: nothing allocated, whatever the file declares
+            reference = backbone.build_segmenter(in_channels, in_channels, width).state_dict()
         expected = [k for k in reference if k.startswith("encoder.") or (
             transfers == "encoder+decoder" and k.startswith("decoder.") and not k.startswith(self.output_layer + "."))]
         fresh = self.output_layer + "."  # never transferred: any number of outputs
@@ -154,6 +165,15 @@ class Backbone:
         check_finite(path, state)
         return PretrainedWeights(dict(state), transfers, width, in_channels, "benchmark-checkpoint",
                                  file_fingerprint(path), str(path), settings=settings)
+
+    def _declared_settings(self, path: Path, settings: Any) -> dict[str, Any]:
+        """A checkpoint's backbone settings, each a known setting of the type of its default."""
+        defaults = plugin_settings.defaults(type(self))
+        if not isinstance(settings, dict) or any(key not in defaults or type(value) is not type(defaults[key])
+                                                 for key, value in settings.items()):
+            raise UserError(f"{path}: the checkpoint's backbone settings {settings!r} are not settings of "
+                            f"'{self.name}' ({', '.join(f'{k}: {type(v).__name__}' for k, v in defaults.items())})")
+        return settings
 
     def check_cube(self, cube: tuple[int, ...], what: str) -> None:
         """A UserError when ``cube`` (spatial sides) does not fit the backbone; a 2D backbone checks the

@@ -32,6 +32,8 @@ from benchmark.engine.loader import task_batches
 from benchmark.engine.training import Latest, NonFinite, Stopping, train
 from benchmark.errors import UserError
 
+BATCH_NORM_SINGLE_VALUE = "Expected more than 1 value per channel when training"  # torch's message
+
 
 @torch.no_grad()
 def predict(model: nn.Module, task: Task, cases: Sequence[Case], cube: tuple[int, int, int], profile: Profile,
@@ -85,7 +87,15 @@ def finetune(model: nn.Module, task: Task, train_cases: Sequence[Case], val: Seq
                             profile.loader_workers, pin_memory=device.type == "cuda")
 
     def loss(images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        return task.loss(model(images.to(device)), targets.to(device))
+        try:
+            return task.loss(model(images.to(device)), targets.to(device))
+        except ValueError as error:  # batch norm in training on a single value per channel
+            if BATCH_NORM_SINGLE_VALUE not in str(error):
+                raise
+            raise UserError(f"fine-tuning {task.name}: batch normalisation cannot train on one value per channel "
+                            f"(a batch of {len(images)} cube(s) of {tuple(images.shape[2:])} shrinks to a single "
+                            "voxel in the network): use a larger batch (--profile-arg "
+                            f"{task.kind}.batch=2) or cube") from error
 
     state = train(model, optimizer, batches, loss, lambda: validate(model, task, val, cube, profile, device),
                   stopping, phase=f"fine-tuning {task.name}", device=device, progress=progress,

@@ -50,6 +50,7 @@ a byte loop in Python takes some 1.6 s.
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,6 +68,9 @@ CASTAGNOLI = 0x82F63B78  # the reflected CRC32C polynomial
 CRC_LANES = 1024  # lanes advanced together by numpy (inputs of at least 64 bytes a lane)
 MIN_LANE_BYTES = 64
 BUNDLE_VERSION = 1  # the bundle format version this reader implements (TensorFlow's kTensorBundleVersion)
+MAX_SHARDS = 4096  # data files of one checkpoint: a network's variables take a handful
+MAX_INDEX_BYTES = 256 << 20  # an index lists names, shapes and offsets: far less for any network
+MAX_DIMENSIONS = 8  # a network's variables have at most 5
 CHECKPOINT_STATE = "checkpoint"  # the text file naming a folder's latest checkpoint
 CHECKPOINT_SUFFIX = r"\.(index|meta|data-\d{5}-of-\d{5})$"  # the endings of a checkpoint's files
 # The DataType codes of types.proto that map onto a numpy dtype (little-endian in the file).
@@ -275,6 +279,9 @@ def _read_table(path: Path) -> list[tuple[bytes, bytes]]:
     """Every (key, value) entry of an SSTable file, in order; keys strictly increasing."""
     if not path.is_file():
         raise UserError(f"{path}: no such TensorFlow checkpoint index file")
+    if path.stat().st_size > MAX_INDEX_BYTES:
+        raise UserError(f"{path}: {path.stat().st_size} bytes, more than the {MAX_INDEX_BYTES >> 20} MiB a "
+                        "checkpoint index of a network's variables can take")
     data = path.read_bytes()
     if len(data) < FOOTER_SIZE:
         raise UserError(f"{path}: not a TensorFlow checkpoint index: {len(data)} bytes, shorter than its "
@@ -287,18 +294,26 @@ def _read_table(path: Path) -> list[tuple[bytes, bytes]]:
     metaindex_handle, index_handle = cursor.handle(), cursor.handle()
     end = len(data) - FOOTER_SIZE
     _read_block(data, metaindex_handle, end, path, "metaindex block")
-    entries = []
+    entries: list[tuple[bytes, bytes]] = []
     index_block = _read_block(data, index_handle, end, path, "index block")
+    next_block = 0  # data blocks are laid out in order without overlap: a hostile index cannot reuse one
     for _, value in _block_entries(index_block, path, "the index block"):
         handle_cursor = _Cursor(value, path, "an index entry")
         handle = handle_cursor.handle()
         if not handle_cursor.done():
             raise handle_cursor.corrupt("bytes after its block handle")
-        entries += _block_entries(_read_block(data, handle, end, path, "data block"), path,
-                                  f"the data block at byte {handle[0]}")
-    for (before, _), (after, _) in zip(entries, entries[1:]):
-        if before >= after:
-            raise UserError(f"{path}: corrupt TensorFlow checkpoint: keys out of order ({after!r} after {before!r})")
+        if handle[0] < next_block:
+            raise UserError(f"{path}: corrupt TensorFlow checkpoint: the data block at byte {handle[0]} overlaps "
+                            "the one before it")
+        next_block = handle[0] + handle[1]
+        block = _block_entries(_read_block(data, handle, end, path, "data block"), path,
+                               f"the data block at byte {handle[0]}")
+        keys = [entry[0] for entry in entries[-1:] + block]
+        for before, after in zip(keys, keys[1:]):
+            if before >= after:
+                raise UserError(f"{path}: corrupt TensorFlow checkpoint: keys out of order ({after!r} after "
+                                f"{before!r})")
+        entries += block
     return entries
 
 
@@ -315,8 +330,8 @@ def _parse_header(value: bytes, path: Path) -> int:
     if min_consumer > BUNDLE_VERSION:
         raise UserError(f"{path}: a TensorFlow checkpoint of bundle format version {min_consumer} or later "
                         f"(this reader reads version {BUNDLE_VERSION})")
-    if shards < 1:
-        raise cursor.corrupt(f"{shards} data shards")
+    if not 1 <= shards <= MAX_SHARDS:
+        raise cursor.corrupt(f"{shards} data shards (1 to {MAX_SHARDS} are read)")
     return shards
 
 
@@ -377,19 +392,24 @@ def _entry_dtype(entry: BundleEntry, index: Path, shards: int) -> np.dtype:
     if not 0 <= entry.shard < shards:
         raise UserError(f"{where} lies in shard {entry.shard} of {shards}")
     dtype = np.dtype(DTYPES[entry.dtype])
-    expected = int(np.prod(entry.shape, dtype=np.int64)) * dtype.itemsize
+    if len(entry.shape) > MAX_DIMENSIONS:
+        raise UserError(f"{where} has {len(entry.shape)} dimensions (at most {MAX_DIMENSIONS} are read)")
+    expected = math.prod(int(side) for side in entry.shape) * dtype.itemsize  # Python ints: no overflow
     if entry.size != expected:
         raise UserError(f"{where} declares {entry.size} bytes, but shape {entry.shape} of {dtype} needs {expected}")
     return dtype
 
 
-def _tensor(entry: BundleEntry, dtype: np.dtype, path: Path, data: bytes) -> np.ndarray:
-    """The tensor ``entry`` describes, read off the bytes ``data`` of its shard ``path``."""
+def _tensor(entry: BundleEntry, dtype: np.dtype, path: Path) -> np.ndarray:
+    """The tensor ``entry`` describes, read off its shard ``path`` (only its own bytes are read)."""
     where = f"{path}: tensor '{entry.name}'"
-    if entry.offset < 0 or entry.offset + entry.size > len(data):
+    length = path.stat().st_size
+    if entry.offset < 0 or entry.offset + entry.size > length:
         raise UserError(f"{where} lies at bytes {entry.offset} to {entry.offset + entry.size}, beyond the file's "
-                        f"{len(data)} bytes (truncated?)")
-    raw = data[entry.offset:entry.offset + entry.size]
+                        f"{length} bytes (truncated?)")
+    with path.open("rb") as handle:
+        handle.seek(entry.offset)
+        raw = handle.read(entry.size)
     if crc32c(raw) != unmask_crc(entry.crc):
         raise UserError(f"{where} fails its CRC32C check (corrupt data)")
     return np.frombuffer(raw, dtype).reshape(entry.shape).astype(dtype.newbyteorder("="))
@@ -464,14 +484,11 @@ def read_tf_checkpoint(path: Path) -> dict[str, np.ndarray]:
     prefix = checkpoint_prefix(path)
     index = prefix.with_name(prefix.name + ".index")
     shards, entries = read_bundle_index(index)
-    contents: dict[int, tuple[Path, bytes]] = {}
     tensors = {}
     for entry in entries:
         dtype = _entry_dtype(entry, index, shards)
-        if entry.shard not in contents:
-            shard_path = data_file(prefix, entry.shard, shards)
-            if not shard_path.is_file():
-                raise UserError(f"{shard_path}: missing: the data file of TensorFlow checkpoint {prefix}")
-            contents[entry.shard] = shard_path, shard_path.read_bytes()
-        tensors[entry.name] = _tensor(entry, dtype, *contents[entry.shard])
+        shard_path = data_file(prefix, entry.shard, shards)
+        if not shard_path.is_file():
+            raise UserError(f"{shard_path}: missing: the data file of TensorFlow checkpoint {prefix}")
+        tensors[entry.name] = _tensor(entry, dtype, shard_path)
     return tensors

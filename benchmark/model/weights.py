@@ -57,7 +57,11 @@ FIRST_CONV = "encoder.down_tr64.ops.0.conv1.weight"
 OUTPUT_CONV = "decoder.out_tr."
 ENCODER_STAGES = ("down_tr",)
 DECODER_STAGES = ("up_tr", "out_tr")
+MAX_WIDTH = 1024  # the widest network a file may describe (32 is the published width)
+MAX_IN_CHANNELS = 64
 SHOWN_KEYS = 4  # keys named in an error message before "... (N in all)"
+FLOAT_TYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+INTEGER_TYPES = (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8)
 
 
 def file_fingerprint(path: Path) -> str:
@@ -122,7 +126,11 @@ def _classify(path: Path, content: Any, safetensors: bool) -> tuple[str, dict[st
         if not tensor_dict(state):
             raise UserError(f"{path}: its 'state_dict' is not a dict of named tensors")
         if "format" in content and "backbone" in content:  # benchmark.engine.pretrain.load_checkpoint's format
+            if not isinstance(content["backbone"], dict):
+                raise UserError(f"{path}: the checkpoint's 'backbone' is not a description of a backbone")
             return "benchmark-checkpoint", state, content
+        if any(key.removeprefix("module.").startswith(("encoder.", "decoder.")) for key in state):
+            return "state-dict", state, content  # this project's layout: never the released (x, y, z) kernels
         return "released-genesis", state, content
     raise UserError(f"{path}: not a weights file: expected a state dict of tensors or a checkpoint dict "
                     f"with a 'state_dict' (found {type(content).__name__})")
@@ -142,8 +150,8 @@ def _project_key(key: str) -> str | None:
 
 
 def listing(keys: list[str]) -> str:
-    shown = ", ".join(keys[:SHOWN_KEYS])
-    return shown + (f", ... ({len(keys)} in all)" if len(keys) > SHOWN_KEYS else "")
+    named = ", ".join(shown(key) for key in keys[:SHOWN_KEYS])
+    return named + (f", ... ({len(keys)} in all)" if len(keys) > SHOWN_KEYS else "")
 
 
 def _output_conv_fits(key: str, shape: torch.Size, expected: torch.Size) -> bool:
@@ -159,7 +167,11 @@ def _validate(path: Path, state: dict[str, torch.Tensor]) -> tuple[dict[str, tor
         raise UserError(f"{path}: cannot infer the backbone: the first convolution "
                         f"({FIRST_CONV.removeprefix('encoder.')}) is {found}")
     width, in_channels = int(first.shape[0]), int(first.shape[1])
-    reference = UNet3D(in_channels=in_channels, out_channels=1, width=width).state_dict()
+    if not (1 <= width <= MAX_WIDTH and 1 <= in_channels <= MAX_IN_CHANNELS):
+        raise UserError(f"{path}: the first convolution reads as width {width} and {in_channels} input channel(s), "
+                        f"outside 1-{MAX_WIDTH} and 1-{MAX_IN_CHANNELS}")
+    with torch.device("meta"):  # shapes only: a hostile width allocates nothing
+        reference = UNet3D(in_channels=in_channels, out_channels=1, width=width).state_dict()
     has_decoder = any(k.startswith("decoder.") and not k.startswith(OUTPUT_CONV) for k in state)
     transfers = "encoder+decoder" if has_decoder else "encoder"
     expected = [k for k in reference if k.startswith("encoder.")
@@ -181,7 +193,7 @@ def check_state(path: Path, state: dict[str, torch.Tensor], reference: dict[str,
     reference's (unless ``shape_fits`` accepts them). Strict: nothing is silently skipped."""
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in reference]
-    misshaped = [f"{k} {tuple(v.shape)} vs {tuple(reference[k].shape)}" for k, v in state.items()
+    misshaped = [f"{shown(k)} {tuple(v.shape)} vs {tuple(reference[k].shape)}" for k, v in state.items()
                  if k in reference and v.shape != reference[k].shape and not shape_fits(k, v.shape, reference[k].shape)]
     problems = []
     if missing:
@@ -195,10 +207,26 @@ def check_state(path: Path, state: dict[str, torch.Tensor], reference: dict[str,
 
 
 def check_finite(path: Path, raw: dict[str, torch.Tensor]) -> None:
-    """A UserError naming the first floating-point weight of the file (its own key) that is not finite."""
+    """A UserError naming the first weight of the file (by its own key) that is not a dense CPU tensor of a
+    floating-point type with finite values; batch-norm step counters (``num_batches_tracked``) must be
+    integer scalars."""
     for key, tensor in raw.items():
-        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-            raise UserError(f"{path}: the weight {key} holds non-finite values (NaN or infinity)")
+        where = f"{path}: the weight {shown(key)}"
+        if tensor.layout != torch.strided or tensor.device.type != "cpu":
+            raise UserError(f"{where} is not a dense tensor in memory ({tensor.layout}, {tensor.device.type})")
+        if key.endswith("num_batches_tracked"):
+            if tensor.dtype not in INTEGER_TYPES or tensor.numel() != 1:
+                raise UserError(f"{where} is not an integer step counter ({tensor.dtype}, shape {tuple(tensor.shape)})")
+            continue
+        if tensor.dtype not in FLOAT_TYPES:
+            raise UserError(f"{where} is of type {tensor.dtype}, not a floating-point weight")
+        if not bool(torch.isfinite(tensor).all()):
+            raise UserError(f"{where} holds non-finite values (NaN or infinity)")
+
+
+def shown(key: str) -> str:
+    """A key as an error message shows it: as it is when printable, else escaped (one line, always)."""
+    return key if key.isprintable() else ascii(key)
 
 
 def reorder_kernel(weight: torch.Tensor) -> torch.Tensor:
