@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from benchmark.api.registry import BACKBONES, METHODS
+from benchmark.api.registry import BACKBONES, METHODS, TASKS
 from benchmark.api.task import Case
 from benchmark.cli import main
 from benchmark.engine.supervised import check_no_shared_patients
@@ -52,12 +52,25 @@ def test_a_medicalnet_file_fine_tunes_on_lcs_and_a_missing_key_is_refused(tmp_pa
     assert main(["run", "--method", "medicalnet", "--task", "lcs", "--weights", str(weights),
                  "--results", str(results), *FAST]) == 0
     out = capsys.readouterr().out
-    assert "backbone resnet3d" in out and "leakage" in out
+    assert "backbone resnet3d" in out and "leakage" not in out  # the phantom is not LiTS: nothing leaked
     record = record_of(results, "lcs-medicalnet-smoke-*")
     assert record["backbone"]["name"] == "resnet3d" and record["backbone"]["settings"]["depth"] == 10
     assert record["weights"]["format"] == "released-medicalnet" and record["transfer"]["transferred"] == "encoder"
-    assert record["warnings"] and "lcs" in record["warnings"][0]
+    assert record["warnings"] == []
 
+    lits = tmp_path / "LiTS"  # a user's LiTS folder: MedicalNet's weights were trained on LiTS
+    TASKS.create("lcs").write_phantom(lits, 0)
+    real = tmp_path / "real"
+    assert main(["run", "--method", "medicalnet", "--task", "lcs", "--weights", str(weights), "--data-root",
+                 str(lits), "--results", str(real), *FAST]) == 0
+    assert "warning  leakage" in capsys.readouterr().out
+    assert main(["run", "--method", "scratch-he", "--task", "lcs", "--data-root", str(lits), "--results", str(real),
+                 *FAST]) == 0
+    assert main(["report", "--results", str(real), "--out", str(tmp_path / "report"), "--no-progress"]) == 0
+    table3 = (tmp_path / "report" / "table3.md").read_text()
+    assert "‡ medicalnet on lcs: leakage" in table3
+
+    capsys.readouterr()
     broken = medicalnet_file(tmp_path / "broken.pth", drop="module.layer2.0.conv1.weight")
     assert main(["run", "--method", "medicalnet", "--task", "lcs", "--weights", str(broken),
                  "--results", str(results), *FAST]) == 2
@@ -124,4 +137,4 @@ def test_a_sweep_over_backbones_and_protocols_reports_them_in_table_3(tmp_path: 
     table3 = (out / "table3.md").read_text()
     for row in ("scratch-he |", "scratch-he on resnet3d", "scratch-he (freeze:2)", "medicalnet (freeze:2)"):
         assert row in table3, row
-    assert "| backbone | parameters (M) |" in table3 and "resnet3d [depth=10" not in table3
+    assert "| backbone | encoder parameters (M) |" in table3 and "resnet3d [depth=10" not in table3

@@ -219,3 +219,15 @@ def test_runs_of_different_code_or_pretraining_data_are_not_pooled(tmp_path, wri
     table3 = pd.read_csv(tmp_path / "c" / "table3.csv").set_index("method")
     assert table3["n_seeds"].to_dict() == {"scratch-he": 2, "genesis": 1}
     assert (table3["pretrain_data"] == "phantom pool-a").all()
+
+
+def test_methods_pretrained_on_different_data_are_compared(tmp_path, write_run):
+    results = tmp_path / "results"
+    for seed in (0, 1):
+        for method, pool in (("genesis", "ct-pool"), ("denoising", "another-pool")):
+            folder = write_run(results, method, "t", seed, 1.0, {"dice": 0.8 + seed / 100}, "dice")
+            patch_record(folder, pretrain_data={"kind": "phantom", "root": "/p", "fingerprint": pool})
+        write_run(results, "scratch-he", "t", seed, 1.0, {"dice": 0.7 + seed / 100}, "dice")
+    assert report(results, tmp_path / "out") == 0
+    table3 = pd.read_csv(tmp_path / "out" / "table3.csv").set_index("method")
+    assert table3["n_seeds"].to_dict() == {"scratch-he": 2, "denoising": 2, "genesis": 2}

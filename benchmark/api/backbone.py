@@ -50,7 +50,7 @@ from benchmark.model.weights import (
     read_weights_file,
     tensor_dict,
 )
-from benchmark.provenance import source_fingerprint
+from benchmark.provenance import code_fingerprint, source_fingerprint
 
 DEFAULT_BACKBONE = "unet3d"  # the backbone of a method that declares none (the Models Genesis 3D U-Net)
 ANY_BACKBONE = "*"  # in ``Method.backbones``: the method can pretrain (or initialise) every backbone
@@ -197,8 +197,10 @@ class Backbone:
         return current_values(self)
 
     def identity(self) -> dict[str, Any]:
-        """What of the backbone determines weights: its name, settings and plugin source."""
-        return {"name": self.name, "settings": self.settings(), "code": source_fingerprint(type(self))}
+        """What of the backbone determines weights: its name, settings, plugin source and the model layer
+        its networks are built from (shared modules such as ``benchmark.model.decoders``)."""
+        return {"name": self.name, "settings": self.settings(), "code": source_fingerprint(type(self)),
+                "model_code": code_fingerprint(("model",))}
 
 
 class VolumeAdapted(Backbone):

@@ -42,6 +42,7 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
                              "(Models Genesis, MedicalNet, I3D, NiftyNet: see the README), a state dict, "
                              "safetensors or a checkpoint of this suite")
     _add_backbone_argument(parser)
+    _add_dims_argument(parser)
     parser.add_argument("--force", action="store_true", help="rerun even if this exact run has a record")
     _add_protocol_argument(parser, sweep=False)
     _add_task_setting_argument(parser)
@@ -62,6 +63,9 @@ def _add_protocol_argument(parser: argparse.ArgumentParser, sweep: bool) -> None
 def _add_backbone_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backbone", default="",
                         help="the network (see 'benchmark list'; default: the method's, the 3D U-Net for most)")
+
+
+def _add_dims_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dims", default="", choices=["", "2d", "2.5d", "3d"],
                         help="how the network sees the 3D task: 3d, or a 2D network on axial slices (2d) or on "
                              "three planes / three adjacent slices as channels (2.5d); default: 3d for a 3D "

@@ -21,7 +21,7 @@ import pandas as pd
 import torch
 
 import benchmark
-from benchmark.api.backbone import Backbone, PretrainedWeights, default_dims, for_volumes
+from benchmark.api.backbone import ANY_BACKBONE, Backbone, PretrainedWeights, default_dims, for_volumes
 from benchmark.api.method import Method
 from benchmark.api.profiles import Profile, get_profile
 from benchmark.api.registry import BACKBONES, METHODS, TASKS
@@ -181,7 +181,7 @@ def plan_run(spec: RunSpec) -> Plan:
     protocol = Protocol.parse(spec.protocol)
     check_stages(protocol, backbone.stages, backbone.name)
     target.check_cube(task.cube_shape(profile.cube), f"task '{spec.task}' cube")
-    source = source_of(method, spec.task) if weights is None else None
+    source = source_of(method, task) if weights is None else None
     pretrains = method.transfers != "none" and weights is None and source is None
     pool = pretraining_pool(spec.pretrain_root, method.pool_layout) if pretrains else None
     if pool is not None:
@@ -192,8 +192,9 @@ def plan_run(spec: RunSpec) -> Plan:
     if source is not None:
         preflight(*source, None)
     width = weights.width if weights else profile.width
+    leaks = spec.task in method.pretrained_on and data.kind == "directory"  # the phantoms are nobody's data
     warnings = [f"leakage: method '{spec.method}' was pretrained on the data of task '{spec.task}' (its "
-                "released weights saw these scans and their labels)"] if spec.task in method.pretrained_on else []
+                "released weights saw these scans and their labels)"] if leaks else []
     for warning in warnings:
         log.warning(warning)
     return Plan(spec, method, backbone, target, width, task, profile, data, pool, weights, source, warnings,
@@ -205,8 +206,10 @@ def resolve_backbone(spec: RunSpec, method: Method) -> tuple[Backbone, Pretraine
     any two that disagree are a UserError) and the weights file read into its keys."""
     name = spec.backbone or method.default_backbone()
     if not method.supports_backbone(name):
+        dims = "any" if method.spatial_dims is None else f"any {method.spatial_dims}D"
+        supported = ", ".join(f"{dims} backbone" if b == ANY_BACKBONE else b for b in method.backbones)
         raise UserError(f"method '{spec.method}' cannot pretrain or initialise backbone '{name}' "
-                        f"(it supports: {', '.join(method.backbones)})")
+                        f"(it supports: {supported})")
     if method.weights_required and not spec.weights:
         raise UserError(f"method '{spec.method}' benchmarks released weights: pass --weights FILE "
                         f"({method.weights_required})")
@@ -339,7 +342,7 @@ def _supervised_checkpoint(plan: Plan, target_test: list, results: Path, device:
     """A supervised method's checkpoint, after checking that its source shares no patient with the test split."""
     task, data = plan.source
     cases = task.load(data.root, task.cube_shape(plan.profile.cube), data.splits)
-    check_no_shared_patients(plan.method, task.name, cases.train, plan.spec.task, target_test)
+    check_no_shared_patients(plan.method, task.name, [*cases.train, *cases.val], plan.spec.task, target_test)
     return obtain_supervised_checkpoint(plan.method, plan.target, task, data, cases, plan.profile, plan.spec.seed,
                                         results, device, progress)
 

@@ -9,8 +9,9 @@ checkpoint's identity covers the method and its settings, the backbone, the sour
 settings, data and code, the profile, the seed and the code; it is stored and verified as the
 pretext checkpoints are (``benchmark.engine.checkpoints``).
 
-Leakage: ``check_source`` refuses the target task itself as the source, and a source whose
-training patients (``Case.group``) include any of the target's test patients.
+Leakage: ``source_of`` refuses the target task itself as the source, and ``check_no_shared_patients``
+a source whose training or validation patients (``Case.group``) include any of the target's test
+patients; ``source_of`` also refuses a source with more input channels than the target can take.
 """
 
 from __future__ import annotations
@@ -43,23 +44,28 @@ from benchmark.provenance import code_fingerprint, source_fingerprint
 SHOWN_PATIENTS = 3
 
 
-def source_of(method: Method, target: str) -> tuple[Task, DataSource] | None:
+def source_of(method: Method, target: Task) -> tuple[Task, DataSource] | None:
     """The source task and its data for a supervised method (None for any other method); the target
-    task itself is refused."""
+    task itself is refused, and a source whose input channels the target's cannot take (its first
+    convolution is inflated only to a multiple of them)."""
     source = method.source_task()
     if source is None:
         return None
     name, root = source
-    if name == target:
+    if name == target.name:
         raise UserError(f"method '{method.name}': the source task '{name}' is the target task itself "
                         "(pretraining on it would use the target's own labels)")
     task: Task = TASKS.create(name)
+    if target.in_channels % task.in_channels:
+        raise UserError(f"method '{method.name}': the source task '{name}' has {task.in_channels} input channels, "
+                        f"which the {target.in_channels}-channel task '{target.name}' cannot take")
     return task, directory_source(root) if root else phantom_source(task.write_phantom)
 
 
 def check_no_shared_patients(method: Method, source: str, source_train: list[Case], target: str,
                              target_test: list[Case]) -> None:
-    """A UserError when a training patient of the source task is a test patient of the target task."""
+    """A UserError when a patient the source task trains on (its training or validation split, which picks
+    the epoch kept) is a test patient of the target task."""
     shared = sorted({case.group for case in source_train} & {case.group for case in target_test})
     if shared:
         raise UserError(f"method '{method.name}': {len(shared)} training patient(s) of the source task '{source}' "

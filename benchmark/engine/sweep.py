@@ -76,8 +76,9 @@ class Grid:
             raise UserError(f"--weights given for {', '.join(unknown)}, which is not in --methods")
         methods = settings_per_plugin(METHODS, self.methods, self.method_settings)
         tasks = settings_per_plugin(TASKS, self.tasks, self.task_settings)
-        named = [b for b in self.backbones if b]
-        backbones = {**settings_per_plugin(BACKBONES, named, self.backbone_settings), "": self.backbone_settings}
+        named = [b for b in self.backbones if b]  # "": each method's own, which takes the settings as they are
+        backbones = {**(settings_per_plugin(BACKBONES, named, self.backbone_settings) if named else {}),
+                     "": self.backbone_settings}
         return [RunSpec(method=m, task=t, seed=s, fraction=f, profile=self.profile,
                         data_root=self.data_roots.get(t), pretrain_root=self.pretrain_root,
                         weights=self.weights.get(m), switches=self.switches, method_settings=methods[m],
@@ -175,10 +176,14 @@ class SweepJob:
 
 
 def job_label(job: SweepJob) -> str:
+    """The job's cell in words: method (its backbone and dimensionality when chosen), task, fraction, seed and
+    protocol when not full."""
     spec = job.spec
+    method = " ".join([spec.method, *(f"[{value}]" for value in (spec.backbone, spec.dims) if value)])
     if job.stage == "pretrain":
-        return f"{spec.method} seed {spec.seed}"
-    return f"{spec.task} {spec.method} fraction {spec.fraction:g} seed {spec.seed}"
+        return f"{method} seed {spec.seed}"
+    protocol = "" if spec.protocol == "full" else f" {spec.protocol}"
+    return f"{spec.task} {method} fraction {spec.fraction:g} seed {spec.seed}{protocol}"
 
 
 def make_submitter(executor: str, results: Path, jobs: int,

@@ -183,7 +183,9 @@ def table3_legend(report: Report, provenance: str) -> str:
             f"with p < .05 / .01 / .001 after {correction} correction over {family_text(report)} with the baseline "
             f"(the family is named in table3.csv); † / †† / †††: the same against the best method of the task, which "
             f"was chosen on these same scores (so these p-values do not account for the choice). ‡: a test of the "
-            f"cell has a note (below). No mark: not significant, or not tested; power.csv and table3.csv give the "
+            f"cell has a note, or its runs a warning such as leakage of the task's data into released weights "
+            f"(below; such a cell may still be the best mean). No mark: not significant, or not tested; "
+            f"power.csv and table3.csv give the "
             f"smallest difference each test could detect. {formats.MISSING}: not computed (see the list). "
             f"{provenance}")
 
@@ -192,7 +194,8 @@ def write_table3(writer: Writer, report: Report, scores: pd.DataFrame, provenanc
                  table: pd.DataFrame) -> None:
     legend = table3_legend(report, sources.provenance_sentence(provenance))
     write_method_table(writer, report, scores, provenance, report.methods,
-                       views.backbone_columns(table, report.methods), ("table3", "Table 3", legend))
+                       views.backbone_columns(table, report.methods), ("table3", "Table 3", legend),
+                       views.cell_warnings(table))
 
 
 def write_calibration(writer: Writer, report: Report, table: pd.DataFrame, positive: Sequence[str]) -> None:
@@ -210,7 +213,7 @@ def write_calibration(writer: Writer, report: Report, table: pd.DataFrame, posit
     rows = calibration.calibration_rows(scores, controls, report.baseline, positive, report.tasks)
     summary = [calibration.false_positive_summary(rows), calibration.detected_summary(rows, "label budget"),
                calibration.detected_summary(rows, "positive control")]
-    legend = ("Calibration: the suite's per-comparison test (Welch, two-sided, across seeds, uncorrected) on effects "
+    legend = ("Calibration: the Welch test across seeds behind Table 3's marks (two-sided, uncorrected) on effects "
               "known not to exist (a negative control against the method it copies in distribution: its share of "
               f"p < {ALPHA:g} should be {ALPHA:.0%}) and known to exist (fewer labels for the baseline; the positive "
               "controls named on the command line, at the lowest label fraction). " + " ".join(
@@ -236,16 +239,21 @@ def write_dimensions(writer: Writer, report: Report, scores: pd.DataFrame, prove
               "central slice for classification), 2.5D (three adjacent slices, or the three orthogonal planes, "
               "as channels) and 3D, with the same cells, marks and tests. " + table3_legend(
                   report, sources.provenance_sentence(provenance)))
-    write_method_table(writer, report, scores, provenance, methods, models, ("dimensions", "3D vs 2D/2.5D", legend))
+    write_method_table(writer, report, scores, provenance, methods, models, ("dimensions", "3D vs 2D/2.5D", legend),
+                       views.cell_warnings(table))
 
 
 def write_method_table(writer: Writer, report: Report, scores: pd.DataFrame, provenance: pd.DataFrame,
-                       methods: list[str], models: pd.DataFrame, names: tuple[str, str, str]) -> None:
+                       methods: list[str], models: pd.DataFrame, names: tuple[str, str, str],
+                       warned: dict[tuple[str, str], str]) -> None:
     """A Table 3 layout of ``methods`` (rows, with the ``models`` columns first) on the report's tasks:
     ``<stem>.csv``, ``.md`` and ``.tex``, and a section of the page; ``names``: (stem, title, legend)."""
     stem, title, legend = names
     table3, gaps = views.table3(scores, methods, report.tasks, report.baseline, report.correction, report.family)
     report.not_computed += [gap for gap in gaps if gap not in report.not_computed]
+    if not table3.empty:  # a cell whose runs recorded a warning (leakage) carries it as a note
+        table3["note"] = [("; ".join(filter(None, [note, warned.get((task, method), "")])))
+                          for task, method, note in zip(table3["task"], table3["method"], table3["note"])]
     notes = formats.table3_notes(table3)
     with_sources = table3.merge(provenance.drop(columns="runs"), on="task", how="left") if not table3.empty else table3
     writer.csv(f"{stem}.csv", with_sources)

@@ -9,13 +9,16 @@ method whose class names, in ``negative_control_of``, the method it copies in di
   control against the method it copies. No difference exists, so each p-value is uniform and the
   share of comparisons with p < alpha should be alpha. The section gives k of n, the share, its
   exact (Clopper-Pearson) 95% interval and the one-sided binomial test of a share above alpha
-  (``scipy.stats.binomtest``). Uncorrected on purpose: it calibrates the per-comparison test behind
-  every mark of the report, before any correction for multiple comparisons.
+  (``scipy.stats.binomtest``); with fewer than ``MIN_COMPARISONS`` comparisons it says there are too
+  few to judge. Uncorrected on purpose: it calibrates the Welch test across seeds behind Table 3's
+  marks and the pairwise Welch rows, before any correction (not the Wilcoxon and DeLong rows). The
+  binomial figures treat the comparisons as independent; those of one task at several fractions
+  share its seeds, so read them as approximate.
 * Label budget: per task, the baseline at its lowest label fraction against full labels (Welch,
   two-sided): a benchmark that measures label efficiency must see this effect.
 * Positive controls (``report --positive-control METHOD``, repeatable): each against the baseline at
-  the lowest label fraction of each task (Welch, two-sided), an effect the user expects to exist
-  (supervised pretraining on a sibling task, say).
+  the lowest label fraction both have on each task (Welch, two-sided), an effect the user expects to
+  exist (supervised pretraining on a sibling task, say).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from scipy import stats as scipy_stats
 from benchmark.api.registry import METHODS
 from benchmark.reporting import ALPHA, stats
 
+MIN_COMPARISONS = 20  # fewer null comparisons cannot tell a 5% false-positive rate from a much higher one
 COLUMNS = ["check", "task", "fraction", "method", "against", "n", "mean", "mean_against", "difference", "p",
            "significant", "note"]
 
@@ -82,7 +86,8 @@ def calibration_rows(scores_by_fraction: dict[float, pd.DataFrame], controls: di
                                        _values(scores_by_fraction[1.0], task, baseline)))
     for method in positive:
         for task in tasks:
-            low = next((f for f in fractions if _values(scores_by_fraction[f], task, method).size), None)
+            low = next((f for f in fractions if _values(scores_by_fraction[f], task, method).size
+                        and baseline is not None and _values(scores_by_fraction[f], task, baseline).size), None)
             if low is not None and baseline is not None:
                 scores = scores_by_fraction[low]
                 rows.append(_welch_row("positive control", task, low, method, baseline, _values(scores, task, method),
@@ -96,6 +101,9 @@ def false_positive_summary(rows: pd.DataFrame) -> str:
     if tested.empty:
         return "negative control: no comparison with at least 2 seeds on each side"
     k, n = int(tested["significant"].sum()), len(tested)
+    if n < MIN_COMPARISONS:
+        return (f"negative control: {k} of {n} comparisons significant at p < {ALPHA:g}: too few comparisons "
+                f"(fewer than {MIN_COMPARISONS}) to judge the false-positive rate")
     test = scipy_stats.binomtest(k, n, ALPHA, alternative="greater")
     interval = scipy_stats.binomtest(k, n).proportion_ci(confidence_level=0.95, method="exact")
     verdict = ("above the nominal level" if test.pvalue < ALPHA else "consistent with the nominal level")

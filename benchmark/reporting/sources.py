@@ -1,9 +1,11 @@
 """Where the numbers come from: provenance per task, and no pooling of runs that are not comparable.
 
 Runs of one task are compared with each other (Table 3, the tests, the curves), so they must
-have been made on the same data (data fingerprint), from the same pretraining data (among the
-runs that pretrain: a method without pretraining has none and fits any) and by the same code
-(code fingerprint; older records without one count as one group, "unknown"). A results root
+have been made on the same data (data fingerprint) and by the same code (code fingerprint; older
+records without one count as one group, "unknown"); the runs of one method on a task (its seeds
+and fractions), from the same pretraining data too. Methods may pretrain on different data (the
+chest CT pool, radiographs, a supervised source task): that is part of what a method is, and
+the provenance table names each one's. A results root
 mixing them is refused with a one-line error naming the groups, unless ``--select`` keeps one
 (``data=``, ``pretrain_data=`` or ``code=`` a fingerprint): the report never pools them silently
 and never splits them behind the reader's back.
@@ -53,14 +55,18 @@ def select(table: pd.DataFrame, selections: Sequence[str]) -> pd.DataFrame:
 
 
 def check_pooling(table: pd.DataFrame) -> None:
-    """UserError when the runs of a task differ in data, pretraining data or code fingerprint."""
+    """UserError when the runs of a task differ in data or code fingerprint, or the runs of one method on a
+    task in pretraining data."""
     for task, runs in _runs(table).groupby("task"):
         for key in POOLING_KEYS:
-            counts = _key_values(runs, key).value_counts()
-            if len(counts) > 1:
-                groups = ", ".join(f"{value} ({count} runs)" for value, count in sorted(counts.items()))
-                raise UserError(f"task {task}: runs made with different {POOLING_LABELS[key]} ({groups}) are not "
-                                f"pooled into one comparison: choose one with --select {key}=FINGERPRINT")
+            groups = runs.groupby("method") if key == "pretrain_data" else [(None, runs)]
+            for method, own in groups:
+                counts = _key_values(own, key).value_counts()
+                if len(counts) > 1:
+                    listed = ", ".join(f"{value} ({count} runs)" for value, count in sorted(counts.items()))
+                    whose = f"runs of {method}" if method is not None else "runs"
+                    raise UserError(f"task {task}: {whose} made with different {POOLING_LABELS[key]} ({listed}) are "
+                                    f"not pooled into one comparison: choose one with --select {key}=FINGERPRINT")
 
 
 def _joined(values: pd.Series, missing: str = UNKNOWN) -> str:

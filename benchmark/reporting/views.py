@@ -72,6 +72,12 @@ def seed_scores(table: pd.DataFrame, fraction: float) -> tuple[pd.DataFrame, Gap
     return rows[np.isfinite(rows["value"])][["task", "method", "seed", "metric", "value", "run_id"]], gaps
 
 
+def cell_warnings(table: pd.DataFrame) -> dict[tuple[str, str], str]:
+    """(task, method) -> the warnings its runs recorded (e.g. released weights trained on the task's data)."""
+    runs = table.drop_duplicates("run_id").dropna(subset=["warnings"])
+    return {key: "; ".join(sorted(set(own["warnings"]))) for key, own in runs.groupby(["task", "method"])}
+
+
 def run_warnings(table: pd.DataFrame) -> list[str]:
     """The warnings the runs recorded (e.g. released weights trained on the task's data), once per
     method, task and warning."""
@@ -91,7 +97,7 @@ def backbone_columns(table: pd.DataFrame, methods: list[str]) -> pd.DataFrame:
         counts = sorted({int(n) for n in own["backbone_parameters"].dropna()})
         millions = [f"{n / 1e6:.2f}" for n in (counts[0], counts[-1])] if counts else []
         rows[method] = {"backbone": ", ".join(names),
-                        "parameters (M)": "–".join(dict.fromkeys(millions)) if millions else "?"}
+                        "encoder parameters (M)": "–".join(dict.fromkeys(millions)) if millions else "?"}
     return pd.DataFrame.from_dict(rows, orient="index").rename_axis("method")
 
 
