@@ -1,10 +1,10 @@
 """Benchmark self-supervised pretraining for 3D medical imaging (Models Genesis and baselines).
 
-The built-in plugins import as ``benchmark.methods`` and ``benchmark.tasks``. Installed, they sit
-inside this package; in a source checkout they sit beside it (the repository's ``methods/`` and
-``tasks/``), and a checkout's ``benchmark`` folder is what Python imports whenever the checkout
-is the current folder (``python -m benchmark``, torchrun, sweep job processes). The finder below
-maps the two names to the folders beside the package in that case only.
+The built-in plugins import as ``benchmark.methods``, ``benchmark.tasks`` and ``benchmark.backbones``.
+Installed, they sit inside this package; in a source checkout they sit beside it (the repository's
+``methods/``, ``tasks/`` and ``backbones/``), and a checkout's ``benchmark`` folder is what Python
+imports whenever the checkout is the current folder (``python -m benchmark``, torchrun, sweep job
+processes). The finder below maps the three names to the folders beside the package in that case only.
 """
 
 import importlib.abc
@@ -17,7 +17,8 @@ __version__ = "0.2.0"
 
 
 class _PluginsBeside(importlib.abc.MetaPathFinder):
-    """Finds ``benchmark.methods`` / ``benchmark.tasks`` in the folders beside a checkout's package."""
+    """Finds ``benchmark.methods`` / ``benchmark.tasks`` / ``benchmark.backbones`` in the folders beside a
+    checkout's package."""
 
     def __init__(self, folders: dict[str, Path]) -> None:
         self.folders = folders
@@ -33,7 +34,7 @@ class _PluginsBeside(importlib.abc.MetaPathFinder):
 
 def _plugins_beside() -> dict[str, Path]:
     here = Path(__file__).resolve().parent
-    return {f"benchmark.{name}": here.parent / name for name in ("methods", "tasks")
+    return {f"benchmark.{name}": here.parent / name for name in ("methods", "tasks", "backbones")
             if not (here / name).is_dir() and (here.parent / name / "__init__.py").is_file()}
 
 

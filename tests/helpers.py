@@ -42,3 +42,9 @@ def unet():  # noqa: ANN201 - a Backbone; imported lazily so that helpers stays 
     from benchmark.api.registry import BACKBONES
 
     return BACKBONES.create("unet3d")
+
+
+def error_line(stderr: str) -> str:
+    """The one line of a user error (besides progress lines such as a phantom being generated)."""
+    (line,) = [line for line in stderr.splitlines() if line.startswith("error:")]
+    return line

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import error_line
 
 from benchmark.api.registry import BACKBONES, METHODS, TASKS
 from benchmark.api.task import Case
@@ -19,6 +20,7 @@ from benchmark.errors import UserError
 FAST = ["--profile", "smoke", "--no-progress", "--profile-arg", "classification.epochs=1",
         "--profile-arg", "segmentation.epochs=1", "--profile-arg", "classification.steps_per_epoch=2",
         "--profile-arg", "segmentation.steps_per_epoch=2"]
+
 
 
 def record_of(results: Path, pattern: str) -> dict:
@@ -74,8 +76,8 @@ def test_a_medicalnet_file_fine_tunes_on_lcs_and_a_missing_key_is_refused(tmp_pa
     broken = medicalnet_file(tmp_path / "broken.pth", drop="module.layer2.0.conv1.weight")
     assert main(["run", "--method", "medicalnet", "--task", "lcs", "--weights", str(broken),
                  "--results", str(results), *FAST]) == 2
-    error = capsys.readouterr().err.strip()
-    assert "layer2.0.conv1.weight" in error and str(broken) in error and len(error.splitlines()) == 1
+    error = error_line(capsys.readouterr().err)
+    assert "layer2.0.conv1.weight" in error and str(broken) in error
 
 
 @pytest.mark.parametrize("arguments, message", [
@@ -89,8 +91,8 @@ def test_a_medicalnet_file_fine_tunes_on_lcs_and_a_missing_key_is_refused(tmp_pa
 ])
 def test_mistakes_are_one_line_errors(tmp_path: Path, capsys, arguments: list[str], message: str) -> None:
     assert main(["run", *arguments, "--results", str(tmp_path), *FAST]) == 2
-    error = capsys.readouterr().err.strip()
-    assert message in error and len(error.splitlines()) == 1
+    error = error_line(capsys.readouterr().err)
+    assert message in error
 
 
 def test_a_file_of_another_depth_than_asked_is_refused(tmp_path: Path, capsys) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import error_line
 from torch import nn
 
 from benchmark.api.backbone import for_volumes
@@ -19,6 +20,7 @@ from benchmark.model.dims import adapt_to_volumes, adjacent_slices, axial_slices
 FAST = ["--profile", "smoke", "--no-progress", "--profile-arg", "classification.epochs=1",
         "--profile-arg", "segmentation.epochs=1", "--profile-arg", "classification.steps_per_epoch=2",
         "--profile-arg", "segmentation.steps_per_epoch=2"]
+
 
 
 def cubes(n: int = 2, c: int = 2, shape: tuple[int, int, int] = (4, 6, 8)) -> torch.Tensor:
@@ -112,8 +114,8 @@ def test_a_2d_method_pretrains_a_2d_network_and_genesis_xray_reads_radiographs(t
 def test_dimensionality_mistakes_are_one_line_errors(tmp_path: Path, capsys, arguments: list[str],
                                                      message: str) -> None:
     assert main(["run", *arguments, "--results", str(tmp_path), *FAST]) == 2
-    error = capsys.readouterr().err.strip()
-    assert message in error and len(error.splitlines()) == 1
+    error = error_line(capsys.readouterr().err)
+    assert message in error
 
 
 def test_the_report_of_a_small_sweep_shows_3d_against_2d_and_2_5d(tmp_path: Path) -> None:
@@ -148,5 +150,5 @@ def test_a_broken_radiograph_folder_stops_genesis_xray_and_verify_data_names_the
 def test_batch_norm_on_a_single_voxel_is_a_one_line_error(tmp_path: Path, capsys) -> None:
     assert main(["run", "--method", "scratch-2d", "--backbone", "resnet2d", "--task", "ncc", "--results",
                  str(tmp_path), *FAST, "--profile-arg", "classification.batch=1"]) == 2
-    error = capsys.readouterr().err.strip()
-    assert "classification.batch=2" in error and len(error.splitlines()) == 1
+    error = error_line(capsys.readouterr().err)
+    assert "classification.batch=2" in error
