@@ -133,3 +133,15 @@ def test_the_protocol_is_part_of_the_run_id_and_a_sweep_crosses_it() -> None:
     assert "-linear-" in ids["linear"] and "-freeze2-" in ids["freeze:2"] and "-full-" not in ids["full"]
     grid = Grid(methods=["scratch-he"], tasks=["ncc"], fractions=[1.0], seeds=[0], protocols=["full", "linear"])
     assert [spec.protocol for spec in grid.specs()] == ["full", "linear"]
+
+
+def test_a_part_fixed_without_pretrained_weights_is_warned_about() -> None:
+    from benchmark.engine.harness import _fixed_random_parts
+
+    encoder_only = {"transferred": "encoder"}
+    linear = {"name": "linear", "fixed": ["encoder", "decoder.up_tr256", "decoder.up_tr128", "decoder.up_tr64"]}
+    (warning,) = _fixed_random_parts(encoder_only, linear)
+    assert "decoder.up_tr256, decoder.up_tr128, decoder.up_tr64 fixed at random" in warning
+    assert _fixed_random_parts({"transferred": "encoder+decoder"}, linear) == []
+    assert _fixed_random_parts(encoder_only, {"name": "freeze:2", "fixed": ["encoder.down_tr64"]}) == []
+    assert _fixed_random_parts({"transferred": "none"}, {"name": "freeze:1", "fixed": ["encoder.down_tr64"]})

@@ -302,6 +302,9 @@ def _train_and_evaluate(plan: Plan, results: Path, device: torch.device, progres
                                     backbone.output_layer)
     protocol = apply_protocol(model, Protocol.parse(spec.protocol), backbone.stages, backbone.output_layer,
                               backbone.stem)
+    warnings = plan.warnings + _fixed_random_parts(transfer, protocol)
+    for warning in warnings[len(plan.warnings):]:
+        log.warning(warning)
     finetune_start = time.perf_counter()
     model, history, fit = finetune(model, task, train, task_data.val, cube, profile, spec.seed, device, progress,
                                    latest=folder / store.LATEST_FILE)
@@ -323,7 +326,7 @@ def _train_and_evaluate(plan: Plan, results: Path, device: torch.device, progres
         "wall_seconds": time.perf_counter() - start,
         "peak_memory_mb": peak_host_memory_mb(), "peak_device_memory_mb": peak_device_memory_mb(device),
         "device": str(device), "compute": _compute_accounting(device, pretraining, fit, finetune_seconds),
-        "transfer": transfer, "protocol": protocol, "pretraining": pretraining, "warnings": plan.warnings,
+        "transfer": transfer, "protocol": protocol, "pretraining": pretraining, "warnings": warnings,
         "finetune": fit, "cases": {**_split_sizes({"val": task_data.val, "test": task_data.test}),
                                    "train": len(train), "train_available": len(task_data.train)},
         "subset": {"seed": spec.label_subset_seed, "hash": subset_hash, "groups": subset_text.count("\n")},
@@ -335,6 +338,18 @@ def _train_and_evaluate(plan: Plan, results: Path, device: torch.device, progres
     files.write_csv(folder / "history.csv", history)
     files.write_json(folder / "result.json", record)
     return {**record, "reused": False}
+
+
+def _fixed_random_parts(transfer: dict[str, Any], protocol: dict[str, Any]) -> list[str]:
+    """A warning when the protocol fixes a part that received no pretrained weights (the decoder of a
+    segmentation target under ``linear`` after an encoder-only transfer; anything after a random
+    initialisation): what is trained then reads random features, a floor rather than a transfer."""
+    transferred = transfer["transferred"].split("+")
+    random = [part for part in protocol["fixed"] if part.split(".")[0] not in transferred]
+    if not random:
+        return []
+    return [f"protocol {protocol['name']}: {', '.join(random)} fixed at random initialisation (nothing pretrained "
+            f"was transferred there: {transfer['transferred']})"]
 
 
 def _supervised_checkpoint(plan: Plan, target_test: list, results: Path, device: torch.device,
