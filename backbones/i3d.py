@@ -77,7 +77,7 @@ from benchmark.api.backbone import Backbone, PretrainedWeights
 from benchmark.api.registry import BACKBONES
 from benchmark.errors import UserError
 from benchmark.model.decoders import SkipDecoder
-from benchmark.model.weights import check_finite, check_state, file_fingerprint, shown, tensor_dict
+from benchmark.model.weights import check_finite, check_state, file_fingerprint, released_state_dict, shown
 
 PUBLISHED_WIDTH = 32
 BN_EPS = 0.001
@@ -205,13 +205,8 @@ class I3DSegmenter(nn.Module):
 
 def released_state(path: Path, content: Any) -> dict[str, torch.Tensor]:
     """The file's tensors in the port's layout: unwrapped from ``{'state_dict': ...}``, ``module.`` removed."""
-    if isinstance(content, dict) and "state_dict" in content:
-        content = content["state_dict"]
-    if not tensor_dict(content):
-        raise UserError(f"{path}: not an I3D weights file: expected a state dict of named tensors "
-                        "(or a dict with one under 'state_dict')")
     state: dict[str, torch.Tensor] = {}
-    for key, tensor in content.items():
+    for key, tensor in released_state_dict(path, content, "an I3D").items():
         name = key.removeprefix("module.")
         if name in state:
             raise UserError(f"{path}: two entries map onto the same weight {shown(name)} (with and without 'module.')")

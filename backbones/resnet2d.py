@@ -80,7 +80,14 @@ from benchmark.api.backbone import Backbone, PretrainedWeights
 from benchmark.api.registry import BACKBONES
 from benchmark.errors import UserError
 from benchmark.model.decoders import SkipDecoder
-from benchmark.model.weights import check_finite, check_state, file_fingerprint, listing, tensor_dict
+from benchmark.model.weights import (
+    check_finite,
+    check_state,
+    file_fingerprint,
+    listing,
+    module_prefix,
+    released_state_dict,
+)
 
 SPATIAL_DIMS = 2
 REFERENCE_WIDTH = 32  # the width at which every channel count is torchvision's
@@ -94,7 +101,6 @@ BLOCKS: dict[int, tuple[str, tuple[int, int, int, int]]] = {  # depth: (block ty
 }
 FIRST_CONV = "conv1.weight"  # in torchvision's layout
 CLASSIFIER_KEYS = ("fc.weight", "fc.bias")
-KEY_PREFIXES = ("module.", "")  # nn.DataParallel's, or none
 RGB = 3
 
 
@@ -253,8 +259,8 @@ class ResNet2D(Backbone):
     def read_released(self, path: Path, content: Any, safetensors: bool) -> PretrainedWeights:
         """A torchvision ResNet state dict (see the module docstring) in the ``encoder.*`` layout: ``fc``
         dropped, the depth, width and input channels read off the file, RGB kernels summed."""
-        state = released_state(path, content)
-        prefix = key_prefix(path, state)
+        state = released_state_dict(path, content, "a torchvision ResNet")
+        prefix = module_prefix(path, state, FIRST_CONV, "a torchvision ResNet")
         state = {key: tensor for key, tensor in without_prefix(path, state, prefix).items()
                  if key not in CLASSIFIER_KEYS}
         first = state[FIRST_CONV]
@@ -276,24 +282,6 @@ class ResNet2D(Backbone):
         return PretrainedWeights({f"encoder.{key}": tensor for key, tensor in state.items()}, "encoder", width,
                                  in_channels, source, file_fingerprint(path), str(path), settings={"depth": depth},
                                  notes=notes)
-
-
-def released_state(path: Path, content: Any) -> dict[str, torch.Tensor]:
-    """The state dict of a file's content: a bare state dict or one under ``'state_dict'``."""
-    if isinstance(content, dict) and "state_dict" in content:
-        content = content["state_dict"]
-    if not tensor_dict(content):
-        raise UserError(f"{path}: not a torchvision ResNet weights file: expected a state dict of tensors "
-                        "or a dict with one under 'state_dict'")
-    return content
-
-
-def key_prefix(path: Path, state: dict[str, torch.Tensor]) -> str:
-    """``module.`` (saved from nn.DataParallel) or "", told by the stem convolution's key."""
-    for prefix in KEY_PREFIXES:
-        if prefix + FIRST_CONV in state:
-            return prefix
-    raise UserError(f"{path}: not a torchvision ResNet: no stem convolution ({FIRST_CONV} or module.{FIRST_CONV})")
 
 
 def without_prefix(path: Path, state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:

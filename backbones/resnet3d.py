@@ -92,7 +92,13 @@ from torch import nn
 from benchmark.api.backbone import Backbone, PretrainedWeights
 from benchmark.api.registry import BACKBONES
 from benchmark.errors import UserError
-from benchmark.model.weights import check_finite, check_state, file_fingerprint, tensor_dict
+from benchmark.model.weights import (
+    check_finite,
+    check_state,
+    file_fingerprint,
+    module_prefix,
+    released_state_dict,
+)
 
 REFERENCE_WIDTH = 32  # the width at which every channel count is MedicalNet's
 PLANES = (64, 128, 256, 512)  # planes of layer1 ... layer4 at the reference width (the stem has 64)
@@ -110,7 +116,6 @@ BLOCKS: dict[int, tuple[str, tuple[int, int, int, int]]] = {  # depth: (block ty
 }
 RELEASED_SHORTCUT = {10: "B", 18: "A", 34: "A", 50: "B", 101: "B", 152: "B", 200: "B"}
 SHORTCUTS = ("A", "B")
-KEY_PREFIXES = ("module.", "")  # nn.DataParallel's, or none
 
 
 def scaled(channels: int, width: int) -> int:
@@ -296,8 +301,8 @@ class ResNet3D(Backbone):
     def read_released(self, path: Path, content: Any, safetensors: bool) -> PretrainedWeights:
         """A MedicalNet file (see the module docstring) in the ``encoder.*`` layout; the depth, the
         shortcut type, the width and the input channels are read off the file."""
-        state = released_state(path, content)
-        prefix = key_prefix(path, state)
+        state = released_state_dict(path, content, "a MedicalNet")
+        prefix = module_prefix(path, state, "conv1.weight", "a MedicalNet ResNet")
         first = state[prefix + "conv1.weight"]
         if first.ndim != 5 or first.shape[0] < 2:
             raise UserError(f"{path}: conv1.weight shaped {tuple(first.shape)} is not a MedicalNet stem convolution")
@@ -316,24 +321,6 @@ class ResNet3D(Backbone):
         source = "safetensors" if safetensors else "released-medicalnet"
         return PretrainedWeights(encoder_state, "encoder", width, in_channels, source, file_fingerprint(path),
                                  str(path), settings={"depth": depth, "shortcut": shortcut_type})
-
-
-def released_state(path: Path, content: Any) -> dict[str, torch.Tensor]:
-    """The state dict of a file's content: MedicalNet's ``{'state_dict': ...}`` or a bare state dict."""
-    if isinstance(content, dict) and "state_dict" in content:
-        content = content["state_dict"]
-    if not tensor_dict(content):
-        raise UserError(f"{path}: not a MedicalNet weights file: expected a state dict of tensors "
-                        "or a dict with one under 'state_dict'")
-    return content
-
-
-def key_prefix(path: Path, state: dict[str, torch.Tensor]) -> str:
-    """``module.`` (saved from nn.DataParallel) or "", told by the stem convolution's key."""
-    for prefix in KEY_PREFIXES:
-        if prefix + "conv1.weight" in state:
-            return prefix
-    raise UserError(f"{path}: not a MedicalNet ResNet: no stem convolution (module.conv1.weight or conv1.weight)")
 
 
 def infer_depth(path: Path, state: dict[str, torch.Tensor], prefix: str) -> int:

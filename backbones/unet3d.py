@@ -18,10 +18,10 @@ from typing import Any
 
 from torch import nn
 
-from benchmark.api.backbone import Backbone, PretrainedWeights, is_suite_checkpoint
+from benchmark.api.backbone import Backbone, PretrainedWeights
 from benchmark.api.registry import BACKBONES
 from benchmark.model.backbone import Encoder, UNet3D
-from benchmark.model.weights import load_pretrained_weights, read_weights_file
+from benchmark.model.weights import unet_weights
 
 
 @BACKBONES.register
@@ -47,14 +47,11 @@ class UNet3DBackbone(Backbone):
     def build_segmenter(self, in_channels: int, out_channels: int, width: int) -> nn.Module:
         return UNet3D(in_channels=in_channels, out_channels=out_channels, width=width, transposed=self.transposed)
 
-    def read_weights(self, path: Path) -> PretrainedWeights:
-        """This suite's checkpoints against the settings they declare (``Backbone.read_checkpoint``), and
-        every other layout ``benchmark.model.weights`` reads; a file with the decoder's upsampling weights
-        implies ``transposed=true``."""
-        content, _ = read_weights_file(Path(path))
-        if is_suite_checkpoint(content):  # read against the settings it declares (transposed or not)
-            return super().read_weights(path)
-        loaded: dict[str, Any] = load_pretrained_weights(path)
+    def read_released(self, path: Path, content: Any, safetensors: bool) -> PretrainedWeights:
+        """Every layout ``benchmark.model.weights`` reads (this suite's checkpoints are read against the
+        settings they declare, by ``Backbone.read_checkpoint``); a file with the decoder's upsampling
+        weights implies ``transposed=true``."""
+        loaded: dict[str, Any] = unet_weights(path, content, safetensors)
         has_upsampling = any(".up_conv." in key for key in loaded["state_dict"])
         return PretrainedWeights(
             loaded["state_dict"], loaded["transfers"], loaded["width"], loaded["in_channels"], loaded["format"],

@@ -115,6 +115,25 @@ def tensor_dict(obj: Any) -> bool:
         isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
 
 
+def released_state_dict(path: Path, content: Any, what: str) -> dict[str, torch.Tensor]:
+    """The state dict of a released file's content: a bare state dict or one under ``'state_dict'``
+    (MedicalNet's and the Genesis release's wrapper); a UserError naming ``what`` the file should be."""
+    if isinstance(content, dict) and "state_dict" in content:
+        content = content["state_dict"]
+    if not tensor_dict(content):
+        raise UserError(f"{path}: not {what} weights file: expected a state dict of named tensors "
+                        "(or a dict with one under 'state_dict')")
+    return content
+
+
+def module_prefix(path: Path, state: dict[str, torch.Tensor], first_key: str, what: str) -> str:
+    """``module.`` (a file saved from ``nn.DataParallel``) or "", told by the first convolution's key."""
+    for prefix in ("module.", ""):
+        if prefix + first_key in state:
+            return prefix
+    raise UserError(f"{path}: not {what}: no stem convolution (module.{first_key} or {first_key})")
+
+
 def _classify(path: Path, content: Any, safetensors: bool) -> tuple[str, dict[str, torch.Tensor], dict[str, Any]]:
     """(format, raw state dict, the checkpoint wrapper or {})."""
     if safetensors:
@@ -244,10 +263,13 @@ def load_pretrained_weights(path: Path | str, reorder_kernels: bool | None = Non
     cannot load or that does not match the backbone.
     """
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: no such weights file")
-    fingerprint = file_fingerprint(path)
     content, safetensors = read_weights_file(path)
+    return unet_weights(path, content, safetensors, reorder_kernels)
+
+
+def unet_weights(path: Path, content: Any, safetensors: bool, reorder_kernels: bool | None = None) -> dict[str, Any]:
+    """``load_pretrained_weights`` of a file already read (``read_weights_file``)."""
+    fingerprint = file_fingerprint(path)
     fmt, raw, wrapper = _classify(path, content, safetensors)
     declared = wrapper.get("backbone")
     if isinstance(declared, dict) and declared.get("name", UNET_NAME) != UNET_NAME:
