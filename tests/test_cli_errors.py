@@ -97,3 +97,13 @@ def test_a_sweep_leaves_a_cell_with_an_unreadable_record_to_its_job(damaged_reco
     path.write_text(json.dumps([]))
     _, unfinished = pending_work([plan_run(spec)], tmp_path)
     assert [plan.run_id for plan in unfinished] == [run_id]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--backbone", "i3d", "--profile-arg", "cube=8,32,32"], "the pretraining cube"),
+    (["--backbone", "resnet3d", "--backbone-arg", "depth=7"], "resnet3d"),
+    (["--backbone", "unet2d"], "cannot pretrain or initialise backbone 'unet2d'"),
+])
+def test_pretrain_checks_its_backbone_as_run_does(argv, message, tmp_path, capsys):
+    status = cli.main(["pretrain", "--method", "genesis", "--profile", "smoke", *argv, "--results", str(tmp_path)])
+    assert status == 2 and message in one_error_line(capsys)
