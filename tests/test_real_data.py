@@ -248,6 +248,13 @@ def test_split_files_are_validated(tmp_path: Path) -> None:
         Splits.read(path)
 
 
+def test_a_split_file_saved_with_a_byte_order_mark_reads_as_without(tmp_path: Path) -> None:
+    """Spreadsheet programs save CSV as UTF-8 with a byte-order mark; it is not part of the first name."""
+    path = tmp_path / "splits.csv"
+    path.write_bytes("\ufeffcase_id,split\na,train\nb,val\nc,test\n".encode())
+    assert Splits.read(path).assignment == {"a": "train", "b": "val", "c": "test"}
+
+
 # --- the preprocessing cache ------------------------------------------------------------------------------
 
 

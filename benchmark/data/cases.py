@@ -79,7 +79,7 @@ def iter_csv_rows(path: Path, columns: tuple[str, ...]) -> Iterator[tuple[int, d
     if not path.is_file():
         raise UserError(f"{path}: file not found")
     try:
-        with open(path, newline="", encoding="utf-8") as handle:
+        with open(path, newline="", encoding="utf-8-sig") as handle:  # -sig: a byte-order mark is not a name
             reader = csv.DictReader(handle)
             missing = [c for c in columns if c not in (reader.fieldnames or [])]
             if missing:
