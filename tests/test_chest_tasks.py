@@ -18,7 +18,13 @@ from benchmark.api.registry import TASKS
 from benchmark.api.task import TaskData
 from benchmark.data.cache import CTVolume
 from benchmark.data.imageio import crop_centered, read_image, scale_ct, world_to_index
-from benchmark.data.phantoms.chest import IDENTITY, LUNA_UID_ROOT, build_chest_scan, write_chest_phantom
+from benchmark.data.phantoms.chest import (
+    IDENTITY,
+    LUNA_UID_ROOT,
+    SCANS_PER_SUBSET,
+    build_luna_scan,
+    write_chest_phantom,
+)
 from benchmark.data.pool import (
     PRETRAIN_TRAIN_SUBSETS,
     PRETRAIN_VAL_SUBSETS,
@@ -26,6 +32,7 @@ from benchmark.data.pool import (
     load_pool,
     pool_scan_ids,
 )
+from benchmark.data.subsets import label_subset
 from benchmark.errors import UserError
 
 pytestmark = pytest.mark.usefixtures("isolated_cache")  # a cache of the module's own
@@ -94,14 +101,14 @@ def test_chest_phantom_has_the_luna16_layout(phantoms: dict[str, Path]) -> None:
     uids = set()
     for subset in range(10):
         scans = sorted((root / f"subset{subset}").glob("*.mhd"))
-        assert len(scans) == 3
+        assert len(scans) == SCANS_PER_SUBSET == 9
         for scan in scans:
             assert scan.with_suffix(".raw").is_file() and scan.stem.startswith(LUNA_UID_ROOT)
             uids.add(scan.stem)
     candidates = read_candidates(root / "candidates_V2.csv")
     assert set(candidates) == uids
     labels = [c.label for scan in candidates.values() for c in scan]
-    assert 3 <= sum(labels) / len(uids) <= 5 and 10 <= labels.count(0) / len(uids) <= 16
+    assert 3.5 <= sum(labels) / len(uids) <= 5.5 and 10 <= labels.count(0) / len(uids) <= 16
     directions = {read_image(root / "subset0" / f"{uid}.mhd").GetDirection() for uid in pool_scan_ids(root, [0])}
     assert IDENTITY in directions and len(directions) == 2
 
@@ -126,7 +133,7 @@ def test_world_coordinates_land_on_the_drawn_nodule_voxel_despite_flipped_axes(p
     annotations = rows(phantoms["chest"] / "annotations.csv")
     candidates = read_candidates(phantoms["chest"] / "candidates_V2.csv")
     for index in (1, 3):  # odd scans have x and y flipped
-        scan = build_chest_scan(SEED, index)
+        scan = build_luna_scan(SEED, index)
         image = read_image(phantoms["chest"] / f"subset{scan.subset}" / f"{scan.uid}.mhd")
         assert image.GetDirection() != IDENTITY
         drawn = sorted(nodule.index for nodule in scan.nodules)
@@ -201,6 +208,13 @@ def test_ncc_splits_by_luna_subset(phantoms: dict[str, Path], loaded: dict[str, 
         assert {case.group for case in loaded["ncc"].split(split)} == uids
 
 
+def test_ncc_labels_several_patients_at_the_smallest_label_fractions(loaded: dict[str, TaskData]) -> None:
+    for fraction, least in ((0.05, 3), (0.1, 5)):
+        for subset_seed in (0, 1):
+            chosen = label_subset(loaded["ncc"].train, fraction, stratify=True, subset_seed=subset_seed)
+            assert len({case.group for case in chosen}) >= least
+
+
 def test_ncs_splits_at_patient_level_roughly_like_the_paper(loaded: dict[str, TaskData]) -> None:
     patients = [len({case.group for case in loaded["ncs"].split(s)}) for s in ("train", "val", "test")]
     assert patients == [15, 3, 12]
@@ -213,7 +227,7 @@ def test_ncs_splits_at_patient_level_roughly_like_the_paper(loaded: dict[str, Ta
 def test_pool_cubes_are_scaled_and_pass_the_soft_tissue_filter(phantoms: dict[str, Path]) -> None:
     pool = load_pool(phantoms["chest"], CUBE, PRETRAIN_TRAIN_SUBSETS, 4, seed=0)
     assert pool.dtype == np.float32 and pool.shape[1:] == (1, *CUBE)
-    assert 0.8 * 15 * 4 <= len(pool) <= 15 * 4
+    assert 0.8 * 45 * 4 <= len(pool) <= 45 * 4
     assert 0.0 <= pool.min() and pool.max() <= 1.0
     soft = scale_ct(np.array(SOFT_TISSUE_HU))
     assert np.mean(pool >= soft, axis=(1, 2, 3, 4)).max() <= 0.15
@@ -226,7 +240,7 @@ def test_pool_never_uses_ncc_test_scans(phantoms: dict[str, Path], loaded: dict[
         with pytest.raises(UserError, match="never used for pretraining"):
             load_pool(phantoms["chest"], CUBE, subsets, 2, seed=0)
     pool_ids = set(pool_scan_ids(phantoms["chest"], PRETRAIN_TRAIN_SUBSETS + PRETRAIN_VAL_SUBSETS))
-    assert len(pool_ids) == 21
+    assert len(pool_ids) == 7 * SCANS_PER_SUBSET
     assert not pool_ids & {case.group for case in loaded["ncc"].test}
 
 
