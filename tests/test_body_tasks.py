@@ -16,6 +16,7 @@ import benchmark.data.phantoms.brain as brain_phantom
 import benchmark.data.phantoms.liver as liver_phantom
 from benchmark.api.registry import TASKS
 from benchmark.api.task import TaskData
+from benchmark.data.subsets import label_subset
 from benchmark.errors import UserError
 
 pytestmark = pytest.mark.usefixtures("isolated_cache")  # a cache of the module's own
@@ -232,7 +233,9 @@ def test_brain_loaded(brain_root: Path, brain_data: TaskData) -> None:
     for split in ("train", "val", "test"):
         expected = [case for case in splits[split] if case in on_disk]
         assert [case.case_id for case in brain_data.split(split)] == expected
-    assert [len(brain_data.split(s)) for s in ("train", "val", "test")] == [13, 3, 6]
+    assert [len(brain_data.split(s)) for s in ("train", "val", "test")] == [42, 6, 24]
+    subset = label_subset(brain_data.train, 0.05, BrainTumourSegmentation.stratify_subsets, subset_seed=0)
+    assert len(subset) == 3  # a 5% label fraction is 3 patients
     case = brain_data.test[0]
     grade = brain_phantom.brats_grade(case.case_id)
     seg = read(brain_root / grade / case.case_id / f"{case.case_id}_seg.nii.gz")
