@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 from benchmark.tasks._candidates import Candidate, candidate_cases, read_candidates
+from benchmark.tasks._lidc import default_split
 from benchmark.tasks.ecc import write_ecc_phantom
 from benchmark.tasks.ncs import write_ncs_phantom
 from helpers import held_after
@@ -117,7 +118,7 @@ def test_ncs_and_ecc_phantoms_have_their_layouts(phantoms: dict[str, Path]) -> N
     ncs = phantoms["ncs"]
     assert header(ncs / "splits.csv") == "case_id,split"
     cases = [row["case_id"] for row in rows(ncs / "splits.csv")]
-    assert 50 <= len(cases) <= 70
+    assert 200 <= len(cases) <= 280
     assert sorted(p.name for p in (ncs / "images").iterdir()) == sorted(f"{c}.nii.gz" for c in cases)
     assert sorted(p.name for p in (ncs / "masks").iterdir()) == sorted(f"{c}.nii.gz" for c in cases)
     image = read_image(ncs / "images" / f"{cases[0]}.nii.gz")
@@ -215,10 +216,15 @@ def test_ncc_labels_several_patients_at_the_smallest_label_fractions(loaded: dic
             assert len({case.group for case in chosen}) >= least
 
 
-def test_ncs_splits_at_patient_level_roughly_like_the_paper(loaded: dict[str, TaskData]) -> None:
+def test_ncs_splits_at_patient_level_like_the_paper(loaded: dict[str, TaskData]) -> None:
+    """The paper's proportions, patients numbered as LIDC-IDRI as downloaded is split, and enough training
+    patients that label fraction 0.05 labels three of them."""
     patients = [len({case.group for case in loaded["ncs"].split(s)}) for s in ("train", "val", "test")]
-    assert patients == [15, 3, 12]
+    assert patients == [60, 12, 48]
     assert all(case.case_id.startswith(case.group + "_") for case in loaded["ncs"].test)
+    for split in ("train", "val", "test"):
+        assert {default_split(case.group) for case in loaded["ncs"].split(split)} == {split}
+    assert len({case.group for case in label_subset(loaded["ncs"].train, 0.05, False, 0)}) == 3
 
 
 # --- the pretraining pool ------------------------------------------------------------------------
