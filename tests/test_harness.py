@@ -2,6 +2,7 @@
 
 import json
 import math
+import re
 
 import numpy as np
 import pandas as pd
@@ -117,8 +118,10 @@ def test_every_method_runs_through_the_harness(results, method, task_name):
 
 
 def genesis_checkpoint(results):
+    """Genesis's own checkpoint (the shared results also hold genesis-2d's, named genesis-2d-<hash>)."""
     run(results, "genesis", "ncc")
-    return next((results / "checkpoints").glob("genesis-*/checkpoint.pt"))
+    return next(path for path in (results / "checkpoints").glob("genesis-*/checkpoint.pt")
+                if re.fullmatch(r"genesis-[0-9a-f]+", path.parent.name))
 
 
 def test_weights_file_is_benchmarked_without_pretraining(results, tmp_path):
