@@ -16,6 +16,7 @@ import benchmark.data.phantoms.brain as brain_phantom
 import benchmark.data.phantoms.liver as liver_phantom
 from benchmark.api.registry import TASKS
 from benchmark.api.task import TaskData
+from benchmark.data import datasets
 from benchmark.data.subsets import label_subset
 from benchmark.errors import UserError
 
@@ -32,17 +33,15 @@ LITS_IDS = {
 
 
 @pytest.fixture(scope="module")
-def liver_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("lits")
-    liver_phantom.write_liver_phantom(root, seed=0)
-    return root
+def liver_root() -> Path:
+    """The cached built-in phantom, shared with the other modules (never written to here)."""
+    return datasets.phantom_source(liver_phantom.write_liver_phantom, seed=0).root
 
 
 @pytest.fixture(scope="module")
-def brain_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("brats")
-    brain_phantom.write_brain_phantom(root, seed=0)
-    return root
+def brain_root() -> Path:
+    """The cached built-in phantom, shared with the other modules (never written to here)."""
+    return datasets.phantom_source(brain_phantom.write_brain_phantom, seed=0).root
 
 
 @pytest.fixture(scope="module")
