@@ -9,18 +9,33 @@ preprocessed: ``images/<patient>_<nodule>.nii.gz``
 assigned at patient level. Crops at another spacing are resampled to 1 mm (linear for
 the image, nearest neighbour for the mask). Each crop is centre-cropped (or padded) to
 the profile's cube. A split file keyed by case id replaces ``splits.csv``.
+
+The built-in phantom writes the crops layout: 120 patients numbered as the downloaded
+layout splits them (60 train, so that label fraction 0.05 still labels 3 patients; 12
+validation; 48 test), 1-3 nodules each, about 240 crops. It is label-scarce the way real
+data is: a patient's nodules share most of their appearance and the patients differ, so a
+model trained on a few patients has not seen the others. Per patient it draws the usual
+nodule kind (solid, ground glass, part-solid, cavitary, calcified; 9 nodules in 10 are of
+it), size (3-8 mm radius) and lobulation, how often nodules touch the chest wall, the
+lungs (denser or lighter, emphysema) and the scan: contrast phase (vessels at 20-60 HU, or
+120-300 HU, brighter than a solid nodule), noise (10-60 HU, low-dose scans) and blur
+(slice thickness and kernel). Every crop stays solvable from shape and context: the mask
+is exactly the painted nodule inside the lung, the vessels beside it and the chest wall
+excluded. The nodules are painted with the chest phantom's routines, as NCC's are.
 """
 
 from __future__ import annotations
 
 import csv
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
 from benchmark.tasks._candidates import CandidateCrop
-from benchmark.tasks._lidc import default_split, is_lidc_layout, lidc_cases, lidc_problems
+from benchmark.tasks._lidc import SPLIT_OF_PATIENT, default_split, is_lidc_layout, lidc_cases, lidc_problems
+from scipy import ndimage
 
 from benchmark.api.registry import TASKS
 from benchmark.api.segmentation import SegmentationTask
@@ -28,12 +43,18 @@ from benchmark.api.task import Case, Splits, TaskData, read_split_file
 from benchmark.data.cache import Entry, cached, windowed_hu
 from benchmark.data.imageio import HU_MIN, crop_centered, read_image
 from benchmark.data.phantoms.chest import Segment, blob_in_box, finish_ct, lung_patch, paint_nodule
+from benchmark.data.phantoms.primitives import smooth_noise
 from benchmark.data.verify import SPLITS, Problem, check_labels, check_same_grid, progress, read_volume
 from benchmark.errors import UserError
 
 CROP_SHAPE = (32, 64, 64)  # (z, y, x) voxels of 1 mm
 SPLIT_FRACTIONS = (0.5, 0.1, 0.4)  # patients, like the paper's 510 / 100 / 408
+PHANTOM_PATIENTS = 120  # 60 train (3 at label fraction 0.05), 12 val, 48 test
+LAST_PATIENT = 1012  # LIDC-IDRI-0001 ... LIDC-IDRI-1012
 SUFFIXES = (".nii.gz", ".nii")
+NODULE_KINDS = ("solid", "ground-glass", "part-solid", "cavitary", "calcified")
+KIND_WEIGHTS = (0.35, 0.25, 0.17, 0.13, 0.10)
+OWN_KIND = 0.9  # the chance that a nodule is of its patient's usual kind
 
 
 def patient_of(case_id: str) -> str:
@@ -41,19 +62,44 @@ def patient_of(case_id: str) -> str:
     return case_id.rsplit("_", 1)[0]
 
 
-def _nodule_crop(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """One nodule-centred crop (HU int16, mask uint8): solid, ground-glass, part-solid or calcified
-    nodules, a third of them against the chest wall, most of them touched by a vessel."""
-    spacing = (1.0, 1.0, 1.0)
-    center = np.array(CROP_SHAPE, float) / 2 + rng.uniform(-3, 3, size=3)
-    radius = float(np.exp(rng.uniform(np.log(2.5), np.log(10.0))))
-    wall = None
-    if rng.random() < 0.35:
-        normal = np.array([rng.normal(0, 0.3), *rng.normal(0, 1, 2)])
-        normal /= np.linalg.norm(normal)
-        wall = (center + normal * radius * rng.uniform(0.5, 0.9), normal)
+@dataclass(frozen=True)
+class Patient:
+    """What a phantom patient's crops share: the disease, the lungs and the scan protocol.
+
+    Drawn once per patient, so that a few labelled patients do not cover the others (the
+    label scarcity of real data) while every crop stays solvable from shape and context."""
+
+    kind: str  # the usual nodule kind
+    radius_mm: float  # the usual nodule radius
+    lobulation: float
+    wall_chance: float  # the chance that a nodule touches the chest wall
+    emphysema: float  # the fraction of parenchyma destroyed into air
+    lung_shift_hu: float  # denser (fibrotic, poorly inflated) or lighter lungs
+    vessel_hu: float  # 20-60 HU without contrast, 120-300 HU in an arterial phase
+    noise_hu: float  # low-dose screening scans are noisy
+    blur_mm: tuple[float, float]  # (z, in-plane) blur: slice thickness and reconstruction kernel
+
+
+def _draw_patient(rng: np.random.Generator) -> Patient:
+    """One patient's traits; a third of the scans are contrast-enhanced, a third of the patients emphysematous."""
+    contrast = rng.random() < 0.35
+    return Patient(
+        kind=str(rng.choice(NODULE_KINDS, p=KIND_WEIGHTS)),
+        radius_mm=float(np.exp(rng.uniform(np.log(3.0), np.log(8.0)))),
+        lobulation=float(rng.uniform(0.05, 0.5)),
+        wall_chance=float(rng.uniform(0.0, 0.7)),
+        emphysema=float(rng.choice([0.0, rng.uniform(0.05, 0.25)], p=[0.7, 0.3])),
+        lung_shift_hu=float(rng.uniform(-60, 80)),
+        vessel_hu=float(rng.uniform(120, 300) if contrast else rng.uniform(20, 60)),
+        noise_hu=float(np.exp(rng.uniform(np.log(10.0), np.log(60.0)))),
+        blur_mm=(float(rng.uniform(0.2, 1.0)), float(rng.uniform(0.1, 0.5))),
+    )
+
+
+def _vessels_beside(center: np.ndarray, radius: float, count: int, rng: np.random.Generator) -> list[Segment]:
+    """Vessels passing close to the nodule (touching it, most of them): the context a model must cut away."""
     vessels = []
-    for _ in range(int(rng.integers(0, 3)) + int(wall is None)):
+    for _ in range(count):
         heading = rng.normal(0, 1, 3)
         heading /= np.linalg.norm(heading)
         side = np.cross(heading, rng.normal(0, 1, 3))
@@ -61,39 +107,98 @@ def _nodule_crop(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         vessel_radius = rng.uniform(1.0, 2.2)
         through = center + side * (radius * rng.uniform(0.7, 1.1) + vessel_radius)
         vessels.append(Segment(through - 40 * heading, through + 40 * heading, vessel_radius, -1))
-    hu, lung = lung_patch(CROP_SHAPE, spacing, rng, wall=wall, extra_vessels=vessels)
-    mask = blob_in_box(CROP_SHAPE, spacing, center, radius, rng, lobulation=0.3) & lung
-    kind = str(rng.choice(["solid", "ground-glass", "part-solid", "calcified"], p=[0.5, 0.25, 0.15, 0.1]))
-    paint_nodule(hu, mask, "ground-glass" if kind == "part-solid" else kind, rng)
-    if kind == "part-solid":
-        core = blob_in_box(CROP_SHAPE, spacing, center, 0.5 * radius, rng) & mask
-        paint_nodule(hu, core, "solid", rng)
-    return finish_ct(hu, rng, float(rng.uniform(20, 40))), mask.astype(np.uint8)
+    return vessels
+
+
+def _diseased_lung(hu: np.ndarray, lung: np.ndarray, patient: Patient, rng: np.random.Generator) -> None:
+    """The patient's parenchyma: shifted in density, with emphysematous holes of air."""
+    parenchyma = lung & (hu < -600)
+    hu[parenchyma] += patient.lung_shift_hu
+    if patient.emphysema > 0:
+        field = smooth_noise(hu.shape, 1.5, rng)
+        holes = parenchyma & (field > np.quantile(field, 1 - patient.emphysema))
+        hu[holes] = -990 + 5 * rng.standard_normal(int(holes.sum()))
+
+
+def _paint(hu: np.ndarray, mask: np.ndarray, kind: str, center: np.ndarray, radius: float,
+           rng: np.random.Generator) -> None:
+    """A nodule of ``kind`` inside ``mask``: the chest routines' kinds, a solid core in ground glass
+    (part-solid), or a solid wall around an air cavity (cavitary; the outline includes the cavity)."""
+    paint_nodule(hu, mask, {"part-solid": "ground-glass", "cavitary": "solid"}.get(kind, kind), rng)
+    if kind in ("part-solid", "cavitary"):
+        inner = blob_in_box(CROP_SHAPE, (1.0, 1.0, 1.0), center + rng.normal(0, 0.1 * radius, 3),
+                            rng.uniform(0.35, 0.55) * radius, rng) & mask
+        if kind == "part-solid":
+            paint_nodule(hu, inner, "solid", rng)
+        else:
+            hu[inner] = -980 + 10 * rng.standard_normal(int(inner.sum()))
+
+
+def _scanned(hu: np.ndarray, patient: Patient, rng: np.random.Generator) -> np.ndarray:
+    """The patient's scanner: noise shaped by the slice-thickness and kernel blur, white noise, int16."""
+    z_blur, xy_blur = patient.blur_mm
+    noisy = hu + patient.noise_hu * rng.standard_normal(hu.shape, dtype=np.float32)
+    return finish_ct(ndimage.gaussian_filter(noisy, (z_blur, xy_blur, xy_blur)), rng, 0.7 * patient.noise_hu)
+
+
+def _nodule_crop(patient: Patient, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """One nodule-centred crop (HU int16, mask uint8) of ``patient``: most nodules of the patient's
+    usual kind and size, some against the chest wall, most of them touched by a vessel."""
+    spacing = (1.0, 1.0, 1.0)
+    center = np.array(CROP_SHAPE, float) / 2 + rng.uniform(-3, 3, size=3)
+    radius = float(np.clip(patient.radius_mm * np.exp(rng.normal(0, 0.2)), 2.5, 10.0))
+    wall = None
+    if rng.random() < patient.wall_chance:
+        normal = np.array([rng.normal(0, 0.3), *rng.normal(0, 1, 2)])
+        normal /= np.linalg.norm(normal)
+        wall = (center + normal * radius * rng.uniform(0.5, 0.9), normal)
+    vessels = _vessels_beside(center, radius, int(rng.integers(0, 3)) + int(wall is None), rng)
+    hu, lung = lung_patch(CROP_SHAPE, spacing, rng, wall=wall, extra_vessels=vessels, vessel_hu=patient.vessel_hu)
+    _diseased_lung(hu, lung, patient, rng)
+    mask = blob_in_box(CROP_SHAPE, spacing, center, radius, rng, lobulation=patient.lobulation) & lung
+    kind = patient.kind if rng.random() < OWN_KIND else str(rng.choice(NODULE_KINDS, p=KIND_WEIGHTS))
+    _paint(hu, mask, kind, center, radius, rng)
+    return _scanned(hu, patient, rng), mask.astype(np.uint8)
+
+
+def _patient_splits(rng: np.random.Generator) -> dict[str, str]:
+    """Patient id -> split: ``PHANTOM_PATIENTS`` patients in the paper's proportions, numbered as
+    LIDC-IDRI as downloaded is split (``default_split``: 0001-0510 train, 0511-0610 val, the rest test)."""
+    counts = np.round(np.array(SPLIT_FRACTIONS) * PHANTOM_PATIENTS).astype(int)
+    firsts = [1] + [last + 1 for _, last in SPLIT_OF_PATIENT]
+    lasts = [last for _, last in SPLIT_OF_PATIENT] + [LAST_PATIENT]
+    split_of = {}
+    for split, count, first, last in zip(SPLITS, counts, firsts, lasts, strict=True):
+        for number in sorted(rng.choice(np.arange(first, last + 1), count, replace=False)):
+            split_of[f"LIDC-IDRI-{number:04d}"] = split
+    return split_of
+
+
+def _write_nifti(array: np.ndarray, origin: tuple[float, float, float], path: Path) -> None:
+    image = sitk.GetImageFromArray(array)
+    image.SetOrigin(tuple(round(float(o), 2) for o in origin))
+    sitk.WriteImage(image, str(path), useCompression=True)
 
 
 def write_ncs_phantom(root: Path, seed: int) -> None:
-    """~60 nodule crops from 30 patients in the preprocessed LIDC-IDRI layout."""
+    """About 240 nodule crops (1-3 per patient) from 120 patients in the preprocessed LIDC-IDRI
+    layout: 60 patients train, 12 validate, 48 test."""
     root = Path(root)
     (root / "images").mkdir(parents=True, exist_ok=True)
     (root / "masks").mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
-    patients = [f"LIDC-IDRI-{n:04d}" for n in sorted(rng.choice(np.arange(1, 1013), 30, replace=False))]
-    order = rng.permutation(len(patients))
-    bounds = np.cumsum(np.round(np.array(SPLIT_FRACTIONS) * len(patients))).astype(int)
-    split_of = {patients[i]: SPLITS[int(np.searchsorted(bounds, rank, side="right"))]
-                for rank, i in enumerate(order)}
+    split_of = _patient_splits(rng)
     rows = []
-    for number, patient in enumerate(patients):
-        patient_rng = np.random.default_rng([seed, number])
+    for patient_id, split in split_of.items():
+        patient_rng = np.random.default_rng([seed, int(patient_id.rsplit("-", 1)[1])])
+        patient = _draw_patient(patient_rng)
         origin = (rng.uniform(-150, 50), rng.uniform(-150, 50), rng.uniform(-300, -100))
         for nodule in range(int(patient_rng.integers(1, 4))):
-            hu, mask = _nodule_crop(patient_rng)
-            case_id = f"{patient}_{nodule}"
-            for folder, array in (("images", hu), ("masks", mask)):
-                image = sitk.GetImageFromArray(array)
-                image.SetOrigin(tuple(round(float(o), 2) for o in origin))
-                sitk.WriteImage(image, str(root / folder / f"{case_id}.nii.gz"), useCompression=True)
-            rows.append((case_id, split_of[patient]))
+            hu, mask = _nodule_crop(patient, patient_rng)
+            case_id = f"{patient_id}_{nodule}"
+            _write_nifti(hu, origin, root / "images" / f"{case_id}.nii.gz")
+            _write_nifti(mask, origin, root / "masks" / f"{case_id}.nii.gz")
+            rows.append((case_id, split))
     with open(root / "splits.csv", "w", newline="") as handle:
         writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(("case_id", "split"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from benchmark.data import files
+from benchmark.data import datasets, files
 from benchmark.engine import store
 from benchmark.engine.harness import RunSpec, execute
 
@@ -22,9 +22,17 @@ def smoke_results(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def isolated_cache(tmp_path_factory):
-    """A preprocessing cache of the module's own (``BENCHMARK_CACHE``), for tests that count cache files."""
+    """A preprocessing cache of the module's own (``BENCHMARK_CACHE``), for tests that count cache files.
+
+    The built-in phantoms are shared with the session's cache: each sits in a folder named by the
+    fingerprint of its generator and is never changed once written, so regenerating them per module
+    would only cost time."""
+    cache = tmp_path_factory.mktemp("cache")
+    shared = datasets.cache_root() / "phantoms"
+    shared.mkdir(parents=True, exist_ok=True)
+    (cache / "phantoms").symlink_to(shared, target_is_directory=True)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("BENCHMARK_CACHE", str(tmp_path_factory.mktemp("cache")))
+        patch.setenv("BENCHMARK_CACHE", str(cache))
         yield
 
 

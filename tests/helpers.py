@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import csv
 import tracemalloc
 from collections.abc import Callable
 from html.parser import HTMLParser
+from pathlib import Path
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -48,3 +50,22 @@ def error_line(stderr: str) -> str:
     """The one line of a user error (besides progress lines such as a phantom being generated)."""
     (line,) = [line for line in stderr.splitlines() if line.startswith("error:")]
     return line
+
+
+def small_ncs_splits(path: Path, per_split: int = 4) -> Path:
+    """A split file (``--splits``) keeping the first ``per_split`` crops of each split of the built-in
+    NCS phantom: the phantom holds about a hundred test crops, which a plumbing test need not score."""
+    from benchmark.tasks.ncs import write_ncs_phantom
+
+    from benchmark.data import datasets
+
+    shipped = datasets.phantom_source(write_ncs_phantom).root / "splits.csv"
+    with open(shipped, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    kept = [row for split in ("train", "val", "test") for row in
+            [r for r in rows if r["split"] == split][:per_split]]
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(("case_id", "split"))
+        writer.writerows((row["case_id"], row["split"]) for row in kept)
+    return path

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import error_line
+from helpers import error_line, small_ncs_splits
 
 from benchmark.api.registry import BACKBONES, METHODS, TASKS
 from benchmark.api.task import Case
@@ -104,8 +104,9 @@ def test_a_file_of_another_depth_than_asked_is_refused(tmp_path: Path, capsys) -
 
 def test_supervised_pretraining_on_a_source_task_transfers_to_the_target(tmp_path: Path) -> None:
     results = tmp_path / "results"
+    few_crops = ["--splits", str(small_ncs_splits(tmp_path / "ncs-splits.csv"))]
     assert main(["run", "--method", "supervised", "--task", "ncs", "--method-arg", "source=lcs",
-                 "--results", str(results), *FAST]) == 0
+                 "--results", str(results), *few_crops, *FAST]) == 0
     record = record_of(results, "ncs-supervised-smoke-*")
     assert record["transfer"]["transferred"] == "encoder+decoder" and record["transfer"]["loaded_keys"] > 0
     assert record["identity"]["source"]["task"] == "lcs" and record["pretrain_data"]["kind"] == "phantom"

@@ -16,6 +16,8 @@ import benchmark.data.phantoms.brain as brain_phantom
 import benchmark.data.phantoms.liver as liver_phantom
 from benchmark.api.registry import TASKS
 from benchmark.api.task import TaskData
+from benchmark.data import datasets
+from benchmark.data.subsets import label_subset
 from benchmark.errors import UserError
 
 pytestmark = pytest.mark.usefixtures("isolated_cache")  # a cache of the module's own
@@ -31,17 +33,15 @@ LITS_IDS = {
 
 
 @pytest.fixture(scope="module")
-def liver_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("lits")
-    liver_phantom.write_liver_phantom(root, seed=0)
-    return root
+def liver_root() -> Path:
+    """The cached built-in phantom, shared with the other modules (never written to here)."""
+    return datasets.phantom_source(liver_phantom.write_liver_phantom, seed=0).root
 
 
 @pytest.fixture(scope="module")
-def brain_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("brats")
-    brain_phantom.write_brain_phantom(root, seed=0)
-    return root
+def brain_root() -> Path:
+    """The cached built-in phantom, shared with the other modules (never written to here)."""
+    return datasets.phantom_source(brain_phantom.write_brain_phantom, seed=0).root
 
 
 @pytest.fixture(scope="module")
@@ -232,7 +232,9 @@ def test_brain_loaded(brain_root: Path, brain_data: TaskData) -> None:
     for split in ("train", "val", "test"):
         expected = [case for case in splits[split] if case in on_disk]
         assert [case.case_id for case in brain_data.split(split)] == expected
-    assert [len(brain_data.split(s)) for s in ("train", "val", "test")] == [13, 3, 6]
+    assert [len(brain_data.split(s)) for s in ("train", "val", "test")] == [42, 6, 24]
+    subset = label_subset(brain_data.train, 0.05, BrainTumourSegmentation.stratify_subsets, subset_seed=0)
+    assert len(subset) == 3  # a 5% label fraction is 3 patients
     case = brain_data.test[0]
     grade = brain_phantom.brats_grade(case.case_id)
     seg = read(brain_root / grade / case.case_id / f"{case.case_id}_seg.nii.gz")

@@ -5,20 +5,30 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+import benchmark.tasks.ncs as ncs_task
 import numpy as np
 import pytest
 import SimpleITK as sitk
 from benchmark.tasks._candidates import Candidate, candidate_cases, read_candidates
+from benchmark.tasks._lidc import default_split
 from benchmark.tasks.ecc import write_ecc_phantom
 from benchmark.tasks.ncs import write_ncs_phantom
 from helpers import held_after
 from sklearn.metrics import roc_auc_score
 
+import benchmark.data.phantoms.chest as chest_phantom
 from benchmark.api.registry import TASKS
 from benchmark.api.task import TaskData
+from benchmark.data import datasets
 from benchmark.data.cache import CTVolume
 from benchmark.data.imageio import crop_centered, read_image, scale_ct, world_to_index
-from benchmark.data.phantoms.chest import IDENTITY, LUNA_UID_ROOT, build_chest_scan, write_chest_phantom
+from benchmark.data.phantoms.chest import (
+    IDENTITY,
+    LUNA_UID_ROOT,
+    SCANS_PER_SUBSET,
+    build_luna_scan,
+    write_chest_phantom,
+)
 from benchmark.data.pool import (
     PRETRAIN_TRAIN_SUBSETS,
     PRETRAIN_VAL_SUBSETS,
@@ -44,12 +54,9 @@ SAMPLE_FILES = {  # a few files per phantom compared byte for byte
 
 
 @pytest.fixture(scope="module")
-def phantoms(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    roots = {}
-    for name, write in GENERATORS.items():
-        roots[name] = tmp_path_factory.mktemp(f"{name}-phantom")
-        write(roots[name], SEED)
-    return roots
+def phantoms() -> dict[str, Path]:
+    """The cached built-in phantoms, shared with the other modules (never written to here)."""
+    return {name: datasets.phantom_source(write, seed=SEED).root for name, write in GENERATORS.items()}
 
 
 @pytest.fixture(scope="module")
@@ -77,15 +84,35 @@ def image_files(root: Path) -> list[Path]:
 # --- the phantoms --------------------------------------------------------------------------------
 
 
+def first_cases_only(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make ``GENERATORS[name]`` write only its first cases: every case draws from a generator of its
+    own, so these are byte for byte the full phantom's first cases and its CSVs' first rows."""
+    if name == "chest":
+        monkeypatch.setattr(chest_phantom, "SUBSETS", 1)
+    elif name == "ncs":
+        all_patients = ncs_task._patient_splits
+        monkeypatch.setattr(ncs_task, "_patient_splits", lambda rng: dict(list(all_patients(rng).items())[:3]))
+
+
+def first_lines(path: Path, count: int) -> list[str]:
+    return path.read_text().splitlines()[:count]
+
+
 @pytest.mark.parametrize("name", GENERATORS)
-def test_phantom_is_deterministic_in_the_seed(name: str, phantoms: dict[str, Path], tmp_path: Path) -> None:
+def test_phantom_is_deterministic_in_the_seed(
+    name: str, phantoms: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first_cases_only(name, monkeypatch)
     GENERATORS[name](tmp_path / "same", SEED)
     GENERATORS[name](tmp_path / "other", SEED + 1)
-    first_image = image_files(phantoms[name])[0].relative_to(phantoms[name])
-    for relative in [*SAMPLE_FILES[name], first_image, image_files(phantoms[name])[-1].relative_to(phantoms[name])]:
+    written = [path.relative_to(tmp_path / "same") for path in image_files(tmp_path / "same")]
+    assert written and {*written} <= {path.relative_to(phantoms[name]) for path in image_files(phantoms[name])}
+    for relative in (written[0], written[-1]):
         assert (tmp_path / "same" / relative).read_bytes() == (phantoms[name] / relative).read_bytes(), relative
     for relative in SAMPLE_FILES[name]:
-        assert (tmp_path / "other" / relative).read_bytes() != (phantoms[name] / relative).read_bytes()
+        same = (tmp_path / "same" / relative).read_text().splitlines()
+        assert same == first_lines(phantoms[name] / relative, len(same)), relative
+        assert (tmp_path / "other" / relative).read_text().splitlines() != same, relative
 
 
 def test_chest_phantom_has_the_luna16_layout(phantoms: dict[str, Path]) -> None:
@@ -95,14 +122,14 @@ def test_chest_phantom_has_the_luna16_layout(phantoms: dict[str, Path]) -> None:
     uids = set()
     for subset in range(10):
         scans = sorted((root / f"subset{subset}").glob("*.mhd"))
-        assert len(scans) == 3
+        assert len(scans) == SCANS_PER_SUBSET == 9
         for scan in scans:
             assert scan.with_suffix(".raw").is_file() and scan.stem.startswith(LUNA_UID_ROOT)
             uids.add(scan.stem)
     candidates = read_candidates(root / "candidates_V2.csv")
     assert set(candidates) == uids
     labels = [c.label for scan in candidates.values() for c in scan]
-    assert 3 <= sum(labels) / len(uids) <= 5 and 10 <= labels.count(0) / len(uids) <= 16
+    assert 3.5 <= sum(labels) / len(uids) <= 5.5 and 10 <= labels.count(0) / len(uids) <= 16
     directions = {read_image(root / "subset0" / f"{uid}.mhd").GetDirection() for uid in pool_scan_ids(root, [0])}
     assert IDENTITY in directions and len(directions) == 2
 
@@ -111,7 +138,7 @@ def test_ncs_and_ecc_phantoms_have_their_layouts(phantoms: dict[str, Path]) -> N
     ncs = phantoms["ncs"]
     assert header(ncs / "splits.csv") == "case_id,split"
     cases = [row["case_id"] for row in rows(ncs / "splits.csv")]
-    assert 50 <= len(cases) <= 70
+    assert 200 <= len(cases) <= 280
     assert sorted(p.name for p in (ncs / "images").iterdir()) == sorted(f"{c}.nii.gz" for c in cases)
     assert sorted(p.name for p in (ncs / "masks").iterdir()) == sorted(f"{c}.nii.gz" for c in cases)
     image = read_image(ncs / "images" / f"{cases[0]}.nii.gz")
@@ -127,7 +154,7 @@ def test_world_coordinates_land_on_the_drawn_nodule_voxel_despite_flipped_axes(p
     annotations = rows(phantoms["chest"] / "annotations.csv")
     candidates = read_candidates(phantoms["chest"] / "candidates_V2.csv")
     for index in (1, 3):  # odd scans have x and y flipped
-        scan = build_chest_scan(SEED, index)
+        scan = build_luna_scan(SEED, index)
         image = read_image(phantoms["chest"] / f"subset{scan.subset}" / f"{scan.uid}.mhd")
         assert image.GetDirection() != IDENTITY
         drawn = sorted(nodule.index for nodule in scan.nodules)
@@ -202,10 +229,22 @@ def test_ncc_splits_by_luna_subset(phantoms: dict[str, Path], loaded: dict[str, 
         assert {case.group for case in loaded["ncc"].split(split)} == uids
 
 
-def test_ncs_splits_at_patient_level_roughly_like_the_paper(loaded: dict[str, TaskData]) -> None:
+def test_ncc_labels_several_patients_at_the_smallest_label_fractions(loaded: dict[str, TaskData]) -> None:
+    for fraction, least in ((0.05, 3), (0.1, 5)):
+        for subset_seed in (0, 1):
+            chosen = label_subset(loaded["ncc"].train, fraction, stratify=True, subset_seed=subset_seed)
+            assert len({case.group for case in chosen}) >= least
+
+
+def test_ncs_splits_at_patient_level_like_the_paper(loaded: dict[str, TaskData]) -> None:
+    """The paper's proportions, patients numbered as LIDC-IDRI as downloaded is split, and enough training
+    patients that label fraction 0.05 labels three of them."""
     patients = [len({case.group for case in loaded["ncs"].split(s)}) for s in ("train", "val", "test")]
-    assert patients == [15, 3, 12]
+    assert patients == [60, 12, 48]
     assert all(case.case_id.startswith(case.group + "_") for case in loaded["ncs"].test)
+    for split in ("train", "val", "test"):
+        assert {default_split(case.group) for case in loaded["ncs"].split(split)} == {split}
+    assert len({case.group for case in label_subset(loaded["ncs"].train, 0.05, False, 0)}) == 3
 
 
 def test_ecc_has_enough_patients_for_the_smallest_label_fraction(loaded: dict[str, TaskData]) -> None:
@@ -223,7 +262,7 @@ def test_ecc_has_enough_patients_for_the_smallest_label_fraction(loaded: dict[st
 def test_pool_cubes_are_scaled_and_pass_the_soft_tissue_filter(phantoms: dict[str, Path]) -> None:
     pool = load_pool(phantoms["chest"], CUBE, PRETRAIN_TRAIN_SUBSETS, 4, seed=0)
     assert pool.dtype == np.float32 and pool.shape[1:] == (1, *CUBE)
-    assert 0.8 * 15 * 4 <= len(pool) <= 15 * 4
+    assert 0.8 * 45 * 4 <= len(pool) <= 45 * 4
     assert 0.0 <= pool.min() and pool.max() <= 1.0
     soft = scale_ct(np.array(SOFT_TISSUE_HU))
     assert np.mean(pool >= soft, axis=(1, 2, 3, 4)).max() <= 0.15
@@ -236,7 +275,7 @@ def test_pool_never_uses_ncc_test_scans(phantoms: dict[str, Path], loaded: dict[
         with pytest.raises(UserError, match="never used for pretraining"):
             load_pool(phantoms["chest"], CUBE, subsets, 2, seed=0)
     pool_ids = set(pool_scan_ids(phantoms["chest"], PRETRAIN_TRAIN_SUBSETS + PRETRAIN_VAL_SUBSETS))
-    assert len(pool_ids) == 21
+    assert len(pool_ids) == 7 * SCANS_PER_SUBSET
     assert not pool_ids & {case.group for case in loaded["ncc"].test}
 
 

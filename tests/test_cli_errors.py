@@ -97,3 +97,24 @@ def test_a_sweep_leaves_a_cell_with_an_unreadable_record_to_its_job(damaged_reco
     path.write_text(json.dumps([]))
     _, unfinished = pending_work([plan_run(spec)], tmp_path)
     assert [plan.run_id for plan in unfinished] == [run_id]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--backbone", "i3d", "--profile-arg", "cube=8,32,32"], "the pretraining cube"),
+    (["--backbone", "resnet3d", "--backbone-arg", "depth=7"], "resnet3d"),
+    (["--backbone", "unet2d"], "cannot pretrain or initialise backbone 'unet2d'"),
+])
+def test_pretrain_checks_its_backbone_as_run_does(argv, message, tmp_path, capsys):
+    status = cli.main(["pretrain", "--method", "genesis", "--profile", "smoke", *argv, "--results", str(tmp_path)])
+    assert status == 2 and message in one_error_line(capsys)
+
+
+@pytest.mark.parametrize("argv", [
+    ["run", "--method", "a\nb\x1b[31m", "--task", "lcs"],
+    ["pretrain", "--method", "genesis", "--backbone", "evil\nname"],
+    ["run", "--method", "genesis", "--task", "lcs", "--profile-arg", "cube=1\n2"],
+])
+def test_a_line_break_or_control_sequence_typed_by_the_user_stays_on_the_error_line(argv, tmp_path, capsys):
+    assert cli.main([*argv, "--results", str(tmp_path)]) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(errors) == 1 and errors[0].startswith("error: ") and "\x1b" not in errors[0]

@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import small_ncs_splits
 
 PLUGIN_SOURCE = Path(__file__).resolve().parents[1] / "examples" / "plugin"
 DISTRIBUTION = "benchmark-example-plugin"
@@ -68,7 +69,8 @@ def test_list_shows_the_plugin_with_its_origin(plugin, tmp_path):
 def test_the_plugin_runs_through_the_harness(plugin, tmp_path):
     results = tmp_path / "results"
     out = cli("run", "--method", METHOD, "--task", "ncs", "--profile", "smoke", "--results", str(results),
-              "--method-arg", "rotations=2", "--no-progress", cwd=tmp_path).stdout
+              "--method-arg", "rotations=2", "--splits", str(small_ncs_splits(tmp_path / "ncs-splits.csv")),
+              "--no-progress", cwd=tmp_path).stdout
     (record_path,) = (results / "runs").glob(f"ncs-{METHOD}-smoke-*/result.json")
     record = json.loads(record_path.read_text())
     assert record["run_id"] in out

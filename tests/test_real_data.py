@@ -498,6 +498,7 @@ def test_verify_data_names_cut_and_nan_images_and_run_refuses_them(
     err = capsys.readouterr().err
     assert "3 problem(s) in 3 file(s) for task lcs; stopped before training" in err and "Traceback" not in err
     assert all(re.search(FAULTS[fault][2], err) for fault in CUT_AND_NAN)
+    assert len(err.splitlines()) == 1 and "\\n" not in err, err  # one line, no escaped line break in it
     assert not (tmp_path / "results" / "runs").exists()
 
 

@@ -335,7 +335,13 @@ class OneLineParser(argparse.ArgumentParser):
     """An argument parser whose errors are one ``error:`` line with a hint, not the usage block."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"error: {self.prog}: {message} (see '{self.prog} --help')\n")
+        self.exit(2, f"error: {one_line(f'{self.prog}: {message}')} (see '{self.prog} --help')\n")
+
+
+def one_line(message: str) -> str:
+    """``message`` with every unprintable character escaped: a name or value the user typed (a line
+    break, a terminal control sequence) never breaks an ``error:`` line in two."""
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in message)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -348,7 +354,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         status = commands[args.command](args)
     except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {one_line(str(error))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted: finished runs are kept; the run in flight was not recorded", file=sys.stderr)
@@ -357,7 +363,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if error.errno not in ENVIRONMENT_ERRORS:
             return _unexpected()
         where = f"{error.filename}: " if error.filename else ""
-        print(f"error: {where}{error.strerror or error}", file=sys.stderr)
+        print(f"error: {one_line(f'{where}{error.strerror or error}')}", file=sys.stderr)
         return 2
     except Exception:
         return _unexpected()

@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 
 from benchmark.api.profiles import get_profile
-from benchmark.api.registry import BACKBONES, METHODS
+from benchmark.api.registry import METHODS
 from benchmark.cli.options import backbone_settings, method_settings, switches
 from benchmark.engine import distributed, store
 from benchmark.engine.checkpoints import obtain_checkpoint, pretraining_pool
+from benchmark.engine.harness import method_backbone
 from benchmark.errors import UserError
 
 
@@ -16,15 +17,12 @@ def command(args: argparse.Namespace) -> None:
     """Pretrain one method into the checkpoint cache (or find it there) and print its path.
     Launched by ``torchrun``, the processes train it together (DDP)."""
     method = METHODS.create(args.method, **dict(method_settings(args)))
-    backbone_name = args.backbone or method.default_backbone()
-    if not method.supports_backbone(backbone_name):
-        raise UserError(f"method '{method.name}' cannot pretrain backbone '{backbone_name}' "
-                        f"(it supports: {', '.join(method.backbones)})")
-    backbone = BACKBONES.create(backbone_name, **dict(backbone_settings(args)))
+    backbone = method_backbone(method, args.backbone, dict(backbone_settings(args)))
     if not method.has_pretext_task():
         raise UserError(f"method '{method.name}' has no pretext task to pretrain on the pool (a random "
                         "initialisation, released weights or supervised pretraining: 'benchmark run' trains it)")
     profile = get_profile(args.profile, **switches(args))
+    backbone.check_cube(profile.cube, "the pretraining cube")
     device = distributed.start(args.device)
     try:
         _, meta = obtain_checkpoint(method, pretraining_pool(args.pretrain_root, method.pool_layout), profile,

@@ -54,13 +54,14 @@ class Problem:
 
 
 class DataProblems(UserError):
-    """The dataset failed its checks: the message lists every problem after a summary line."""
+    """The dataset failed its checks: one line, the summary and then every problem, each after "; "
+    (an error is one line; ``benchmark verify-data`` prints the same problems one per line)."""
 
     def __init__(self, problems: list[Problem], what: str, root: Path) -> None:
         self.problems = problems
-        lines = "\n".join(f"  {problem}" for problem in problems)
+        listed = "; ".join(str(problem) for problem in problems)
         super().__init__(f"{summary(problems, what, root)}; stopped before training "
-                         f"('benchmark verify-data' gives the same report):\n{lines}")
+                         f"('benchmark verify-data' gives the same report): {listed}")
 
 
 def summary(problems: list[Problem], what: str, root: Path) -> str:

@@ -204,24 +204,30 @@ def plan_run(spec: RunSpec) -> Plan:
 def resolve_backbone(spec: RunSpec, method: Method) -> tuple[Backbone, PretrainedWeights | None]:
     """The run's backbone with its settings (given, fixed by the method, implied by the weights file;
     any two that disagree are a UserError) and the weights file read into its keys."""
-    name = spec.backbone or method.default_backbone()
-    if not method.supports_backbone(name):
-        dims = "any" if method.spatial_dims is None else f"any {method.spatial_dims}D"
-        supported = ", ".join(f"{dims} backbone" if b == ANY_BACKBONE else b for b in method.backbones)
-        raise UserError(f"method '{spec.method}' cannot pretrain or initialise backbone '{name}' "
-                        f"(it supports: {supported})")
     if method.weights_required and not spec.weights:
         raise UserError(f"method '{spec.method}' benchmarks released weights: pass --weights FILE "
                         f"({method.weights_required})")
-    given = _agreeing_settings(dict(spec.backbone_settings), method.backbone_settings(),
-                               f"--backbone-arg and method '{spec.method}'")
-    backbone: Backbone = BACKBONES.create(name, **given)
+    backbone = method_backbone(method, spec.backbone, dict(spec.backbone_settings))
     if not spec.weights:
         return backbone, None
     weights = backbone.read_weights(spec.weights)
     settings = _agreeing_settings(backbone.settings(), weights.settings, f"the settings given and {spec.weights}",
-                                  only=set(given))
-    return BACKBONES.create(name, **settings), weights
+                                  only=set(dict(spec.backbone_settings)) | set(method.backbone_settings()))
+    return BACKBONES.create(backbone.name, **settings), weights
+
+
+def method_backbone(method: Method, name: str | None, given: dict[str, Any]) -> Backbone:
+    """The backbone ``name`` (default: the method's own) with the settings given (``--backbone-arg``)
+    and those the method fixes (e.g. a ResNet's depth); a UserError if the method cannot pretrain or
+    initialise it, or where the two disagree."""
+    name = name or method.default_backbone()
+    if not method.supports_backbone(name):
+        dims = "any" if method.spatial_dims is None else f"any {method.spatial_dims}D"
+        supported = ", ".join(f"{dims} backbone" if b == ANY_BACKBONE else b for b in method.backbones)
+        raise UserError(f"method '{method.name}' cannot pretrain or initialise backbone '{name}' "
+                        f"(it supports: {supported})")
+    settings = _agreeing_settings(given, method.backbone_settings(), f"--backbone-arg and method '{method.name}'")
+    return BACKBONES.create(name, **settings)
 
 
 def _agreeing_settings(first: dict[str, Any], second: dict[str, Any], what: str,

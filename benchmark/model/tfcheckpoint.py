@@ -49,11 +49,13 @@ a byte loop in Python takes some 1.6 s.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -400,16 +402,15 @@ def _entry_dtype(entry: BundleEntry, index: Path, shards: int) -> np.dtype:
     return dtype
 
 
-def _tensor(entry: BundleEntry, dtype: np.dtype, path: Path) -> np.ndarray:
-    """The tensor ``entry`` describes, read off its shard ``path`` (only its own bytes are read)."""
+def _tensor(entry: BundleEntry, dtype: np.dtype, path: Path, handle: BinaryIO, length: int) -> np.ndarray:
+    """The tensor ``entry`` describes, read off its shard ``path`` (open as ``handle``, ``length`` bytes):
+    only its own bytes are read."""
     where = f"{path}: tensor '{entry.name}'"
-    length = path.stat().st_size
     if entry.offset < 0 or entry.offset + entry.size > length:
         raise UserError(f"{where} lies at bytes {entry.offset} to {entry.offset + entry.size}, beyond the file's "
                         f"{length} bytes (truncated?)")
-    with path.open("rb") as handle:
-        handle.seek(entry.offset)
-        raw = handle.read(entry.size)
+    handle.seek(entry.offset)
+    raw = handle.read(entry.size)
     if crc32c(raw) != unmask_crc(entry.crc):
         raise UserError(f"{where} fails its CRC32C check (corrupt data)")
     return np.frombuffer(raw, dtype).reshape(entry.shape).astype(dtype.newbyteorder("="))
@@ -485,10 +486,15 @@ def read_tf_checkpoint(path: Path) -> dict[str, np.ndarray]:
     index = prefix.with_name(prefix.name + ".index")
     shards, entries = read_bundle_index(index)
     tensors = {}
-    for entry in entries:
-        dtype = _entry_dtype(entry, index, shards)
-        shard_path = data_file(prefix, entry.shard, shards)
-        if not shard_path.is_file():
-            raise UserError(f"{shard_path}: missing: the data file of TensorFlow checkpoint {prefix}")
-        tensors[entry.name] = _tensor(entry, dtype, shard_path)
+    with contextlib.ExitStack() as open_files:
+        shard_files: dict[int, tuple[Path, BinaryIO, int]] = {}  # each shard opened once
+        for entry in entries:
+            dtype = _entry_dtype(entry, index, shards)
+            if entry.shard not in shard_files:
+                shard_path = data_file(prefix, entry.shard, shards)
+                if not shard_path.is_file():
+                    raise UserError(f"{shard_path}: missing: the data file of TensorFlow checkpoint {prefix}")
+                shard_files[entry.shard] = (shard_path, open_files.enter_context(shard_path.open("rb")),
+                                            shard_path.stat().st_size)
+            tensors[entry.name] = _tensor(entry, dtype, *shard_files[entry.shard])
     return tensors

@@ -1,5 +1,24 @@
 """Chest-CT phantom in the LUNA16 layout, and the chest pieces other chest phantoms reuse.
 
+The LUNA16 phantom has ``SUBSETS`` x ``SCANS_PER_SUBSET`` = 90 scans, one per patient, 9 in each
+of ``subset0..9``: NCC trains on 45 patients (subsets 0-4), validates on 18 (5-6) and tests on 27
+(7-9), and the pretraining pool reads subsets 0-6 only. Each scan holds 1-7 nodules (about 4.5 on
+average, every one a positive candidate) and about 12 negative candidates, so about a quarter of
+the 1,520 candidates are positive: the label fraction 0.05 labels 3 training patients (``subsets``
+draws whole patients), 0.1 labels 5.
+
+Patients differ as real ones do (``draw_patient``), so that a model that has seen three of them
+has not seen the others: the body's size (pixel size 1.7-2.3 mm, slice thickness 2.0-3.0 mm, so
+that the same nodule spans other voxel counts), the lungs' aeration (+-40 HU), the vessels'
+calibre and number of trees, a contrast phase in 30% of the scans (vessels at 120-220 HU, brighter
+than solid nodules, instead of as bright), the scanner's blur (0.5-1.0 voxels) and noise (15-50 HU),
+fibrotic bands (0-2, dense tubes that are negatives), and the nodules themselves: their number, a
+typical size (radius 3.5-7 mm, each nodule within +-25% of it), a mix of kinds drawn per patient
+(one patient's nodules mostly ground glass, another's mostly solid or calcified), lobulation and
+how many touch the pleura. The task stays solvable at full labels from shape and context: nodules
+are compact blobs (``paint_nodule``, as in the NCS phantom), negatives elongated or branching
+(vessel bifurcations and shafts, bands) or on the chest wall; no label is wrong.
+
 Anatomy is drawn in millimetres in the array's own frame (``(z, y, x)`` index times
 spacing). World coordinates written to the CSVs come from the image's geometry
 (``TransformContinuousIndexToPhysicalPoint``), direction matrix included: every other
@@ -7,9 +26,13 @@ scan has its x and y axes flipped, as many scanners write them, so a reader that
 ignores the direction puts the candidates in the wrong place.
 
 Candidates are hard on purpose: negatives sit on vessel bifurcations, vessel
-segments and the chest wall (bright centres), positives include ground-glass nodules
-(dim centres) and juxtapleural ones, so the centre voxel's intensity does not decide
+segments, fibrotic bands and the chest wall (bright centres), positives include ground-glass
+nodules (dim centres) and juxtapleural ones, so the centre voxel's intensity does not decide
 the class; the 3D shape does.
+
+``build_chest_scan`` draws one typical patient (the spread of the original phantom), for the
+phantoms made from chest CTs (radiographs, opacities); ``build_luna_scan`` draws the LUNA16
+phantom's varied patients from generators of their own.
 """
 
 from __future__ import annotations
@@ -27,11 +50,14 @@ from benchmark.data.phantoms.primitives import grid, lobulated_blob, partial_vol
 
 LUNA_UID_ROOT = "1.3.6.1.4.1.14519.5.2.1.6279.6001."
 SUBSETS = 10
-SCANS_PER_SUBSET = 3
+SCANS_PER_SUBSET = 9
 IDENTITY = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
 FLIP_XY = (-1.0, 0.0, 0.0, 0.0, -1.0, 0.0, 0.0, 0.0, 1.0)
 LUNG_HU, SOFT_HU, FAT_HU, BONE_HU = -850.0, 40.0, -100.0, 400.0
 NODULE_KINDS = ("solid", "ground-glass", "calcified")
+KIND_WEIGHTS = (0.55, 0.3, 0.15)  # a typical patient's mix of nodule kinds
+CONTRAST_SHARE = 0.3  # LUNA16 patients scanned in a contrast phase
+LUNA_STREAM = 7  # the LUNA16 phantom's scans draw from generators [seed, index, LUNA_STREAM]
 CANDIDATE_HEADER = ("seriesuid", "coordX", "coordY", "coordZ", "class")
 ANNOTATION_HEADER = ("seriesuid", "coordX", "coordY", "coordZ", "diameter_mm")
 
@@ -156,9 +182,9 @@ def paint_nodule(hu: np.ndarray, mask: np.ndarray, kind: str, rng: np.random.Gen
         raise ValueError(f"unknown nodule kind {kind!r}")
 
 
-def finish_ct(hu: np.ndarray, rng: np.random.Generator, noise_sigma: float) -> np.ndarray:
-    """Partial-volume blur, scanner noise, and the int16 storage of real CT."""
-    noisy = partial_volume(hu, 0.7) + noise_sigma * rng.standard_normal(hu.shape, dtype=np.float32)
+def finish_ct(hu: np.ndarray, rng: np.random.Generator, noise_sigma: float, blur_voxels: float = 0.7) -> np.ndarray:
+    """Partial-volume blur (the scanner's point-spread function), noise, and the int16 storage of real CT."""
+    noisy = partial_volume(hu, blur_voxels) + noise_sigma * rng.standard_normal(hu.shape, dtype=np.float32)
     return np.clip(np.rint(noisy), -1024, 3071).astype(np.int16)
 
 
@@ -258,7 +284,8 @@ def place_nodules(
     rng: np.random.Generator,
     radius_range: tuple[float, float] = (2.5, 8.0),
     juxtapleural_fraction: float = 0.25,
-    kind_weights: tuple[float, float, float] = (0.55, 0.3, 0.15),
+    kind_weights: tuple[float, float, float] = KIND_WEIGHTS,
+    lobulation: float = 0.25,
 ) -> list[tuple[np.ndarray, float, str, bool]]:
     """Nodule centres (voxel index), radii, kinds and wall contact, painted into ``chest.hu``.
 
@@ -278,7 +305,7 @@ def place_nodules(
         if index is None:
             continue
         kind = str(rng.choice(NODULE_KINDS, p=kind_weights))
-        blob = blob_in_box(chest.lung.shape, chest.spacing, index * spacing, radius, rng)
+        blob = blob_in_box(chest.lung.shape, chest.spacing, index * spacing, radius, rng, lobulation)
         paint_nodule(chest.hu, blob, kind, rng)
         nodules.append((index, radius, kind, juxta))
     return nodules
@@ -318,6 +345,116 @@ class ChestScan:
     lung: np.ndarray  # (z, y, x) bool, the lungs (vessels and nodules included)
 
 
+@dataclass(frozen=True)
+class Patient:
+    """What differs between the LUNA16 phantom's patients: body, lesions and acquisition."""
+
+    shape: tuple[int, int, int]  # (z, y, x) voxels
+    spacing: tuple[float, float, float]  # (z, y, x) mm: slice thickness and pixel size
+    noise_sigma: float  # HU, from the dose and the reconstruction kernel
+    blur_voxels: float  # the point-spread function's sigma
+    vessel_hu: float  # about 40 without contrast, 120-220 HU in a contrast phase
+    lung_shift_hu: float  # aeration: emphysematous (low) to poorly inflated (high) lungs
+    vessel_radius_mm: float  # the hilar vessels' radius
+    trees_per_lung: int
+    nodules: int
+    radius_range: tuple[float, float]  # mm, around this patient's typical nodule
+    kind_weights: tuple[float, float, float]  # solid, ground-glass, calcified
+    juxtapleural_fraction: float
+    lobulation: float
+    scars: int
+
+
+def draw_patient(rng: np.random.Generator) -> Patient:
+    """One patient of the LUNA16 phantom: its anatomy's size, its nodules' kind, size, shape and number,
+    and its scanner's slice thickness, pixel size, blur, noise and contrast phase."""
+    shape = (int(rng.integers(44, 53)), int(rng.integers(68, 77)), int(rng.integers(88, 97)))
+    pixel = round(float(rng.uniform(1.7, 2.3)), 3)
+    spacing = (round(float(rng.uniform(2.0, 3.0)), 3), pixel, pixel)
+    contrast = bool(rng.random() < CONTRAST_SHARE)
+    typical_radius = float(rng.uniform(3.5, 7.0))
+    return Patient(
+        shape=shape,
+        spacing=spacing,
+        noise_sigma=float(np.exp(rng.uniform(np.log(15.0), np.log(50.0)))),
+        blur_voxels=float(rng.uniform(0.5, 1.0)),
+        vessel_hu=float(rng.uniform(120, 220)) if contrast else SOFT_HU,
+        lung_shift_hu=float(rng.uniform(-40, 40)),
+        vessel_radius_mm=float(rng.uniform(2.4, 3.8)),
+        trees_per_lung=int(rng.integers(3, 6)),
+        nodules=int(rng.integers(1, 8)),
+        radius_range=(max(2.5, 0.75 * typical_radius), min(9.0, 1.25 * typical_radius)),
+        kind_weights=tuple(float(w) for w in rng.dirichlet(3.0 * np.asarray(KIND_WEIGHTS))),
+        juxtapleural_fraction=float(rng.uniform(0.0, 0.4)),
+        lobulation=float(rng.uniform(0.1, 0.4)),
+        scars=int(rng.integers(0, 3)),
+    )
+
+
+def place_scars(chest: Chest, count: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """Fibrotic bands: short, thick, dense tubes in the lung (a frequent false positive of nodule
+    detectors), painted into ``chest.hu``; their centres (voxel index)."""
+    spacing = np.asarray(chest.spacing)
+    centres = []
+    for _ in range(count):
+        centre = pick_voxel(chest.lung, rng)
+        direction = rng.standard_normal(3)
+        half = rng.uniform(5.0, 11.0) * direction / (np.linalg.norm(direction) + 1e-8)
+        radius, level = float(rng.uniform(1.0, 2.0)), float(rng.uniform(-60, 60))
+        if centre is None:
+            continue
+        start, end = centre * spacing - half, centre * spacing + half
+        if not (chest.inside_lung(start) and chest.inside_lung(end)):
+            continue
+        band = segments_mask(chest.lung.shape, chest.spacing, [Segment(start, end, radius, -1)]) & chest.lung
+        chest.hu[band] = level + 15 * rng.standard_normal(int(band.sum()))
+        centres.append(centre)
+    return centres
+
+
+def jittered_positives(nodules: list[Nodule], rng: np.random.Generator) -> list[tuple[np.ndarray, int]]:
+    """A positive candidate per nodule, off its drawn centre by at most a voxel (a detector's error)."""
+    points = []
+    for nodule in nodules:
+        jitter = rng.choice([-1, 0, 0, 1], size=3) + rng.uniform(-0.3, 0.3, size=3)
+        points.append((np.asarray(nodule.index) + jitter, 1))
+    return points
+
+
+def mimic_points(chest: Chest, segments: list[Segment], rng: np.random.Generator) -> list[np.ndarray | None]:
+    """Where false-positive candidates sit (voxel index): vessel bifurcations and shafts, the pleura,
+    plain parenchyma (None where none could be drawn)."""
+    sp = np.asarray(chest.spacing)
+    forks = [s.end for s in bifurcations(segments) if s.radius >= 1.0]
+    shafts = [(s.start + s.end) / 2 for s in segments if s.radius >= 0.8]
+    points = [forks[i] / sp for i in rng.permutation(len(forks))[: rng.integers(3, 6)]]
+    points += [shafts[i] / sp for i in rng.permutation(len(shafts))[: rng.integers(3, 6)]]
+    surface = pleura(chest)
+    points += [pick_voxel(surface, rng) for _ in range(int(rng.integers(2, 4)))]
+    points += [pick_voxel(chest.lung, rng) for _ in range(int(rng.integers(1, 3)))]
+    return points
+
+
+def negatives_apart(points: list[np.ndarray | None], nodules: list[Nodule],
+                    spacing: tuple[float, float, float]) -> list[tuple[np.ndarray, int]]:
+    """Negative candidates: the points more than 5 mm beyond every nodule's radius."""
+    sp = np.asarray(spacing)
+    return [(np.asarray(point, float), 0) for point in points if point is not None
+            and all(np.linalg.norm((point - n.index) * sp) > n.radius_mm + 5.0 for n in nodules)]
+
+
+def world_candidates(image: sitk.Image, points: list[tuple[np.ndarray, int]],
+                     rng: np.random.Generator) -> list[tuple[float, float, float, int]]:
+    """The candidates in world mm (x, y, z) with their class, in a random order."""
+    return [(*to_world(image, points[i][0]), points[i][1]) for i in rng.permutation(len(points))]
+
+
+def onto_scan(points: list[tuple[np.ndarray, int]], shape: tuple[int, int, int]) -> list[tuple[np.ndarray, int]]:
+    """The points with one jittered past the scan's first or last voxel moved back onto it."""
+    last = np.asarray(shape) - 1
+    return [(np.clip(point, 0, last), label) for point, label in points]
+
+
 def make_image(hu: np.ndarray, spacing_zyx: tuple[float, float, float], flipped: bool,
                rng: np.random.Generator) -> sitk.Image:
     """A SimpleITK image with a scanner-like origin; ``flipped`` mirrors x and y (direction diag(-1,-1,1))."""
@@ -337,41 +474,49 @@ def to_world(image: sitk.Image, index_zyx: np.ndarray) -> tuple[float, float, fl
     return image.TransformContinuousIndexToPhysicalPoint(tuple(float(i) for i in np.asarray(index_zyx)[::-1]))
 
 
+def _nodules(placed: list[tuple[np.ndarray, float, str, bool]]) -> list[Nodule]:
+    return [Nodule(tuple(int(i) for i in idx), r, kind, juxta) for idx, r, kind, juxta in placed]
+
+
 def build_chest_scan(seed: int, index: int) -> ChestScan:
-    """Scan ``index`` (0-29) of the phantom for ``seed``; each scan has its own generator."""
+    """A chest scan of one typical patient (its own generator for ``seed`` and ``index``): the scan the
+    phantoms drawn from chest CTs (radiographs, opacities) start from. The LUNA16 phantom's scans vary
+    far more between patients: ``build_luna_scan``."""
     rng = np.random.default_rng([seed, index])
     uid = series_uid(rng)
     shape = (int(rng.integers(44, 53)), int(rng.integers(68, 77)), int(rng.integers(88, 97)))
     pixel = round(float(rng.uniform(1.8, 2.2)), 3)
     spacing = (round(float(rng.uniform(2.3, 2.7)), 3), pixel, pixel)
-    sp = np.asarray(spacing)
     chest = chest_anatomy(shape, spacing, rng)
     segments = lung_vessels(chest, rng, root_radius=float(rng.uniform(2.8, 3.5)))
     vessels = segments_mask(shape, spacing, segments) & chest.lung
     chest.hu[vessels] = SOFT_HU + rng.normal(0, 10, int(vessels.sum()))
-    placed = place_nodules(chest, int(rng.integers(3, 6)), rng)
-    nodules = [Nodule(tuple(int(i) for i in idx), r, kind, juxta) for idx, r, kind, juxta in placed]
-
-    points: list[tuple[np.ndarray, int]] = []  # continuous (z, y, x) index, class
-    for nodule in nodules:
-        jitter = rng.choice([-1, 0, 0, 1], size=3) + rng.uniform(-0.3, 0.3, size=3)
-        points.append((np.asarray(nodule.index) + jitter, 1))
-    forks = [s.end for s in bifurcations(segments) if s.radius >= 1.0]
-    shafts = [(s.start + s.end) / 2 for s in segments if s.radius >= 0.8]
-    negatives = [forks[i] / sp for i in rng.permutation(len(forks))[: rng.integers(3, 6)]]
-    negatives += [shafts[i] / sp for i in rng.permutation(len(shafts))[: rng.integers(3, 6)]]
-    surface = pleura(chest)
-    negatives += [pick_voxel(surface, rng) for _ in range(int(rng.integers(2, 4)))]
-    negatives += [pick_voxel(chest.lung, rng) for _ in range(int(rng.integers(1, 3)))]
-    for point in negatives:
-        if point is None:
-            continue
-        if all(np.linalg.norm((point - n.index) * sp) > n.radius_mm + 5.0 for n in nodules):
-            points.append((np.asarray(point, float), 0))
-
+    nodules = _nodules(place_nodules(chest, int(rng.integers(3, 6)), rng))
+    points = jittered_positives(nodules, rng) + negatives_apart(mimic_points(chest, segments, rng), nodules, spacing)
     image = make_image(finish_ct(chest.hu, rng, float(rng.uniform(20, 40))), spacing, index % 2 == 1, rng)
-    candidates = [(*to_world(image, points[i][0]), points[i][1]) for i in rng.permutation(len(points))]
-    return ChestScan(uid, index // SCANS_PER_SUBSET, image, nodules, candidates, chest.lung)
+    return ChestScan(uid, index // SCANS_PER_SUBSET, image, nodules, world_candidates(image, points, rng), chest.lung)
+
+
+def build_luna_scan(seed: int, index: int) -> ChestScan:
+    """Scan ``index`` (0 to ``SUBSETS * SCANS_PER_SUBSET - 1``) of the LUNA16 phantom for ``seed``: a
+    patient drawn by ``draw_patient``, from a generator of the scan's own."""
+    rng = np.random.default_rng([seed, index, LUNA_STREAM])
+    uid = series_uid(rng)
+    patient = draw_patient(rng)
+    chest = chest_anatomy(patient.shape, patient.spacing, rng)
+    chest.hu[chest.lung] += patient.lung_shift_hu
+    segments = lung_vessels(chest, rng, patient.vessel_radius_mm, trees_per_lung=patient.trees_per_lung)
+    vessels = segments_mask(patient.shape, patient.spacing, segments) & chest.lung
+    chest.hu[vessels] = patient.vessel_hu + rng.normal(0, 10, int(vessels.sum()))
+    scars = place_scars(chest, patient.scars, rng)
+    nodules = _nodules(place_nodules(chest, patient.nodules, rng, patient.radius_range, patient.juxtapleural_fraction,
+                                     patient.kind_weights, patient.lobulation))
+    mimics = mimic_points(chest, segments, rng) + scars
+    points = onto_scan(jittered_positives(nodules, rng) + negatives_apart(mimics, nodules, patient.spacing),
+                       patient.shape)
+    ct = finish_ct(chest.hu, rng, patient.noise_sigma, patient.blur_voxels)
+    image = make_image(ct, patient.spacing, index % 2 == 1, rng)
+    return ChestScan(uid, index // SCANS_PER_SUBSET, image, nodules, world_candidates(image, points, rng), chest.lung)
 
 
 def _write_csv(path: Path, header: tuple[str, ...], rows: list[tuple]) -> None:
@@ -390,7 +535,7 @@ def write_chest_phantom(root: Path, seed: int) -> None:
     root = Path(root)
     candidates, annotations = [], []
     for index in range(SUBSETS * SCANS_PER_SUBSET):
-        scan = build_chest_scan(seed, index)
+        scan = build_luna_scan(seed, index)
         folder = root / f"subset{scan.subset}"
         folder.mkdir(parents=True, exist_ok=True)
         sitk.WriteImage(scan.image, str(folder / f"{scan.uid}.mhd"))
