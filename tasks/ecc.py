@@ -66,14 +66,15 @@ from benchmark.data.phantoms.chest import (
 from benchmark.data.verify import Problem, check_unique, progress
 from benchmark.errors import UserError
 
-VOLUMES = 86
-SPLIT_COUNTS = (48, 8, 30)  # volumes (= patients) per split: label fraction 0.05 is 3 training patients
+VOLUMES = 104
+SPLIT_COUNTS = (60, 14, 30)  # volumes (= patients) per split: label fraction 0.05 is 3 training patients
 UID_ROOT = "1.2.826.0.1.3680043.8.498."
 EMBOLUS_SHAPES = ("occlusive", "central", "mural")
 MIMICS = ("mixing", "node", "airway", "mucus plug", "shaft", "small vessel", "rim", "fork")
 MIMIC_PRIOR = np.array([1.0, 1.0, 2.0, 1.0, 1.0, 1.0, 1.0, 1.0])  # airways as dark as the lumen is bright
 CENTRAL_MM = 5.0  # arteries at least this thick are drawn whole, through the hilum too
 MIN_VOXELS = 6  # a defect or node smaller than this is not drawn (nothing to see)
+CLEAR_VOXELS = 12  # a look-alike's crop shows no embolus this close to its centre (3/4 of a 32-voxel crop)
 
 
 @dataclass(frozen=True)
@@ -102,13 +103,13 @@ def _acquisition(rng: np.random.Generator) -> Acquisition:
     pixel = round(float(rng.uniform(1.2, 1.8)), 3)
     spacing = (round(float(rng.uniform(1.25, 2.5)), 3), pixel, pixel)
     shape = (int(rng.integers(48, 59)), int(rng.integers(60, 71)), int(rng.integers(72, 85)))
-    return Acquisition(shape, spacing, contrast_hu=float(rng.uniform(250, 500)),
-                       noise_hu=float(rng.uniform(8, 35)), blur_voxels=float(rng.uniform(0.0, 0.7)))
+    return Acquisition(shape, spacing, contrast_hu=float(rng.uniform(300, 550)),
+                       noise_hu=float(rng.uniform(8, 30)), blur_voxels=float(rng.uniform(0.0, 0.5)))
 
 
 def _phenotype(rng: np.random.Generator) -> Phenotype:
-    return Phenotype(count=int(rng.integers(2, 10)), hu=float(rng.uniform(0, 90)),
-                     texture_hu=float(rng.uniform(5, 25)), size=float(rng.uniform(0.6, 0.85)),
+    return Phenotype(count=int(rng.integers(1, 5)), hu=float(rng.uniform(0, 90)),
+                     texture_hu=float(rng.uniform(5, 25)), size=float(rng.uniform(0.35, 0.6)),
                      shape_weights=rng.dirichlet(np.ones(len(EMBOLUS_SHAPES))))
 
 
@@ -137,21 +138,25 @@ def _capsule(lumen: np.ndarray, spacing: tuple[float, float, float], center: np.
     return segments_mask(lumen.shape, spacing, [stretch]) & lumen
 
 
-def _open_arteries(segments: list[Segment], lumen: np.ndarray, spacing: tuple[float, float, float]) -> list[Segment]:
-    """Thick arteries whose middle runs inside the opacified lumen: a candidate there sees a whole vessel."""
-    sp = np.asarray(spacing)
+def _open_arteries(segments: list[Segment], lumen: np.ndarray, lung: np.ndarray,
+                   spacing: tuple[float, float, float]) -> list[Segment]:
+    """Thick arteries whose middle runs through the lung inside the opacified lumen: a candidate there sees
+    a whole vessel against air (not one buried in the mediastinum, where a clot matches the soft tissue)."""
+    sp, open_lumen = np.asarray(spacing), lumen & lung
 
     def opacified(seg: Segment) -> bool:
         index = np.rint((seg.start + np.linspace(0.2, 0.8, 5)[:, None] * (seg.end - seg.start)) / sp).astype(int)
-        return bool(np.all(index >= 0) and np.all(index < lumen.shape) and lumen[tuple(index.T)].all())
+        return bool(np.all(index >= 0) and np.all(index < lumen.shape) and open_lumen[tuple(index.T)].all())
 
     return [s for s in segments if s.radius >= 3.5 and _length(s) >= 2 * s.radius and opacified(s)]
 
 
-def _embolus(hu: np.ndarray, lumen: np.ndarray, seg: Segment, clot: Phenotype, scan: Acquisition,
-             rng: np.random.Generator) -> np.ndarray | None:
+def _embolus(hu: np.ndarray, lumen: np.ndarray, clots: np.ndarray, seg: Segment, clot: Phenotype,
+             scan: Acquisition, rng: np.random.Generator) -> list[np.ndarray]:
     """Paints a filling defect with sharp edges on ``seg``: occlusive (the whole cross-section), central
-    (contrast all around it) or mural (a denser, older clot against the wall). Returns its centre (mm)."""
+    (contrast all around it) or mural (a denser, older clot against the wall), marking it in ``clots``.
+    Returns the points (mm) where a detector hits it: one or two along its length, as a CAD system
+    often reports a long clot more than once (none if the defect is too small to draw)."""
     axis, center, r = _unit(seg.end - seg.start), _along(seg, rng), seg.radius
     shape = EMBOLUS_SHAPES[rng.choice(len(EMBOLUS_SHAPES), p=clot.shape_weights)]
     radius = r + 1.0 if shape == "occlusive" else r * clot.size * rng.uniform(0.9, 1.1)
@@ -159,12 +164,14 @@ def _embolus(hu: np.ndarray, lumen: np.ndarray, seg: Segment, clot: Phenotype, s
         center = center + _across(axis, rng) * r * rng.uniform(0, 0.15)
     elif shape == "mural":
         center = center + _across(axis, rng) * (r - radius)
-    defect = _capsule(lumen, scan.spacing, center, axis, r * rng.uniform(1.2, 2.5), radius)
+    half = r * rng.uniform(2.0, 3.5)
+    defect = _capsule(lumen, scan.spacing, center, axis, half, radius)
     if defect.sum() < MIN_VOXELS:
-        return None
+        return []
     older = 20.0 if shape == "mural" else 0.0
     hu[defect] = rng.normal(clot.hu + older, clot.texture_hu, int(defect.sum()))
-    return center
+    clots |= defect
+    return [center + axis * half * t for t in rng.uniform(-0.6, 0.6, int(rng.integers(1, 3)))]
 
 
 def _mixing(hu: np.ndarray, lumen: np.ndarray, seg: Segment, scan: Acquisition,
@@ -242,12 +249,13 @@ def _ctpa_volume(seed: int, index: int) -> tuple[str, sitk.Image, list[tuple[flo
     lumen |= segments_mask(scan.shape, scan.spacing, [Segment(chest.hila[0], chest.hila[1], 7.0, -1)])
     hu = chest.hu
     hu[lumen] = scan.contrast_hu + rng.normal(0, 12, int(lumen.sum()))
-    mimics = dict(zip(MIMICS, rng.multinomial(int(rng.integers(10, 19)), rng.dirichlet(MIMIC_PRIOR)),
+    mimics = dict(zip(MIMICS, rng.multinomial(int(rng.integers(18, 31)), rng.dirichlet(MIMIC_PRIOR)),
                       strict=True))
-    arteries = _open_arteries(segments, lumen, scan.spacing)
+    arteries = _open_arteries(segments, lumen, chest.lung, scan.spacing)
     arteries = [arteries[i] for i in rng.permutation(len(arteries))]
     emboli, rest = arteries[: clot.count], arteries[clot.count:]
-    points = [(c, "embolus") for seg in emboli if (c := _embolus(hu, lumen, seg, clot, scan, rng)) is not None]
+    clots = np.zeros(scan.shape, dtype=bool)
+    points = [(c, "embolus") for seg in emboli for c in _embolus(hu, lumen, clots, seg, clot, scan, rng)]
     ends = np.cumsum([mimics[kind] for kind in MIMICS[:5]])
     points += [(_mixing(hu, lumen, seg, scan, rng), "mixing") for seg in rest[: ends[0]]]
     points += [(c, "node") for seg in rest[ends[0]: ends[1]] if (c := _node(hu, lumen, seg, scan, rng)) is not None]
@@ -256,10 +264,10 @@ def _ctpa_volume(seed: int, index: int) -> tuple[str, sitk.Image, list[tuple[flo
                    if (c := _airway(hu, lumen, seg, scan, rng, kind == "mucus plug")) is not None]
     points += [(_along(seg, rng), "shaft") for seg in rest[ends[3]: ends[4]]]
     points += _vessel_mimics(segments, rng, mimics)
-    sp, defects = np.asarray(scan.spacing), [p for p, kind in points if kind == "embolus"]
+    sp, near_clot = np.asarray(scan.spacing), ndimage.maximum_filter(clots, size=2 * CLEAR_VOXELS + 1)
     points = [(p, kind) for p, kind in points  # jittered below, they stay on the grid
               if np.all(p / sp >= 0.5) and np.all(p / sp <= np.asarray(scan.shape) - 1.5)
-              and (kind == "embolus" or all(np.linalg.norm(p - d) > 12.0 for d in defects))]
+              and (kind == "embolus" or not near_clot[tuple(np.rint(p / sp).astype(int))])]
 
     blurred = ndimage.gaussian_filter(hu, scan.blur_voxels) if scan.blur_voxels > 0 else hu
     image = make_image(finish_ct(blurred, rng, scan.noise_hu), scan.spacing, index % 2 == 1, rng)
