@@ -8,20 +8,23 @@ series UID, replaces it). Crops are cubes with equal sides (the paper uses 64x64
 Public sources with voxel-level embolus masks (CAD-PE, FUMPE) need their masks turned
 into candidates first.
 
-The phantom: 86 patients, one CTPA volume each, split 48 / 8 / 30 (train / val / test) at the
-patient level, about 15 candidates a patient (2-9 emboli; 735 training, 127 validation and 463
-test candidates for seed 0). Every patient has emboli, so label fraction 0.05 labels 3 training
-patients and 0.1 labels 5. A chest with contrast-filled pulmonary arteries; positives are emboli,
-sharp-edged filling defects inside the lumen; negatives are look-alikes: a smoothly dimmed stretch
-of lumen (mixing of unopacified blood), a clean lumen, a lymph node of embolus-like HU just outside
-the wall, the bronchus beside an artery (air, or a mucus plug of clot density), a small vessel's
-blurred centre, the partial-volume rim of a vessel and bifurcations. Look-alikes brighter and
-darker than clot are about balanced, so no single intensity threshold ranks the candidates.
+The phantom: 104 patients, one CTPA volume each, split 60 / 14 / 30 (train / val / test) at the
+patient level, about 11 candidates a patient (1-4 emboli, each hit by one or two candidates; 711
+training, 149 validation and 300 test candidates for seed 0, a third of them positive). Every patient
+has emboli, so label fraction 0.05 labels 3 training patients and 0.1 labels 6. A chest with
+contrast-filled pulmonary arteries; positives are emboli, sharp-edged filling defects inside the lumen
+(a central clot leaves a ring of contrast around it wide enough to see at the voxel size); negatives
+are look-alikes: a smoothly dimmed stretch of lumen (mixing of unopacified blood), a clean lumen, a
+lymph node of embolus-like HU just outside the wall, the bronchus beside an artery (air, or a mucus
+plug of clot density), a small vessel's blurred centre, the partial-volume rim of a vessel and
+bifurcations. No embolus lies within 12 voxels (along each axis) of a look-alike, so a crop's label is
+what lies at its centre. Look-alikes brighter and darker than clot are about balanced, so no single
+intensity threshold ranks the candidates.
 
 Patients differ the way real ones do, so that a model trained on a few patients does not cover
 the others: the acquisition (voxel size 1.2-1.8 mm in plane and 1.25-2.5 mm between slices,
-the bolus giving a lumen of 250-500 HU, noise of 8-35 HU, reconstruction blur), the anatomy
-(chest and vessel calibre) and the emboli (how many, their density of 0-90 HU and texture,
+the bolus giving a lumen of 300-550 HU, noise of 8-30 HU, reconstruction blur), the anatomy
+(chest and vessel calibre) and the emboli (how many, 1-4, their density of 0-90 HU and texture,
 their size and the mix of occlusive, central and mural clots, mural ones denser) and which
 look-alikes a patient has and how many. Each volume is drawn from its own generator seeded by
 (seed, patient), so the phantom is the same for a seed on any machine.
@@ -276,7 +279,7 @@ def _ctpa_volume(seed: int, index: int) -> tuple[str, sitk.Image, list[tuple[flo
 
 
 def write_ecc_phantom(root: Path, seed: int) -> None:
-    """86 CTPA-like volumes (one per patient), their PE candidates and a patient-level split."""
+    """104 CTPA-like volumes (one per patient), their PE candidates and a patient-level split."""
     root = Path(root)
     (root / "volumes").mkdir(parents=True, exist_ok=True)
     order = np.random.default_rng(seed).permutation(VOLUMES)
