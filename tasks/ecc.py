@@ -8,15 +8,32 @@ series UID, replaces it). Crops are cubes with equal sides (the paper uses 64x64
 Public sources with voxel-level embolus masks (CAD-PE, FUMPE) need their masks turned
 into candidates first.
 
-The phantom: a chest with contrast-filled vessels (+250..+400 HU); positives are emboli,
-filling defects of 20-80 HU inside the lumen; negatives are flow artefacts (mild
-dimming inside the lumen), the partial-volume rim of vessels, lymph nodes of similar
-HU just outside the lumen, and bifurcations.
+The phantom: 104 patients, one CTPA volume each, split 60 / 14 / 30 (train / val / test) at the
+patient level, about 11 candidates a patient (1-4 emboli, each hit by one or two candidates; 711
+training, 149 validation and 300 test candidates for seed 0, a third of them positive). Every patient
+has emboli, so label fraction 0.05 labels 3 training patients and 0.1 labels 6. A chest with
+contrast-filled pulmonary arteries; positives are emboli, sharp-edged filling defects inside the lumen
+(a central clot leaves a ring of contrast around it wide enough to see at the voxel size); negatives
+are look-alikes: a smoothly dimmed stretch of lumen (mixing of unopacified blood), a clean lumen, a
+lymph node of embolus-like HU just outside the wall, the bronchus beside an artery (air, or a mucus
+plug of clot density), a small vessel's blurred centre, the partial-volume rim of a vessel and
+bifurcations. No embolus lies within 12 voxels (along each axis) of a look-alike, so a crop's label is
+what lies at its centre. Look-alikes brighter and darker than clot are about balanced, so no single
+intensity threshold ranks the candidates.
+
+Patients differ the way real ones do, so that a model trained on a few patients does not cover
+the others: the acquisition (voxel size 1.2-1.8 mm in plane and 1.25-2.5 mm between slices,
+the bolus giving a lumen of 300-550 HU, noise of 8-30 HU, reconstruction blur), the anatomy
+(chest and vessel calibre) and the emboli (how many, 1-4, their density of 0-90 HU and texture,
+their size and the mix of occlusive, central and mural clots, mural ones denser) and which
+look-alikes a patient has and how many. Each volume is drawn from its own generator seeded by
+(seed, patient), so the phantom is the same for a seed on any machine.
 """
 
 from __future__ import annotations
 
 import csv
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -30,12 +47,14 @@ from benchmark.tasks._candidates import (
     read_candidates,
     scan_problems,
 )
+from scipy import ndimage
 
 from benchmark.api.registry import TASKS
 from benchmark.api.task import Case, Splits, TaskData, read_split_file
 from benchmark.data.cache import ct_volume
 from benchmark.data.phantoms.chest import (
     CANDIDATE_HEADER,
+    SOFT_HU,
     Segment,
     bifurcations,
     blob_in_box,
@@ -50,9 +69,51 @@ from benchmark.data.phantoms.chest import (
 from benchmark.data.verify import Problem, check_unique, progress
 from benchmark.errors import UserError
 
-VOLUMES = 20
-SPLIT_COUNTS = (10, 3, 7)  # volumes (= patients) per split
+VOLUMES = 104
+SPLIT_COUNTS = (60, 14, 30)  # volumes (= patients) per split: label fraction 0.05 is 3 training patients
 UID_ROOT = "1.2.826.0.1.3680043.8.498."
+EMBOLUS_SHAPES = ("occlusive", "central", "mural")
+MIMICS = ("mixing", "node", "airway", "mucus plug", "shaft", "small vessel", "rim", "fork")
+MIMIC_PRIOR = np.array([1.0, 1.0, 2.0, 1.0, 1.0, 1.0, 1.0, 1.0])  # airways as dark as the lumen is bright
+CENTRAL_MM = 5.0  # arteries at least this thick are drawn whole, through the hilum too
+MIN_VOXELS = 6  # a defect or node smaller than this is not drawn (nothing to see)
+CLEAR_VOXELS = 12  # a look-alike's crop shows no embolus this close to its centre (3/4 of a 32-voxel crop)
+
+
+@dataclass(frozen=True)
+class Acquisition:
+    """How one patient was scanned: voxel grid, bolus timing, dose and reconstruction kernel."""
+
+    shape: tuple[int, int, int]
+    spacing: tuple[float, float, float]  # (z, y, x) mm
+    contrast_hu: float  # the opacified lumen: an early, late or diluted bolus is dimmer
+    noise_hu: float
+    blur_voxels: float  # a soft kernel blurs beyond the partial volume every scan has
+
+
+@dataclass(frozen=True)
+class Phenotype:
+    """One patient's emboli, which resemble each other more than another patient's do."""
+
+    count: int
+    hu: float
+    texture_hu: float  # heterogeneity of the clot
+    size: float  # a non-occlusive defect's radius, as a fraction of its vessel's
+    shape_weights: np.ndarray  # over EMBOLUS_SHAPES
+
+
+def _acquisition(rng: np.random.Generator) -> Acquisition:
+    pixel = round(float(rng.uniform(1.2, 1.8)), 3)
+    spacing = (round(float(rng.uniform(1.25, 2.5)), 3), pixel, pixel)
+    shape = (int(rng.integers(48, 59)), int(rng.integers(60, 71)), int(rng.integers(72, 85)))
+    return Acquisition(shape, spacing, contrast_hu=float(rng.uniform(300, 550)),
+                       noise_hu=float(rng.uniform(8, 30)), blur_voxels=float(rng.uniform(0.0, 0.5)))
+
+
+def _phenotype(rng: np.random.Generator) -> Phenotype:
+    return Phenotype(count=int(rng.integers(1, 5)), hu=float(rng.uniform(0, 90)),
+                     texture_hu=float(rng.uniform(5, 25)), size=float(rng.uniform(0.35, 0.6)),
+                     shape_weights=rng.dirichlet(np.ones(len(EMBOLUS_SHAPES))))
 
 
 def _unit(vector: np.ndarray) -> np.ndarray:
@@ -73,85 +134,152 @@ def _length(seg: Segment) -> float:
     return float(np.linalg.norm(seg.end - seg.start))
 
 
-def _ctpa_volume(seed: int, index: int) -> tuple[str, sitk.Image, list[tuple[float, float, float, int]]]:
-    """(uid, image, candidates in world mm with class) of one CTPA phantom volume.
+def _capsule(lumen: np.ndarray, spacing: tuple[float, float, float], center: np.ndarray, axis: np.ndarray,
+             half: float, radius: float) -> np.ndarray:
+    """The lumen voxels within ``radius`` of the stretch ``center`` +- ``half`` mm along ``axis``."""
+    stretch = Segment(center - axis * half, center + axis * half, radius, -1)
+    return segments_mask(lumen.shape, spacing, [stretch]) & lumen
 
-    Candidates sit on thick contrast-filled arteries (radius >= 3.5 mm, at least four
-    voxels across), so what tells an embolus from a look-alike is the 3D context: a
-    dark plug inside and along a bright lumen (positive) against a bright lumen, a
-    mildly dimmed stretch of lumen, a soft-tissue node beside the lumen, a small
-    vessel whose blurred centre has embolus-like HU, a vessel edge or a bifurcation.
+
+def _open_arteries(segments: list[Segment], lumen: np.ndarray, lung: np.ndarray,
+                   spacing: tuple[float, float, float]) -> list[Segment]:
+    """Thick arteries whose middle runs through the lung inside the opacified lumen: a candidate there sees
+    a whole vessel against air (not one buried in the mediastinum, where a clot matches the soft tissue)."""
+    sp, open_lumen = np.asarray(spacing), lumen & lung
+
+    def opacified(seg: Segment) -> bool:
+        index = np.rint((seg.start + np.linspace(0.2, 0.8, 5)[:, None] * (seg.end - seg.start)) / sp).astype(int)
+        return bool(np.all(index >= 0) and np.all(index < lumen.shape) and open_lumen[tuple(index.T)].all())
+
+    return [s for s in segments if s.radius >= 3.5 and _length(s) >= 2 * s.radius and opacified(s)]
+
+
+def _embolus(hu: np.ndarray, lumen: np.ndarray, clots: np.ndarray, seg: Segment, clot: Phenotype,
+             scan: Acquisition, rng: np.random.Generator) -> list[np.ndarray]:
+    """Paints a filling defect with sharp edges on ``seg``: occlusive (the whole cross-section), central
+    (contrast all around it) or mural (a denser, older clot against the wall), marking it in ``clots``.
+    Returns the points (mm) where a detector hits it: one or two along its length, as a CAD system
+    often reports a long clot more than once (none if the defect is too small to draw)."""
+    axis, center, r = _unit(seg.end - seg.start), _along(seg, rng), seg.radius
+    shape = EMBOLUS_SHAPES[rng.choice(len(EMBOLUS_SHAPES), p=clot.shape_weights)]
+    radius = r + 1.0 if shape == "occlusive" else r * clot.size * rng.uniform(0.9, 1.1)
+    if shape == "central":
+        center = center + _across(axis, rng) * r * rng.uniform(0, 0.15)
+    elif shape == "mural":
+        center = center + _across(axis, rng) * (r - radius)
+    half = r * rng.uniform(2.0, 3.5)
+    defect = _capsule(lumen, scan.spacing, center, axis, half, radius)
+    if defect.sum() < MIN_VOXELS:
+        return []
+    older = 20.0 if shape == "mural" else 0.0
+    hu[defect] = rng.normal(clot.hu + older, clot.texture_hu, int(defect.sum()))
+    clots |= defect
+    return [center + axis * half * t for t in rng.uniform(-0.6, 0.6, int(rng.integers(1, 3)))]
+
+
+def _mixing(hu: np.ndarray, lumen: np.ndarray, seg: Segment, scan: Acquisition,
+            rng: np.random.Generator) -> np.ndarray:
+    """Unopacified blood mixing in: the whole lumen dimmed smoothly along a stretch, without an edge."""
+    axis, center = _unit(seg.end - seg.start), _along(seg, rng)
+    half = seg.radius * rng.uniform(1.5, 3.0)
+    stretch = _capsule(lumen, scan.spacing, center, axis, half, seg.radius + 1.0)
+    t = ((np.argwhere(stretch) * np.asarray(scan.spacing) - center) @ axis) / half
+    hu[stretch] *= 1.0 - rng.uniform(0.1, 0.3) * np.cos(np.pi / 2 * np.clip(t, -1, 1)) ** 2
+    return center
+
+
+def _node(hu: np.ndarray, lumen: np.ndarray, seg: Segment, scan: Acquisition,
+          rng: np.random.Generator) -> np.ndarray | None:
+    """A lymph node of embolus-like HU just outside the vessel wall."""
+    radius = float(rng.uniform(3.0, 5.0))
+    center = _along(seg, rng) + _across(_unit(seg.end - seg.start), rng) * (seg.radius + radius + 0.5)
+    node = blob_in_box(hu.shape, scan.spacing, center, radius, rng, lobulation=0.15) & ~lumen
+    if node.sum() < MIN_VOXELS:
+        return None
+    hu[node] = rng.uniform(20, 90) + rng.normal(0, 10, int(node.sum()))
+    return center
+
+
+def _airway(hu: np.ndarray, lumen: np.ndarray, seg: Segment, scan: Acquisition, rng: np.random.Generator,
+            plugged: bool) -> np.ndarray | None:
+    """The bronchus running beside an artery: air inside a soft-tissue wall, or, ``plugged``, filled with
+    mucus of embolus-like HU (a tube of clot density, but outside the opacified lumen)."""
+    axis = _unit(seg.end - seg.start)
+    radius = seg.radius * rng.uniform(0.6, 0.9)
+    offset = _across(axis, rng) * (seg.radius + radius + 1.5)
+    airway = Segment(seg.start + offset, seg.end + offset, radius, -1)
+    wall = segments_mask(hu.shape, scan.spacing, [Segment(airway.start, airway.end, radius + 1.2, -1)]) & ~lumen
+    inside = segments_mask(hu.shape, scan.spacing, [airway]) & ~lumen
+    if inside.sum() < MIN_VOXELS:
+        return None
+    hu[wall] = SOFT_HU + rng.normal(0, 10, int(wall.sum()))
+    content = rng.uniform(10, 60) if plugged else -950.0
+    hu[inside] = content + rng.normal(0, 10, int(inside.sum()))
+    return _along(airway, rng)
+
+
+def _vessel_mimics(segments: list[Segment], rng: np.random.Generator,
+                   counts: dict[str, int]) -> list[tuple[np.ndarray, str]]:
+    """Points where the vessel tree itself looks like a candidate: a small vessel's blurred centre, the
+    partial-volume edge of a vessel, a bifurcation."""
+    small = [s for s in segments if 1.0 <= s.radius <= 2.2]
+    points = [(_along(small[i], rng, 0.2, 0.8), "small vessel")
+              for i in rng.permutation(len(small))[: counts["small vessel"]]]
+    rims = [s for s in segments if s.radius >= 2.0]
+    for i in rng.permutation(len(rims))[: counts["rim"]]:
+        seg = rims[i]
+        points.append((_along(seg, rng, 0.2, 0.8) + _across(_unit(seg.end - seg.start), rng) * seg.radius, "rim"))
+    forks = [s.end for s in bifurcations(segments) if s.radius >= 2.0]
+    return points + [(forks[i], "fork") for i in rng.permutation(len(forks))[: counts["fork"]]]
+
+
+def _ctpa_volume(seed: int, index: int) -> tuple[str, sitk.Image, list[tuple[float, float, float, str]]]:
+    """(uid, image, candidates in world mm with their kind) of one patient's CTPA phantom volume.
+
+    Candidates sit on thick contrast-filled arteries (radius >= 3.5 mm) or on the vessel tree, so what
+    tells an embolus from a look-alike is the 3D context: a sharp-edged dark plug inside a bright lumen
+    (positive) against a clean lumen, a smoothly dimmed stretch of lumen, a soft-tissue node beside the
+    lumen, a small vessel whose blurred centre has embolus-like HU, a vessel edge or a bifurcation.
+    Which look-alikes a patient has, and how many, is the patient's own.
     """
     rng = np.random.default_rng([seed, index])
     uid = series_uid(rng, UID_ROOT, 24)
-    shape = (int(rng.integers(52, 61)), int(rng.integers(64, 73)), int(rng.integers(76, 85)))
-    pixel = round(float(rng.uniform(1.6, 1.8)), 3)
-    spacing = (round(float(rng.uniform(1.8, 2.0)), 3), pixel, pixel)
-    sp = np.asarray(spacing)
-    chest = chest_anatomy(shape, spacing, rng)
-    contrast = float(rng.uniform(250, 400))
-    segments = lung_vessels(chest, rng, root_radius=float(rng.uniform(7.0, 8.0)), depth=4, trees_per_lung=3)
-    lumen = segments_mask(shape, spacing, segments) & chest.lung
-    lumen |= segments_mask(shape, spacing, [Segment(chest.hila[0], chest.hila[1], 7.0, -1)])
+    scan, clot = _acquisition(rng), _phenotype(rng)
+    chest = chest_anatomy(scan.shape, scan.spacing, rng)
+    segments = lung_vessels(chest, rng, root_radius=float(rng.uniform(6.5, 9.5)), depth=4, trees_per_lung=4)
+    lumen = segments_mask(scan.shape, scan.spacing, segments) & chest.lung
+    lumen |= segments_mask(scan.shape, scan.spacing, [s for s in segments if s.radius >= CENTRAL_MM])
+    lumen |= segments_mask(scan.shape, scan.spacing, [Segment(chest.hila[0], chest.hila[1], 7.0, -1)])
     hu = chest.hu
-    hu[lumen] = contrast + rng.normal(0, 15, int(lumen.sum()))
+    hu[lumen] = scan.contrast_hu + rng.normal(0, 12, int(lumen.sum()))
+    mimics = dict(zip(MIMICS, rng.multinomial(int(rng.integers(18, 31)), rng.dirichlet(MIMIC_PRIOR)),
+                      strict=True))
+    arteries = _open_arteries(segments, lumen, chest.lung, scan.spacing)
+    arteries = [arteries[i] for i in rng.permutation(len(arteries))]
+    emboli, rest = arteries[: clot.count], arteries[clot.count:]
+    clots = np.zeros(scan.shape, dtype=bool)
+    points = [(c, "embolus") for seg in emboli for c in _embolus(hu, lumen, clots, seg, clot, scan, rng)]
+    ends = np.cumsum([mimics[kind] for kind in MIMICS[:5]])
+    points += [(_mixing(hu, lumen, seg, scan, rng), "mixing") for seg in rest[: ends[0]]]
+    points += [(c, "node") for seg in rest[ends[0]: ends[1]] if (c := _node(hu, lumen, seg, scan, rng)) is not None]
+    for kind, stop in (("airway", ends[2]), ("mucus plug", ends[3])):
+        points += [(c, kind) for seg in rest[ends[MIMICS.index(kind) - 1]: stop]
+                   if (c := _airway(hu, lumen, seg, scan, rng, kind == "mucus plug")) is not None]
+    points += [(_along(seg, rng), "shaft") for seg in rest[ends[3]: ends[4]]]
+    points += _vessel_mimics(segments, rng, mimics)
+    sp, near_clot = np.asarray(scan.spacing), ndimage.maximum_filter(clots, size=2 * CLEAR_VOXELS + 1)
+    points = [(p, kind) for p, kind in points  # jittered below, they stay on the grid
+              if np.all(p / sp >= 0.5) and np.all(p / sp <= np.asarray(scan.shape) - 1.5)
+              and (kind == "embolus" or not near_clot[tuple(np.rint(p / sp).astype(int))])]
 
-    points: list[tuple[np.ndarray, int]] = []  # (z, y, x) mm, class
-    big = [segments[i] for i in rng.permutation(len(segments))
-           if segments[i].radius >= 3.5 and _length(segments[i]) >= 2.5 * segments[i].radius]
-    counts = [int(rng.integers(6, 9)), int(rng.integers(2, 4)), int(rng.integers(2, 4)), int(rng.integers(2, 4))]
-    ends = np.cumsum(counts)
-    emboli, artefacts, nodes, shafts = (big[: ends[0]], big[ends[0]: ends[1]], big[ends[1]: ends[2]],
-                                        big[ends[2]: ends[3]])
-    for seg in artefacts:  # mixing artefact: the lumen diffusely a little darker along a stretch
-        axis = _unit(seg.end - seg.start)
-        center = _along(seg, rng)
-        half = axis * seg.radius * rng.uniform(1.0, 2.0)
-        stretch = segments_mask(shape, spacing, [Segment(center - half, center + half, seg.radius + 1, -1)]) & lumen
-        hu[stretch] = contrast * rng.uniform(0.6, 0.85) + rng.normal(0, 15, int(stretch.sum()))
-        points.append((center, 0))
-    for seg in emboli:  # filling defects elongated along the lumen: occlusive, central or mural
-        axis = _unit(seg.end - seg.start)
-        center = _along(seg, rng)
-        if rng.random() < 0.4:  # occlusive: the plug fills the whole cross-section
-            radius = seg.radius + 1.0
-        else:
-            radius = seg.radius * rng.uniform(0.5, 0.8)
-            center = center + _across(axis, rng) * (seg.radius - radius) * rng.uniform(0, 1)
-        half = axis * seg.radius * rng.uniform(0.8, 1.6)
-        defect = segments_mask(shape, spacing, [Segment(center - half, center + half, radius, -1)]) & lumen
-        hu[defect] = rng.uniform(20, 80) + rng.normal(0, 10, int(defect.sum()))
-        points.append((center, 1))
-    for seg in nodes:  # lymph node of embolus-like HU just outside the vessel wall
-        radius = float(rng.uniform(3.0, 5.0))
-        center = _along(seg, rng) + _across(_unit(seg.end - seg.start), rng) * (seg.radius + radius + 0.5)
-        node = blob_in_box(shape, spacing, center, radius, rng, lobulation=0.15) & ~lumen
-        hu[node] = rng.uniform(20, 80) + rng.normal(0, 10, int(node.sum()))
-        points.append((center, 0))
-    points += [(_along(seg, rng), 0) for seg in shafts]  # a bright lumen with nothing in it
-    small = [s for s in segments if 1.0 <= s.radius <= 2.2]
-    for i in rng.permutation(len(small))[: rng.integers(2, 5)]:  # a small vessel: blurred, mid-grey centre
-        points.append((_along(small[i], rng, 0.2, 0.8), 0))
-    rims = [s for s in segments if s.radius >= 2.0]
-    for i in rng.permutation(len(rims))[: rng.integers(2, 4)]:  # partial volume at the vessel edge
-        seg = rims[i]
-        points.append((_along(seg, rng, 0.2, 0.8) + _across(_unit(seg.end - seg.start), rng) * seg.radius, 0))
-    forks = [s.end for s in bifurcations(segments) if s.radius >= 2.0]
-    points += [(forks[i], 0) for i in rng.permutation(len(forks))[: rng.integers(2, 4)]]
-    defects = [p for p, label in points if label == 1]
-    points = [(p, label) for p, label in points
-              if label == 1 or all(np.linalg.norm(p - d) > 12.0 for d in defects)]
-
-    image = make_image(finish_ct(hu, rng, float(rng.uniform(20, 35))), spacing, index % 2 == 1, rng)
-    candidates = []
-    for i in rng.permutation(len(points)):
-        point, label = points[i]
-        candidates.append((*to_world(image, point / sp + rng.uniform(-0.5, 0.5, 3)), label))
-    return uid, image, candidates
+    blurred = ndimage.gaussian_filter(hu, scan.blur_voxels) if scan.blur_voxels > 0 else hu
+    image = make_image(finish_ct(blurred, rng, scan.noise_hu), scan.spacing, index % 2 == 1, rng)
+    return uid, image, [(*to_world(image, points[i][0] / sp + rng.uniform(-0.5, 0.5, 3)), points[i][1])
+                        for i in rng.permutation(len(points))]
 
 
 def write_ecc_phantom(root: Path, seed: int) -> None:
-    """20 CTPA-like volumes, their PE candidates and a patient-level split."""
+    """104 CTPA-like volumes (one per patient), their PE candidates and a patient-level split."""
     root = Path(root)
     (root / "volumes").mkdir(parents=True, exist_ok=True)
     order = np.random.default_rng(seed).permutation(VOLUMES)
@@ -160,7 +288,7 @@ def write_ecc_phantom(root: Path, seed: int) -> None:
     for index in range(VOLUMES):
         uid, image, candidates = _ctpa_volume(seed, index)
         sitk.WriteImage(image, str(root / "volumes" / f"{uid}.nii.gz"), useCompression=True)
-        candidate_rows += [(uid, *(f"{c:.4f}" for c in row[:3]), row[3]) for row in candidates]
+        candidate_rows += [(uid, *(f"{c:.4f}" for c in row[:3]), int(row[3] == "embolus")) for row in candidates]
         split_rows.append((uid, split_of[index]))
     for name, header, rows in (("candidates.csv", CANDIDATE_HEADER, candidate_rows),
                                ("splits.csv", ("seriesuid", "split"), split_rows)):
