@@ -66,6 +66,7 @@ from benchmark.data.phantoms.chest import (
     series_uid,
     to_world,
 )
+from benchmark.data.phantoms.primitives import partial_volume
 from benchmark.data.verify import Problem, check_unique, progress
 from benchmark.errors import UserError
 
@@ -272,8 +273,8 @@ def _ctpa_volume(seed: int, index: int) -> tuple[str, sitk.Image, list[tuple[flo
               if np.all(p / sp >= 0.5) and np.all(p / sp <= np.asarray(scan.shape) - 1.5)
               and (kind == "embolus" or not near_clot[tuple(np.rint(p / sp).astype(int))])]
 
-    blurred = ndimage.gaussian_filter(hu, scan.blur_voxels) if scan.blur_voxels > 0 else hu
-    image = make_image(finish_ct(blurred, rng, scan.noise_hu), scan.spacing, index % 2 == 1, rng)
+    kernel_blurred = partial_volume(hu, scan.blur_voxels)  # then finish_ct adds the partial volume every scan has
+    image = make_image(finish_ct(kernel_blurred, rng, scan.noise_hu), scan.spacing, index % 2 == 1, rng)
     return uid, image, [(*to_world(image, points[i][0] / sp + rng.uniform(-0.5, 0.5, 3)), points[i][1])
                         for i in rng.permutation(len(points))]
 

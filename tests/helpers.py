@@ -57,15 +57,14 @@ def small_ncs_splits(path: Path, per_split: int = 4) -> Path:
     NCS phantom: the phantom holds about a hundred test crops, which a plumbing test need not score."""
     from benchmark.tasks.ncs import write_ncs_phantom
 
+    from benchmark.api.task import read_split_file
     from benchmark.data import datasets
+    from benchmark.data.verify import SPLITS
 
-    shipped = datasets.phantom_source(write_ncs_phantom).root / "splits.csv"
-    with open(shipped, newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    kept = [row for split in ("train", "val", "test") for row in
-            [r for r in rows if r["split"] == split][:per_split]]
+    shipped = read_split_file(datasets.phantom_source(write_ncs_phantom).root / "splits.csv")
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(("case_id", "split"))
-        writer.writerows((row["case_id"], row["split"]) for row in kept)
+        for split in SPLITS:
+            writer.writerows([(case, split) for case, own in shipped.items() if own == split][:per_split])
     return path
