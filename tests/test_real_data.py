@@ -486,6 +486,18 @@ def test_run_stops_before_training_when_the_data_fails_its_checks(
     assert not (tmp_path / "results" / "runs").exists()
 
 
+def test_verify_data_escapes_a_terminal_control_sequence_in_a_listed_name(
+    copy: Callable[[str], Path], capsys: pytest.CaptureFixture
+) -> None:
+    root = copy("ecc")
+    with open(root / "candidates.csv", "a") as handle:
+        handle.write('"9.9\x1b[31m\u2028x",1.0,2.0,3.0,1\n')
+    assert main(["verify-data", "--task", "ecc", "--data-root", str(root)]) == 2
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\u2028" not in out and "9.9\\x1b[31m\\u2028x" in out, out
+    assert len(out.splitlines()) == 1
+
+
 CUT_AND_NAN = ("truncated .nii", "truncated .nii.gz", "NaN in NIfTI")
 
 
