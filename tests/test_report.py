@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from html.parser import HTMLParser
 
 import numpy as np
@@ -12,8 +13,10 @@ from scipy import stats as st
 from sklearn.metrics import roc_auc_score
 from statsmodels.stats.multitest import multipletests
 
+from benchmark.api.profiles import PROFILES
 from benchmark.api.registry import METHODS
 from benchmark.cli import main
+from benchmark.data import files
 from benchmark.reporting.restoration import NotRestoration, restoration_panels, restores_its_input
 
 FIGURES = ["label_efficiency", "convergence", "seeds_boxplot"]
@@ -270,6 +273,27 @@ def test_of_duplicate_records_the_newest_is_used_and_said(tmp_path, write_run):
     notes = (tmp_path / "out" / "not_computed.md").read_text(encoding="utf-8")
     assert "2 records for scratch-he on t, fraction 1, seed 0 (t-scratch-he-quick-s0-f1-old, " \
            "t-scratch-he-quick-s0-f1-new): the newest (t-scratch-he-quick-s0-f1-new) is used" in notes
+
+
+def test_runs_with_replaced_profile_fields_are_another_profile_never_pooled(tmp_path, write_run, capsys):
+    """A run of a longer schedule (``--profile-arg segmentation.epochs=50``) is never taken for a rerun of
+    the named profile's cell: its profile is labelled with the replaced field and reported on its own."""
+    results = tmp_path / "results"
+    quick = PROFILES["quick"].identity()
+    longer = {**quick, "segmentation": {**asdict(PROFILES["quick"].segmentation), "epochs": 50}}
+    for seed in (0, 1):
+        for fields, dice, suffix in ((quick, 0.6, "quick"), (longer, 0.7, "longer")):
+            folder = write_run(results, "scratch-he", "t", seed, 1.0, {"dice": dice + seed / 100}, "dice",
+                               suffix=suffix, finished_at=f"2026-0{2 if suffix == 'longer' else 1}-01T00:00:00+00:00")
+            record = json.loads((folder / "result.json").read_text(encoding="utf-8"))
+            files.write_json(folder / "result.json", {**record, "identity": {"profile": fields}})
+    assert report(results, tmp_path / "mixed") == 2
+    assert "profiles 'quick', 'quick [segmentation.epochs=50]': choose one" in capsys.readouterr().err
+    assert report(results, tmp_path / "quick", "--profile", "quick") == 0
+    assert pd.read_csv(tmp_path / "quick" / "table3.csv")["mean"].tolist() == pytest.approx([0.605])
+    assert report(results, tmp_path / "longer", "--profile", "quick [segmentation.epochs=50]") == 0
+    assert pd.read_csv(tmp_path / "longer" / "table3.csv")["mean"].tolist() == pytest.approx([0.705])
+    assert "records for" not in (tmp_path / "longer" / "not_computed.md").read_text(encoding="utf-8")
 
 
 def test_wilcoxon_pairs_seed_averaged_cases(tmp_path, write_run):

@@ -15,7 +15,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--results", type=Path, default=Path("results"), help="results root (default ./results)")
     parser.add_argument("--out", type=Path, default=Path("reports"), help="output folder (default ./reports)")
     parser.add_argument("--profile", default=None,
-                        help="profile to report (default: the only one in the results)")
+                        help="profile to report (default: the only one in the results); runs with replaced "
+                             "fields are of another, e.g. 'quick [classification.epochs=50]'")
     parser.add_argument("--fraction", type=float, default=None,
                         help="label fraction of Table 3, the tests and the convergence curves (default 1)")
     parser.add_argument("--baseline", default=None,

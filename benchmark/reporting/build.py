@@ -86,13 +86,15 @@ class Report:
 
 
 def choose_profile(table: pd.DataFrame, wanted: str | None) -> str:
+    """The one profile the report covers (a label: the name and any replaced fields, ``variants``)."""
     profiles = sorted(table["profile"].unique())
+    held = ", ".join(f"'{profile}'" for profile in profiles)  # quoted: a label holds commas and spaces
     if wanted is not None:
         if wanted not in profiles:
-            raise UserError(f"--profile {wanted}: no runs of that profile (the results hold {', '.join(profiles)})")
+            raise UserError(f"--profile '{wanted}': no runs of that profile (the results hold {held})")
         return wanted
     if len(profiles) > 1:
-        raise UserError(f"the results hold runs of profiles {', '.join(profiles)}: choose one with --profile")
+        raise UserError(f"the results hold runs of profiles {held}: choose one with --profile, in quotes")
     return profiles[0]
 
 

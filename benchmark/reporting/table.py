@@ -10,7 +10,10 @@ One row per (method, task, profile, fraction, seed, case, metric) with its ``val
 ``method`` is the method's label: its name, followed by the settings it ran with where they
 differ from that name's defaults (``genesis [loss=mae]``, ``benchmark.reporting.variants``), so
 runs of one method with different settings are never pooled; ``method_name`` is the recorded
-name and ``method_settings`` the recorded settings (JSON).
+name and ``method_settings`` the recorded settings (JSON). ``profile`` is likewise the profile's
+name followed by the fields the run replaced (``quick [classification.epochs=50]``: ``--profile-arg``
+or a speed switch), so a run with another schedule is never pooled with the named profile's;
+``profile_name`` and ``profile_settings`` are the recorded name and fields.
 
 Each row carries the run's metadata (run id, data source and fingerprint, pretraining data,
 checkpoint id, code fingerprint and git commit, machine, wall time, peak memory, label subset ...).
@@ -39,7 +42,8 @@ from benchmark.reporting import variants
 REQUIRED_KEYS = ("run_id", "method", "task", "seed", "fraction", "profile", "metrics")
 KEY_COLUMNS = ["method", "task", "profile", "fraction", "seed", "level", "case_id", "group", "metric", "value",
                "label"]
-METADATA_COLUMNS = ["run_id", "method_name", "method_settings", "task_name", "task_settings", "protocol",
+METADATA_COLUMNS = ["run_id", "method_name", "method_settings", "task_name", "task_settings", "profile_name",
+                    "profile_settings", "protocol",
                     "backbone_name", "backbone_settings", "backbone_parameters", "dims", "adapter", "warnings",
                     "primary_metric", "data_kind", "data_root",
                     "data_fingerprint", "pretrain_data_kind", "pretrain_data_fingerprint", "checkpoint_id",
@@ -77,6 +81,8 @@ def run_metadata(record: dict[str, Any]) -> dict[str, Any]:
         "run_id": record["run_id"], "method_name": record["method"],
         "method_settings": variants.settings_text(record.get("method_settings")),
         "task_name": record["task"], "task_settings": variants.settings_text(record.get("task_settings")),
+        "profile_name": record["profile"],
+        "profile_settings": variants.settings_text(variants.profile_fields(_get(record, "identity", "profile"))),
         "protocol": _get(record, "protocol", "name") or "full",
         "backbone_name": _get(record, "backbone", "name") or DEFAULT_BACKBONE,
         "backbone_settings": variants.settings_text(_get(record, "backbone", "settings") or {}),
@@ -240,6 +246,7 @@ def read_results(results: Path) -> Results:
     labels = table.drop_duplicates("run_id").set_index("run_id")
     history["method"] = history["run_id"].map(labels["method"])
     history["task"] = history["run_id"].map(labels["task"])
+    history["profile"] = history["run_id"].map(labels["profile"])
     return Results(table=table, histories=history, skipped=skipped)
 
 

@@ -9,11 +9,13 @@ registered defaults of that name (``genesis [loss=mae]``; a preset's defaults ar
 installed here) the label names the settings that vary among its runs.
 
 Runs of one task with other task settings (``--task-arg``) are another task to the report
-(``ncc [validation_candidates=20]``), and runs under another transfer protocol another method
-(``genesis (linear)``), runs of a 2D network under another dimensionality another method
-(``scratch-2d (2.5d)``), and runs on another backbone than the method's own, or on it with other
-settings, another method too (``scratch-he on resnet3d [depth=18]``): none is ever pooled with the
-defaults.
+(``ncc [validation_candidates=20]``); runs under a profile with replaced fields (``--profile-arg``,
+a speed switch) are of another profile (``quick [classification.epochs=50]``: compared with the
+fields the name has in this version, so a record made when they were others shows them); runs
+under another transfer protocol are another method (``genesis (linear)``), runs of a 2D network
+under another dimensionality another method (``scratch-2d (2.5d)``), and runs on another backbone
+than the method's own, or on it with other settings, another method too (``scratch-he on resnet3d
+[depth=18]``): none is ever pooled with the defaults.
 
 - Ablations (Models Genesis, fig. 3): a registered method class run with its default settings
   (the combined scheme) and the presets of that class (``register_preset``: the registry
@@ -31,6 +33,7 @@ from typing import Any
 import pandas as pd
 
 from benchmark.api.backbone import DEFAULT_BACKBONE
+from benchmark.api.profiles import PROFILES
 from benchmark.api.registry import BACKBONES, METHODS, TASKS, Registry
 from benchmark.api.settings import format_value
 
@@ -68,15 +71,38 @@ def label(name: str, changed: dict[str, Any]) -> str:
     return f"{name} [{', '.join(f'{key}={format_value(changed[key])}' for key in sorted(changed))}]"
 
 
+def profile_fields(fields: object) -> dict[str, Any] | None:
+    """A profile's recorded fields (a record's ``identity.profile``) as one flat, canonical dict, a
+    schedule's fields under ``classification.batch`` and so on (the names ``--profile-arg`` takes),
+    without the name; None for a record without them."""
+    if not isinstance(fields, dict):
+        return None
+    flat: dict[str, Any] = {}
+    for key, value in canonical(fields).items():
+        if isinstance(value, dict):
+            flat.update({f"{key}.{inner}": item for inner, item in value.items()})
+        elif key != "name":
+            flat[key] = value
+    return flat
+
+
+def profile_defaults(name: str) -> dict[str, Any] | None:
+    """The fields of the named built-in profile in this version, as ``profile_fields`` gives them;
+    None for a name this version does not have."""
+    return profile_fields(PROFILES[name].identity()) if name in PROFILES else None
+
+
 def changed_settings(runs: pd.DataFrame, kind: str = "method", registry: Registry = METHODS,
                      resolved: bool = False) -> dict[str, dict[str, Any]]:
     """Per run id (``runs``: one row per run with ``run_id``, ``<kind>_name``, ``<kind>_settings``): the
-    settings that tell it apart from its name's registered defaults, or, for a name the registry
-    does not know, the settings that vary among the runs of that name."""
+    settings that tell it apart from its name's registered defaults (for ``kind == "profile"``, the
+    built-in profile's fields), or, for a name without known defaults, the settings that vary among
+    the runs of that name."""
     changed = {}
     for name, own in runs.groupby(f"{kind}_name", sort=False):
         settings = {run: parse_settings(text) for run, text in zip(own["run_id"], own[f"{kind}_settings"])}
-        defaults = registered_defaults(str(name), registry, resolved)
+        defaults = profile_defaults(str(name)) if kind == "profile" else registered_defaults(str(name), registry,
+                                                                                           resolved)
         if defaults is not None:
             for run, values in settings.items():
                 changed[run] = {k: v for k, v in values.items() if k not in defaults or defaults[k] != v}
@@ -91,8 +117,8 @@ def changed_settings(runs: pd.DataFrame, kind: str = "method", registry: Registr
 
 def label_methods(table: pd.DataFrame) -> pd.DataFrame:
     """``table`` with ``method`` the label of each run's method, its settings and its protocol when not
-    ``full``, and ``task`` the label of its task and its settings (``method_name`` and ``task_name`` keep
-    the recorded names)."""
+    ``full``, ``task`` the label of its task and its settings, and ``profile`` that of its profile and
+    the fields it replaced (``method_name``, ``task_name`` and ``profile_name`` keep the recorded names)."""
     if table.empty:
         return table
     runs = table.drop_duplicates("run_id")
@@ -105,7 +131,10 @@ def label_methods(table: pd.DataFrame) -> pd.DataFrame:
                for run, name, dims, protocol in columns}
     changed = changed_settings(runs, "task", TASKS)
     tasks = {run: label(name, changed[run]) for run, name in zip(runs["run_id"], runs["task_name"])}
-    return table.assign(method=table["run_id"].map(methods), task=table["run_id"].map(tasks))
+    changed = changed_settings(runs, "profile")
+    profiles = {run: label(name, changed[run]) for run, name in zip(runs["run_id"], runs["profile_name"])}
+    return table.assign(method=table["run_id"].map(methods), task=table["run_id"].map(tasks),
+                        profile=table["run_id"].map(profiles))
 
 
 def how_transferred(dims: str, protocol: str) -> str:
