@@ -194,7 +194,7 @@ def test_runs_on_different_data_are_refused_unless_one_is_selected(tmp_path, wri
     assert report(results, tmp_path / "x", "--select", "data=fp-nope") == 2
     assert "no run has data fp-nope (the results hold fp-lits, fp-phantom)" in capsys.readouterr().err
     assert report(results, tmp_path / "x", "--select", "colour=red") == 2
-    assert "expected KEY=VALUE with KEY one of data, pretrain_data, code" in capsys.readouterr().err
+    assert "expected KEY=VALUE with KEY one of data, pretrain_data, weights, code" in capsys.readouterr().err
 
 
 def test_runs_of_different_code_or_pretraining_data_are_not_pooled(tmp_path, write_run, capsys):
@@ -219,6 +219,22 @@ def test_runs_of_different_code_or_pretraining_data_are_not_pooled(tmp_path, wri
     table3 = pd.read_csv(tmp_path / "c" / "table3.csv").set_index("method")
     assert table3["n_seeds"].to_dict() == {"scratch-he": 2, "genesis": 1}
     assert (table3["pretrain_data"] == "phantom pool-a").all()
+
+
+def test_runs_of_one_method_from_different_weights_files_are_not_pooled(tmp_path, write_run, capsys):
+    """Two released files of one layout (MedicalNet trained on other datasets, say) are two models: the
+    seeds of one method made from both never form one cell."""
+    results = tmp_path / "results"
+    for seed, weights in ((0, "file-a"), (1, "file-b"), (2, "file-a")):
+        folder = write_run(results, "medicalnet", "t", seed, 1.0, {"dice": 0.8}, "dice")
+        patch_record(folder, weights={"path": f"/w/{weights}.pth", "fingerprint": weights})
+        write_run(results, "scratch-he", "t", seed, 1.0, {"dice": 0.7 + seed / 100}, "dice")  # no weights: fits any
+    assert report(results, tmp_path / "mixed") == 2
+    assert ("runs of medicalnet on unet3d made with different weights files (file-a (2 runs), file-b (1 runs))"
+            in capsys.readouterr().err)
+    assert report(results, tmp_path / "a", "--select", "weights=file-a") == 0
+    assert pd.read_csv(tmp_path / "a" / "table3.csv").set_index("method")["n_seeds"].to_dict() == \
+        {"scratch-he": 3, "medicalnet on unet3d": 2}
 
 
 def test_methods_pretrained_on_different_data_are_compared(tmp_path, write_run):

@@ -3,11 +3,13 @@
 Runs of one task are compared with each other (Table 3, the tests, the curves), so they must
 have been made on the same data (data fingerprint) and by the same code (code fingerprint; older
 records without one count as one group, "unknown"); the runs of one method on a task (its seeds
-and fractions), from the same pretraining data too. Methods may pretrain on different data (the
+and fractions), from the same pretraining data and the same released weights file (``--weights``:
+two files of one layout, say MedicalNet's weights trained on other datasets, are two models) too.
+Methods may pretrain on different data (the
 chest CT pool, radiographs, a supervised source task): that is part of what a method is, and
 the provenance table names each one's. A results root
 mixing them is refused with a one-line error naming the groups, unless ``--select`` keeps one
-(``data=``, ``pretrain_data=`` or ``code=`` a fingerprint): the report never pools them silently
+(``data=``, ``pretrain_data=``, ``weights=`` or ``code=`` a fingerprint): the report never pools them silently
 and never splits them behind the reader's back.
 """
 
@@ -20,8 +22,10 @@ import pandas as pd
 from benchmark.errors import UserError
 
 UNKNOWN = "unknown"
-POOLING_KEYS = {"data": "data_fingerprint", "pretrain_data": "pretrain_data_fingerprint", "code": "code_fingerprint"}
-POOLING_LABELS = {"data": "data", "pretrain_data": "pretraining data", "code": "code"}
+POOLING_KEYS = {"data": "data_fingerprint", "pretrain_data": "pretrain_data_fingerprint",
+                "weights": "weights_fingerprint", "code": "code_fingerprint"}
+POOLING_LABELS = {"data": "data", "pretrain_data": "pretraining data", "weights": "weights files", "code": "code"}
+PER_METHOD_KEYS = ("pretrain_data", "weights")  # what only some methods have, the same for all of one method's runs
 PROVENANCE_COLUMNS = ["data_kind", "data_root", "data_fingerprint", "pretrain_data", "profile", "code_fingerprint",
                       "git_commit", "machine"]
 
@@ -31,9 +35,9 @@ def _runs(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def _key_values(runs: pd.DataFrame, key: str) -> pd.Series:
-    """The pooling key of each run as text; for pretraining data, runs without any are left out."""
+    """The pooling key of each run as text; for pretraining data and weights, runs without any are left out."""
     values = runs[POOLING_KEYS[key]]
-    if key == "pretrain_data":
+    if key in PER_METHOD_KEYS:
         return values.dropna().astype(str)
     return values.fillna(UNKNOWN).astype(str)
 
@@ -50,16 +54,16 @@ def select(table: pd.DataFrame, selections: Sequence[str]) -> pd.DataFrame:
             raise UserError(f"--select {item}: no run has {POOLING_LABELS[key]} {value} (the results hold {present})")
         column = POOLING_KEYS[key]
         matches = table[column].fillna(UNKNOWN).astype(str) == value
-        table = table[matches | table[column].isna()] if key == "pretrain_data" else table[matches]
+        table = table[matches | table[column].isna()] if key in PER_METHOD_KEYS else table[matches]
     return table
 
 
 def check_pooling(table: pd.DataFrame) -> None:
     """UserError when the runs of a task differ in data or code fingerprint, or the runs of one method on a
-    task in pretraining data."""
+    task in pretraining data or weights file."""
     for task, runs in _runs(table).groupby("task"):
         for key in POOLING_KEYS:
-            groups = runs.groupby("method") if key == "pretrain_data" else [(None, runs)]
+            groups = runs.groupby("method") if key in PER_METHOD_KEYS else [(None, runs)]
             for method, own in groups:
                 counts = _key_values(own, key).value_counts()
                 if len(counts) > 1:
