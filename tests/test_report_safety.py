@@ -226,7 +226,7 @@ def test_runs_of_one_method_from_different_weights_files_are_not_pooled(tmp_path
     seeds of one method made from both never form one cell."""
     results = tmp_path / "results"
     for seed, weights in ((0, "file-a"), (1, "file-b"), (2, "file-a")):
-        folder = write_run(results, "medicalnet", "t", seed, 1.0, {"dice": 0.8}, "dice")
+        folder = write_run(results, "medicalnet", "t", seed, 1.0, {"dice": 0.8 + seed / 50}, "dice")
         patch_record(folder, weights={"path": f"/w/{weights}.pth", "fingerprint": weights})
         write_run(results, "scratch-he", "t", seed, 1.0, {"dice": 0.7 + seed / 100}, "dice")  # no weights: fits any
     assert report(results, tmp_path / "mixed") == 2
