@@ -5,11 +5,10 @@ have been made on the same data (data fingerprint) and by the same code (code fi
 records without one count as one group, "unknown"); the runs of one method on a task (its seeds
 and fractions), from the same pretraining data and the same released weights file (``--weights``:
 two files of one layout, say MedicalNet's weights trained on other datasets, are two models) too.
-Methods may pretrain on different data (the
-chest CT pool, radiographs, a supervised source task): that is part of what a method is, and
-the provenance table names each one's. A results root
-mixing them is refused with a one-line error naming the groups, unless ``--select`` keeps one
-(``data=``, ``pretrain_data=``, ``weights=`` or ``code=`` a fingerprint): the report never pools them silently
+Methods may pretrain on different data (the chest CT pool, radiographs, a supervised source task):
+that is part of what a method is, and the provenance table names each one's. A results root mixing
+them is refused with a one-line error naming the groups, unless ``--select`` keeps one (``data=``,
+``pretrain_data=``, ``weights=`` or ``code=`` a fingerprint): the report never pools them silently
 and never splits them behind the reader's back.
 """
 
