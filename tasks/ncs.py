@@ -21,7 +21,8 @@ lungs (denser or lighter, emphysema) and the scan: contrast phase (vessels at 20
 120-300 HU, brighter than a solid nodule), noise (10-60 HU, low-dose scans) and blur
 (slice thickness and kernel). Every crop stays solvable from shape and context: the mask
 is exactly the painted nodule inside the lung, the vessels beside it and the chest wall
-excluded. The nodules are painted with the chest phantom's routines, as NCC's are.
+excluded. The nodules are painted with the chest phantom's routines, as NCC's are. A phantom of
+another seed is another site: its patients are numbers no lower seed drew (seeds 0-7).
 """
 
 from __future__ import annotations
@@ -161,15 +162,31 @@ def _nodule_crop(patient: Patient, rng: np.random.Generator) -> tuple[np.ndarray
     return _scanned(hu, patient, rng), mask.astype(np.uint8)
 
 
-def _patient_splits(rng: np.random.Generator) -> dict[str, str]:
+def _patient_splits(rng: np.random.Generator, seed: int) -> dict[str, str]:
     """Patient id -> split: ``PHANTOM_PATIENTS`` patients in the paper's proportions, numbered as
-    LIDC-IDRI as downloaded is split (``default_split``: 0001-0510 train, 0511-0610 val, the rest test)."""
+    LIDC-IDRI as downloaded is split (``default_split``: 0001-0510 train, 0511-0610 val, the rest test).
+
+    Each seed draws (with ``rng``) among the numbers no lower seed drew, so phantoms of different seeds
+    share no patient: a second site of the task (seeds 0-7; the test numbers run out after that)."""
+    taken: set[int] = set()
+    for earlier in range(seed):
+        taken |= {int(patient.rsplit("-", 1)[1]) for patient in _draw_patients(np.random.default_rng(earlier), taken)}
+    try:
+        return _draw_patients(rng, taken)
+    except ValueError as error:
+        raise UserError(f"NCS phantom seed {seed}: {error}") from error
+
+
+def _draw_patients(rng: np.random.Generator, taken: set[int]) -> dict[str, str]:
     counts = np.round(np.array(SPLIT_FRACTIONS) * PHANTOM_PATIENTS).astype(int)
     firsts = [1] + [last + 1 for _, last in SPLIT_OF_PATIENT]
     lasts = [last for _, last in SPLIT_OF_PATIENT] + [LAST_PATIENT]
     split_of = {}
     for split, count, first, last in zip(SPLITS, counts, firsts, lasts, strict=True):
-        for number in sorted(rng.choice(np.arange(first, last + 1), count, replace=False)):
+        free = np.array([number for number in range(first, last + 1) if number not in taken])
+        if free.size < count:
+            raise ValueError(f"fewer than {count} {split} patient numbers left that no lower seed drew")
+        for number in sorted(rng.choice(free, count, replace=False)):
             split_of[f"LIDC-IDRI-{number:04d}"] = split
     return split_of
 
@@ -187,7 +204,7 @@ def write_ncs_phantom(root: Path, seed: int) -> None:
     (root / "images").mkdir(parents=True, exist_ok=True)
     (root / "masks").mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
-    split_of = _patient_splits(rng)
+    split_of = _patient_splits(rng, seed)
     rows = []
     for patient_id, split in split_of.items():
         patient_rng = np.random.default_rng([seed, int(patient_id.rsplit("-", 1)[1])])

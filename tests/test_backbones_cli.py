@@ -5,6 +5,7 @@ protocol."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -12,8 +13,9 @@ import torch
 from helpers import error_line, small_ncs_splits
 
 from benchmark.api.registry import BACKBONES, METHODS, TASKS
-from benchmark.api.task import Case
+from benchmark.api.task import Case, TaskData
 from benchmark.cli import main
+from benchmark.data import datasets
 from benchmark.engine.supervised import check_no_shared_patients
 from benchmark.errors import UserError
 
@@ -86,7 +88,7 @@ def test_a_medicalnet_file_fine_tunes_on_lcs_and_a_missing_key_is_refused(tmp_pa
     (["--method", "medicalnet", "--task", "lcs", "--method-arg", "depth=18"], "pass --weights"),
     (["--method", "scratch-he", "--task", "ncc", "--backbone", "resnet3d", "--protocol", "freeze:5"],
      "4 encoder stages"),
-    (["--method", "supervised", "--task", "lcs", "--method-arg", "source=lcs"], "target task itself"),
+    (["--method", "supervised", "--task", "lcs", "--method-arg", "source=lcs"], "target task on its own data"),
     (["--method", "scratch-he", "--task", "ncc", "--backbone", "nope"], "unknown backbone 'nope'"),
 ])
 def test_mistakes_are_one_line_errors(tmp_path: Path, capsys, arguments: list[str], message: str) -> None:
@@ -119,14 +121,73 @@ def test_supervised_pretraining_on_a_source_task_transfers_to_the_target(tmp_pat
     assert again["transfer"]["transferred"] == "encoder"
 
 
-def test_a_source_sharing_patients_with_the_test_split_is_refused() -> None:
-    def cases(groups: list[str]) -> list[Case]:
-        return [Case(f"c{i}", torch.zeros(1).numpy(), 0, group) for i, group in enumerate(groups)]
+def _cases(groups: list[str]) -> list[Case]:
+    return [Case(f"c{i}", torch.zeros(1).numpy(), 0, group) for i, group in enumerate(groups)]
 
+
+def test_a_source_sharing_patients_with_the_test_split_is_refused() -> None:
     method = METHODS.create("supervised")
-    check_no_shared_patients(method, "lcs", cases(["p1", "p2"]), "ncs", cases(["p3"]))
-    with pytest.raises(UserError, match="1 training patient.*p2"):
-        check_no_shared_patients(method, "lcs", cases(["p1", "p2"]), "ncs", cases(["p2", "p4"]))
+    target = TaskData(train=_cases(["p2"]), val=[], test=_cases(["p3"]))
+    check_no_shared_patients(method, "lcs", _cases(["p1", "p2"]), "ncs", target)  # a training patient: allowed
+    with pytest.raises(UserError, match="1 training patient.*are test patients of 'ncs'.*p2"):
+        check_no_shared_patients(method, "lcs", _cases(["p1", "p2"]), "ncs",
+                                 TaskData(train=[], val=[], test=_cases(["p2", "p4"])))
+
+
+def test_the_target_task_as_its_own_source_must_share_no_patient_with_it() -> None:
+    method = METHODS.create("supervised", source="ncc", source_phantom_seed=1)
+    target = TaskData(train=_cases(["p1"]), val=_cases(["p2"]), test=_cases(["p3"]))
+    check_no_shared_patients(method, "ncc", _cases(["q1", "q2"]), "ncc", target)
+    for shared in ("p1", "p2", "p3"):
+        with pytest.raises(UserError, match=f"are patients of 'ncc'.*{shared}.*label fraction"):
+            check_no_shared_patients(method, "ncc", _cases(["q1", shared]), "ncc", target)
+
+
+def test_the_target_task_on_its_own_data_is_refused_as_the_source(tmp_path: Path, capsys) -> None:
+    assert main(["run", "--method", "supervised", "--task", "ncc", "--method-arg", "source=ncc",
+                 "--results", str(tmp_path), *FAST]) == 2
+    line = error_line(capsys.readouterr().err)
+    assert "target task on its own data" in line and "source_phantom_seed" in line
+    assert not (tmp_path / "runs").exists()
+
+
+def test_the_target_folder_or_a_copy_of_it_is_refused_as_the_source(tmp_path: Path, capsys) -> None:
+    """A same-task source must be other patients: the target's own folder is refused by path, a copy of
+    it (another path, the same patients) by the patient check, both before anything trains."""
+    from benchmark.tasks.ncs import write_ncs_phantom
+
+    root = datasets.phantom_source(write_ncs_phantom).root
+    copy = tmp_path / "copy"
+    shutil.copytree(root, copy)
+    for source_root, message in ((root, "is the target task on its own data"), (copy, "are patients of 'ncs'")):
+        assert main(["run", "--method", "supervised", "--task", "ncs", "--data-root", str(root), "--method-arg",
+                     "source=ncs", "--method-arg", f"source_root={source_root}", "--results", str(tmp_path / "r"),
+                     *FAST]) == 2
+        assert message in error_line(capsys.readouterr().err)
+    assert not list((tmp_path / "r").glob("checkpoints/*/checkpoint.pt"))
+
+
+@pytest.mark.parametrize("settings, message", [
+    (["source_phantom_seed=-1"], "must be >= 0"),
+    (["source_phantom_seed=1", "source_root=/data/luna"], "cannot go with source_root"),
+])
+def test_bad_source_settings_are_refused_in_one_line(tmp_path: Path, capsys, settings, message) -> None:
+    args = [item for setting in settings for item in ("--method-arg", setting)]
+    assert main(["run", "--method", "supervised", "--task", "ncc", "--method-arg", "source=ncc", *args,
+                 "--results", str(tmp_path), *FAST]) == 2
+    assert message in error_line(capsys.readouterr().err)
+
+
+def test_supervised_pretraining_on_another_site_of_the_target_task(tmp_path: Path) -> None:
+    """A second built-in phantom (other synthetic patients) is a legitimate source for the target task
+    itself: the calibration's positive control."""
+    results = tmp_path / "results"
+    assert main(["run", "--method", "supervised", "--task", "ncc", "--method-arg", "source=ncc",
+                 "--method-arg", "source_phantom_seed=1", "--results", str(results), *FAST]) == 0
+    record = record_of(results, "ncc-supervised-smoke-*")
+    assert record["identity"]["source"]["task"] == "ncc" and record["transfer"]["transferred"] == "encoder"
+    assert record["identity"]["source"]["data"] != record["identity"]["data"]
+    assert record["pretrain_data"]["root"] != record["data"]["root"]
 
 
 def test_a_sweep_over_backbones_and_protocols_reports_them_in_table_3(tmp_path: Path) -> None:

@@ -91,7 +91,8 @@ def first_cases_only(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setattr(chest_phantom, "SUBSETS", 1)
     elif name == "ncs":
         all_patients = ncs_task._patient_splits
-        monkeypatch.setattr(ncs_task, "_patient_splits", lambda rng: dict(list(all_patients(rng).items())[:3]))
+        monkeypatch.setattr(ncs_task, "_patient_splits",
+                            lambda rng, seed: dict(list(all_patients(rng, seed).items())[:3]))
 
 
 def first_lines(path: Path, count: int) -> list[str]:
@@ -343,3 +344,15 @@ def test_ncs_cases_crop_their_images_when_asked(phantoms: dict[str, Path]) -> No
     centre = tuple(n // 2 for n in hu.shape)
     expected = scale_ct(crop_centered(hu.astype(np.float32), centre, CUBE, pad_value=-1000))
     np.testing.assert_allclose(case.image[0], expected, atol=1e-6)
+
+
+def test_ncs_phantoms_of_different_seeds_share_no_patient() -> None:
+    """Another seed is another site (the calibration's same-task positive control): no patient number of a
+    lower seed is drawn again, each split keeps its LIDC-IDRI numbering, and seed 0 is the built-in phantom."""
+    drawn = [ncs_task._patient_splits(np.random.default_rng(seed), seed) for seed in range(8)]
+    for seed, split_of in enumerate(drawn):
+        assert all(default_split(patient) == split for patient, split in split_of.items())
+        for earlier in drawn[:seed]:
+            assert not set(split_of) & set(earlier)
+    with pytest.raises(UserError, match="NCS phantom seed 8: fewer than 60 train patient numbers"):
+        ncs_task._patient_splits(np.random.default_rng(8), 8)

@@ -14,6 +14,7 @@ the checkpoint id. The restoration methods share ``restoration_loss`` and its ``
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -33,6 +34,18 @@ RESTORATION_LOSSES = ("mse", "mae", "ssim")
 SSIM_WINDOW = 7  # gaussian window side (voxels) of the ``ssim`` loss; see ``ssim_map``
 SSIM_SIGMA = 1.5  # its standard deviation (voxels), Wang et al.'s
 SSIM_K1, SSIM_K2 = 0.01, 0.03  # SSIM's stability constants, for a data range of 1
+
+
+@dataclass(frozen=True)
+class SourceTask:
+    """Where a supervised method's labels come from: a registered task, read from ``root`` (a data
+    folder) or, when ``root`` is None, from its built-in phantom drawn with ``phantom_seed`` (None: the
+    phantom every run of that task uses; another seed draws other synthetic patients, a second site).
+    The target task itself is a source only on other data than the target's (other patients)."""
+
+    task: str
+    root: Path | None = None
+    phantom_seed: int | None = None
 
 
 def restoration_loss(
@@ -144,10 +157,9 @@ class Method:
             return True
         return ANY_BACKBONE in cls.backbones and cls.spatial_dims in (None, BACKBONES.get(name).spatial_dims)
 
-    def source_task(self) -> tuple[str, Path | None] | None:
-        """For supervised pretraining: the labelled task whose training split the method pretrains on
-        and its data folder (None: its built-in phantom). None (the default): a pretext task on the
-        unlabeled pretraining pool."""
+    def source_task(self) -> SourceTask | None:
+        """For supervised pretraining: the labelled task whose training split the method pretrains on,
+        and its data. None (the default): a pretext task on the unlabeled pretraining pool."""
         return None
 
     def backbone_settings(self) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from benchmark.api.backbone import ANY_BACKBONE, Backbone, PretrainedWeights, de
 from benchmark.api.method import Method
 from benchmark.api.profiles import Profile, get_profile
 from benchmark.api.registry import BACKBONES, METHODS, TASKS
-from benchmark.api.task import Splits, Task
+from benchmark.api.task import Splits, Task, TaskData
 from benchmark.data import files
 from benchmark.data.datasets import DataSource, directory_source, phantom_source
 from benchmark.data.pools import pool_layout
@@ -181,7 +181,7 @@ def plan_run(spec: RunSpec) -> Plan:
     protocol = Protocol.parse(spec.protocol)
     check_stages(protocol, backbone.stages, backbone.name)
     target.check_cube(task.cube_shape(profile.cube), f"task '{spec.task}' cube")
-    source = source_of(method, task) if weights is None else None
+    source = source_of(method, task, data) if weights is None else None
     pretrains = method.transfers != "none" and weights is None and source is None
     pool = pretraining_pool(spec.pretrain_root, method.pool_layout) if pretrains else None
     if pool is not None:
@@ -297,7 +297,7 @@ def _train_and_evaluate(plan: Plan, results: Path, device: torch.device, progres
         transfer = transfer_weights(model, plan.weights.state_dict, plan.weights.transfers, str(spec.weights),
                                     backbone.first_conv, backbone.output_layer)
     elif plan.source is not None:
-        checkpoint, pretraining = _supervised_checkpoint(plan, task_data.test, results, device, progress)
+        checkpoint, pretraining = _supervised_checkpoint(plan, task_data, results, device, progress)
         transfer = transfer_weights(model, checkpoint["state_dict"], checkpoint["transfers"],
                                     f"checkpoint {pretraining['checkpoint_id']}", backbone.first_conv,
                                     backbone.output_layer)
@@ -358,12 +358,13 @@ def _fixed_random_parts(transfer: dict[str, Any], protocol: dict[str, Any]) -> l
             f"was transferred there: {transfer['transferred']})"]
 
 
-def _supervised_checkpoint(plan: Plan, target_test: list, results: Path, device: torch.device,
+def _supervised_checkpoint(plan: Plan, target: TaskData, results: Path, device: torch.device,
                            progress: bool) -> tuple[dict[str, Any], dict[str, Any]]:
-    """A supervised method's checkpoint, after checking that its source shares no patient with the test split."""
+    """A supervised method's checkpoint, after checking that its source shares no patient it must not with
+    the target (``check_no_shared_patients``)."""
     task, data = plan.source
     cases = task.load(data.root, task.cube_shape(plan.profile.cube), data.splits)
-    check_no_shared_patients(plan.method, task.name, [*cases.train, *cases.val], plan.spec.task, target_test)
+    check_no_shared_patients(plan.method, task.name, [*cases.train, *cases.val], plan.task.name, target)
     return obtain_supervised_checkpoint(plan.method, plan.target, task, data, cases, plan.profile, plan.spec.seed,
                                         results, device, progress)
 

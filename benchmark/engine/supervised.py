@@ -9,9 +9,10 @@ checkpoint's identity covers the method and its settings, the backbone, the sour
 settings, data and code, the profile, the seed and the code; it is stored and verified as the
 pretext checkpoints are (``benchmark.engine.checkpoints``).
 
-Leakage: ``source_of`` refuses the target task itself as the source, and ``check_no_shared_patients``
-a source whose training or validation patients (``Case.group``) include any of the target's test
-patients; ``source_of`` also refuses a source with more input channels than the target can take.
+Leakage: ``source_of`` refuses the target task on the target's own data as the source, and
+``check_no_shared_patients`` a source whose training or validation patients (``Case.group``) include
+any of the target's test patients (any of its patients, when the source is the target task on other
+data); ``source_of`` also refuses a source with more input channels than the target can take.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from benchmark.api.profiles import Profile
 from benchmark.api.registry import TASKS
 from benchmark.api.task import Case, Task, TaskData
 from benchmark.data import files
-from benchmark.data.datasets import DataSource, directory_source, phantom_source
+from benchmark.data.datasets import PHANTOM_SEED, DataSource, directory_source, phantom_source
 from benchmark.engine import store
 from benchmark.engine.checkpoints import (
     META_FILE,
@@ -44,33 +45,43 @@ from benchmark.provenance import code_fingerprint, source_fingerprint
 SHOWN_PATIENTS = 3
 
 
-def source_of(method: Method, target: Task) -> tuple[Task, DataSource] | None:
-    """The source task and its data for a supervised method (None for any other method); the target
-    task itself is refused, and a source whose input channels the target's cannot take (its first
-    convolution is inflated only to a multiple of them)."""
+def source_of(method: Method, target: Task, target_data: DataSource) -> tuple[Task, DataSource] | None:
+    """The source task and its data for a supervised method (None for any other method). Refused: the
+    target task on the target's own data, and a source whose input channels the target's cannot take
+    (its first convolution is inflated only to a multiple of them)."""
     source = method.source_task()
     if source is None:
         return None
-    name, root = source
-    if name == target.name:
-        raise UserError(f"method '{method.name}': the source task '{name}' is the target task itself "
-                        "(pretraining on it would use the target's own labels)")
-    task: Task = TASKS.create(name)
+    task: Task = TASKS.create(source.task)
     if target.in_channels % task.in_channels:
-        raise UserError(f"method '{method.name}': the source task '{name}' has {task.in_channels} input channels, "
-                        f"which the {target.in_channels}-channel task '{target.name}' cannot take")
-    return task, directory_source(root) if root else phantom_source(task.write_phantom)
+        raise UserError(f"method '{method.name}': the source task '{task.name}' has {task.in_channels} input "
+                        f"channels, which the {target.in_channels}-channel task '{target.name}' cannot take")
+    if source.root is not None:
+        data = directory_source(source.root)
+    else:
+        seed = PHANTOM_SEED if source.phantom_seed is None else source.phantom_seed
+        data = phantom_source(task.write_phantom, seed)
+    if task.name == target.name and data.root == target_data.root:
+        raise UserError(f"method '{method.name}': the source task '{task.name}' is the target task on its own data "
+                        "(pretraining on it would use the target's own labels); give it other patients: "
+                        "--method-arg source_root=DIR, or source_phantom_seed=N for another built-in phantom")
+    return task, data
 
 
 def check_no_shared_patients(method: Method, source: str, source_train: list[Case], target: str,
-                             target_test: list[Case]) -> None:
+                             target_data: TaskData) -> None:
     """A UserError when a patient the source task trains on (its training or validation split, which picks
-    the epoch kept) is a test patient of the target task."""
-    shared = sorted({case.group for case in source_train} & {case.group for case in target_test})
+    the epoch kept) is a test patient of the target task, or any of its patients when the source is the
+    target task itself (on other data: pretraining on the target's training patients would spend more
+    labels than the run's fraction)."""
+    same_task = source == target
+    target_cases = [*target_data.train, *target_data.val, *target_data.test] if same_task else target_data.test
+    shared = sorted({case.group for case in source_train} & {case.group for case in target_cases})
     if shared:
+        role, harm = (("patients", "its label fraction would be a fiction") if same_task
+                      else ("test patients", "pretraining on them would leak the test set"))
         raise UserError(f"method '{method.name}': {len(shared)} training patient(s) of the source task '{source}' "
-                        f"are test patients of '{target}' (e.g. {', '.join(shared[:SHOWN_PATIENTS])}): "
-                        "pretraining on them would leak the test set")
+                        f"are {role} of '{target}' (e.g. {', '.join(shared[:SHOWN_PATIENTS])}): {harm}")
 
 
 def supervised_identity(method: Method, backbone: Backbone, task: Task, data: DataSource, profile: Profile,
