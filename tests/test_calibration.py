@@ -14,7 +14,7 @@ from scipy import stats as st
 from benchmark.api.registry import METHODS
 from benchmark.cli import main
 from benchmark.reporting import ALPHA
-from benchmark.reporting.calibration import calibration_rows, false_positive_summary
+from benchmark.reporting.calibration import calibration_rows, detected_summary, false_positive_summary
 
 
 def initialised(name: str, seed: int) -> torch.Tensor:
@@ -84,10 +84,32 @@ def test_the_report_shows_the_controls_the_label_budget_and_a_positive_control(t
     assert bool(budget["significant"]) and budget["difference"] < 0
     positive = table[table["check"] == "positive control"].iloc[0]
     assert bool(positive["significant"]) and positive["fraction"] == 0.1
+    assert list(table["detected"]) == [False, False, True, True]
+    seeds = pd.read_csv(out / "results_table.csv").query("fraction == 0.1 and metric == 'auc'")
+    a, b = (seeds.query(f"method == '{m}'").drop_duplicates("seed")["value"] for m in ("supervised", "scratch-he"))
+    interval = st.ttest_ind(a, b, equal_var=False).confidence_interval(0.95)
+    assert (positive["ci_low"], positive["ci_high"]) == pytest.approx((interval.low, interval.high))
+    for name in ("calibration.png", "calibration.pdf", "calibration_column.pdf"):
+        assert (out / name).stat().st_size > 0
     text = (out / "calibration.md").read_text()
     assert "Label budget: the expected effect detected on 1 of 1" in text
     assert "Positive control: the expected effect detected on 1 of 1" in text
     assert "too few comparisons" in text  # two null comparisons cannot judge a 5% rate
     assert main(["report", "--results", str(results), "--out", str(tmp_path / "again"), "--no-progress",
                  "--positive-control", "nope"]) == 2
-    assert "--positive-control nope" in capsys.readouterr().err
+    assert "--positive-control 'nope'" in capsys.readouterr().err
+    assert main(["report", "--results", str(results), "--out", str(tmp_path / "again"), "--no-progress",
+                 "--positive-control", "scratch-he"]) == 2
+    assert "is the baseline itself" in capsys.readouterr().err
+
+
+def test_a_comparison_with_one_seed_is_named_untested_not_counted_as_a_miss() -> None:
+    scores = pd.DataFrame([{"task": task, "method": method, "seed": seed, "value": value}
+                           for task, seeds in (("ncc", range(4)), ("ncs", range(1)))
+                           for method, value in (("scratch-he", 0.6), ("supervised", 0.9))
+                           for seed in seeds])
+    scores["value"] += np.random.default_rng(3).normal(0, 0.01, len(scores))
+    rows = calibration_rows({0.05: scores}, {}, "scratch-he", ["supervised"], ["ncc", "ncs"])
+    assert detected_summary(rows, "positive control") == (
+        "positive control: the expected effect detected on 1 of 1 tested comparisons; "
+        "1 not tested, fewer than 2 seeds on a side (ncs)")

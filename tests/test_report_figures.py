@@ -16,6 +16,7 @@ from matplotlib.legend import Legend
 from matplotlib.text import Text
 
 from benchmark.reporting import formats, plots
+from benchmark.reporting.calibration import calibration_rows
 from benchmark.reporting.formats import Markup
 
 TASKS = ["bms", "lcs", "ncc", "ecc", "ncs"]  # shuffled: the figures put them in the paper's order
@@ -59,11 +60,20 @@ def _restoration() -> tuple[dict[str, np.ndarray], str]:
     return {"original": image, "transformed": image, "restored": image, "|restored - original|": image}, "ck $x"
 
 
+def _calibration() -> tuple[pd.DataFrame, float]:
+    rng = np.random.default_rng(1)
+    scores = {f: pd.DataFrame([{"task": t, "method": m, "seed": s, "value": rng.normal(0.7 + 0.1 * f, 0.03)}
+                               for t in TASKS for m in METHODS for s in range(4)]) for f in (0.1, 1.0)}
+    rows = calibration_rows(scores, {METHODS[0]: METHODS[1]}, METHODS[1], [METHODS[2]], TASKS)
+    return rows, 0.05
+
+
 FIGURES = {
     "label_efficiency": (plots.draw_label_efficiency, lambda: (_curves(), dict.fromkeys(TASKS, "dice"), _savings())),
     "convergence": (plots.draw_convergence, _histories),
     "seeds_boxplot": (plots.draw_seed_boxes, lambda: (_scores(),)),
     "restoration": (plots.draw_restoration, _restoration),
+    "calibration": (plots.draw_calibration, _calibration),
 }
 
 
@@ -95,7 +105,7 @@ def test_figures_are_laid_out_for_their_column(drawn):
 
 def test_panels_follow_the_paper_and_legends_give_n(drawn):
     name, width, figure, renderer = drawn
-    if name == "restoration":
+    if name in ("restoration", "calibration"):  # one picture, not a panel per task
         return
     titles = [ax.get_title() for ax in figure.axes if ax.get_visible() and ax.get_title()]
     assert titles == PAPER_ORDER

@@ -206,8 +206,11 @@ def write_calibration(writer: Writer, report: Report, table: pd.DataFrame, posit
     controls = calibration.negative_controls(table)
     unknown = sorted(set(positive) - set(report.methods))
     if unknown:
-        raise UserError(f"--positive-control {', '.join(unknown)}: no such method in these runs "
-                        f"({', '.join(report.methods)})")
+        raise UserError(f"--positive-control {', '.join(map(repr, unknown))}: no such method in these runs "
+                        f"({', '.join(map(repr, report.methods))}; a label with settings goes in quotes)")
+    if report.baseline in positive:
+        raise UserError(f"--positive-control {report.baseline!r} is the baseline itself: name a method to test "
+                        "against it")
     if not controls and not positive:
         return
     fractions = sorted(table["fraction"].unique())
@@ -220,7 +223,11 @@ def write_calibration(writer: Writer, report: Report, table: pd.DataFrame, posit
               f"p < {ALPHA:g} should be {ALPHA:.0%}) and known to exist (fewer labels for the baseline; the positive "
               "controls named on the command line, at the lowest label fraction). " + " ".join(
                   f"{line[0].upper()}{line[1:]}." for line in summary))
-    report.sections.append(("Calibration", writer.frame("calibration", rows, "Calibration", legend)))
+    parts = [writer.frame("calibration", rows, "Calibration", legend)]
+    if rows["p"].notna().any():
+        path = writer.figure("calibration", plots.draw_calibration, rows, ALPHA)
+        parts.append(formats.image_tag(path, "calibration: the negative control's p-values and the known effects"))
+    report.sections.append(("Calibration", formats.join(parts)))
 
 
 def write_dimensions(writer: Writer, report: Report, scores: pd.DataFrame, provenance: pd.DataFrame,

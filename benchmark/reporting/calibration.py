@@ -18,7 +18,11 @@ method whose class names, in ``negative_control_of``, the method it copies in di
   two-sided): a benchmark that measures label efficiency must see this effect.
 * Positive controls (``report --positive-control METHOD``, repeatable): each against the baseline at
   the lowest label fraction both have on each task (Welch, two-sided), an effect the user expects to
-  exist (supervised pretraining on a sibling task, say).
+  exist (supervised pretraining on a second site of the same task, say).
+
+Each row gives the difference of means with its 95% Welch interval (``ci_low``, ``ci_high``). The figure
+(``calibration.png``) draws the negative control's p-values against the uniform distribution they follow
+when no difference exists, and the known effects with their intervals.
 """
 
 from __future__ import annotations
@@ -33,8 +37,9 @@ from benchmark.api.registry import METHODS
 from benchmark.reporting import ALPHA, stats
 
 MIN_COMPARISONS = 20  # fewer null comparisons cannot tell a 5% false-positive rate from a much higher one
-COLUMNS = ["check", "task", "fraction", "method", "against", "n", "mean", "mean_against", "difference", "p",
-           "significant", "note"]
+COLUMNS = ["check", "task", "fraction", "method", "against", "n", "mean", "mean_against", "difference", "ci_low",
+           "ci_high", "p", "significant", "detected", "note"]
+EXPECTED_SIGN = {"label budget": -1, "positive control": 1}  # fewer labels score lower; a positive control higher
 
 
 def negative_controls(table: pd.DataFrame) -> dict[str, str]:
@@ -56,9 +61,11 @@ def _welch_row(check: str, task: str, fraction: float, method: str, against: str
            "mean_against": float(np.mean(b)) if b.size else np.nan}
     row["difference"] = row["mean"] - row["mean_against"]
     if a.size < 2 or b.size < 2:
-        return {**row, "p": np.nan, "significant": False, "note": "fewer than 2 seeds on a side: not tested"}
+        return {**row, "ci_low": np.nan, "ci_high": np.nan, "p": np.nan, "significant": False,
+                "note": "fewer than 2 seeds on a side: not tested"}
     result = stats.welch_t(a, b)
-    return {**row, "p": result.p, "significant": bool(result.p < ALPHA), "note": result.detail.get("note", "")}
+    return {**row, "ci_low": result.detail.get("ci_low", np.nan), "ci_high": result.detail.get("ci_high", np.nan),
+            "p": result.p, "significant": bool(result.p < ALPHA), "note": result.detail.get("note", "")}
 
 
 def _values(scores: pd.DataFrame, task: str, method: str) -> np.ndarray:
@@ -92,7 +99,11 @@ def calibration_rows(scores_by_fraction: dict[float, pd.DataFrame], controls: di
                 scores = scores_by_fraction[low]
                 rows.append(_welch_row("positive control", task, low, method, baseline, _values(scores, task, method),
                                        _values(scores, task, baseline)))
-    return pd.DataFrame(rows, columns=COLUMNS)
+    table = pd.DataFrame(rows, columns=COLUMNS)
+    expected = table["check"].map(EXPECTED_SIGN)
+    same_direction = np.sign(table["difference"]) == expected
+    table["detected"] = expected.notna() & table["significant"].astype(bool) & same_direction
+    return table
 
 
 def false_positive_summary(rows: pd.DataFrame) -> str:
@@ -113,12 +124,18 @@ def false_positive_summary(rows: pd.DataFrame) -> str:
 
 
 def detected_summary(rows: pd.DataFrame, check: str) -> str:
-    """How many of a check's comparisons found the expected effect (significant, in the expected direction)."""
+    """How many of a check's tested comparisons found the expected effect (significant, in the expected
+    direction); the comparisons left untested (fewer than 2 seeds on a side) are named apart, never counted
+    as misses."""
     own = rows[rows["check"] == check]
     if own.empty:
         return f"{check}: no comparison"
-    expected_sign = -1 if check == "label budget" else 1  # fewer labels score lower; a positive control higher
-    found = own[own["significant"] & (np.sign(own["difference"]) == expected_sign)]
-    missed = sorted(set(own["task"]) - set(found["task"]))
-    return (f"{check}: the expected effect detected on {len(found)} of {len(own)} comparisons"
+    tested, untested = own[own["p"].notna()], own[own["p"].isna()]
+    found = tested[tested["detected"]]
+    missed = sorted(set(tested["task"]) - set(found["task"]))
+    text = (f"{check}: the expected effect detected on {len(found)} of {len(tested)} tested comparisons"
             + (f" (not on {', '.join(missed)})" if missed else ""))
+    if not untested.empty:
+        text += (f"; {len(untested)} not tested, fewer than 2 seeds on a side "
+                 f"({', '.join(sorted(set(untested['task'])))})")
+    return text

@@ -241,3 +241,65 @@ def draw_schemes(summary: pd.DataFrame, seeds: pd.DataFrame, order: list[str], h
     shared_legend(figure, entries)
     figure.suptitle(literal(title))
     return figure
+
+
+def draw_calibration(rows: pd.DataFrame, alpha: float, *, width: float) -> Figure:
+    """The calibration section's picture: the negative control's p-values against the uniform
+    distribution they follow when no difference exists (sorted p against i / (n + 1), with the 95%
+    pointwise band of the uniform order statistics, Beta(i, n + 1 - i)), and the known effects (label
+    budget, positive controls) as differences of means with their 95% Welch intervals, black where the
+    expected effect was detected. Untested comparisons (one seed on a side) are left out."""
+    tested = rows[rows["p"].notna()]
+    null = np.sort(tested.loc[tested["check"] == "negative control", "p"].to_numpy(dtype=float))
+    effects = tested[tested["check"] != "negative control"]
+    panels = [name for name, count in (("null", null.size), ("effects", len(effects))) if count]
+    side_by_side = width >= 7 and len(panels) == 2
+    heights = {"null": 2.6, "effects": 0.9 + 0.3 * len(effects)}
+    height = max(heights[p] for p in panels) if side_by_side else sum(heights[p] for p in panels)
+    figure = Figure(figsize=(width, height + 0.3), layout="constrained")
+    if side_by_side:  # each panel a subfigure: the effects' long labels do not squeeze the p-value panel
+        parts = figure.subfigures(1, 2, width_ratios=[1.0, 1.7])
+    else:
+        parts = figure.subfigures(len(panels), 1, height_ratios=[heights[p] for p in panels], squeeze=False).ravel()
+    for part, panel in zip(parts, panels):
+        ax = part.subplots()
+        if panel == "null":
+            _draw_null_p_values(ax, null, alpha)
+        else:
+            _draw_known_effects(ax, effects, label_characters=40 if width >= 7 else 24)
+    return figure
+
+
+def _draw_null_p_values(ax: Axes, p_values: np.ndarray, alpha: float) -> None:
+    from scipy.stats import beta
+
+    n = p_values.size
+    order = np.arange(1, n + 1)
+    expected = order / (n + 1)
+    ax.fill_between(expected, beta.ppf(0.025, order, n + 1 - order), beta.ppf(0.975, order, n + 1 - order),
+                    color="0.85", label="95% band, no difference")
+    ax.plot([0, 1], [0, 1], color="0.4", linewidth=0.8)
+    ax.scatter(expected, p_values, s=10, color="black", zorder=3, label=f"observed ({n} comparisons)")
+    ax.axhline(alpha, color="tab:red", linestyle=":", linewidth=0.8, label=f"p = {alpha:g}")
+    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="expected p (uniform quantile)", ylabel="observed p")
+    below = int(np.sum(p_values < alpha))
+    ax.set_title(f"negative control: {below} of {n} p < {alpha:g}")
+    ax.legend(loc="upper left", frameon=False)
+    ax.grid(alpha=0.3)
+
+
+def _draw_known_effects(ax: Axes, effects: pd.DataFrame, label_characters: int) -> None:
+    y = np.arange(len(effects))[::-1]
+    low = np.nan_to_num((effects["difference"] - effects["ci_low"]).to_numpy(float))
+    high = np.nan_to_num((effects["ci_high"] - effects["difference"]).to_numpy(float))
+    for yy, difference, lo, hi, hit in zip(y, effects["difference"], low, high, effects["detected"]):
+        ax.errorbar(difference, yy, xerr=[[lo], [hi]], fmt="o", color="black" if hit else OTHERS, capsize=2,
+                    markersize=4, linewidth=1.1)
+    labels = [textwrap.fill(literal(f"{check}: {task}" + (f", {method}" if check != "label budget" else "")),
+                            label_characters, break_long_words=True)
+              for check, task, method in zip(effects["check"], effects["task"], effects["method"])]
+    ax.set_yticks(y, labels)
+    ax.axvline(0, color="0.4", linewidth=0.8)
+    ax.set_xlabel("difference, 95% Welch CI")
+    ax.set_title("known effects; black: detected")
+    ax.grid(alpha=0.3, axis="x")

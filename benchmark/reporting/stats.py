@@ -142,7 +142,8 @@ def welch_t(a: ArrayLike, b: ArrayLike, equal_var: bool = False) -> TestResult:
     """Independent two-sample t-test, two-sided (``scipy.stats.ttest_ind``).
 
     Welch's unequal-variance test by default; ``equal_var=True`` gives Student's pooled-variance test.
-    Each group needs at least 2 values. When both groups are constant the test is undefined:
+    ``detail`` holds the 95% interval of the difference of means (``ci_low``, ``ci_high``, the test's own
+    t interval). Each group needs at least 2 values. When both groups are constant the test is undefined:
     equal means give statistic 0 and p = 1, different means give an infinite statistic and p = 0
     (both with a note).
     """
@@ -169,7 +170,8 @@ def welch_t(a: ArrayLike, b: ArrayLike, equal_var: bool = False) -> TestResult:
         stat = 0.0 if same else math.copysign(math.inf, float(x[0] - y[0]))
         return TestResult(name, {"a": x.size, "b": y.size}, stat, 1.0 if same else 0.0, detail)
     res = _st.ttest_ind(x, y, equal_var=equal_var)
-    detail["df"] = float(res.df)
+    interval = res.confidence_interval(0.95)
+    detail.update(df=float(res.df), ci_low=float(interval.low), ci_high=float(interval.high))
     return TestResult(name, {"a": x.size, "b": y.size}, float(res.statistic), float(res.pvalue), detail)
 
 
