@@ -10,6 +10,7 @@ import torch
 from scipy.stats import mannwhitneyu
 
 from benchmark.cli import main
+from benchmark.cli.analyze import _restoration_methods
 from benchmark.data.phantoms.opacities import FOLDERS, write_opacity_phantom
 from benchmark.errors import UserError
 from benchmark.reporting import anomaly
@@ -104,10 +105,21 @@ def test_restoration_matrix_command(tmp_path, isolated_cache, capsys):
     assert "| genesis-nl |" in capsys.readouterr().out
 
 
-def test_restoration_matrix_refuses_a_method_that_does_not_restore(tmp_path, isolated_cache, capsys):
-    status = main(["analyze", "restoration", "--methods", "jigsaw", "--profile", "smoke", "--cubes", "2",
+@pytest.mark.parametrize("method", ["jigsaw", "genesis-2d", "genesis-xray", "niftynet", "supervised", "scratch-he"])
+def test_restoration_matrix_refuses_a_method_that_does_not_restore_3d_cubes(tmp_path, isolated_cache, capsys,
+                                                                             method):
+    status = main(["analyze", "restoration", "--methods", method, "--profile", "smoke", "--cubes", "2",
                    "--results", str(tmp_path / "results"), "--out", str(tmp_path / "out"), "--no-progress"])
     assert status == 2 and "not a restoration method" in capsys.readouterr().err
+    assert not (tmp_path / "results" / "checkpoints").exists()  # refused before any pretraining
+
+
+def test_the_default_matrix_holds_the_methods_that_restore_3d_cubes():
+    """Without --methods: every registered method is judged (released weights, 2D networks and supervised
+    pretraining included, without a traceback) and those whose pretext task restores 3D cubes are kept."""
+    assert {method.name for method in _restoration_methods(None)} == {
+        "denoising", "genesis", "genesis-ic", "genesis-identity", "genesis-ls", "genesis-nl", "genesis-oc",
+        "inpainting", "patch-shuffling"}
 
 
 def test_anomaly_command_writes_difference_maps_with_the_scans_geometry(tmp_path, isolated_cache, capsys,

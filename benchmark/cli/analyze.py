@@ -77,6 +77,7 @@ def _restoration_methods(text: str | None) -> list:
     """The methods named in ``text``, or every registered one whose pretext task restores its input."""
     import numpy as np
 
+    from benchmark.api.backbone import default_backbone
     from benchmark.api.registry import METHODS
     from benchmark.reporting.restoration import is_restoration_method
 
@@ -84,7 +85,7 @@ def _restoration_methods(text: str | None) -> list:
         return [METHODS.create(name.strip()) for name in text.split(",") if name.strip()]
     cube = np.full((1, 1, 16, 32, 32), 0.5, dtype=np.float32)
     methods = [METHODS.create(name) for name in METHODS.names()]
-    return [method for method in methods if is_restoration_method(method, cube, width=2)]
+    return [method for method in methods if is_restoration_method(method, cube, 2, default_backbone(method))]
 
 
 def restoration(args: argparse.Namespace) -> None:

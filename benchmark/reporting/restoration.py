@@ -39,9 +39,14 @@ def checkpoint_backbone(checkpoint: dict) -> Backbone:
 
 
 def is_restoration_method(method: Method, cubes: np.ndarray, width: int, backbone: Backbone) -> bool:
-    """Whether ``method`` pretrains a whole encoder-decoder to give back cubes shaped like its input."""
+    """Whether ``method`` pretrains a whole encoder-decoder on ``backbone`` to give back ``cubes`` (a batch of
+    3D cubes, or 2D images for a 2D backbone) shaped like its input (released weights and supervised
+    pretraining have no pretext task: never)."""
+    pretext_task = not method.weights_required and method.source_task() is None
+    if not pretext_task or method.transfers != "encoder+decoder" or backbone.spatial_dims != cubes.ndim - 2:
+        return False
     pretext = method.build_pretext_model(backbone, int(cubes.shape[1]), width)
-    if not hasattr(pretext, "decoder") or method.transfers != "encoder+decoder":
+    if not hasattr(pretext, "decoder"):
         return False
     inputs, targets = method.make_example(cubes, np.random.default_rng(PICTURE_SEED))
     return tuple(inputs.shape) == tuple(targets.shape) == tuple(cubes.shape)

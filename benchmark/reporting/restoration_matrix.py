@@ -20,15 +20,17 @@ import numpy as np
 import pandas as pd
 import torch
 from matplotlib.figure import Figure
+from matplotlib.image import AxesImage
 from monai.metrics import SSIMMetric
 
+from benchmark.api.backbone import default_backbone
 from benchmark.api.method import Method
 from benchmark.api.profiles import Profile
 from benchmark.data.datasets import DataSource
 from benchmark.data.pool import PRETRAIN_VAL_SUBSETS, load_pool
 from benchmark.engine.checkpoints import obtain_checkpoint
 from benchmark.errors import UserError
-from benchmark.reporting.restoration import restoration_model, restores_its_input
+from benchmark.reporting.restoration import is_restoration_method, restoration_model
 
 CORRUPTION_SEED = 7  # the draws of every row's corruption: the same cubes, the same draws, for every model
 INPUT_COLUMN = "input"
@@ -65,12 +67,13 @@ def restoration_matrix(methods: Sequence[Method], pool: DataSource, profile: Pro
                        device: torch.device, cubes: int = 16, progress: bool = True) -> RestorationMatrix:
     """The matrix for ``methods`` (rows and columns alike), pretraining the checkpoints not yet cached."""
     held_out = held_out_cubes(pool, profile, cubes, seed)
+    for method in methods:
+        if not is_restoration_method(method, held_out[:1], profile.width, default_backbone(method)):
+            raise UserError(f"method '{method.name}' is not a restoration method of 3D cubes (its pretext task does "
+                            "not restore its input with a whole 3D encoder-decoder)")
     models = {}
     for method in methods:
         checkpoint, _ = obtain_checkpoint(method, pool, profile, seed, results, device, progress)
-        if not restores_its_input(method, checkpoint, held_out[:1]):
-            raise UserError(f"method '{method.name}' is not a restoration method (its pretext task does not "
-                            "restore its input with the whole U-Net)")
         models[method.name] = restoration_model(checkpoint, f"checkpoint of {method.name}")
     rows, slices = [], {}
     middle = held_out.shape[2] // 2
@@ -107,20 +110,28 @@ def markdown(matrix: RestorationMatrix) -> str:
 
 
 def heat_map(matrix: RestorationMatrix) -> Figure:
-    figure = Figure(figsize=(7.0, 3.2), layout="constrained")
-    axes = figure.subplots(1, 2)
+    """MSE above SSIM, one cell a (corruption, restoring model) pair with its value written in it."""
+    rows = matrix.errors["corruption"].nunique()
+    figure = Figure(figsize=(7.0, 2 * (1.4 + 0.32 * rows)), layout="constrained")
+    axes = figure.subplots(2, 1)
     for ax, value, cmap in zip(axes, ("mse", "ssim"), ("viridis_r", "viridis")):
         table = as_matrix(matrix.errors, value)
-        image = ax.imshow(table.to_numpy(), cmap=cmap)
-        ax.set_xticks(range(len(table.columns)), table.columns, rotation=45, ha="right", fontsize=7)
+        image = ax.imshow(table.to_numpy(), cmap=cmap, aspect="auto")
+        ax.set_xticks(range(len(table.columns)), table.columns, rotation=30, ha="right", fontsize=7)
         ax.set_yticks(range(len(table.index)), table.index, fontsize=7)
         ax.set_xlabel("restored by", fontsize=8)
         ax.set_ylabel("corruption", fontsize=8)
         ax.set_title(f"{value.upper()} (n = {int(matrix.errors['cubes'].iloc[0])} cubes)", fontsize=8)
         for (i, j), v in np.ndenumerate(table.to_numpy()):
-            ax.text(j, i, f"{v:.3f}", ha="center", va="center", fontsize=6, color="white")
-        figure.colorbar(image, ax=ax, shrink=0.8).ax.tick_params(labelsize=7)
+            ax.text(j, i, f"{v:.3f}", ha="center", va="center", fontsize=7, color=_text_colour(image, v))
+        figure.colorbar(image, ax=ax, shrink=0.9).ax.tick_params(labelsize=7)
     return figure
+
+
+def _text_colour(image: AxesImage, value: float) -> str:
+    """Black on a light cell, white on a dark one (relative luminance of the cell's colour)."""
+    red, green, blue, _ = image.cmap(image.norm(value))
+    return "black" if 0.2126 * red + 0.7152 * green + 0.0722 * blue > 0.45 else "white"
 
 
 def image_grid(matrix: RestorationMatrix) -> Figure:
@@ -135,7 +146,12 @@ def image_grid(matrix: RestorationMatrix) -> Figure:
             ax.set_xticks([])
             ax.set_yticks([])
             if i == 0:
-                ax.set_title(column, fontsize=7)
+                ax.set_title(_wrapped(column), fontsize=7)
             if j == 0:
-                ax.set_ylabel(row, fontsize=7)
+                ax.set_ylabel(_wrapped(row), fontsize=7)
     return figure
+
+
+def _wrapped(name: str, width: int = 9) -> str:
+    """A long method name broken after its hyphens, so that neighbouring panels' titles do not run together."""
+    return name.replace("-", "-\n") if len(name) > width else name
