@@ -115,10 +115,15 @@ def _add_switch_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--methods", required=True, help="comma-separated methods, e.g. genesis,scratch-he")
-    parser.add_argument("--tasks", required=True, help="comma-separated tasks, e.g. ncc,lcs")
-    parser.add_argument("--fractions", default="1.0", help="comma-separated label fractions in (0, 1] (default 1.0)")
-    parser.add_argument("--seeds", default="0", help="comma-separated training seeds (default 0)")
+    parser.add_argument("--methods", default="", help="comma-separated methods, e.g. genesis,scratch-he")
+    parser.add_argument("--tasks", default="", help="comma-separated tasks, e.g. ncc,lcs")
+    parser.add_argument("--fractions", default="", help="comma-separated label fractions in (0, 1] (default 1.0)")
+    parser.add_argument("--seeds", default="", help="comma-separated training seeds (default 0)")
+    parser.add_argument("--preset", default="", metavar="NAME|FILE",
+                        help="run a preset's grids one after the other instead of --methods, --tasks, --fractions, "
+                             "--seeds, --method-arg and --dims: a built-in name (calibration: the controls that show "
+                             "whether the benchmark can tell methods apart; example: the committed example report's "
+                             "runs) or a .json file of your own (README)")
     parser.add_argument("--subset-seed", type=int, default=None,
                         help="seed of the label-fraction subset (default: the run's seed, so each seed labels its "
                              "own patients; give one to share a single subset across seeds)")
