@@ -295,8 +295,9 @@ def _draw_known_effects(ax: Axes, effects: pd.DataFrame, label_characters: int) 
     for yy, difference, lo, hi, hit in zip(y, effects["difference"], low, high, effects["detected"]):
         ax.errorbar(difference, yy, xerr=[[lo], [hi]], fmt="o", color="black" if hit else OTHERS, capsize=2,
                     markersize=4, linewidth=1.1)
-    labels = [textwrap.fill(literal(f"{check}: {task}" + (f", {method}" if check != "label budget" else "")),
-                            label_characters, break_long_words=True)
+    # escaped after wrapping, so that no line break falls between a backslash and its "$"
+    labels = [literal(textwrap.fill(f"{check}: {task}" + (f", {method}" if check != "label budget" else ""),
+                                    label_characters, break_long_words=True))
               for check, task, method in zip(effects["check"], effects["task"], effects["method"])]
     ax.set_yticks(y, labels)
     ax.axvline(0, color="0.4", linewidth=0.8)
