@@ -48,7 +48,7 @@ from benchmark.reporting import (
     views,
 )
 from benchmark.reporting.formats import Markup
-from benchmark.reporting.restoration import NotRestoration, restoration_panels
+from benchmark.reporting.restoration import NotRestoration, recorded_method_has_pretext_task, restoration_panels
 from benchmark.reporting.stats import T_INTERVAL
 from benchmark.reporting.table import Results, export_table, read_results
 
@@ -381,6 +381,10 @@ def write_restoration(writer: Writer, report: Report, settings: Settings, table:
     parts = []
     checkpoints = sorted(table["checkpoint_id"].dropna().unique())
     for checkpoint in tqdm(checkpoints, desc="restoration pictures", disable=not settings.progress, leave=False):
+        run = table[table["checkpoint_id"] == checkpoint].iloc[0]
+        pretext = recorded_method_has_pretext_task(run["method_name"], variants.parse_settings(run["method_settings"]))
+        if pretext is False:  # supervised pretraining: its checkpoint restores nothing
+            continue
         if not store.checkpoint_ready(store.checkpoint_dir(settings.results, checkpoint)):
             report.not_computed.append(f"restoration picture for {checkpoint}: the checkpoint is not in "
                                        f"{settings.results / 'checkpoints'} (not kept with these results)")

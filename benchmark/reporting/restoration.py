@@ -38,12 +38,24 @@ def checkpoint_backbone(checkpoint: dict) -> Backbone:
     return BACKBONES.create(declared.get("name", DEFAULT_BACKBONE), **(declared.get("settings") or {}))
 
 
+def has_pretext_task(method: Method) -> bool:
+    """Whether ``method`` pretrains on the unlabeled pool (released weights and supervised pretraining do not)."""
+    return not method.weights_required and method.source_task() is None
+
+
+def recorded_method_has_pretext_task(name: str, settings: dict) -> bool | None:
+    """``has_pretext_task`` for a run record's method and settings; None when they make no registered method."""
+    try:
+        return has_pretext_task(METHODS.create(name, **settings))
+    except (KeyError, TypeError, ValueError, UserError):
+        return None
+
+
 def is_restoration_method(method: Method, cubes: np.ndarray, width: int, backbone: Backbone) -> bool:
     """Whether ``method`` pretrains a whole encoder-decoder on ``backbone`` to give back ``cubes`` (a batch of
     3D cubes, or 2D images for a 2D backbone) shaped like its input (released weights and supervised
     pretraining have no pretext task: never)."""
-    pretext_task = not method.weights_required and method.source_task() is None
-    if not pretext_task or method.transfers != "encoder+decoder" or backbone.spatial_dims != cubes.ndim - 2:
+    if not has_pretext_task(method) or method.transfers != "encoder+decoder" or backbone.spatial_dims != cubes.ndim - 2:
         return False
     pretext = method.build_pretext_model(backbone, int(cubes.shape[1]), width)
     if not hasattr(pretext, "decoder"):
