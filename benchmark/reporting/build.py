@@ -379,9 +379,9 @@ def write_convergence(writer: Writer, report: Report, results: Results, table: p
 
 def write_restoration(writer: Writer, report: Report, settings: Settings, table: pd.DataFrame) -> None:
     parts = []
-    checkpoints = sorted(table["checkpoint_id"].dropna().unique())
-    for checkpoint in tqdm(checkpoints, desc="restoration pictures", disable=not settings.progress, leave=False):
-        run = table[table["checkpoint_id"] == checkpoint].iloc[0]
+    runs = table.dropna(subset=["checkpoint_id"]).drop_duplicates("checkpoint_id").set_index("checkpoint_id")
+    for checkpoint in tqdm(sorted(runs.index), desc="restoration pictures", disable=not settings.progress, leave=False):
+        run = runs.loc[checkpoint]  # one run of the checkpoint: the method and settings it was pretrained with
         pretext = recorded_method_has_pretext_task(run["method_name"], variants.parse_settings(run["method_settings"]))
         if pretext is False:  # supervised pretraining: its checkpoint restores nothing
             continue
