@@ -38,6 +38,7 @@ from benchmark.api.registry import TASKS
 from benchmark.api.segmentation import SegmentationTask
 from benchmark.api.task import Case, Splits, TaskData
 from benchmark.data.cache import Entry, cached
+from benchmark.data.files import read_text
 from benchmark.data.imageio import pad_to_cube, read_array, scale_min_max
 from benchmark.data.phantoms.brain import MODALITIES, write_brain_phantom
 from benchmark.data.verify import Problem, check_labels, check_same_grid, check_unique, progress, read_volume
@@ -61,10 +62,7 @@ FOLD_FILES: tuple[Traversable, ...] = tuple(
 
 def read_fold(path: Path | Traversable) -> list[str]:
     """The case ids of a fold file: one a line; blank lines and '#' comments skipped."""
-    try:
-        text = path.read_text()
-    except OSError as error:
-        raise UserError(f"{path}: cannot read the fold file ({error.strerror or error})") from error
+    text = read_text(path, "the fold file")
     return [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
 
 

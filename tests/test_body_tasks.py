@@ -225,6 +225,15 @@ def test_brats_splits_follow_the_fold_files() -> None:
     assert sorted(splits["train"] + splits["val"]) == rest and len(splits["train"]) == 167
 
 
+def test_a_fold_file_that_is_not_text_is_a_one_line_error(tmp_path: Path) -> None:
+    path = tmp_path / "fold.txt"
+    path.write_bytes(b"Brats18_CBICA_AAA_1\n\xff\n")
+    with pytest.raises(UserError, match=r"fold.txt: the fold file is not utf-8 text \(byte 20"):
+        read_fold(path)
+    with pytest.raises(UserError, match="cannot read the fold file"):
+        read_fold(tmp_path / "absent.txt")
+
+
 def test_brain_loaded(brain_root: Path, brain_data: TaskData) -> None:
     check_task_data(brain_data, 4, PAPER_CUBE)
     splits = brats_splits()

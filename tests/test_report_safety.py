@@ -120,6 +120,7 @@ BROKEN_FILES = {  # content of result.json -> why it is skipped
     "{}": "not a run record (missing run_id, method, task, seed, fraction, profile, metrics)",
     "not json": "cannot read the record",
     "\xff\xfe": "cannot read the record",
+    "[" * 100_000: "cannot read the record (nested too deeply)",
 }
 WRONG_TYPES = [  # changes to a record -> why it is skipped
     ({"seed": "zero"}, "'seed' is not an integer ('zero')"),

@@ -51,3 +51,15 @@ def test_finished_result_is_none_until_the_record_exists(tmp_path):
     files.write_json(store.run_dir(tmp_path, "run-1") / store.RESULT_FILE, {"run_id": "run-1"})
     with pytest.raises(store.UnreadableRecord, match="missing method"):
         store.finished_result(tmp_path, "run-1")
+
+
+@pytest.mark.parametrize(("content", "why"), [(b'{"run_id": "\xff"}', "is not utf-8 text (byte 12"),
+                                              (b"[" * 100_000, "nested too deeply"),
+                                              (b'{"run_id": ', "cannot read JSON")])
+def test_a_record_that_is_not_json_text_is_unreadable_not_a_crash(tmp_path, content, why):
+    path = store.run_dir(tmp_path, "run-1") / store.RESULT_FILE
+    path.parent.mkdir(parents=True)
+    path.write_bytes(content)
+    with pytest.raises(store.UnreadableRecord) as caught:
+        store.finished_result(tmp_path, "run-1")
+    assert str(caught.value).startswith(f"{path}: ") and why in str(caught.value) and "\n" not in str(caught.value)

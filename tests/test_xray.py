@@ -272,6 +272,17 @@ def test_a_malformed_table_is_a_one_line_error(copy: Path) -> None:
     one_line_error(lambda: xray_splits(copy), DATA_ENTRY, "Patient ID")
 
 
+@pytest.mark.parametrize("name", [TRAIN_VAL_LIST, TEST_LIST, DATA_ENTRY])
+def test_a_list_or_table_that_is_not_utf8_text_is_a_one_line_error(copy: Path, name: str) -> None:
+    (copy / name).write_bytes((copy / name).read_bytes() + b"\xff\xfe.png\n")
+    one_line_error(lambda: xray_splits(copy), str(copy / name), "not utf-8")
+
+
+def test_a_table_the_csv_reader_refuses_is_a_one_line_error(copy: Path) -> None:
+    (copy / DATA_ENTRY).write_bytes((copy / DATA_ENTRY).read_bytes() + b'"' + b"x" * 200_000 + b'",1\n')
+    one_line_error(lambda: xray_splits(copy), str(copy / DATA_ENTRY), "not a readable CSV table")
+
+
 def test_other_pngs_and_files(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     grey = np.random.default_rng(0).integers(0, 256, (20, 30)).astype(np.uint8)
     rgba = np.stack([grey, grey, grey, np.full_like(grey, 255)], axis=-1)

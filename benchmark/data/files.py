@@ -19,6 +19,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable
+from importlib.abc import Traversable
 from pathlib import Path
 from typing import Any
 
@@ -144,8 +145,23 @@ def write_csv(path: Path, frame: pd.DataFrame) -> None:
     write_atomic(path, lambda tmp: frame.to_csv(tmp, index=False))
 
 
-def read_json(path: Path) -> dict[str, Any]:
+def read_text(path: Path | Traversable, what: str, encoding: str = "utf-8") -> str:
+    """The text of a file (``what`` says which, for the error); UserError naming it if it cannot be
+    read or is not text in ``encoding`` (a binary or differently encoded file)."""
     try:
-        return json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as error:
+        return path.read_text(encoding=encoding)
+    except OSError as error:
+        raise UserError(f"{path}: cannot read {what} ({error.strerror or error})") from error
+    except UnicodeDecodeError as error:
+        raise UserError(f"{path}: {what} is not {encoding} text (byte {error.start}: "
+                        f"{error.object[error.start:error.start + 1]!r})") from error
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    text = read_text(Path(path), "the JSON file")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
         raise UserError(f"{path}: cannot read JSON ({error})") from error
+    except RecursionError as error:
+        raise UserError(f"{path}: cannot read JSON (nested too deeply)") from error

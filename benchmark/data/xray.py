@@ -35,13 +35,16 @@ clipping). Choices made here:
 from __future__ import annotations
 
 import csv
+import io
 import logging
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
 
+from benchmark.data.files import read_text
 from benchmark.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -72,7 +75,7 @@ def read_image_list(path: Path) -> list[str]:
         raise UserError(f"{path}: file not found (the ChestX-ray14 layout needs {TRAIN_VAL_LIST} and {TEST_LIST})")
     names: list[str] = []
     seen: set[str] = set()
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
+    for number, line in enumerate(read_text(path, "the image list").splitlines(), start=1):
         name = line.strip()
         if not name:
             continue
@@ -91,26 +94,33 @@ def read_patients(path: Path) -> dict[str, str]:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: file not found (the ChestX-ray14 image table)")
-    with open(path, newline="", encoding="utf-8-sig") as handle:  # -sig: a byte-order mark is not a name
-        rows = csv.reader(handle)
-        header = [name.strip() for name in next(rows, [])]
-        missing = [name for name in (IMAGE_COLUMN, PATIENT_COLUMN) if name not in header]
-        if missing:
-            raise UserError(f"{path}: no column {', '.join(missing)} in the header (expected the "
-                            f"ChestX-ray14 header {','.join(DATA_ENTRY_HEADER)})")
-        image_at, patient_at = header.index(IMAGE_COLUMN), header.index(PATIENT_COLUMN)
-        patients: dict[str, str] = {}
-        for number, row in enumerate(rows, start=2):
-            if not any(cell.strip() for cell in row):
-                continue
-            if len(row) <= max(image_at, patient_at):
-                raise UserError(f"{path}: line {number}: {len(row)} fields, fewer than the header's columns")
-            image, patient = row[image_at].strip(), row[patient_at].strip()
-            if not image or not patient:
-                raise UserError(f"{path}: line {number}: empty {IMAGE_COLUMN if not image else PATIENT_COLUMN}")
-            if image in patients:
-                raise UserError(f"{path}: line {number}: image {image} appears twice")
-            patients[image] = patient
+    text = read_text(path, "the image table", encoding="utf-8-sig")  # -sig: a byte-order mark is not a name
+    try:
+        return _patients_of_table(path, csv.reader(io.StringIO(text, newline="")))
+    except csv.Error as error:
+        raise UserError(f"{path}: not a readable CSV table ({error})") from error
+
+
+def _patients_of_table(path: Path, rows: Iterator[list[str]]) -> dict[str, str]:
+    """Image file name -> patient id from the table's rows (the header first)."""
+    header = [name.strip() for name in next(rows, [])]
+    missing = [name for name in (IMAGE_COLUMN, PATIENT_COLUMN) if name not in header]
+    if missing:
+        raise UserError(f"{path}: no column {', '.join(missing)} in the header (expected the "
+                        f"ChestX-ray14 header {','.join(DATA_ENTRY_HEADER)})")
+    image_at, patient_at = header.index(IMAGE_COLUMN), header.index(PATIENT_COLUMN)
+    patients: dict[str, str] = {}
+    for number, row in enumerate(rows, start=2):
+        if not any(cell.strip() for cell in row):
+            continue
+        if len(row) <= max(image_at, patient_at):
+            raise UserError(f"{path}: line {number}: {len(row)} fields, fewer than the header's columns")
+        image, patient = row[image_at].strip(), row[patient_at].strip()
+        if not image or not patient:
+            raise UserError(f"{path}: line {number}: empty {IMAGE_COLUMN if not image else PATIENT_COLUMN}")
+        if image in patients:
+            raise UserError(f"{path}: line {number}: image {image} appears twice")
+        patients[image] = patient
     return patients
 
 

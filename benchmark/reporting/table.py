@@ -144,6 +144,8 @@ def read_record(path: Path) -> dict[str, Any]:
         record = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise UserError(f"{path}: cannot read the record ({error})") from error
+    except RecursionError as error:
+        raise UserError(f"{path}: cannot read the record (nested too deeply)") from error
     if not isinstance(record, dict):
         raise UserError(f"{path}: not a run record (a JSON object expected, found {type(record).__name__})")
     missing = [k for k in REQUIRED_KEYS if k not in record]
