@@ -24,9 +24,10 @@ from benchmark.reporting.stats import (
     detectable_difference_z,
     epochs_to_reach,
     fewer_labels,
-    fewer_labels_interval,
+    fewer_labels_bound,
     significance_marks,
     t_interval,
+    welch_greater,
     welch_t,
     wilcoxon_min_p,
     wilcoxon_signed_rank,
@@ -490,39 +491,59 @@ def test_fewer_labels_skips_missing_scores():
     assert fewer_labels(FRACTIONS, [np.nan] * 5, 0.65) is None
 
 
-def _naive_interval(fractions, per_fraction, full, resamples, seed):
-    """The bootstrap of fewer_labels_interval, one replicate at a time with the same draws."""
-    rng = np.random.default_rng(seed)
-    order = np.argsort(fractions)
-    draws = [rng.integers(0, len(per_fraction[i]), size=(resamples, len(per_fraction[i]))) for i in order]
-    targets = np.asarray(full)[rng.integers(0, len(full), size=(resamples, len(full)))].mean(axis=1)
-    replicates = []
-    for r in range(resamples):
-        means = [np.mean(np.asarray(per_fraction[i])[draw[r]]) for i, draw in zip(order, draws)]
-        saving = fewer_labels(np.asarray(fractions)[order], means, targets[r])
-        replicates.append(-np.inf if saving is None else saving)
-    return np.quantile(replicates, [0.025, 0.975], method="inverted_cdf")
+def _naive_bound(fractions, per_fraction, full, alpha=0.05):
+    """The fixed sequence of fewer_labels_bound written out: scipy's one-sided Welch, largest fraction first."""
+    shown = np.nan
+    for fraction, scores in sorted(zip(fractions, per_fraction), reverse=True):
+        if fraction == 1.0:
+            continue
+        if not st.ttest_ind(scores, full, equal_var=False, alternative="greater").pvalue < alpha:
+            break
+        shown = fraction
+    return 1 - shown
 
 
-def test_fewer_labels_interval_resamples_seeds_within_each_fraction():
-    fractions = [1.0, 0.25, 0.5]
-    per_fraction = [[0.80, 0.86, 0.83], [0.70, 0.78, 0.74], [0.78, 0.83, 0.80]]
-    full = [0.80, 0.82, 0.79, 0.81]
-    ci = fewer_labels_interval(fractions, per_fraction, full, n_resamples=400, seed=3)
-    assert (ci.low, ci.high) == tuple(pytest.approx(v) for v in _naive_interval(fractions, per_fraction, full, 400, 3))
-    assert ci.estimate == pytest.approx(fewer_labels(fractions, per_fraction, np.mean(full)))
-    assert ci.low < ci.estimate < ci.high and ci.n == {"seeds at 1": 3, "seeds at 0.25": 3, "seeds at 0.5": 3,
-                                                         "baseline seeds": 4}
-    assert ci.method == "percentile bootstrap over seeds (resampled within each fraction)"
+def test_welch_greater_is_scipys_one_sided_welch():
+    for a, b in ((A, B), (B, A), (A, A + 0.001)):
+        assert welch_greater(a, b) == pytest.approx(st.ttest_ind(a, b, equal_var=False, alternative="greater").pvalue)
+    assert welch_greater([0.9, 0.9], [0.8, 0.8]) == 0.0 and welch_greater([0.8, 0.8], [0.9, 0.9]) == 1.0
+    assert welch_greater([0.8, 0.8], [0.8, 0.8]) == 0.5
 
 
-def test_fewer_labels_interval_counts_never_reaching_as_no_saving():
-    never = fewer_labels_interval([0.5, 1.0], [[0.6, 0.62], [0.7, 0.71]], [0.9, 0.92], n_resamples=200)
-    assert np.isnan(never.estimate) and never.low == never.high == -np.inf and "100.0%" in never.note
-    always = fewer_labels_interval([0.25, 1.0], [[0.95, 0.96], [0.97, 0.98]], [0.8, 0.82], n_resamples=200)
-    assert always.estimate == always.low == always.high == pytest.approx(0.75) and always.note == ""
-    one_seed = fewer_labels_interval([0.25, 1.0], [[0.7], [0.9]], [0.8], n_resamples=50)
-    assert one_seed.low == one_seed.high == one_seed.estimate  # nothing to resample
+def test_fewer_labels_bound_is_the_fixed_sequence_of_one_sided_welch_tests():
+    rng = np.random.default_rng(7)
+    fractions = [0.1, 1.0, 0.25, 0.5]
+    for _ in range(200):
+        per_fraction = [rng.normal(0.8 + rng.normal(0, 0.05), 0.03, size=3) for _ in fractions]
+        full = rng.normal(0.8, 0.03, size=3)
+        bound = fewer_labels_bound(fractions, per_fraction, full)
+        assert bound.low == pytest.approx(_naive_bound(fractions, per_fraction, full), nan_ok=True)
+        assert [f for f, _ in bound.tests] == [0.5, 0.25, 0.1][:len(bound.tests)]
+        estimate = fewer_labels(fractions, per_fraction, np.mean(full))
+        if bound.low > 0:  # a shown fraction reaches the target in the means too: the estimate is no lower
+            assert estimate is not None and estimate >= bound.low - 1e-12
+
+
+def test_fewer_labels_bound_stops_at_the_first_failure_and_at_one_seed():
+    full = [0.80, 0.81, 0.79]
+    above, level = [0.90, 0.91, 0.89], [0.80, 0.81, 0.79]
+    stopped = fewer_labels_bound([0.25, 0.5, 1.0], [above, level, above], full)
+    assert np.isnan(stopped.low) and [f for f, _ in stopped.tests] == [0.5]  # 0.25 is never tested
+    one_seed = fewer_labels_bound([0.25, 0.5, 1.0], [[0.95], above, above], full)
+    assert one_seed.low == pytest.approx(0.5) and one_seed.fraction == 0.5 and "0.25 not tested" in one_seed.note
+    assert one_seed.p == pytest.approx(st.ttest_ind(above, full, equal_var=False, alternative="greater").pvalue)
+
+
+def test_fewer_labels_bound_claims_a_saving_at_most_alpha_of_the_time_when_there_is_none():
+    """The method is the baseline (3 seeds, the least favourable null: equal at the largest fraction below
+    1, lower below it): a bound above 0% is a false claim, and it must stay at the nominal 5%."""
+    rng = np.random.default_rng(0)
+    trials, claims = 4000, 0
+    for _ in range(trials):
+        curve = {0.25: rng.normal(0.70, 0.03, 3), 0.5: rng.normal(0.80, 0.03, 3), 1.0: rng.normal(0.80, 0.03, 3)}
+        full = rng.normal(0.80, 0.03, 3)
+        claims += fewer_labels_bound(list(curve), list(curve.values()), full).low > 0
+    assert claims / trials <= 0.05 + 3 * np.sqrt(0.05 * 0.95 / trials)
 
 
 def test_epochs_to_reach():

@@ -346,9 +346,11 @@ def write_label_efficiency(writer: Writer, report: Report, table: pd.DataFrame) 
         parts.append(writer.frame(
             "fewer_labels", savings, "Fewer labels",
             "Share of training labels saved, 1 − f: f is the smallest label fraction (linearly interpolated) at "
-            "which the method's mean reaches the baseline's mean on the full training set. low / high: 95% "
-            "percentile bootstrap interval over seeds (seeds resampled within each fraction; −∞: the target is "
-            "not reached in too many resamples). A saving is claimed only when its interval excludes 0% and the "
+            "which the method's mean reaches the baseline's mean on the full training set (the estimate). low: "
+            "its one-sided 95% lower bound, 1 − shown_at, where shown_at is the smallest fraction at which the "
+            "method is shown above the baseline's full-data scores (one-sided Welch tests from the largest "
+            f"fraction down, stopping at the first with p ≥ {ALPHA:g}: a fixed sequence, no correction needed; "
+            "tests lists them). A saving is claimed, as at least low, only when low is above 0% and the "
             f"baseline's score at its smallest fraction is below its full-data score (Welch p < {ALPHA:g}); "
             "otherwise the claim column says why not."))
     report.sections.append(("Label efficiency", formats.join(parts)))

@@ -1,11 +1,12 @@
 """The report's curves: label efficiency with its "X% fewer labels" figure, and convergence.
 
 - Label efficiency: the primary metric per label fraction, mean over seeds with the t interval
-  of the mean. "X% fewer labels" (``stats.fewer_labels``) comes with a bootstrap interval over
-  seeds (``stats.fewer_labels_interval``), and it is claimed only when the interval excludes 0%
-  and the task discriminates label budgets at all: the baseline's score at its smallest fraction
-  is significantly below its score on the full training set (Welch, two-sided p < .05). Otherwise
-  the table says why no claim is made.
+  of the mean. "X% fewer labels" (``stats.fewer_labels``, the point estimate) comes with a one-sided
+  95% lower bound shown by tests (``stats.fewer_labels_bound``: the method at a smaller fraction
+  above the baseline on the full data, fixed-sequence one-sided Welch tests), and it is claimed,
+  as "at least" that bound, only when the bound is above 0% and the task discriminates label
+  budgets at all: the baseline's score at its smallest fraction is significantly below its score
+  on the full training set (Welch, two-sided p < .05). Otherwise the table says why no claim is made.
 - Convergence: per run, epochs until the validation metric first reaches 95% of its best; per
   epoch, how many runs still train and their mean, drawn only where every run contributes.
 """
@@ -16,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from benchmark.reporting import ALPHA, stats
-from benchmark.reporting.views import BOOTSTRAP_RESAMPLES, Gaps, at_fraction, primary_runs
+from benchmark.reporting.views import Gaps, at_fraction, primary_runs
 
 CONVERGENCE_SHARE = 0.95
 LABEL_EFFICIENCY_COLUMNS = ["task", "method", "fraction", "n_seeds", "mean", "sd", "low", "high", "ci_method"]
@@ -58,8 +59,8 @@ def label_budget_effect(baseline_runs: pd.DataFrame, baseline: str) -> tuple[boo
     return bool(test.p < ALPHA and np.mean(low) < np.mean(full)), text
 
 
-def _claim(task: str, saving: float | None, interval: stats.ConfidenceInterval, lower_bound: bool,
-           effect: tuple[bool | None, str]) -> tuple[bool, str]:
+def _claim(task: str, method: str, baseline: str | None, saving: float | None, bound: stats.SavingBound,
+           lower_bound: bool, effect: tuple[bool | None, str]) -> tuple[bool, str]:
     """(headline, text): the "X% fewer labels" claim, or why none is made."""
     discriminates, why = effect
     if discriminates is False:
@@ -68,15 +69,21 @@ def _claim(task: str, saving: float | None, interval: stats.ConfidenceInterval, 
         return False, f"no claim: whether {task} discriminates label budgets is unknown ({why})"
     if saving is None:
         return False, "no claim: never reaches the baseline's full-data score"
-    if not interval.low > 0:
-        return False, "no claim: the 95% interval of the saving includes 0% (or no saving at all)"
-    return True, (f"{'at least ' if lower_bound else ''}{saving:.0%} fewer labels "
-                  f"(95% interval {interval.low:.0%} to {interval.high:.0%})")
+    if not bound.low > 0:
+        return False, ("no claim: no fraction below 1 is shown to reach the baseline's full-data score "
+                       f"(one-sided Welch p < {1 - bound.confidence:g}: {_tested(bound)})")
+    return True, (f"at least {bound.low:.0%} fewer labels ({method} at fraction {bound.fraction:g} above {baseline} "
+                  f"at 1, one-sided Welch p = {bound.p:.2g}; estimate {'≥ ' if lower_bound else ''}{saving:.0%})")
+
+
+def _tested(bound: stats.SavingBound) -> str:
+    tests = ", ".join(f"p = {p:.2g} at {fraction:g}" for fraction, p in bound.tests)
+    return "; ".join(text for text in (tests, bound.note) if text) or "no fraction below 1"
 
 
 def fewer_labels(table: pd.DataFrame, baseline: str | None, tasks: list[str]) -> tuple[pd.DataFrame, Gaps]:
-    """Per task and method: the share of labels saved to reach the baseline's full-data score, its
-    bootstrap interval over seeds, and whether it is claimed (see the module's docstring)."""
+    """Per task and method: the share of labels saved to reach the baseline's full-data score (estimate),
+    its one-sided lower bound shown by tests, and whether it is claimed (see the module's docstring)."""
     runs = _finite_primary_runs(table)
     rows, gaps = [], []
     for task in tasks:
@@ -91,20 +98,19 @@ def fewer_labels(table: pd.DataFrame, baseline: str | None, tasks: list[str]) ->
             by_fraction = own.groupby("fraction")["value"].apply(list)
             fractions = by_fraction.index.to_numpy(dtype=float)
             saving = stats.fewer_labels(fractions, list(by_fraction), float(np.mean(full)))
-            interval = stats.fewer_labels_interval(fractions, list(by_fraction), full,
-                                                   n_resamples=BOOTSTRAP_RESAMPLES)
+            bound = stats.fewer_labels_bound(fractions, list(by_fraction), full)
             lower_bound = bool(saving is not None and np.isclose(saving, 1 - fractions.min()))
-            headline, claim = _claim(task, saving, interval, lower_bound, effect)
+            headline, claim = _claim(task, method, baseline, saving, bound, lower_bound, effect)
             rows.append({
                 "task": task, "method": method, "baseline": baseline, "baseline_full_score": float(np.mean(full)),
                 "seeds": ", ".join(f"{f:g}: {len(v)}" for f, v in by_fraction.items()) + f"; {baseline} at 1: "
-                f"{full.size}", "fewer_labels": np.nan if saving is None else saving, "low": interval.low,
-                "high": interval.high, "interval": f"{interval.method}, {interval.n_resamples} resamples",
-                "lower_bound": lower_bound, "headline": headline, "claim": claim,
+                f"{full.size}", "fewer_labels": np.nan if saving is None else saving, "low": bound.low,
+                "shown_at": bound.fraction, "p": bound.p, "bound": f"one-sided {bound.confidence:.0%}, {bound.method}",
+                "tests": _tested(bound), "lower_bound": lower_bound, "headline": headline, "claim": claim,
                 "note": "; ".join(text for text in (
                     "never reaches the baseline's full-data score" if saving is None else "",
-                    "lower bound: reached at the smallest fraction measured" if lower_bound else "",
-                    interval.note) if text),
+                    "estimate is a lower bound: reached at the smallest fraction measured" if lower_bound else "")
+                    if text),
             })
     return pd.DataFrame(rows), gaps
 
