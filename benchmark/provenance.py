@@ -25,6 +25,7 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 NUMERIC_LAYERS = ("api", "data", "model", "engine")
 BUILTIN_PLUGIN_PACKAGES = ("benchmark.methods", "benchmark.tasks", "benchmark.backbones")
 PRETRAINING_ROOTS = ("benchmark.engine.checkpoints", "benchmark.engine.pretrain", "benchmark.data.pool")
+DATA_FOLDER = "data"  # beside a plugin's modules: files it ships (hashed with its code)
 
 
 def fingerprint_tree(package_dir: Path, layers: tuple[str, ...]) -> str:
@@ -89,7 +90,23 @@ def source_fingerprint(cls: type) -> str:
     """
     files = {_source_file(base.__module__) for base in cls.__mro__ if _is_plugin_code(base.__module__)}
     files.discard(None)
-    return _hash_contents(_import_closure(files, _is_plugin_code, _beside))
+    code = _import_closure(files, _is_plugin_code, _beside)
+    return _hash_contents(code | _plugin_data_files(code))
+
+
+def _plugin_data_files(code: set[Path]) -> set[Path]:
+    """The files under a ``data`` folder beside any of ``code``: what a plugin ships and reads (a task's
+    shipped split, say), hashed with its code."""
+    return {path for folder in {file.parent / DATA_FOLDER for file in code} if folder.is_dir()
+            for path in folder.rglob("*") if path.is_file() and "__pycache__" not in path.parts}
+
+
+def data_code_closure(files: set[Path]) -> set[Path]:
+    """``files`` and, followed from file to file, the data layer's modules and the plugin modules
+    beside them that they import: the code a phantom generator runs."""
+    data_dir = PACKAGE_DIR / "data"
+    return _import_closure(files, lambda name: name.startswith("benchmark.data.") or _is_plugin_code(name),
+                           lambda used, path: used.is_relative_to(data_dir) or _beside(used, path))
 
 
 @functools.cache
@@ -155,10 +172,12 @@ def _imported_files(path: Path, wanted: Callable[[str], bool]) -> set[Path]:
     """The source files of the ``wanted`` modules that the file at ``path`` imports, at any depth
     of its code (lazy imports inside functions included)."""
     package = ".".join(folder.name for folder in reversed(_packages_around(path)))
-    names = set()
+    names, relative = set(), set()
     for node in ast.walk(ast.parse(path.read_bytes(), filename=str(path))):
         if isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level:
+            relative |= _relative_import_files(path, node)
         elif isinstance(node, ast.ImportFrom):
             try:
                 base = importlib.util.resolve_name("." * node.level + (node.module or ""), package)
@@ -168,7 +187,21 @@ def _imported_files(path: Path, wanted: Callable[[str], bool]) -> set[Path]:
             if wanted(base) and getattr(_spec(base), "submodule_search_locations", None) is not None:
                 names.update(f"{base}.{alias.name}" for alias in node.names)  # modules imported from a package
     found = {_source_file(name) for name in names if wanted(name)}
-    return {file for file in found if file is not None}
+    return {file for file in found if file is not None} | relative
+
+
+def _relative_import_files(path: Path, node: ast.ImportFrom) -> set[Path]:
+    """The files on disk that ``from .x import y`` in the file at ``path`` names: found from the file's
+    folder, whatever name its package was imported under (a plugin folder loaded as ``tasks`` or as
+    ``benchmark.tasks``)."""
+    folder = path.parent
+    for _ in range(node.level - 1):
+        folder = folder.parent
+    target = folder.joinpath(*node.module.split(".")) if node.module else folder
+    candidates = [target.with_suffix(".py"), target / "__init__.py"]
+    candidates += [target / f"{alias.name}.py" for alias in node.names] + [
+        target / alias.name / "__init__.py" for alias in node.names]
+    return {candidate for candidate in candidates if candidate.is_file()}
 
 
 def _beside(used: Path, path: Path) -> bool:

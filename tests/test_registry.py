@@ -121,6 +121,47 @@ def hashed_files(cls, monkeypatch) -> set[Path]:
     return hashed[0]
 
 
+def test_relative_imports_are_followed_from_the_files_folder_whatever_the_package_is_called(tmp_path):
+    folder = tmp_path / "not_on_the_path"
+    (folder / "sub").mkdir(parents=True)
+    for name, source in (("__init__.py", ""), ("_helper.py", HELPER), ("sub/__init__.py", ""), ("sub/deep.py", LAZY),
+                         ("child.py", "from ._helper import scale\nfrom .sub import deep\nfrom . import _helper\n")):
+        (folder / name).write_text(source)
+    from benchmark.provenance import _imported_files, _is_plugin_code
+
+    assert _imported_files(folder / "child.py", _is_plugin_code) == {  # a package's __init__ runs when imported from
+        folder / "_helper.py", folder / "sub" / "deep.py", folder / "sub" / "__init__.py", folder / "__init__.py"}
+
+
+def test_a_plugins_shipped_data_files_are_part_of_its_identity(monkeypatch):
+    bms = {path.name for path in hashed_files(TASKS.get("bms"), monkeypatch)}
+    assert {"bms.py", "brats2018_fold1.txt", "brats2018_fold2.txt", "brats2018_fold3.txt"} <= bms
+
+
+def test_a_phantoms_fingerprint_covers_the_task_helpers_its_generator_uses():
+    from benchmark.tasks.ncs import write_ncs_phantom
+
+    from benchmark.data.datasets import _source_files
+
+    assert {"ncs.py", "_lidc.py", "liver.py", "imageio.py"} <= {path.name for path in _source_files(write_ncs_phantom)}
+
+
+def test_a_data_folders_fingerprint_follows_linked_folders(tmp_path):
+    from benchmark.data.datasets import directory_source
+
+    for batch, content in (("b1", "a"), ("b2", "bb")):
+        (tmp_path / batch).mkdir()
+        (tmp_path / batch / "volume-0.nii").write_text(content)
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "volumes").symlink_to(tmp_path / "b1")
+    (tmp_path / "b1" / "up").symlink_to(root)  # a link back up: no endless walk
+    first = directory_source(root).fingerprint
+    (root / "volumes").unlink()
+    (root / "volumes").symlink_to(tmp_path / "b2")
+    assert directory_source(root).fingerprint != first
+
+
 def test_genesis_identity_covers_its_modules_but_not_the_puzzle_helpers_nor_the_test_oracles(monkeypatch):
     genesis = {path.name for path in hashed_files(METHODS.get("genesis"), monkeypatch)}
     assert {"genesis.py", "genesis_transforms.py", "genesis_torch.py", "_common.py"} <= genesis

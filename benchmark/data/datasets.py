@@ -9,7 +9,6 @@ an interrupted generation leaves nothing that looks complete.
 
 from __future__ import annotations
 
-import ast
 import hashlib
 import inspect
 import os
@@ -21,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from benchmark.data import files
 from benchmark.errors import UserError
+from benchmark.provenance import data_code_closure
 
 if TYPE_CHECKING:
     from benchmark.data.cases import Splits
@@ -55,21 +55,12 @@ def cache_root() -> Path:
 
 
 def _source_files(write: Callable[[Path, int], None]) -> list[Path]:
-    """The generator's own module, every module of the phantom library, and the modules of this data
-    layer they import (the layouts they write, such as a reader's file names and header)."""
-    phantom_dir = Path(__file__).parent / "phantoms"
-    files = set(phantom_dir.glob("*.py"))
+    """The generator's own module, every module of the phantom library, and, followed from file to
+    file, the modules of this data layer and the task's helpers beside it that they import (the
+    layouts they write, such as a reader's file names and header; a split's patient numbers)."""
+    files = set((Path(__file__).parent / "phantoms").glob("*.py"))
     files.add(Path(inspect.getsourcefile(write) or ""))
-    files |= {used for path in list(files) if path.is_file() for used in _data_modules_imported(path)}
-    return sorted(f for f in files if f.is_file())
-
-
-def _data_modules_imported(path: Path) -> set[Path]:
-    """The files of the ``benchmark.data`` modules that the module at ``path`` imports by name."""
-    data_dir = Path(__file__).parent
-    names = {node.module for node in ast.walk(ast.parse(path.read_text()))
-             if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("benchmark.data.")}
-    return {data_dir.joinpath(*name.split(".")[2:]).with_suffix(".py") for name in names}
+    return sorted(data_code_closure({f for f in files if f.is_file()}))
 
 
 def phantom_fingerprint(write: Callable[[Path, int], None], seed: int) -> str:
@@ -90,13 +81,28 @@ def phantom_source(write: Callable[[Path, int], None], seed: int = PHANTOM_SEED,
     return DataSource(root=root, kind="phantom", fingerprint=_with_splits(fingerprint, splits), splits=splits)
 
 
+def _files_under(root: Path) -> list[Path]:
+    """Every file under ``root``, sorted, following linked folders (each real folder once: a link
+    back up the tree is not a loop); the files' own links are followed by ``stat``."""
+    found, seen = [], set()
+    for folder, subfolders, names in os.walk(root, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in seen:
+            subfolders.clear()
+            continue
+        seen.add(real)
+        found += [Path(folder) / name for name in names if (Path(folder) / name).is_file()]
+    return sorted(found)
+
+
 def directory_source(path: Path, splits: Splits | None = None) -> DataSource:
-    """A user's data folder, fingerprinted by the names, sizes and times of its files."""
+    """A user's data folder, fingerprinted by the names, sizes and times of its files (through linked
+    folders too: a data tree is often assembled from links)."""
     root = Path(path).expanduser().resolve()
     if not root.is_dir():
         raise UserError(f"{path}: data folder not found")
     digest = hashlib.sha256()
-    for file in sorted(p for p in root.rglob("*") if p.is_file()):
+    for file in _files_under(root):
         stat = file.stat()
         digest.update(f"{file.relative_to(root)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
     return DataSource(root=root, kind="directory", fingerprint=_with_splits(digest.hexdigest()[:16], splits),
