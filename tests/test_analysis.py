@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -14,7 +16,7 @@ from benchmark.cli.analyze import _restoration_methods
 from benchmark.data.phantoms.opacities import FOLDERS, write_opacity_phantom
 from benchmark.errors import UserError
 from benchmark.reporting import anomaly
-from benchmark.reporting.anomaly import AnomalyMap, detection_auc, find_scans
+from benchmark.reporting.anomaly import AnomalyMap, detection_auc, find_scans, montage
 from benchmark.reporting.restoration_matrix import ssim_3d
 
 
@@ -59,6 +61,26 @@ def test_detection_auc_matches_the_mann_whitney_statistic_of_the_sampled_voxels(
     row = table.loc["difference map"]
     assert row.ci_low <= row.auc <= row.ci_high and row.auc > 0.8
     assert abs(table.loc["raw intensity", "auc"] - 0.5) < 0.1  # raw intensity is noise here
+
+
+def test_detection_auc_gives_no_interval_below_five_scans(monkeypatch):
+    monkeypatch.setattr(anomaly, "BOOTSTRAP", 50)
+    rng = np.random.default_rng(1)
+    maps = [_map(rng, informative=True) for _ in range(5)]
+    few = detection_auc(maps[:4])
+    assert few["ci_low"].isna().all() and few["ci_high"].isna().all() and (few["bootstrap"] == 0).all()
+    assert few["auc"].notna().all()
+    enough = detection_auc(maps)
+    assert (enough["ci_low"] < enough["ci_high"]).all() and (enough["bootstrap"] == 50).all()
+
+
+def test_the_montage_draws_scan_names_literally():
+    rng = np.random.default_rng(2)
+    scan = _map(rng, informative=True)
+    scan.name = "s$\\badcmd$"
+    figure = montage([scan])
+    figure.savefig(io.BytesIO(), format="png")  # mathtext would raise on the name
+    assert figure.axes[0].get_ylabel() == "s\\$\\badcmd\\$"
 
 
 def test_detection_auc_needs_masks():

@@ -22,6 +22,8 @@ EVIL_HTML = "<img src=x onerror=alert(1)>"
 EVIL_TEX = "a\\b{c}$d&e#f^g_h~i%j"
 EVIL_MD = "p|q`r\ns*t"
 EVIL_MATH = "$\\cmd{$"
+EVIL_CSV = '=HYPERLINK("http://evil.example","click")'
+EVIL_LATEX_OPTION = "[2pt]x"
 
 
 def report(results, out, *extra):
@@ -55,7 +57,8 @@ def test_invalid_names_are_refused_in_one_line(name):
 
 def test_every_record_string_is_escaped_in_every_format(tmp_path, write_run):
     results = tmp_path / "results"
-    methods = {"scratch-he": "scratch-he", "m1": EVIL_HTML, "m2": EVIL_TEX, "m3": EVIL_MD, "m4": EVIL_MATH}
+    methods = {"scratch-he": "scratch-he", "m1": EVIL_HTML, "m2": EVIL_TEX, "m3": EVIL_MD, "m4": EVIL_MATH,
+               "m5": EVIL_CSV, "m6": EVIL_LATEX_OPTION}
     for safe, shown in methods.items():
         for seed, fraction in ((0, 1.0), (1, 1.0), (0, 0.5), (1, 0.5)):
             folder = write_run(results, safe, "t", seed, fraction, {"dice": 0.7 + seed / 100 + len(safe) / 1000},
@@ -85,6 +88,11 @@ def test_every_record_string_is_escaped_in_every_format(tmp_path, write_run):
     tex = (out / "table3.tex").read_text(encoding="utf-8")
     assert r"a\textbackslash{}b\{c\}\$d\&e\#f\textasciicircum{}g\_h\textasciitilde{}i\%j" in tex
     assert latex_text(EVIL_HTML) in tex and EVIL_TEX not in tex
+    assert "{[}2pt{]}x" in tex and "[2pt]" not in tex   # "[" opening a row: the line break's option
+    for path in out.glob("*.csv"):  # no cell a spreadsheet would run as a formula
+        cells = pd.read_csv(path, dtype=str, keep_default_na=False).to_numpy().ravel().tolist()
+        assert not [cell for cell in cells if cell.startswith(("=", "+", "@"))], path.name
+    assert "'" + EVIL_CSV in pd.read_csv(out / "table3.csv")["method"].tolist()
     for figure in ("label_efficiency", "convergence", "seeds_boxplot"):
         assert (out / f"{figure}.pdf").stat().st_size > 0 and (out / f"{figure}.png").stat().st_size > 0
 

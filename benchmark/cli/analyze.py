@@ -120,7 +120,13 @@ def anomaly(args: argparse.Namespace) -> None:
     from benchmark.engine.checkpoints import obtain_checkpoint, pretraining_pool
     from benchmark.engine.runtime import resolve_device
     from benchmark.errors import UserError
-    from benchmark.reporting.analyses import ANOMALY_AUC, ANOMALY_FOLDER, ANOMALY_MONTAGE, DIFFERENCE_SUFFIX
+    from benchmark.reporting.analyses import (
+        ANOMALY_AUC,
+        ANOMALY_FOLDER,
+        ANOMALY_MONTAGE,
+        DIFFERENCE_SUFFIX,
+        MIN_INTERVAL_SCANS,
+    )
     from benchmark.reporting.anomaly import anomaly_map, detection_auc, find_scans, montage, write_difference
     from benchmark.reporting.restoration import restoration_model, restores_its_input
 
@@ -149,5 +155,6 @@ def anomaly(args: argparse.Namespace) -> None:
     table = detection_auc(results)
     files.write_csv(out / ANOMALY_AUC, table)
     for row in table.itertuples():
-        print(f"{row.score:<24} AUC {row.auc:.3f}  (95% bootstrap over {row.scans} scans: "
-              f"{row.ci_low:.3f} to {row.ci_high:.3f})")
+        interval = (f"95% bootstrap over {row.scans} scans: {row.ci_low:.3f} to {row.ci_high:.3f}" if row.bootstrap
+                    else f"no interval: {row.scans} scan(s), an interval needs at least {MIN_INTERVAL_SCANS}")
+        print(f"{row.score:<24} AUC {row.auc:.3f}  ({interval})")

@@ -25,6 +25,7 @@ MATRIX_COLUMNS = ("corruption", "restored_by", "mse", "ssim", "cubes")
 ANOMALY_FOLDER = "anomaly"
 ANOMALY_MONTAGE = "montage"  # .png/.pdf
 ANOMALY_AUC = "detection_auc.csv"
+MIN_INTERVAL_SCANS = 5  # fewer scans: the detection AUC has no interval (benchmark.reporting.anomaly)
 AUC_COLUMNS = ("score", "auc", "ci_low", "ci_high", "scans", "voxels_per_scan", "bootstrap")
 DIFFERENCE_SUFFIX = "_difference.nii.gz"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -80,9 +81,10 @@ def _image(analysis: Analysis, folder: Path, stem: str, name: str, title: str) -
     analysis.sources.append(_written(png))
 
 
-def _csv(analysis: Analysis, path: Path, columns: tuple[str, ...], numbers: tuple[str, ...]) -> pd.DataFrame | None:
-    """The CSV at ``path`` with ``columns``, ``numbers`` among them finite numbers; None (and a problem
-    naming the file) when it is not."""
+def _csv(analysis: Analysis, path: Path, columns: tuple[str, ...], numbers: tuple[str, ...],
+         may_be_empty: tuple[str, ...] = ()) -> pd.DataFrame | None:
+    """The CSV at ``path`` with ``columns``, ``numbers`` among them finite numbers (or, in ``may_be_empty``,
+    empty cells: missing); None (and a problem naming the file) when it is not."""
     if not path.is_file():
         return None
     analysis.found = True
@@ -98,7 +100,8 @@ def _csv(analysis: Analysis, path: Path, columns: tuple[str, ...], numbers: tupl
     frame = frame[list(columns)]
     for column in numbers:
         values = pd.to_numeric(frame[column], errors="coerce")
-        if not np.isfinite(values.to_numpy(dtype=float)).all():
+        missing_allowed = (frame[column] == "").to_numpy() if column in may_be_empty else False
+        if not (np.isfinite(values.to_numpy(dtype=float)) | missing_allowed).all():
             analysis.problems.append(f"{path}: a value of '{column}' is not a finite number")
             return None
         frame[column] = values
@@ -139,13 +142,14 @@ def anomaly(folder: Path) -> Analysis:
     own = folder / ANOMALY_FOLDER
     _image(analysis, own, ANOMALY_MONTAGE, "analysis_anomaly_montage",
            "Per scan: the scan, its restoration and |scan - restored| (cyan: the opacity mask, where known)")
-    auc = _csv(analysis, own / ANOMALY_AUC, AUC_COLUMNS, AUC_COLUMNS[1:])
+    auc = _csv(analysis, own / ANOMALY_AUC, AUC_COLUMNS, AUC_COLUMNS[1:], may_be_empty=("ci_low", "ci_high"))
     if auc is not None:
         analysis.tables.append(Table(
             "analysis_anomaly_auc", "Anomaly maps: opacity detection",
             "Voxel-level AUC of the difference map |scan - restored| and of the raw intensity for finding the "
             "opacities inside the lungs, and their difference (paired), with 95% percentile bootstrap intervals "
-            "over scans (whole scans resampled; voxels_per_scan voxels drawn from each).", auc))
+            "over scans (whole scans resampled; voxels_per_scan voxels drawn from each; none below "
+            f"{MIN_INTERVAL_SCANS} scans).", auc))
     maps = sorted(own.glob(f"*{DIFFERENCE_SUFFIX}")) if own.is_dir() else []
     if maps:
         analysis.found = True

@@ -8,8 +8,9 @@ of the difference map for finding the opacities inside the lungs (the lung masks
 scan when there are none), against the AUC of the raw intensity. Voxels of one scan are not
 independent, so the 95% interval is a percentile bootstrap over scans (whole scans resampled,
 ``BOOTSTRAP`` times); each scan contributes ``VOXELS_PER_SCAN`` voxels drawn at random
-(seeded), which keeps the bootstrap fast and weighs scans equally. With few scans the
-interval is rough: its width says so.
+(seeded), which keeps the bootstrap fast and weighs scans equally. Below ``MIN_INTERVAL_SCANS``
+scans no interval is given (empty cells): a bootstrap over 1 scan has zero width and over 2 to 4
+has 3 to 70 distinct resamples, too few to cover 95%. With a few more it is still rough.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from sklearn.metrics import roc_auc_score
 from benchmark.api.profiles import Profile
 from benchmark.data.imageio import geometry, read_image, scale_ct
 from benchmark.errors import UserError
+from benchmark.reporting.analyses import MIN_INTERVAL_SCANS
+from benchmark.reporting.plots import literal
 
 SCAN_SUFFIXES = (".mhd", ".nii.gz", ".nii")
 BOOTSTRAP = 1000
@@ -144,12 +147,13 @@ def detection_auc(results: list[AnomalyMap], seed: int = SAMPLING_SEED) -> pd.Da
     if point is None:
         raise UserError("the masks mark no voxel (or every voxel) of the regions looked at")
     rng = np.random.default_rng(seed)
-    draws = [aucs(rng.integers(0, len(samples), len(samples))) for _ in range(BOOTSTRAP)]
-    boot = np.array([d for d in draws if d is not None])
+    resamples = BOOTSTRAP if len(samples) >= MIN_INTERVAL_SCANS else 0
+    draws = [aucs(rng.integers(0, len(samples), len(samples))) for _ in range(resamples)]
+    boot = np.array([d for d in draws if d is not None]).reshape(-1, 2)
     rows = []
     for name, estimate, values in (("difference map", point[0], boot[:, 0]), ("raw intensity", point[1], boot[:, 1]),
                                    ("difference - intensity", point[0] - point[1], boot[:, 0] - boot[:, 1])):
-        low, high = np.percentile(values, [2.5, 97.5])
+        low, high = np.percentile(values, [2.5, 97.5]) if values.size else (np.nan, np.nan)
         rows.append({"score": name, "auc": estimate, "ci_low": low, "ci_high": high, "scans": len(samples),
                      "voxels_per_scan": VOXELS_PER_SCAN, "bootstrap": len(boot)})
     return pd.DataFrame(rows)
@@ -172,5 +176,5 @@ def montage(results: list[AnomalyMap]) -> Figure:
             ax.set_title(f"{title} (z {z})", fontsize=7)
         if result.mask is not None:
             row[2].contour(result.mask[z], levels=[0.5], colors="cyan", linewidths=0.6)
-        row[0].set_ylabel(result.name[-12:], fontsize=7)
+        row[0].set_ylabel(literal(result.name[-12:]), fontsize=7)
     return figure

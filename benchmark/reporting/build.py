@@ -146,8 +146,9 @@ class Writer:
         return path
 
     def csv(self, name: str, frame: pd.DataFrame) -> Path:
+        """``name`` written as CSV, its text cells safe to open in a spreadsheet."""
         path = self.path(name)
-        files.write_csv(path, frame)
+        files.write_csv(path, formats.spreadsheet_safe(frame))
         return path
 
     def frame(self, name: str, frame: pd.DataFrame, title: str, legend: str) -> Markup:

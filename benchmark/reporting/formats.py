@@ -66,6 +66,7 @@ LATEX_REPLACEMENTS = {"\\": r"\textbackslash{}", "{": r"\{", "}": r"\}", "$": r"
                       "^": r"\textasciicircum{}", "_": r"\_", "~": r"\textasciitilde{}", "%": r"\%",
                       "<": r"\textless{}", ">": r"\textgreater{}", "|": r"\textbar{}", "±": r"$\pm$",
                       "†": r"\dag{}", "‡": r"\ddag{}", "–": "--", "−": "$-$", "·": r"$\cdot$", "×": r"$\times$",
+                      "[": "{[}", "]": "{]}",  # braced: a cell starting "[" is no optional argument of the row's "\\"
                       "\n": " ", "\r": " ", "\t": " "}
 
 
@@ -84,6 +85,31 @@ def latex_text(value: object) -> str:
             plain = unicodedata.normalize("NFKD", char).encode("ascii", "ignore").decode()
             out.append(latex_text(plain) if plain else "?")
     return "".join(out)
+
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  # a spreadsheet runs a cell starting so as a formula
+
+
+def spreadsheet_cell(value: object) -> object:
+    """A CSV cell that no spreadsheet runs as a formula: text starting with ``= + - @``, a tab or a
+    carriage return, and not a number, gets a leading ``'`` (shown as text, OWASP's advice); numbers
+    and other text are as they are."""
+    if not isinstance(value, str) or not value.startswith(FORMULA_STARTS):
+        return value
+    try:
+        float(value)
+    except ValueError:
+        return "'" + value
+    return value
+
+
+def spreadsheet_safe(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with every text cell made safe by :func:`spreadsheet_cell` (column names included)."""
+    safe = frame.rename(columns=spreadsheet_cell)
+    for position in range(safe.shape[1]):
+        if not pd.api.types.is_numeric_dtype(safe.iloc[:, position]):
+            safe.isetitem(position, safe.iloc[:, position].map(spreadsheet_cell))
+    return safe
 
 
 # --------------------------------------------------------------------------- cells

@@ -218,8 +218,8 @@ def draw_schemes(summary: pd.DataFrame, seeds: pd.DataFrame, order: list[str], h
             ax.scatter(np.full(points.size, x + 0.18), points, s=6, color="black", zorder=3)
             if method == highlight:
                 ax.axhline(row["mean"], color=HIGHLIGHT, linestyle="--", linewidth=0.7, alpha=0.7, zorder=1)
-        labels = [textwrap.fill(f"{literal(ticks.get(m, m))} (n={int(own.loc[m, 'n_seeds'])})", TICK_CHARACTERS,
-                                break_long_words=True) for m in present]
+        labels = [literal(textwrap.fill(f"{ticks.get(m, m)} (n={int(own.loc[m, 'n_seeds'])})", TICK_CHARACTERS,
+                                        break_long_words=True)) for m in present]  # escaped after wrapping
         ax.set_xticks(range(len(present)), labels, rotation=35 if width >= 7 else 60, ha="right",
                       rotation_mode="anchor")
         for text, method in zip(ax.get_xticklabels(), present):

@@ -37,7 +37,7 @@ from benchmark.data import files
 from benchmark.engine import store
 from benchmark.errors import UserError
 from benchmark.names import check_name
-from benchmark.reporting import variants
+from benchmark.reporting import formats, variants
 
 REQUIRED_KEYS = ("run_id", "method", "task", "seed", "fraction", "profile", "metrics")
 KEY_COLUMNS = ["method", "task", "profile", "fraction", "seed", "level", "case_id", "group", "metric", "value",
@@ -253,10 +253,11 @@ def read_results(results: Path) -> Results:
 
 
 def export_table(table: pd.DataFrame, path: Path) -> None:
-    """Write the table as CSV or Parquet (by the file's suffix), atomically."""
+    """Write the table as CSV (its text cells safe to open in a spreadsheet) or Parquet (by the file's
+    suffix), atomically."""
     path = Path(path)
     if path.suffix == ".csv":
-        files.write_csv(path, table)
+        files.write_csv(path, formats.spreadsheet_safe(table))
     elif path.suffix == ".parquet":
         files.write_atomic(path, lambda tmp: table.to_parquet(tmp, index=False))
     else:
