@@ -27,6 +27,7 @@ from benchmark.data.verify import SPLITS, Problem, check_points_inside, read_vol
 from benchmark.errors import UserError
 
 CANDIDATE_COLUMNS = ("seriesuid", "coordX", "coordY", "coordZ", "class")
+CLASSES = {"0": 0, "1": 1}  # the class as written: 0.9, 1.7 or inf is refused, never truncated to one
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,16 +42,19 @@ def parse_candidates(path: Path) -> tuple[dict[str, list[Candidate]], list[Probl
     candidates: dict[str, list[Candidate]] = {}
     problems: list[Problem] = []
     for line, row in iter_csv_rows(path, CANDIDATE_COLUMNS):
+        where = f"{path}: line {line}"
         try:
             world = (float(row["coordX"]), float(row["coordY"]), float(row["coordZ"]))
-            label = int(float(row["class"]))
         except (TypeError, ValueError):
-            problems.append(Problem(f"{path}: line {line}", "coordinates and class must be numbers"))
+            problems.append(Problem(where, "coordinates and class must be numbers"))
             continue
-        if label not in (0, 1) or not all(np.isfinite(world)):
-            problems.append(Problem(f"{path}: line {line}", "class must be 0 or 1 and coordinates finite"))
-            continue
-        candidates.setdefault((row["seriesuid"] or "").strip(), []).append(Candidate(line, world, label))
+        label = CLASSES.get((row["class"] or "").strip())
+        if label is None:
+            problems.append(Problem(where, f"class {row['class']!r} is not 0 or 1"))
+        elif not all(np.isfinite(world)):
+            problems.append(Problem(where, "coordinates must be finite"))
+        else:
+            candidates.setdefault((row["seriesuid"] or "").strip(), []).append(Candidate(line, world, label))
     return candidates, problems
 
 

@@ -15,6 +15,8 @@ preprocessing cache, so the DICOM files are read once.
 
 from __future__ import annotations
 
+import logging
+import math
 import re
 import xml.etree.ElementTree as ElementTree
 from dataclasses import dataclass
@@ -35,6 +37,10 @@ GROUP_DISTANCE_MM = 10.0
 CONSENSUS = 0.5
 CROP_SIZE_XYZ = (64, 64, 32)
 SPLIT_OF_PATIENT = (("train", 510), ("val", 610))  # patient numbers <= 510 train, <= 610 val, else test
+IMAGE_POSITION = "0020|0032"  # DICOM Image Position (Patient): a slice's corner in mm
+GAP_TOLERANCE = 0.5  # slice gaps may differ from their median by this fraction of it
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -68,17 +74,57 @@ def _is_read_message(path: Path) -> bool:
 
 
 def read_series(folder: Path) -> sitk.Image:
-    """The CT series in ``folder`` (the one with most slices); UserError if none can be read."""
+    """The CT series in ``folder`` (the one with most slices); UserError if a slice cannot be read or one is
+    missing, as either would shift every roi beyond it."""
     reader = sitk.ImageSeriesReader()
-    ids = reader.GetGDCMSeriesIDs(str(folder))
-    if not ids:
+    series = [reader.GetGDCMSeriesFileNames(str(folder), sid) for sid in reader.GetGDCMSeriesIDs(str(folder))]
+    check_slices_readable(folder, series)
+    if not series:
         raise UserError(f"{folder}: no DICOM series")
-    files = max((reader.GetGDCMSeriesFileNames(str(folder), sid) for sid in ids), key=len)
+    files = max(series, key=len)
     reader.SetFileNames(files)
+    reader.MetaDataDictionaryArrayUpdateOn()
     try:
-        return reader.Execute()
+        image = reader.Execute()
     except RuntimeError as error:
         raise UserError(f"{folder}: cannot read the DICOM series ({str(error).strip().splitlines()[-1]})") from error
+    heights = [_slice_height(image, reader, k, files[k]) for k in range(len(files))]
+    check_slice_gaps(folder, np.array(heights))
+    return image
+
+
+def check_slices_readable(folder: Path, series: list[tuple[str, ...]]) -> None:
+    """Every ``*.dcm`` file in ``folder`` must belong to a series: GDCM silently leaves out a file it
+    cannot parse (a truncated or damaged slice), and the series would load without that slice."""
+    listed = {Path(name).name for files in series for name in files}
+    unread = [path for path in sorted(Path(folder).glob("*.dcm")) if path.name not in listed]
+    if unread:
+        raise UserError(f"{unread[0]}: not a readable DICOM slice (truncated or damaged)")
+
+
+def _slice_height(image: sitk.Image, reader: sitk.ImageSeriesReader, k: int, file: str) -> float:
+    """Slice ``k``'s position (mm) along the series' slice normal."""
+    try:
+        position = [float(v) for v in reader.GetMetaData(k, IMAGE_POSITION).split("\\")]
+    except (RuntimeError, ValueError):
+        position = []
+    if len(position) != 3 or not all(map(math.isfinite, position)):
+        raise UserError(f"{file}: no valid Image Position (Patient) ({IMAGE_POSITION})")
+    return float(np.array(image.GetDirection()).reshape(3, 3)[:, 2] @ position)
+
+
+def check_slice_gaps(folder: Path, heights: np.ndarray) -> None:
+    """The slices must be equally spaced (the image has one z spacing): a gap far from the median is a
+    missing or repeated slice."""
+    steps = np.diff(heights)
+    if len(steps) == 0:
+        return
+    median = float(np.median(steps))
+    worst = int(np.argmax(np.abs(steps - median)))
+    if median == 0 or abs(steps[worst] - median) > GAP_TOLERANCE * abs(median):
+        raise UserError(f"{folder}: slices at {heights[worst]:g} and {heights[worst + 1]:g} mm are "
+                        f"{abs(steps[worst]):g} mm apart, the series' median gap is {abs(median):g} mm "
+                        "(a missing or repeated slice)")
 
 
 def series_files(xml: Path) -> list[Path]:
@@ -109,6 +155,8 @@ def _roi(element: ElementTree.Element, xml: Path) -> Roi:
                   for edge in element.iter(f"{NAMESPACE}edgeMap")]
     except (TypeError, ValueError):
         raise UserError(f"{xml}: an roi without a numeric imageZposition or edgeMap coordinates") from None
+    if not math.isfinite(z):
+        raise UserError(f"{xml}: an roi at imageZposition {z}, not a finite number")
     return Roi(z, (element.findtext(f"{NAMESPACE}inclusion") or "TRUE").strip().upper() == "TRUE", points)
 
 
@@ -169,20 +217,40 @@ def crop_grid(image: sitk.Image, centre_mm: np.ndarray) -> sitk.Image:
     return grid
 
 
+def outlined_masks(image: sitk.Image, nodules: list[list[Roi]], xml: Path) -> list[np.ndarray]:
+    """One reader's nodule masks. A nodule that marks no voxel (only exclusion rois) has no centroid to
+    group or crop on: like a nodule under 3 mm it is left out, with a warning as the read is faulty."""
+    masks = [read_mask(image, rois, xml) for rois in nodules]
+    if not all(mask.any() for mask in masks):
+        log.warning("%s: %d nodule(s) of a reader mark no voxel (only exclusion rois), skipped", xml,
+                    sum(not mask.any() for mask in masks))
+    return [mask for mask in masks if mask.any()]
+
+
+def nodule_crop(image: sitk.Image, agreed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(HU, mask) crops centred on the consensus mask ``agreed`` (see ``crop_grid``)."""
+    grid = crop_grid(image, _centroid_mm(image, agreed))
+    label = sitk.GetImageFromArray(agreed.astype(np.uint8))
+    label.CopyInformation(image)
+    hu = sitk.Resample(image, grid, sitk.Transform(), sitk.sitkLinear, HU_MIN, sitk.sitkFloat32)
+    mask = sitk.Resample(label, grid, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
+    return sitk.GetArrayFromImage(hu), sitk.GetArrayFromImage(mask)
+
+
 def nodule_crops(xml: Path) -> Entry:
-    """The scan's nodules as crops: ``hu`` (N, 32, 64, 64) windowed and ``mask`` (N, 32, 64, 64) uint8."""
+    """The scan's nodules as crops: ``hu`` (N, 32, 64, 64) windowed and ``mask`` (N, 32, 64, 64) uint8.
+    A nodule whose readers agree on no voxel (no 50% consensus) is skipped with a warning."""
     image = read_series(Path(xml).parent)
-    readers = [[read_mask(image, rois, xml) for rois in nodules] for nodules in read_reads(xml)]
+    readers = [outlined_masks(image, nodules, xml) for nodules in read_reads(xml)]
     hu, masks = [], []
     for group in group_reads(image, readers):
         agreed = consensus(group)
-        grid = crop_grid(image, _centroid_mm(image, agreed))
-        label = sitk.GetImageFromArray(agreed.astype(np.uint8))
-        label.CopyInformation(image)
-        hu.append(sitk.GetArrayFromImage(sitk.Resample(image, grid, sitk.Transform(), sitk.sitkLinear, HU_MIN,
-                                                       sitk.sitkFloat32)))
-        masks.append(sitk.GetArrayFromImage(sitk.Resample(label, grid, sitk.Transform(), sitk.sitkNearestNeighbor,
-                                                          0, sitk.sitkUInt8)))
+        if not agreed.any():
+            log.warning("%s: no voxel of a nodule is marked by half of its %d readers, skipped", xml, len(group))
+            continue
+        crop, mask = nodule_crop(image, agreed)
+        hu.append(crop)
+        masks.append(mask)
     shape = (0, *CROP_SIZE_XYZ[::-1])
     return Entry({"hu": windowed_hu(np.array(hu)) if hu else np.zeros(shape, np.int16),
                   "mask": np.array(masks, np.uint8) if masks else np.zeros(shape, np.uint8)})

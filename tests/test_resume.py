@@ -85,3 +85,20 @@ def test_a_run_killed_in_fine_tuning_resumes_to_the_same_record(tmp_path, monkey
     assert not (folder / store.LATEST_FILE).exists()
     log = (folder / store.LOG_FILE).read_text()
     assert "resuming from epoch 1" in log and "fine-tuning ncs epoch 2" in log
+
+
+def test_force_discards_the_old_record_and_training_state_before_computing(tmp_path, monkeypatch):
+    """--force killed part-way leaves no old record beside new files, and never resumes the old training."""
+    schedule = parse_overrides("smoke", {"segmentation.epochs": "2", "segmentation.patience": "2"})
+    spec = RunSpec(method="scratch-he", task="ncs", profile="smoke", switches=tuple(schedule.items()))
+    first = execute(spec, tmp_path, progress=False)
+    folder = store.run_dir(tmp_path, first["run_id"])
+    (folder / store.LATEST_FILE).write_bytes(b"the final state a kill left behind")
+    with monkeypatch.context() as patch:
+        kill_after(patch, "fine-tuning", 1)
+        with pytest.raises(Killed):
+            execute(spec, tmp_path, force=True, progress=False)
+    assert not (folder / store.RESULT_FILE).exists()  # nothing to skip to: the next run computes it
+    assert execute(spec, tmp_path, progress=False)["finetune"]["resumed_from_epoch"] == 1
+    forced = execute(spec, tmp_path, force=True, progress=False)
+    assert forced["finetune"]["resumed_from_epoch"] is None and forced["metrics"] == first["metrics"]

@@ -73,6 +73,14 @@ def _save(figure, path: Path) -> None:
                            lambda tmp, fmt=suffix[1:]: figure.savefig(tmp, format=fmt, dpi=300))
 
 
+def _clear_previous(paths: list[Path]) -> None:
+    """Remove what an earlier analysis wrote before writing the new one: a run killed while writing
+    then leaves part of the new set, never new files beside old ones that the report would show
+    together."""
+    for path in paths:
+        path.unlink(missing_ok=True)
+
+
 def _restoration_methods(text: str | None) -> list:
     """The methods named in ``text``, or every registered one whose pretext task restores its input."""
     import numpy as np
@@ -100,6 +108,8 @@ def restoration(args: argparse.Namespace) -> None:
     methods = _restoration_methods(args.methods)
     matrix = restoration_matrix(methods, pretraining_pool(args.pretrain_root), get_profile(args.profile), args.seed,
                                 args.results, resolve_device(args.device), args.cubes, not args.no_progress)
+    _clear_previous([out / f"{RESTORATION_MATRIX}{suffix}" for suffix in (".csv", ".md", ".png", ".pdf")]
+                    + [out / f"{RESTORATION_GRID}{suffix}" for suffix in (".png", ".pdf")])
     files.write_csv(out / f"{RESTORATION_MATRIX}.csv", matrix.errors)
     text = markdown(matrix)
     files.write_atomic(out / f"{RESTORATION_MATRIX}.md", lambda tmp: tmp.write_text(text))
@@ -141,6 +151,8 @@ def anomaly(args: argparse.Namespace) -> None:
     if not restores_its_input(method, checkpoint, probe):
         raise UserError(f"method '{method.name}' is not a restoration method: it has no anomaly map")
     model = restoration_model(checkpoint, f"checkpoint {meta['checkpoint_id']}")
+    _clear_previous([*out.glob(f"*{DIFFERENCE_SUFFIX}"), *out.glob(".*.partial.nii.gz"),
+                     out / ANOMALY_AUC, out / f"{ANOMALY_MONTAGE}.png", out / f"{ANOMALY_MONTAGE}.pdf"])
     results = []
     for scan in scans:
         result = anomaly_map(model, scan, profile, device)

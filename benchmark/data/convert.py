@@ -22,9 +22,8 @@ from scipy import ndimage
 from tqdm import tqdm
 
 from benchmark.data import files
-from benchmark.data.imageio import read_image
 from benchmark.data.phantoms.chest import to_world
-from benchmark.data.verify import Problem, check_same_grid
+from benchmark.data.verify import Problem, check_same_grid, read_volume
 from benchmark.errors import UserError
 
 SUFFIXES = (".nii.gz", ".nii", ".mhd", ".nrrd")
@@ -64,6 +63,17 @@ def mask_candidates(uid: str, volume: sitk.Image, mask: sitk.Image, negatives: i
     return rows + [(uid, *to_world(volume, index), 0) for index in chosen]
 
 
+def read_pair(volume_path: Path, mask_path: Path) -> tuple[sitk.Image, sitk.Image]:
+    """A volume and its mask: whole, finite 3-D scalar images on the same grid; UserError otherwise."""
+    problems: list[Problem] = []
+    volume, mask = read_volume(volume_path, problems, "volume"), read_volume(mask_path, problems, "mask")
+    if volume is not None and mask is not None:
+        check_same_grid(volume, volume_path, mask, mask_path, problems)
+    if problems:
+        raise UserError(str(problems[0]))
+    return volume, mask
+
+
 def convert_emboli(volumes: Path, masks: Path, out: Path, negatives: int = 50, min_distance_mm: float = 10.0,
                    hu_range: tuple[float, float] = (100.0, 600.0), seed: int = 0) -> pd.DataFrame:
     """Write the candidates of every mask in ``masks`` (its volume in ``volumes``, same name) to ``out``."""
@@ -74,11 +84,7 @@ def convert_emboli(volumes: Path, masks: Path, out: Path, negatives: int = 50, m
     for uid, mask_path in tqdm(mask_files.items(), desc="converting masks", disable=None):
         if uid not in volume_files:
             raise UserError(f"{mask_path}: no volume named {uid} in {volumes}")
-        volume, mask = read_image(volume_files[uid]), read_image(mask_path)
-        problems: list[Problem] = []
-        check_same_grid(volume, volume_files[uid], mask, mask_path, problems)
-        if problems:
-            raise UserError(str(problems[0]))
+        volume, mask = read_pair(volume_files[uid], mask_path)
         rows += mask_candidates(uid, volume, mask, negatives, min_distance_mm, hu_range, seed)
     frame = pd.DataFrame(rows, columns=COLUMNS)
     files.write_csv(Path(out), frame)

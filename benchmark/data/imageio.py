@@ -38,8 +38,9 @@ METAIMAGE_HEADER_LINES = 200
 
 
 def read_image(path: Path) -> sitk.Image:
-    """Read any SimpleITK-readable file (mhd/raw, nii, nii.gz, ...), checked against its header
-    and for NaN/inf voxels; UserError naming the file and the fault if it is not whole and finite."""
+    """Read any SimpleITK-readable file (mhd/raw, nii, nii.gz, ...), checked against its header, for
+    NaN/inf voxels and for a geometry that is no geometry (an empty axis, a spacing that is not a
+    positive number, a non-finite origin or direction); UserError naming the file and the fault."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: file not found")
@@ -49,8 +50,44 @@ def read_image(path: Path) -> sitk.Image:
     except RuntimeError as error:
         reason = str(error).strip().splitlines()[-1] if str(error).strip() else "unreadable"
         raise UserError(f"{path}: cannot read image ({reason})") from error
+    check_geometry(path, image)
     check_finite(path, image)
     return image
+
+
+def check_geometry(path: Path, image: sitk.Image) -> None:
+    """UserError if the image has an empty axis or a spacing, origin or direction that is not finite
+    (spacing: not positive). NIfTI's own header is checked too: SimpleITK puts 1 in place of a
+    non-finite voxel size there."""
+    size, spacing = image.GetSize(), np.array(image.GetSpacing())
+    if min(size) < 1:
+        raise UserError(f"{path}: size {size}: an image needs at least one voxel along each axis")
+    if not (np.isfinite(spacing).all() and (spacing > 0).all()):
+        raise UserError(f"{path}: voxel spacing {tuple(spacing)} is not a positive number along each axis")
+    if not (np.isfinite(image.GetOrigin()).all() and np.isfinite(image.GetDirection()).all()):
+        raise UserError(f"{path}: origin {image.GetOrigin()} or direction {image.GetDirection()} is not finite")
+    if is_nifti(path):
+        _check_nifti_geometry(path, _nifti(path).header)
+
+
+def _check_nifti_geometry(path: Path, header: nibabel.Nifti1Header) -> None:
+    """UserError if a number the header's geometry is built from is not finite (the voxel size, the
+    qform's fields where qform_code > 0, the sform's rows where sform_code > 0): the readers would put
+    a default in its place. (A NaN scl_slope is NIfTI's "no scaling"; a scaling that overflows is
+    caught in the voxels.)"""
+    keys = ["pixdim"]
+    if header["qform_code"] > 0:
+        keys += ["quatern_b", "quatern_c", "quatern_d", "qoffset_x", "qoffset_y", "qoffset_z"]
+    if header["sform_code"] > 0:
+        keys += ["srow_x", "srow_y", "srow_z"]
+    for key in keys:
+        values = np.asarray(header[key], dtype=np.float64)
+        if key == "pixdim":  # the voxel size along the spatial axes present; 0 would be read as 1
+            values = values[1:1 + min(3, len(header.get_data_shape()))]
+            if not values.all():
+                raise UserError(f"{path}: the NIfTI header's voxel size {values.tolist()} has a zero")
+        if not np.isfinite(values).all():
+            raise UserError(f"{path}: the NIfTI header's {key} {values.tolist()} is not finite")
 
 
 def read_array(path: Path, dtype: type = np.float32) -> np.ndarray:
@@ -75,18 +112,17 @@ def check_complete(path: Path) -> None:
 def check_finite(path: Path, image: sitk.Image) -> None:
     """UserError if float voxels are NaN or infinite, counted by nibabel for NIfTI files (SimpleITK reads
     them as 0 there) and on ``image`` otherwise."""
+    arrays = [sitk.GetArrayViewFromImage(image)]  # what is returned: a scaling can overflow float32 here
     if is_nifti(path):
         nifti = _nifti(Path(path))
-        if nifti.get_data_dtype().kind not in "fc":
-            return
-        array = np.asanyarray(nifti.dataobj)
-    else:
-        array = sitk.GetArrayViewFromImage(image)
+        if nifti.get_data_dtype().kind in "fc":
+            arrays.append(np.asanyarray(nifti.dataobj))
+    for array in arrays:
         if array.dtype.kind not in "fc":
-            return
-    bad = int(array.size - np.count_nonzero(np.isfinite(array)))
-    if bad:
-        raise UserError(f"{path}: {bad} voxel(s) are NaN or infinite")
+            continue
+        bad = int(array.size - np.count_nonzero(np.isfinite(array)))
+        if bad:
+            raise UserError(f"{path}: {bad} voxel(s) are NaN or infinite")
 
 
 def _nifti(path: Path) -> nibabel.Nifti1Image:
@@ -100,6 +136,8 @@ def _nifti(path: Path) -> nibabel.Nifti1Image:
 def _check_nifti_bytes(path: Path) -> None:
     available = _gzip_length(path) if path.name.lower().endswith(".gz") else path.stat().st_size
     header = _nifti(path)
+    if not header.shape or min(header.shape) < 1:
+        raise UserError(f"{path}: header dimensions {header.shape}: each must be at least 1")
     needed = header.dataobj.offset + math.prod(header.shape) * header.get_data_dtype().itemsize
     if available < needed:
         raise UserError(f"{path}: truncated: {available} of {needed} bytes")
@@ -137,6 +175,9 @@ def _check_metaimage_bytes(path: Path) -> None:
     bytes per voxel, after ``HeaderSize`` bytes; a compressed one must be a complete zlib stream of that
     many bytes. Forms this does not know (a list of slice files, an unknown type) are left to SimpleITK."""
     fields, header_end = _metaimage_header(path)
+    if "ElementDataFile" not in fields:
+        raise UserError(f"{path}: no ElementDataFile in the first {METAIMAGE_HEADER_LINES} lines of the header")
+    _check_metaimage_numbers(path, fields)
     data_file = fields.get("ElementDataFile", "")
     try:
         voxels = math.prod(int(v) for v in fields["DimSize"].split())
@@ -147,6 +188,12 @@ def _check_metaimage_bytes(path: Path) -> None:
         return
     if not data_file or data_file.startswith("LIST") or "%" in data_file or " " in data_file:
         return
+    if min(int(v) for v in fields["DimSize"].split()) < 1:
+        raise UserError(f"{path}: DimSize {fields['DimSize']}: each must be at least 1")
+    if header_size < -1:
+        raise UserError(f"{path}: HeaderSize {header_size}: -1 (the voxels end the file) or a byte count")
+    if Path(data_file).is_absolute() or ".." in Path(data_file).parts:
+        raise UserError(f"{path}: ElementDataFile {data_file!r} lies outside the header's folder")
     data, start = (path, header_end) if data_file == "LOCAL" else (path.parent / data_file, 0)
     if not data.is_file():
         raise UserError(f"{data}: file not found (the voxels of {path.name})")
@@ -159,6 +206,22 @@ def _check_metaimage_bytes(path: Path) -> None:
         available, needed = data.stat().st_size, needed + start + header_size
     if available < needed:
         raise UserError(f"{data}: truncated: {available} of {needed} bytes")
+
+
+METAIMAGE_GEOMETRY = ("Offset", "Origin", "Position", "ElementSpacing", "ElementSize", "TransformMatrix", "Rotation",
+                      "Orientation", "CenterOfRotation")
+
+
+def _check_metaimage_numbers(path: Path, fields: dict[str, str]) -> None:
+    """UserError if a geometry field holds something that is not a finite number (SimpleITK reads
+    ``nan`` there as 0)."""
+    for key in METAIMAGE_GEOMETRY:
+        try:
+            values = [float(value) for value in fields.get(key, "").split()]
+        except ValueError:
+            values = [math.nan]
+        if not all(map(math.isfinite, values)):
+            raise UserError(f"{path}: {key} = {fields[key]!r} is not a list of finite numbers")
 
 
 def _zlib_length(path: Path, start: int) -> int:

@@ -268,11 +268,13 @@ def execute(spec: RunSpec, results: Path, device_name: str = "auto", force: bool
         finished = None if force else store.finished_result(results, plan.run_id)
         if finished is not None:  # finished by another process since the first look
             return {**finished, "reused": True}
-        return _compute(plan, results, resolve_device(device_name), progress)
+        return _compute(plan, results, resolve_device(device_name), progress, force)
 
 
-def _compute(plan: Plan, results: Path, device: torch.device, progress: bool) -> dict[str, Any]:
+def _compute(plan: Plan, results: Path, device: torch.device, progress: bool, force: bool) -> dict[str, Any]:
     folder = store.run_dir(results, plan.run_id)
+    if force:
+        store.discard_finished_run(folder)
     with store.training_log(folder / store.LOG_FILE):
         record = _train_and_evaluate(plan, results, device, progress, folder)
     (folder / store.LATEST_FILE).unlink(missing_ok=True)

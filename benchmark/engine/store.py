@@ -72,6 +72,14 @@ def finished_result(results: Path, run_id: str) -> dict[str, Any] | None:
     return record
 
 
+def discard_finished_run(folder: Path) -> None:
+    """Remove a run's record and its training state before it is computed again (``--force``): a run
+    killed on the way then leaves no old record to be mixed with its new files, and its new training
+    starts afresh instead of resuming a finished one's state."""
+    for name in (RESULT_FILE, LATEST_FILE):
+        (folder / name).unlink(missing_ok=True)
+
+
 def lock_path(results: Path, name: str) -> Path:
     return Path(results) / "locks" / f"{name}.lock"
 

@@ -124,15 +124,15 @@ def _train(method: Method, backbone: Backbone, task: Task, data: DataSource, cas
                   "backbone": {"name": backbone.name, "settings": backbone.settings(),
                                "in_channels": int(state[backbone.first_conv].shape[1]), "width": profile.width},
                   "state_dict": state, "extras": {}, "cubes_seen": fit["samples_seen"], "epochs": fit["epochs"],
-                  "best_val_loss": None, "resumed_from_epoch": None}
+                  "best_val_loss": None, "resumed_from_epoch": fit["resumed_from_epoch"]}
     path = folder / store.CHECKPOINT_FILE
     save_checkpoint(checkpoint, path)
     meta = {"checkpoint_id": folder.name, "identity": identity, "pool": data.describe(),
             "source": {"task": task.name, "train_cases": len(cases.train), "val_cases": len(cases.val),
                        "best_epoch": fit["best_epoch"]},
             "epochs": fit["epochs"], "cubes_seen": fit["samples_seen"], "best_val_loss": None,
-            "wall_seconds": time.perf_counter() - start, "device": str(device), "resumed_from_epoch": None,
-            SHA256_KEY: files.sha256_file(path)}
+            "wall_seconds": time.perf_counter() - start, "device": str(device),
+            "resumed_from_epoch": fit["resumed_from_epoch"], SHA256_KEY: files.sha256_file(path)}
     files.write_csv(folder / "history.csv", history)
     files.write_json(folder / META_FILE, meta)
     (folder / store.LATEST_FILE).unlink(missing_ok=True)

@@ -1,0 +1,193 @@
+"""Hostile inputs to the candidate, LIDC-IDRI and embolus-mask readers: each is a UserError naming the file
+(or a nodule skipped with a warning), never a traceback nor wrong data accepted silently."""
+
+from __future__ import annotations
+
+import logging
+import re
+import struct
+from pathlib import Path
+
+import benchmark.tasks._lidc as lidc
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from benchmark.tasks._candidates import read_candidates
+
+from benchmark.data.convert import convert_emboli
+from benchmark.data.imageio import read_image
+from benchmark.errors import UserError
+
+HEADER = "seriesuid,coordX,coordY,coordZ,class\n"
+SLICE_SHAPE = (48, 48)  # (y, x), 1 mm pixels
+SPACING_Z = 2.5
+SQUARE = (30, 35, 30, 35)  # a nodule: rows, columns (inclusive bounds), 30 mm from the faulty ones
+
+
+# --- candidates -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", ["inf", "0.9", "-0.5", "1.7", "nan", "2", "1.0"])
+def test_a_class_other_than_0_or_1_is_refused_not_truncated(tmp_path: Path, value: str) -> None:
+    path = tmp_path / "candidates.csv"
+    path.write_text(f"{HEADER}a,1,2,3,1\na,1,2,3,{value}\n")
+    with pytest.raises(UserError, match=rf"candidates\.csv: line 3: class '{value}' is not 0 or 1") as raised:
+        read_candidates(path)
+    assert len(str(raised.value).splitlines()) == 1
+
+
+def test_classes_0_and_1_are_read(tmp_path: Path) -> None:
+    path = tmp_path / "candidates.csv"
+    path.write_text(f"{HEADER}a,1,2,3,1\na,4,5,6, 0\n")
+    assert [c.label for c in read_candidates(path)["a"]] == [1, 0]
+
+
+# --- LIDC-IDRI: DICOM series and XML reads ----------------------------------------------------------
+
+
+def write_series(folder: Path, heights: list[float]) -> list[Path]:
+    """One CT slice per height (mm), a bright square on every slice; returns the files."""
+    folder.mkdir(parents=True, exist_ok=True)
+    writer = sitk.ImageFileWriter()
+    writer.KeepOriginalImageUIDOn()
+    series, paths = "1.2.826.0.1.3680043.2.1125.9", []
+    for k, z in enumerate(heights):
+        hu = np.full(SLICE_SHAPE, -800, np.int16)
+        hu[SQUARE[0]:SQUARE[1] + 1, SQUARE[2]:SQUARE[3] + 1] = 40
+        image = sitk.GetImageFromArray(hu)
+        tags = {"0008|0060": "CT", "0008|0016": "1.2.840.10008.5.1.4.1.1.2", "0008|0018": f"{series}.{k + 1}",
+                "0020|000d": "1.2.826.0.1.3680043.2.1125.8", "0020|000e": series, "0020|0013": str(k + 1),
+                "0020|0032": f"0\\0\\{z}", "0020|0037": "1\\0\\0\\0\\1\\0", "0028|0030": "1\\1",
+                "0018|0050": str(SPACING_Z)}
+        for key, value in tags.items():
+            image.SetMetaData(key, value)
+        paths.append(folder / f"{k:03d}.dcm")
+        writer.SetFileName(str(paths[-1]))
+        writer.Execute(image)
+    return paths
+
+
+def outline(rows_cols: tuple[int, int, int, int]) -> list[tuple[int, int]]:
+    r0, r1, c0, c1 = rows_cols
+    return [(c, r) for r in range(r0, r1 + 1) for c in range(c0, c1 + 1) if r in (r0, r1) or c in (c0, c1)]
+
+
+def roi_xml(z: float | str, points: list[tuple[int, int]], inclusion: bool = True) -> str:
+    edges = "".join(f"<edgeMap><xCoord>{x}</xCoord><yCoord>{y}</yCoord></edgeMap>" for x, y in points)
+    return (f"<roi><imageZposition>{z}</imageZposition><inclusion>{'TRUE' if inclusion else 'FALSE'}</inclusion>"
+            f"{edges}</roi>")
+
+
+def write_reads(path: Path, readers: list[list[str]]) -> Path:
+    """An LIDC XML file: per reader, per nodule, its rois (``roi_xml``) joined."""
+    sessions = "".join("<readingSession>" + "".join(f"<unblindedReadNodule>{rois}</unblindedReadNodule>"
+                                                    for rois in nodules) + "</readingSession>"
+                       for nodules in readers)
+    path.write_text(f'<?xml version="1.0" encoding="UTF-8"?>\n'
+                    f'<LidcReadMessage xmlns="http://www.nih.gov">{sessions}</LidcReadMessage>\n')
+    return path
+
+
+@pytest.mark.parametrize("cut", [2, 4000])
+def test_a_truncated_slice_is_refused_not_dropped(tmp_path: Path, cut: int) -> None:
+    paths = write_series(tmp_path / "series", [0.0, 2.5, 5.0, 7.5])
+    assert lidc.read_series(tmp_path / "series").GetSize()[2] == 4
+    paths[1].write_bytes(paths[1].read_bytes()[:-cut])
+    with pytest.raises(UserError, match=rf"{paths[1]}: not a readable DICOM slice"):
+        lidc.read_series(tmp_path / "series")
+
+
+def test_a_missing_slice_is_refused(tmp_path: Path) -> None:
+    write_series(tmp_path / "series", [0.0, 2.5, 5.0, 10.0, 12.5])
+    with pytest.raises(UserError, match=rf"{tmp_path / 'series'}: slices at 5 and 10 mm are 5 mm apart, "
+                                        r"the series' median gap is 2.5 mm"):
+        lidc.read_series(tmp_path / "series")
+
+
+@pytest.mark.parametrize("z", ["nan", "inf", "-inf"])
+def test_a_non_finite_roi_height_is_refused(tmp_path: Path, z: str) -> None:
+    xml = write_reads(tmp_path / "069.xml", [[roi_xml(z, outline(SQUARE))]])
+    with pytest.raises(UserError, match=rf"069\.xml: an roi at imageZposition {z}, not a finite number"):
+        lidc.read_reads(xml)
+
+
+@pytest.mark.parametrize(("readers", "skipped"), [
+    ([[roi_xml(2.5, outline(SQUARE), inclusion=False)]], "only exclusion rois"),
+    ([[roi_xml(2.5, outline((r, r + 2, 8, 10)))] for r in (6, 10, 14)], "half of its 3 readers"),
+], ids=["exclusions only", "no consensus"])
+def test_a_nodule_without_voxels_is_skipped_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, readers: list[list[str]], skipped: str
+) -> None:
+    folder = tmp_path / "series"
+    write_series(folder, [0.0, 2.5, 5.0])
+    nodule = "".join(roi_xml(z, outline(SQUARE)) for z in (0.0, 2.5, 5.0))
+    xml = write_reads(folder / "069.xml", [[nodule], *readers])
+    with caplog.at_level(logging.WARNING, logger=lidc.__name__):
+        crops = lidc.nodule_crops(xml).arrays
+    assert skipped in caplog.text
+    assert crops["mask"].shape[0] == 1 and crops["mask"][0].any()
+    assert np.isfinite(crops["hu"]).all()
+
+
+# --- embolus masks -> candidates ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("shape", [(8, 8), (2, 8, 8, 8)], ids=["2-D", "4-D"])
+def test_a_volume_that_is_not_3d_is_refused(tmp_path: Path, shape: tuple[int, ...]) -> None:
+    mask = np.zeros(shape, np.uint8)
+    mask[(slice(3, 5),) * len(shape)] = 1
+    for folder, array in (("volumes", np.full(shape, 200, np.int16)), ("masks", mask)):
+        (tmp_path / folder).mkdir()
+        sitk.WriteImage(sitk.GetImageFromArray(array, isVector=False), str(tmp_path / folder / "1.2.3.nii"))
+    with pytest.raises(UserError, match=rf"volumes/1\.2\.3\.nii: a {len(shape)}-D image") as raised:
+        convert_emboli(tmp_path / "volumes", tmp_path / "masks", tmp_path / "out.csv", negatives=2)
+    assert len(str(raised.value).splitlines()) == 1
+
+
+# --- images: a header that describes no geometry ----------------------------------------------------
+
+
+def nifti_with(path: Path, offset: int, fmt: str, values: tuple) -> Path:
+    """A 2 x 2 x 2 float32 NIfTI with the header bytes at ``offset`` replaced by ``values``."""
+    sitk.WriteImage(sitk.GetImageFromArray(np.arange(8, dtype=np.float32).reshape(2, 2, 2)), str(path))
+    data = bytearray(path.read_bytes())
+    struct.pack_into(fmt, data, offset, *values)
+    path.write_bytes(bytes(data))
+    return path
+
+
+@pytest.mark.parametrize(("offset", "fmt", "values", "message"), [
+    (40, "<4h", (3, 2, -2, 2), r"header dimensions \(2, -2, 2\)"),
+    (40, "<4h", (3, 2, 0, 2), r"header dimensions \(2, 0, 2\)"),
+    (80, "<f", (float("nan"),), "pixdim"),
+    (268, "<f", (float("nan"),), "qoffset_x"),
+    (112, "<f", (1e38,), "voxel"),  # a scaling that overflows float32
+])
+def test_a_nifti_header_without_a_geometry_is_refused(tmp_path: Path, offset: int, fmt: str, values: tuple,
+                                                      message: str) -> None:
+    path = nifti_with(tmp_path / "image.nii", offset, fmt, values)
+    with pytest.raises(UserError, match=rf"image\.nii: .*{message}"):
+        read_image(path)
+
+
+METAIMAGE = ("ObjectType = Image\nNDims = 3\nDimSize = {dims}\nElementType = MET_UCHAR\n{extra}"
+             "ElementDataFile = {data}\n")
+
+
+@pytest.mark.parametrize(("dims", "extra", "data", "message"), [
+    ("2 0 2", "", "image.raw", "DimSize 2 0 2"),
+    ("2 2 2", "Offset = nan 0 0\n", "image.raw", "Offset = 'nan 0 0' is not a list of finite numbers"),
+    ("2 2 2", "HeaderSize = -5\n", "image.raw", "HeaderSize -5"),
+    ("2 2 2", "", "../outside.raw", "lies outside the header's folder"),
+    ("2 2 2", "", "/etc/passwd", "lies outside the header's folder"),
+    ("2 2 2", "Comment = x\n" * 300, "image.raw", "no ElementDataFile in the first"),
+])
+def test_a_metaimage_header_without_a_geometry_or_outside_its_folder_is_refused(
+        tmp_path: Path, dims: str, extra: str, data: str, message: str) -> None:
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for raw in (folder / "image.raw", tmp_path / "outside.raw"):
+        raw.write_bytes(bytes(range(8)))
+    (folder / "image.mhd").write_text(METAIMAGE.format(dims=dims, extra=extra, data=data))
+    with pytest.raises(UserError, match=re.escape(message)):
+        read_image(folder / "image.mhd")
