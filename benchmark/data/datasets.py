@@ -9,6 +9,7 @@ an interrupted generation leaves nothing that looks complete.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import inspect
 import os
@@ -54,6 +55,7 @@ def cache_root() -> Path:
     return Path(os.environ.get("BENCHMARK_CACHE", Path.home() / ".cache" / "genesis-benchmark"))
 
 
+@functools.cache  # once per generator and process: a sweep plans every cell
 def _source_files(write: Callable[[Path, int], None]) -> list[Path]:
     """The generator's own module, every module of the phantom library, and, followed from file to
     file, the modules of this data layer and the task's helpers beside it that they import (the

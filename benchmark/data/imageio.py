@@ -50,12 +50,13 @@ def read_image(path: Path) -> sitk.Image:
     except RuntimeError as error:
         reason = str(error).strip().splitlines()[-1] if str(error).strip() else "unreadable"
         raise UserError(f"{path}: cannot read image ({reason})") from error
-    check_geometry(path, image)
-    check_finite(path, image)
+    nifti = _nifti(path) if is_nifti(path) else None  # its header read once, for both checks
+    check_geometry(path, image, nifti)
+    check_finite(path, image, nifti)
     return image
 
 
-def check_geometry(path: Path, image: sitk.Image) -> None:
+def check_geometry(path: Path, image: sitk.Image, nifti: nibabel.Nifti1Image | None = None) -> None:
     """UserError if the image has an empty axis or a spacing, origin or direction that is not finite
     (spacing: not positive). NIfTI's own header is checked too: SimpleITK puts 1 in place of a
     non-finite voxel size there."""
@@ -66,8 +67,8 @@ def check_geometry(path: Path, image: sitk.Image) -> None:
         raise UserError(f"{path}: voxel spacing {tuple(spacing)} is not a positive number along each axis")
     if not (np.isfinite(image.GetOrigin()).all() and np.isfinite(image.GetDirection()).all()):
         raise UserError(f"{path}: origin {image.GetOrigin()} or direction {image.GetDirection()} is not finite")
-    if is_nifti(path):
-        _check_nifti_geometry(path, _nifti(path).header)
+    if nifti is not None:
+        _check_nifti_geometry(path, nifti.header)
 
 
 def _check_nifti_geometry(path: Path, header: nibabel.Nifti1Header) -> None:
@@ -109,14 +110,12 @@ def check_complete(path: Path) -> None:
         _check_metaimage_bytes(Path(path))
 
 
-def check_finite(path: Path, image: sitk.Image) -> None:
-    """UserError if float voxels are NaN or infinite, counted by nibabel for NIfTI files (SimpleITK reads
-    them as 0 there) and on ``image`` otherwise."""
-    arrays = [sitk.GetArrayViewFromImage(image)]  # what is returned: a scaling can overflow float32 here
-    if is_nifti(path):
-        nifti = _nifti(Path(path))
-        if nifti.get_data_dtype().kind in "fc":
-            arrays.append(np.asanyarray(nifti.dataobj))
+def check_finite(path: Path, image: sitk.Image, nifti: nibabel.Nifti1Image | None = None) -> None:
+    """UserError if float voxels are NaN or infinite: in ``image`` (a scaling can overflow float32 there)
+    and, for a NIfTI file (``nifti``), as nibabel reads them (SimpleITK reads a NaN as 0)."""
+    arrays = [sitk.GetArrayViewFromImage(image)]
+    if nifti is not None and nifti.get_data_dtype().kind in "fc":
+        arrays.append(np.asanyarray(nifti.dataobj))
     for array in arrays:
         if array.dtype.kind not in "fc":
             continue
