@@ -293,7 +293,7 @@ def write_ecc_phantom(root: Path, seed: int) -> None:
         split_rows.append((uid, split_of[index]))
     for name, header, rows in (("candidates.csv", CANDIDATE_HEADER, candidate_rows),
                                ("splits.csv", ("seriesuid", "split"), split_rows)):
-        with open(root / name, "w", newline="") as handle:
+        with open(root / name, "w", newline="", encoding="utf-8") as handle:
             writer = csv.writer(handle, lineterminator="\n")
             writer.writerow(header)
             writer.writerows(rows)

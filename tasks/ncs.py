@@ -216,7 +216,7 @@ def write_ncs_phantom(root: Path, seed: int) -> None:
             _write_nifti(hu, origin, root / "images" / f"{case_id}.nii.gz")
             _write_nifti(mask, origin, root / "masks" / f"{case_id}.nii.gz")
             rows.append((case_id, split))
-    with open(root / "splits.csv", "w", newline="") as handle:
+    with open(root / "splits.csv", "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(("case_id", "split"))
         writer.writerows(rows)

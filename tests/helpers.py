@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import csv
+import locale
 import tracemalloc
 from collections.abc import Callable
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import TypeVar
+
+import numpy as np
+import SimpleITK as sitk
 
 T = TypeVar("T")
 
@@ -68,3 +72,46 @@ def small_ncs_splits(path: Path, per_split: int = 4) -> Path:
         for split in SPLITS:
             writer.writerows([(case, split) for case, own in shipped.items() if own == split][:per_split])
     return path
+
+
+def write_ct_series(folder: Path, hu: np.ndarray, heights: list[float], spacing: tuple[float, float, float],
+                    origin_xy: tuple[float, float] = (0.0, 0.0), series: str = "1.2.826.0.1.3680043.2.1125.7"
+                    ) -> list[Path]:
+    """One axial CT slice of ``hu`` (z, y, x) per height (mm) in ``folder``; ``spacing`` is (x, y, z) mm.
+    GDCM's writer sets the process's C locale (Python's default text encoding would turn ASCII for
+    the rest of the test session), so the locale is restored after each slice."""
+    folder.mkdir(parents=True, exist_ok=True)
+    writer = sitk.ImageFileWriter()
+    writer.KeepOriginalImageUIDOn()
+    paths = []
+    for k, z in enumerate(heights):
+        image = sitk.GetImageFromArray(hu[k])
+        image.SetSpacing(spacing[:2])
+        tags = {"0008|0060": "CT", "0008|0016": "1.2.840.10008.5.1.4.1.1.2", "0008|0018": f"{series}.{k + 1}",
+                "0020|000d": f"{series}.0", "0020|000e": series, "0020|0013": str(k + 1),
+                "0020|0032": "\\".join(map(str, (*origin_xy, z))), "0020|0037": "1\\0\\0\\0\\1\\0",
+                "0028|0030": f"{spacing[1]}\\{spacing[0]}", "0018|0050": str(spacing[2])}
+        for key, value in tags.items():
+            image.SetMetaData(key, value)
+        paths.append(folder / f"{k:03d}.dcm")
+        writer.SetFileName(str(paths[-1]))
+        saved = locale.setlocale(locale.LC_ALL)
+        try:
+            writer.Execute(image)
+        finally:
+            locale.setlocale(locale.LC_ALL, saved)
+    return paths
+
+
+def damage_a_tensor(path: Path) -> None:
+    """Flip one byte inside the largest stored member of a ``torch.save`` archive (a tensor's bytes),
+    leaving the archive's structure readable."""
+    import struct
+    import zipfile
+
+    with zipfile.ZipFile(path) as archive:
+        member = max(archive.infolist(), key=lambda info: info.file_size)
+    data = bytearray(path.read_bytes())
+    name_length, extra_length = struct.unpack_from("<HH", data, member.header_offset + 26)
+    data[member.header_offset + 30 + name_length + extra_length + member.file_size // 2] ^= 0xFF
+    path.write_bytes(bytes(data))

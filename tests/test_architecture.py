@@ -3,6 +3,7 @@ behind a number (and nothing that cannot change one)."""
 
 from __future__ import annotations
 
+import ast
 import os
 import shutil
 import subprocess
@@ -91,3 +92,35 @@ def test_run_and_checkpoint_ids_follow_the_code_not_the_report_or_the_tests(tmp_
     _append(package / "methods" / "genesis.py")
     after_genesis = _plan_ids(tmp_path, cache)
     assert after_genesis[0] != after_loader[0] and after_genesis[1] != after_loader[1]
+
+
+TEXT_IO = {"open", "read_text", "write_text"}
+
+
+def _text_io_without_encoding(path: Path) -> list[str]:
+    """Calls of open() in a text mode, Path.read_text or Path.write_text in ``path`` without an encoding."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if not isinstance(node, ast.Call) or any(k.arg == "encoding" for k in node.keywords):
+            continue
+        func = node.func
+        if isinstance(func, ast.Name) and func.id == "open":
+            modes = [*node.args[1:2], *(k.value for k in node.keywords if k.arg == "mode")]
+            mode = modes[0] if modes else None
+            if isinstance(mode, ast.Constant) and "b" in str(mode.value):
+                continue
+        elif not (isinstance(func, ast.Attribute) and func.attr in TEXT_IO and func.attr != "open"):
+            continue
+        found.append(f"{path}:{node.lineno}: {ast.unparse(node)[:80]}")
+    return found
+
+
+def test_every_text_file_is_read_and_written_as_utf8():
+    """Without an explicit encoding Python uses the locale's, which is ASCII under the C locale (that
+    GDCM's DICOM writer sets in-process) and Latin-1 on some machines: records, logs and tables would
+    fail on a non-ASCII name, or be read back differently than written."""
+    roots = [Path(p) for package in (benchmark, benchmark.methods, benchmark.tasks, benchmark.backbones)
+             for p in package.__path__]
+    offenders = [line for root in roots for path in sorted(root.rglob("*.py"))
+                 for line in _text_io_without_encoding(path)]
+    assert not offenders, "\n".join(offenders)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import gzip
 import logging
 import re
 import struct
@@ -13,6 +14,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 from benchmark.tasks._candidates import read_candidates
+from helpers import write_ct_series
 
 from benchmark.data.convert import convert_emboli
 from benchmark.data.imageio import read_image
@@ -47,24 +49,9 @@ def test_classes_0_and_1_are_read(tmp_path: Path) -> None:
 
 def write_series(folder: Path, heights: list[float]) -> list[Path]:
     """One CT slice per height (mm), a bright square on every slice; returns the files."""
-    folder.mkdir(parents=True, exist_ok=True)
-    writer = sitk.ImageFileWriter()
-    writer.KeepOriginalImageUIDOn()
-    series, paths = "1.2.826.0.1.3680043.2.1125.9", []
-    for k, z in enumerate(heights):
-        hu = np.full(SLICE_SHAPE, -800, np.int16)
-        hu[SQUARE[0]:SQUARE[1] + 1, SQUARE[2]:SQUARE[3] + 1] = 40
-        image = sitk.GetImageFromArray(hu)
-        tags = {"0008|0060": "CT", "0008|0016": "1.2.840.10008.5.1.4.1.1.2", "0008|0018": f"{series}.{k + 1}",
-                "0020|000d": "1.2.826.0.1.3680043.2.1125.8", "0020|000e": series, "0020|0013": str(k + 1),
-                "0020|0032": f"0\\0\\{z}", "0020|0037": "1\\0\\0\\0\\1\\0", "0028|0030": "1\\1",
-                "0018|0050": str(SPACING_Z)}
-        for key, value in tags.items():
-            image.SetMetaData(key, value)
-        paths.append(folder / f"{k:03d}.dcm")
-        writer.SetFileName(str(paths[-1]))
-        writer.Execute(image)
-    return paths
+    hu = np.full((len(heights), *SLICE_SHAPE), -800, np.int16)
+    hu[:, SQUARE[0]:SQUARE[1] + 1, SQUARE[2]:SQUARE[3] + 1] = 40
+    return write_ct_series(folder, hu, heights, (1.0, 1.0, SPACING_Z), series="1.2.826.0.1.3680043.2.1125.9")
 
 
 def outline(rows_cols: tuple[int, int, int, int]) -> list[tuple[int, int]]:
@@ -160,6 +147,7 @@ def nifti_with(path: Path, offset: int, fmt: str, values: tuple) -> Path:
     (40, "<4h", (3, 2, -2, 2), r"header dimensions \(2, -2, 2\)"),
     (40, "<4h", (3, 2, 0, 2), r"header dimensions \(2, 0, 2\)"),
     (80, "<f", (float("nan"),), "pixdim"),
+    (84, "<f", (0.0,), r"voxel size \[1.0, 0.0, 1.0\] has a zero"),  # nibabel's load makes it 1
     (268, "<f", (float("nan"),), "qoffset_x"),
     (112, "<f", (1e38,), "voxel"),  # a scaling that overflows float32
 ])
@@ -168,6 +156,14 @@ def test_a_nifti_header_without_a_geometry_is_refused(tmp_path: Path, offset: in
     path = nifti_with(tmp_path / "image.nii", offset, fmt, values)
     with pytest.raises(UserError, match=rf"image\.nii: .*{message}"):
         read_image(path)
+
+
+def test_a_compressed_nifti_header_with_a_zero_voxel_size_is_refused(tmp_path: Path) -> None:
+    plain = nifti_with(tmp_path / "image.nii", 88, "<f", (0.0,))
+    packed = tmp_path / "image.nii.gz"
+    packed.write_bytes(gzip.compress(plain.read_bytes()))
+    with pytest.raises(UserError, match=r"image\.nii\.gz: the NIfTI header's voxel size \[1.0, 1.0, 0.0\] has a zero"):
+        read_image(packed)
 
 
 METAIMAGE = ("ObjectType = Image\nNDims = 3\nDimSize = {dims}\nElementType = MET_UCHAR\n{extra}"

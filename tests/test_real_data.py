@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 from benchmark.tasks.bms import brats_splits
+from helpers import write_ct_series
 
 import benchmark.data.cache as cache
 from benchmark.api.registry import TASKS
@@ -607,20 +608,7 @@ def write_lidc_scan(folder: Path) -> np.ndarray:
     folder.mkdir(parents=True)
     hu = np.full(LIDC_SHAPE, -800, np.int16)
     hu[5:8, 12:24, 10:22] = 40
-    writer = sitk.ImageFileWriter()
-    writer.KeepOriginalImageUIDOn()
-    series = "1.2.826.0.1.3680043.2.1125.7"
-    for k in range(LIDC_SHAPE[0]):
-        image = sitk.GetImageFromArray(hu[k])
-        image.SetSpacing(LIDC_SPACING[:2])
-        tags = {"0008|0060": "CT", "0008|0016": "1.2.840.10008.5.1.4.1.1.2", "0008|0018": f"{series}.{k + 1}",
-                "0020|000d": "1.2.826.0.1.3680043.2.1125.6", "0020|000e": series, "0020|0013": str(k + 1),
-                "0020|0032": "\\".join(map(str, (*LIDC_ORIGIN[:2], slice_z(k)))), "0020|0037": "1\\0\\0\\0\\1\\0",
-                "0028|0030": f"{LIDC_SPACING[1]}\\{LIDC_SPACING[0]}", "0018|0050": str(LIDC_SPACING[2])}
-        for key, value in tags.items():
-            image.SetMetaData(key, value)
-        writer.SetFileName(str(folder / f"{k:03d}.dcm"))
-        writer.Execute(image)
+    write_ct_series(folder, hu, [slice_z(k) for k in range(LIDC_SHAPE[0])], LIDC_SPACING, LIDC_ORIGIN[:2])
     sessions = []
     for reader, square in SQUARES.items():
         rois = "".join(roi_xml(slice_z(k), square_outline(square)) for k in (5, 6, 7))

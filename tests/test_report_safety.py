@@ -256,3 +256,77 @@ def test_methods_pretrained_on_different_data_are_compared(tmp_path, write_run):
     assert report(results, tmp_path / "out") == 0
     table3 = pd.read_csv(tmp_path / "out" / "table3.csv").set_index("method")
     assert table3["n_seeds"].to_dict() == {"scratch-he": 2, "denoising": 2, "genesis": 2}
+
+
+def two_method_results(root: Path, write_run, fractions: tuple[float, ...]) -> Path:
+    for method, base in (("scratch-he", 0.7), ("genesis", 0.8)):
+        for seed in (0, 1, 2):
+            for fraction in fractions:
+                write_run(root, method, "t", seed, fraction, {"dice": base + seed / 100 + fraction / 10}, "dice")
+    return root
+
+
+def test_a_new_report_replaces_the_old_one_and_keeps_the_users_files(tmp_path, write_run):
+    out = tmp_path / "out"
+    assert report(two_method_results(tmp_path / "a", write_run, (0.25, 1.0)), out) == 0
+    first = {path.name for path in out.iterdir()}
+    (out / "README.md").write_text("mine", encoding="utf-8")
+    (out / "results").mkdir()
+    for seed in (0, 1, 2):  # the baseline alone: no test against it, so no pairwise tables
+        write_run(tmp_path / "b", "scratch-he", "t", seed, 1.0, {"dice": 0.7 + seed / 100}, "dice")
+    assert report(tmp_path / "b", out) == 0
+    second = {path.name for path in out.iterdir()}
+    dropped = first - second
+    assert {"pairwise.csv", "pairwise_t.md", "power.csv"} <= dropped, dropped
+    assert {"README.md", "results", "index.html"} <= second and not (out / ".report-staging").exists()
+    listed = (out / "index.html").read_text(encoding="utf-8")
+    assert all(name in listed for name in second - {"README.md", "results", ".report-files", ".report.lock"})
+
+
+@pytest.mark.parametrize("stage", ["writing", "publishing"])
+def test_a_report_killed_part_way_never_leaves_a_page_beside_another_reports_tables(tmp_path, write_run,
+                                                                                  monkeypatch, stage):
+    import benchmark.reporting.build as build
+
+    out = tmp_path / "out"
+    assert report(two_method_results(tmp_path / "a", write_run, (1.0,)), out) == 0
+    before = {path.name: path.read_bytes() for path in out.iterdir() if path.is_file()}
+    if stage == "writing":
+        monkeypatch.setattr(build, "write_calibration", lambda *args: (_ for _ in ()).throw(KeyboardInterrupt))
+    else:
+        real, moved = build.os.replace, []
+
+        def replace_then_die(source, target):
+            if len(moved) == 3:
+                raise KeyboardInterrupt
+            moved.append(target)
+            real(source, target)
+
+        publish = build.Writer.publish
+
+        def publish_then_die(writer):
+            monkeypatch.setattr(build.os, "replace", replace_then_die)
+            publish(writer)
+
+        monkeypatch.setattr(build.Writer, "publish", publish_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        build.build_report(build.Settings(results=two_method_results(tmp_path / "b", write_run, (1.0, 0.5)), out=out,
+                                          progress=False))
+    after = {path.name: path.read_bytes() for path in out.iterdir() if path.is_file()}
+    if stage == "writing":
+        assert after == before  # the old report, whole
+    else:
+        assert "index.html" not in after  # incomplete, and it shows
+    monkeypatch.undo()
+    assert report(tmp_path / "b", out) == 0 and (out / "index.html").is_file()
+    assert not (out / ".report-staging").exists()
+
+
+def test_a_hostile_file_list_removes_nothing_outside_the_report(tmp_path, write_run):
+    out = tmp_path / "out"
+    results = two_method_results(tmp_path / "a", write_run, (1.0,))
+    assert report(results, out) == 0
+    (tmp_path / "victim").write_text("keep", encoding="utf-8")
+    (out / ".report-files").write_text("../victim\n/etc/hostname\n.report.lock\n\n", encoding="utf-8")
+    assert report(results, out) == 0
+    assert (tmp_path / "victim").read_text(encoding="utf-8") == "keep" and (out / ".report.lock").exists()

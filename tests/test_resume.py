@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from helpers import damage_a_tensor
 
 from benchmark.api.profiles import get_profile, parse_overrides
 from benchmark.api.registry import METHODS
@@ -63,6 +64,20 @@ def test_a_damaged_latest_state_is_ignored_with_a_warning(tmp_path, caplog):
     latest.write_bytes(b"not a torch file")
     resumed, _ = _pretrain(latest)
     assert resumed["resumed_from_epoch"] is None and "cannot resume" in caplog.text
+    for key, tensor in reference["state_dict"].items():
+        assert torch.equal(resumed["state_dict"][key], tensor), key
+
+
+def test_a_latest_state_with_a_damaged_tensor_is_ignored_not_resumed(tmp_path, monkeypatch, caplog):
+    reference, _ = _pretrain(None)
+    latest = tmp_path / "latest.pt"
+    with monkeypatch.context() as patch:
+        kill_after(patch, "pretraining", 2)
+        with pytest.raises(Killed):
+            _pretrain(latest)
+    damage_a_tensor(latest)
+    resumed, _ = _pretrain(latest)
+    assert resumed["resumed_from_epoch"] is None and "fails its CRC-32 check" in caplog.text
     for key, tensor in reference["state_dict"].items():
         assert torch.equal(resumed["state_dict"][key], tensor), key
 

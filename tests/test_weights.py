@@ -8,11 +8,11 @@ import time
 
 import pytest
 import torch
-from helpers import unet
+from helpers import damage_a_tensor, unet
 from safetensors.torch import save_file
 
 from benchmark.api.registry import TASKS
-from benchmark.engine.pretrain import CHECKPOINT_FORMAT, save_checkpoint
+from benchmark.engine.pretrain import CHECKPOINT_FORMAT, load_checkpoint, save_checkpoint
 from benchmark.errors import UserError
 from benchmark.model.backbone import UNet3D
 from benchmark.model.transfer import transfer_weights
@@ -247,6 +247,19 @@ def test_unreadable_files_are_user_errors(tmp_path, content):
     else:
         path.write_bytes(content)
     expect_error(path)
+
+
+def test_a_damaged_tensor_is_refused_not_loaded(tmp_path):
+    """torch.load does not check the archive's CRC-32s: a flipped byte would load as a wrong weight."""
+    path = tmp_path / "weights.pt"
+    save_released(path, released_state())
+    damage_a_tensor(path)
+    expect_error(path, "fails its CRC-32 check")
+    cached = tmp_path / "checkpoint.pt"
+    save_checkpoint({"state_dict": released_state()}, cached)
+    damage_a_tensor(cached)
+    with pytest.raises(UserError, match=r"checkpoint\.pt: damaged: its member '.*' fails its CRC-32 check"):
+        load_checkpoint(cached)
 
 
 def test_corrupt_safetensors_and_odd_contents_are_user_errors(tmp_path):

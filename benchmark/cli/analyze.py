@@ -112,7 +112,7 @@ def restoration(args: argparse.Namespace) -> None:
                     + [out / f"{RESTORATION_GRID}{suffix}" for suffix in (".png", ".pdf")])
     files.write_csv(out / f"{RESTORATION_MATRIX}.csv", matrix.errors)
     text = markdown(matrix)
-    files.write_atomic(out / f"{RESTORATION_MATRIX}.md", lambda tmp: tmp.write_text(text))
+    files.write_atomic(out / f"{RESTORATION_MATRIX}.md", lambda tmp: tmp.write_text(text, encoding="utf-8"))
     _save(heat_map(matrix), out / RESTORATION_MATRIX)
     _save(image_grid(matrix), out / RESTORATION_GRID)
     print(text)

@@ -225,7 +225,7 @@ def _generate(folder: Path, identity: dict, write: Callable[[Path], object]) -> 
     ``identity`` (a kept folder); its cache folder emptied either way (preprocessing is measured)."""
     marker = folder / DATASET_FILE
     data = folder / "data"
-    if not (data.is_dir() and marker.is_file() and json.loads(marker.read_text()) == identity):
+    if not (data.is_dir() and marker.is_file() and json.loads(marker.read_text(encoding="utf-8")) == identity):
         if data.exists():
             files.remove_folder(data)
         marker.unlink(missing_ok=True)

@@ -82,7 +82,8 @@ def _write_entry(folder: Path, entry: Entry) -> None:
         with open(path, "wb") as handle:
             np.save(handle, np.ascontiguousarray(array))
         arrays[name] = {"bytes": path.stat().st_size, "sha256": files.sha256_file(path)}
-    (folder / META_FILE).write_text(json.dumps({"meta": entry.meta, "arrays": arrays}, sort_keys=True))
+    manifest = json.dumps({"meta": entry.meta, "arrays": arrays}, sort_keys=True)
+    (folder / META_FILE).write_text(manifest, encoding="utf-8")
     _record_stamps(folder, arrays)
 
 
@@ -103,8 +104,9 @@ def entry_fault(folder: Path) -> str | None:
     """What is wrong with the entry in ``folder`` (None: it is whole): its ``meta.json`` unreadable,
     an array missing, of another size, or (stamp changed) of another SHA-256 than recorded."""
     try:
-        arrays = json.loads((folder / META_FILE).read_text())["arrays"]
-        stamps = json.loads((folder / STAMP_FILE).read_text()) if (folder / STAMP_FILE).is_file() else {}
+        arrays = json.loads((folder / META_FILE).read_text(encoding="utf-8"))["arrays"]
+        stamp_file = folder / STAMP_FILE
+        stamps = json.loads(stamp_file.read_text(encoding="utf-8")) if stamp_file.is_file() else {}
         recorded = {name: (int(a["bytes"]), str(a["sha256"])) for name, a in arrays.items()}
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return f"{META_FILE} is missing or unreadable"
@@ -126,7 +128,7 @@ def entry_fault(folder: Path) -> str | None:
 
 
 def _read_entry(folder: Path) -> Entry:
-    manifest = json.loads((folder / META_FILE).read_text())
+    manifest = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
     arrays = {name: np.load(folder / f"{name}.npy", mmap_mode="c") for name in sorted(manifest["arrays"])}
     return Entry(arrays, manifest["meta"])
 

@@ -68,7 +68,15 @@ def check_geometry(path: Path, image: sitk.Image, nifti: nibabel.Nifti1Image | N
     if not (np.isfinite(image.GetOrigin()).all() and np.isfinite(image.GetDirection()).all()):
         raise UserError(f"{path}: origin {image.GetOrigin()} or direction {image.GetDirection()} is not finite")
     if nifti is not None:
-        _check_nifti_geometry(path, nifti.header)
+        _check_nifti_geometry(path, _header_as_written(path, nifti))
+
+
+def _header_as_written(path: Path, nifti: nibabel.Nifti1Image) -> nibabel.Nifti1Header:
+    """The NIfTI header's fields as the file holds them: nibabel's load mends some (a zero voxel size
+    becomes 1, with only a log message)."""
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    with opener(path, "rb") as handle:
+        return type(nifti.header).from_fileobj(handle, check=False)
 
 
 def _check_nifti_geometry(path: Path, header: nibabel.Nifti1Header) -> None:

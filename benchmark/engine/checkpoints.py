@@ -88,7 +88,7 @@ def obtain_checkpoint(method: Method, pool: DataSource, profile: Profile, seed: 
 def checkpoint_fault(folder: Path, identity: dict[str, Any]) -> str | None:
     """What is wrong with the checkpoint cached in ``folder`` for ``identity`` (None: nothing)."""
     try:
-        meta = json.loads((folder / META_FILE).read_text())
+        meta = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
         recorded_identity, sha256 = meta["identity"], meta.get(SHA256_KEY)
     except (OSError, ValueError, KeyError, TypeError):
         return f"{META_FILE} is missing or unreadable"

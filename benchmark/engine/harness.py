@@ -341,7 +341,7 @@ def _train_and_evaluate(plan: Plan, results: Path, device: torch.device, progres
         "cube": list(cube), "identity": plan.identity, "versions": _versions(),
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    files.write_atomic(folder / "subset.txt", lambda tmp: tmp.write_text(subset_text))
+    files.write_atomic(folder / "subset.txt", lambda tmp: tmp.write_text(subset_text, encoding="utf-8"))
     files.write_csv(folder / "cases.csv", cases)
     files.write_csv(folder / "history.csv", history)
     files.write_json(folder / "result.json", record)

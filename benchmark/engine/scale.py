@@ -134,7 +134,7 @@ def run_measured(argv: Sequence[str], log: Path, env: Mapping[str, str] | None =
     if launcher.returncode != 0 or not usage_file.is_file():
         raise RuntimeError(f"{argv[0]}: could not be started and measured (exit status {launcher.returncode}); "
                            f"see {log}")
-    usage = json.loads(usage_file.read_text())
+    usage = json.loads(usage_file.read_text(encoding="utf-8"))
     return int(usage["code"]), seconds, peak_rss_mb(usage["maxrss"])
 
 
@@ -143,7 +143,7 @@ def _environment(cache: Path) -> dict[str, str]:
 
 
 def _failure(what: str, code: int, log: Path) -> RuntimeError:
-    lines = log.read_text(errors="replace").splitlines() if log.is_file() else []
+    lines = log.read_text(errors="replace", encoding="utf-8").splitlines() if log.is_file() else []
     tail = "\n".join(lines[-LOG_TAIL:])
     return RuntimeError(f"{what} failed (exit status {code}); the end of its log {log}:\n{tail}")
 
@@ -154,11 +154,11 @@ def measure_stage(spec: StageSpec, cache: Path, work: Path) -> Measurement:
     work.mkdir(parents=True, exist_ok=True)
     name = spec.stage.replace(" ", "-")
     spec_file, out_file, log = work / f"{name}.spec.json", work / f"{name}.json", work / f"{name}.log"
-    spec_file.write_text(json.dumps(asdict(spec)))
+    spec_file.write_text(json.dumps(asdict(spec)), encoding="utf-8")
     out_file.unlink(missing_ok=True)
     code, seconds, peak = run_measured([sys.executable, "-m", __name__, str(spec_file), str(out_file)], log,
                                        _environment(cache))
-    result = json.loads(out_file.read_text()) if out_file.is_file() else {}
+    result = json.loads(out_file.read_text(encoding="utf-8")) if out_file.is_file() else {}
     if "error" in result:
         raise UserError(f"{spec.stage} of {spec.task} on {spec.root}: {result['error']}")
     if code != 0 or "seconds" not in result:
@@ -178,7 +178,7 @@ def measure_run(task: str, root: Path, profile: str, device: str, seed: int, cac
     records = sorted(results.glob("runs/*/result.json"))
     if code != 0 or not records:
         raise _failure(f"benchmark run --task {task} on {root}", code, log)
-    record = json.loads(records[-1].read_text())
+    record = json.loads(records[-1].read_text(encoding="utf-8"))
     cases = record.get("cases", {})
     return Measurement(WHOLE_RUN, float(record["wall_seconds"]), int(cases.get("test", 0)), "test cases", peak,
                        seconds, {"cases": cases, "metrics": record.get("metrics", {}),
@@ -281,14 +281,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     """``python -m benchmark.engine.scale SPEC OUT``: run the stage of the JSON file SPEC, write what it measured
     (or its one-line error, exit status 2) to the JSON file OUT."""
     spec_file, out_file = argv if argv is not None else sys.argv[1:]
-    spec = StageSpec(**json.loads(Path(spec_file).read_text()))
+    spec = StageSpec(**json.loads(Path(spec_file).read_text(encoding="utf-8")))
     try:
         result = run_stage(spec)
     except UserError as error:
-        Path(out_file).write_text(json.dumps({"error": str(error)}))
+        Path(out_file).write_text(json.dumps({"error": str(error)}), encoding="utf-8")
         return 2
     result["detail"]["VmHWM MB"] = peak_host_memory_mb()
-    Path(out_file).write_text(json.dumps(result, default=float))
+    Path(out_file).write_text(json.dumps(result, default=float), encoding="utf-8")
     return 0
 
 

@@ -93,7 +93,7 @@ def exclusive(path: Path, wait: bool) -> Iterator[bool]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as handle:
+    with open(path, "a", encoding="utf-8") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -111,7 +111,7 @@ def training_log(path: Path) -> Iterator[None]:
     while the block runs."""
     path.parent.mkdir(parents=True, exist_ok=True)
     logger = logging.getLogger("benchmark")
-    handler = logging.FileHandler(path)
+    handler = logging.FileHandler(path, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S"))
     level = logger.level
     logger.setLevel(min(level or logging.INFO, logging.INFO))

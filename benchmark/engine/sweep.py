@@ -218,7 +218,7 @@ def _interruptible_local(submit: Callable[[SweepJob], Job], log: Path) -> Callab
         log.parent.mkdir(parents=True, exist_ok=True)
         terminal = os.dup(2)
         try:
-            with open(log, "a") as stream:
+            with open(log, "a", encoding="utf-8") as stream:
                 os.dup2(stream.fileno(), 2)  # inherited by the processes submit starts
                 return submit(job)
         finally:

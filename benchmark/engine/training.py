@@ -116,6 +116,7 @@ def load_latest(latest: Latest, phase: str, model: nn.Module, optimizer: torch.o
     if not latest.path.is_file():
         return None
     try:
+        files.check_zip_checksums(latest.path)
         snapshot = torch.load(latest.path, map_location="cpu", weights_only=True)
         if snapshot["phase"] != phase or len(snapshot["numpy_rng"]) != len(latest.generators):
             raise ValueError(f"it belongs to '{snapshot['phase']}'")

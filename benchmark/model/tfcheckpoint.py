@@ -426,7 +426,8 @@ def _folder_prefix(folder: Path) -> Path:
             raise UserError(f"{folder}: a folder with {len(indexes)} checkpoint .index files and no "
                             f"'{CHECKPOINT_STATE}' file naming one (give a checkpoint's prefix, e.g. model.ckpt-3000)")
         return _without_suffix(indexes[0])
-    match = re.search(r'^model_checkpoint_path:\s*"([^"]+)"\s*$', state.read_text(errors="replace"), re.MULTILINE)
+    text = state.read_text(encoding="utf-8", errors="replace")
+    match = re.search(r'^model_checkpoint_path:\s*"([^"]+)"\s*$', text, re.MULTILINE)
     if match is None:
         raise UserError(f"{state}: no 'model_checkpoint_path: \"...\"' line")
     named = Path(match.group(1))

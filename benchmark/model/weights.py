@@ -49,6 +49,7 @@ from typing import Any
 
 import torch
 
+from benchmark.data import files
 from benchmark.errors import UserError
 from benchmark.model.backbone import UNet3D
 
@@ -99,6 +100,7 @@ def read_weights_file(path: Path) -> tuple[Any, bool]:
             return load_file(str(path), device="cpu"), True
         except Exception as error:  # safetensors raises its own error type for corrupt files
             raise UserError(f"{path}: not a readable safetensors file ({_first_line(error)})") from error
+    files.check_zip_checksums(path)
     try:
         return torch.load(path, map_location="cpu", weights_only=True), False
     except pickle.UnpicklingError as error:

@@ -149,7 +149,9 @@ def anomaly(folder: Path) -> Analysis:
             "Voxel-level AUC of the difference map |scan - restored| and of the raw intensity for finding the "
             "opacities inside the lungs, and their difference (paired), with 95% percentile bootstrap intervals "
             "over scans (whole scans resampled; voxels_per_scan voxels drawn from each; none below "
-            f"{MIN_INTERVAL_SCANS} scans).", auc))
+            f"{MIN_INTERVAL_SCANS} scans). Over so few scans these intervals cover less than 95% (81% at 5 scans "
+            "and 86% at 8 in a simulation, docs/statistics.md): read them as a lower bound on the uncertainty.",
+            auc))
     maps = sorted(own.glob(f"*{DIFFERENCE_SUFFIX}")) if own.is_dir() else []
     if maps:
         analysis.found = True

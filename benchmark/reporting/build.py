@@ -14,6 +14,8 @@ seed, no baseline run, a record that cannot be read ...) is listed with its reas
 from __future__ import annotations
 
 import itertools
+import os
+import shutil
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -28,7 +30,7 @@ from benchmark.data import files
 from benchmark.engine import store
 from benchmark.errors import UserError
 from benchmark.model.dims import DIMS
-from benchmark.names import check_name
+from benchmark.names import check_name, is_valid_name
 from benchmark.reporting import (
     ALPHA,
     ANALYSES_FOLDER,
@@ -51,6 +53,11 @@ from benchmark.reporting.formats import Markup
 from benchmark.reporting.restoration import NotRestoration, recorded_method_has_pretext_task, restoration_panels
 from benchmark.reporting.stats import T_INTERVAL
 from benchmark.reporting.table import Results, export_table, read_results
+
+PAGE = "index.html"
+STAGING = ".report-staging"  # the new report is written here, then moved into --out
+MANIFEST = ".report-files"  # the names the last report wrote, so the next one removes those it does not
+LOCK = ".report.lock"
 
 
 @dataclass
@@ -129,16 +136,20 @@ def prepare_out(out: Path) -> Path:
 
 
 class Writer:
-    """Writes the report's files into one folder (atomically) and keeps the list; every file name is
-    checked to be a plain name, so nothing is written outside the folder."""
+    """Writes the report's files into a staging folder inside ``out`` and keeps the list of their final
+    paths; every file name is checked to be a plain name, so nothing is written outside the folder.
+    ``publish`` then moves them into ``out``."""
 
     def __init__(self, out: Path, report: Report) -> None:
         self.out, self.report = Path(out), report
+        self.stage = self.out / STAGING
+        shutil.rmtree(self.stage, ignore_errors=True)  # left by a report that was killed
+        self.stage.mkdir()
 
     def path(self, name: str) -> Path:
-        path = self.out / check_name(name, "report file")
-        self.report.files.append(path)
-        return path
+        """Where to write ``name`` now (in the staging folder); listed under its final path."""
+        self.report.files.append(self.out / check_name(name, "report file"))
+        return self.stage / name
 
     def text(self, name: str, content: str) -> Path:
         path = self.path(name)
@@ -168,10 +179,35 @@ class Writer:
     def figure(self, name: str, draw: plots.Draw, *data: object) -> Path:
         """``name``.png/.pdf at 7 inches and ``name``_column.pdf at 3.5; returns the 7-inch PNG."""
         check_name(name, "report file")
-        written = plots.draw_both_widths(draw, data, self.out / name)
+        written = plots.draw_both_widths(draw, data, self.stage / name)
         for path in written:
             self.path(path.name)
         return written[0]
+
+    def publish(self) -> None:
+        """Move the new report into ``out``: first the old page goes, then the old report's files that
+        the new one does not write, then the new files, the page last. A report killed at any instant
+        leaves the old report whole or no index.html, never a page beside another report's tables."""
+        names = list(dict.fromkeys(path.name for path in self.report.files))
+        (self.out / PAGE).unlink(missing_ok=True)
+        for name in previous_report_files(self.out) - set(names):
+            if (self.out / name).is_file() or (self.out / name).is_symlink():
+                (self.out / name).unlink()
+        files.write_atomic(self.out / MANIFEST, lambda tmp: tmp.write_text("".join(f"{name}\n" for name in names),
+                                                                            encoding="utf-8"))
+        for name in sorted(names, key=lambda name: name == PAGE):
+            os.replace(self.stage / name, self.out / name)
+        shutil.rmtree(self.stage)
+
+
+def previous_report_files(out: Path) -> set[str]:
+    """The plain file names the last report in ``out`` wrote (anything else in its list, and the report's
+    own bookkeeping files, are ignored)."""
+    try:
+        listed = (out / MANIFEST).read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return set()
+    return {name for name in listed if is_valid_name(name)} - {MANIFEST, LOCK, STAGING}
 
 
 def family_text(report: Report) -> str:
@@ -540,7 +576,15 @@ def comparable_runs(results: Results, settings: Settings) -> tuple[pd.DataFrame,
 
 
 def build_report(settings: Settings) -> Report:
+    """The report of ``settings.results`` written into ``settings.out``, replacing the previous one there
+    as a whole (one report at a time per folder: a second waits for the first)."""
     out = prepare_out(settings.out)
+    with store.exclusive(out / LOCK, wait=True):
+        report = write_report(settings, out)
+    return report
+
+
+def write_report(settings: Settings, out: Path) -> Report:
     results = read_results(settings.results)
     for message in results.skipped:
         print(f"warning: {message}", file=sys.stderr)
@@ -579,6 +623,7 @@ def build_report(settings: Settings) -> Report:
     write_losses(writer, report, table)
     write_analyses(writer, report, settings)
     write_lists_and_page(writer, report, settings, provenance)
+    writer.publish()
     return report
 
 
@@ -599,7 +644,7 @@ def write_lists_and_page(writer: Writer, report: Report, settings: Settings, pro
                f"{CORRECTIONS[report.correction]} {FAMILIES[report.family]} · methods {', '.join(report.methods)} · "
                f"tasks {', '.join(report.tasks)}")
     header = formats.join([formats.paragraph(summary), formats.paragraph(sources.provenance_sentence(provenance))])
-    listed = formats.html_list([path.name for path in [*report.files, writer.out / "index.html"]])
+    listed = formats.html_list([path.name for path in [*report.files, writer.out / PAGE]])
     sections = [("Settings", header), *report.sections, ("Not computed", formats.html_list(report.not_computed)),
                 ("Notes", formats.html_list(report.notes)), ("Files", listed)]
-    writer.text("index.html", formats.html_page("Benchmark report", sections))
+    writer.text(PAGE, formats.html_page("Benchmark report", sections))

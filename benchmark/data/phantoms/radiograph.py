@@ -124,11 +124,11 @@ def write_radiograph_phantom(root: Path, seed: int) -> None:
     root = Path(root)
     (root / IMAGES).mkdir(parents=True, exist_ok=True)
     rows = [row for patient in range(1, PATIENTS + 1) for row in write_patient(root, seed, patient)]
-    with open(root / DATA_ENTRY, "w", newline="") as handle:
+    with open(root / DATA_ENTRY, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(DATA_ENTRY_HEADER)
         writer.writerows(rows)
     test = [row[0] for row in rows if int(row[3]) in TEST_PATIENTS]
     train_val = [row[0] for row in rows if int(row[3]) not in TEST_PATIENTS]
-    (root / TRAIN_VAL_LIST).write_text("".join(f"{name}\n" for name in train_val))
-    (root / TEST_LIST).write_text("".join(f"{name}\n" for name in test))
+    (root / TRAIN_VAL_LIST).write_text("".join(f"{name}\n" for name in train_val), encoding="utf-8")
+    (root / TEST_LIST).write_text("".join(f"{name}\n" for name in test), encoding="utf-8")
