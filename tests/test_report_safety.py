@@ -328,5 +328,9 @@ def test_a_hostile_file_list_removes_nothing_outside_the_report(tmp_path, write_
     assert report(results, out) == 0
     (tmp_path / "victim").write_text("keep", encoding="utf-8")
     (out / ".report-files").write_text("../victim\n/etc/hostname\n.report.lock\n\n", encoding="utf-8")
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "kept").write_text("keep", encoding="utf-8")
+    (out / ".report-staging").symlink_to(tmp_path / "elsewhere")
     assert report(results, out) == 0
     assert (tmp_path / "victim").read_text(encoding="utf-8") == "keep" and (out / ".report.lock").exists()
+    assert (tmp_path / "elsewhere" / "kept").is_file() and not (out / ".report-staging").exists()

@@ -143,7 +143,10 @@ class Writer:
     def __init__(self, out: Path, report: Report) -> None:
         self.out, self.report = Path(out), report
         self.stage = self.out / STAGING
-        shutil.rmtree(self.stage, ignore_errors=True)  # left by a report that was killed
+        if self.stage.is_symlink() or self.stage.is_file():
+            self.stage.unlink()
+        elif self.stage.exists():
+            shutil.rmtree(self.stage)  # left by a report that was killed
         self.stage.mkdir()
 
     def path(self, name: str) -> Path:
