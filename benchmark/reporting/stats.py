@@ -666,7 +666,7 @@ def fewer_labels(
         raise ValueError("scratch_fraction must lie in (0, 1]")
     order = np.argsort(f)
     sign = 1.0 if higher_is_better else -1.0
-    saving = _savings(f[order], scores[order][None, :], np.array([scratch_full_score]), scratch_fraction, sign)[0]
+    saving = _saving(f[order], scores[order], scratch_full_score, scratch_fraction, sign)
     return None if np.isnan(saving) else float(saving)
 
 
@@ -751,22 +751,22 @@ def _label_fractions(fractions: Sequence[float]) -> np.ndarray:
     return f
 
 
-def _savings(f: np.ndarray, scores: np.ndarray, targets: np.ndarray, scratch_fraction: float,
-             sign: float) -> np.ndarray:
-    """1 − f_method / scratch_fraction for each row of ``scores`` (columns: the ascending fractions
-    ``f``) against its target; NaN where the row never reaches it (see :func:`fewer_labels`)."""
-    gap = sign * (scores - targets[:, None])  # >= 0 means reached; NaN never reaches
+def _saving(f: np.ndarray, scores: np.ndarray, target: float, scratch_fraction: float, sign: float) -> float:
+    """1 − f_method / scratch_fraction, where f_method is the fraction at which ``scores`` (at the
+    ascending fractions ``f``) first reach ``target``, interpolated linearly from the point below;
+    NaN where they never reach it (see :func:`fewer_labels`)."""
+    gap = sign * (scores - target)  # >= 0 means reached; NaN never reaches
     with np.errstate(invalid="ignore"):
         reached = gap >= 0
-    first = np.argmax(reached, axis=1)
-    below = np.maximum(first - 1, 0)
-    rows = np.arange(first.size)
-    g0, g1 = gap[rows, below], gap[rows, first]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        interpolated = f[below] + (f[first] - f[below]) * (-g0) / (g1 - g0)
-    # reached at the smallest fraction, or no usable point below: the first fraction that reaches
-    f_method = np.where((first == 0) | np.isnan(g0), f[first], interpolated)
-    return np.where(reached.any(axis=1), 1.0 - f_method / scratch_fraction, np.nan)
+    if not reached.any():
+        return float("nan")
+    first = int(np.argmax(reached))
+    if first == 0 or np.isnan(gap[first - 1]):  # no usable point below: the first fraction that reaches
+        f_method = f[first]
+    else:
+        g0, g1 = gap[first - 1], gap[first]
+        f_method = f[first - 1] + (f[first] - f[first - 1]) * (-g0) / (g1 - g0)
+    return float(1.0 - f_method / scratch_fraction)
 
 
 def epochs_to_reach(
