@@ -138,6 +138,19 @@ def test_show_marks_the_values_a_preset_sets(capsys):
     assert rows["flip_prob"] == ["0.4"] and rows["loss"] == ["mse"]
 
 
+def test_a_plugins_description_reaches_the_terminal_escaped(capsys, monkeypatch):
+    """A description is a plugin's string: a terminal control sequence or a line separator in it is
+    shown escaped by list and show, never sent to the terminal as it is."""
+    METHODS.load()  # the built-ins first, into the registry's own tables
+    monkeypatch.setattr(METHODS, "_presets", dict(METHODS._presets))
+    METHODS.register_preset("evil-preset", METHODS.get("scratch-he"), "evil \x1b]0;owned\x07 text\u2028more")
+    for argv in (["list", "--verbose"], ["show", "evil-preset"]):
+        assert main(argv) == 0
+        out = capsys.readouterr().out
+        assert "\x1b" not in out and "\u2028" not in out and "\x07" not in out, argv
+        assert "evil \\x1b]0;owned\\x07 text\\u2028more" in out, argv
+
+
 def test_list_verbose_adds_every_methods_settings(capsys):
     assert main(["list"]) == 0
     assert "settings" not in capsys.readouterr().out

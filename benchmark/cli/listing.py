@@ -9,7 +9,7 @@ import argparse
 import textwrap
 
 from benchmark.api.registry import BACKBONES, METHODS, TASKS
-from benchmark.cli.show import PRESET_MARK, settings_items
+from benchmark.cli.show import PRESET_MARK, print_lines, settings_items
 
 FLOAT32_BYTES = 4
 
@@ -24,12 +24,13 @@ def command(args: argparse.Namespace) -> None:
             origin = registry.origin(name)
             suffix = "" if origin == "built-in" else f"  [{origin}]"
             extra = f"[{cls.transfers}] " if title == "methods" else f"[{cls.kind}] "
-            print(f"  {name:<{width}}  {extra}{registry.description(name)}{suffix}")
+            print_lines(f"  {name:<{width}}  {extra}{registry.description(name)}{suffix}")
             if args.verbose and title == "methods":
-                print(settings_paragraph(name, indent=" " * (width + 4)))
+                print_lines(settings_paragraph(name, indent=" " * (width + 4)))
     print("backbones (parameters at width 32: encoder / classifier / segmenter; the segmenter's size):")
     for name in BACKBONES.names():
-        print(backbone_line(name))
+        print_lines(backbone_line(name))
+
 
 
 def backbone_line(name: str) -> str:

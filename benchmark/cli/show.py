@@ -9,12 +9,20 @@ import sys
 
 from benchmark.api.registry import BACKBONES, METHODS, TASKS, Registry
 from benchmark.api.settings import defaults, format_value
+from benchmark.cli import one_line
 
 PRESET_MARK = "*"
 
 
+def print_lines(text: str) -> None:
+    """``text``'s lines with every unprintable character escaped: a plugin's description or setting
+    (a terminal control sequence, a line separator) never reaches the terminal as it is."""
+    for line in text.split("\n"):
+        print(one_line(line))
+
+
 def command(args: argparse.Namespace) -> None:
-    print(describe(args.method))
+    print_lines(describe(args.method))
 
 
 def describe(name: str) -> str:
