@@ -18,8 +18,6 @@ import re
 import shutil
 import tempfile
 import time
-import zipfile
-import zlib
 from collections.abc import Callable
 from importlib.abc import Traversable
 from pathlib import Path
@@ -168,18 +166,3 @@ def read_json(path: Path) -> dict[str, Any]:
     except RecursionError as error:
         raise UserError(f"{path}: cannot read JSON (nested too deeply)") from error
 
-
-def check_zip_checksums(path: Path) -> None:
-    """``torch.save`` writes a zip archive whose members carry CRC-32 checksums, which ``torch.load``
-    does not check: a damaged byte inside a tensor loads as a wrong weight, silently. UserError naming
-    the file and the first damaged member; a file that is not a zip archive (torch's legacy format)
-    passes unchecked."""
-    if not zipfile.is_zipfile(path):
-        return
-    try:
-        with zipfile.ZipFile(path) as archive:
-            damaged = archive.testzip()
-    except (zipfile.BadZipFile, OSError, EOFError, zlib.error, NotImplementedError, ValueError) as error:
-        raise UserError(f"{path}: damaged archive ({error})") from error
-    if damaged is not None:
-        raise UserError(f"{path}: damaged: its member {damaged!r} fails its CRC-32 check")

@@ -41,6 +41,7 @@ from benchmark.engine.loader import (
 )
 from benchmark.engine.training import Latest, Stopping, train
 from benchmark.errors import UserError
+from benchmark.model.weights import check_zip_checksums
 
 CHECKPOINT_FORMAT = 1
 
@@ -196,7 +197,7 @@ def save_checkpoint(checkpoint: dict[str, Any], path: Path) -> None:
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
     """Load a checkpoint without unpickling arbitrary objects (``weights_only=True``)."""
-    files.check_zip_checksums(path)
+    check_zip_checksums(path)
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises several types for corrupt or unsafe files

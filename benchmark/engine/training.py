@@ -43,6 +43,7 @@ from tqdm.auto import tqdm
 from benchmark.data import files
 from benchmark.engine import distributed
 from benchmark.errors import UserError
+from benchmark.model.weights import check_zip_checksums
 
 log = logging.getLogger("benchmark.training")
 
@@ -116,7 +117,7 @@ def load_latest(latest: Latest, phase: str, model: nn.Module, optimizer: torch.o
     if not latest.path.is_file():
         return None
     try:
-        files.check_zip_checksums(latest.path)
+        check_zip_checksums(latest.path)
         snapshot = torch.load(latest.path, map_location="cpu", weights_only=True)
         if snapshot["phase"] != phase or len(snapshot["numpy_rng"]) != len(latest.generators):
             raise ValueError(f"it belongs to '{snapshot['phase']}'")
