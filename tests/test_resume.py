@@ -42,13 +42,17 @@ def _pretrain(latest):
                     progress=False, latest=latest)
 
 
-def test_pretraining_killed_after_an_epoch_resumes_to_the_same_weights(tmp_path, monkeypatch):
-    reference, reference_history = _pretrain(None)
-    latest = tmp_path / "latest.pt"
+def _pretrain_killed_after_epoch_2(latest, monkeypatch) -> None:
     with monkeypatch.context() as patch:
         kill_after(patch, "pretraining", 2)
         with pytest.raises(Killed):
             _pretrain(latest)
+
+
+def test_pretraining_killed_after_an_epoch_resumes_to_the_same_weights(tmp_path, monkeypatch):
+    reference, reference_history = _pretrain(None)
+    latest = tmp_path / "latest.pt"
+    _pretrain_killed_after_epoch_2(latest, monkeypatch)
     assert latest.is_file()
     resumed, history = _pretrain(latest)
     assert resumed["resumed_from_epoch"] == 2 and reference["resumed_from_epoch"] is None
@@ -58,26 +62,17 @@ def test_pretraining_killed_after_an_epoch_resumes_to_the_same_weights(tmp_path,
     assert history.equals(reference_history)
 
 
-def test_a_damaged_latest_state_is_ignored_with_a_warning(tmp_path, caplog):
+@pytest.mark.parametrize(("damage", "logged"), [
+    (lambda latest: latest.write_bytes(b"not a torch file"), "cannot resume"),
+    (damage_a_tensor, "fails its CRC-32 check"),  # torch.load would load the flipped byte silently
+], ids=["not a torch file", "a damaged tensor"])
+def test_a_damaged_latest_state_is_ignored_with_a_warning(tmp_path, monkeypatch, caplog, damage, logged):
     reference, _ = _pretrain(None)
     latest = tmp_path / "latest.pt"
-    latest.write_bytes(b"not a torch file")
+    _pretrain_killed_after_epoch_2(latest, monkeypatch)
+    damage(latest)
     resumed, _ = _pretrain(latest)
-    assert resumed["resumed_from_epoch"] is None and "cannot resume" in caplog.text
-    for key, tensor in reference["state_dict"].items():
-        assert torch.equal(resumed["state_dict"][key], tensor), key
-
-
-def test_a_latest_state_with_a_damaged_tensor_is_ignored_not_resumed(tmp_path, monkeypatch, caplog):
-    reference, _ = _pretrain(None)
-    latest = tmp_path / "latest.pt"
-    with monkeypatch.context() as patch:
-        kill_after(patch, "pretraining", 2)
-        with pytest.raises(Killed):
-            _pretrain(latest)
-    damage_a_tensor(latest)
-    resumed, _ = _pretrain(latest)
-    assert resumed["resumed_from_epoch"] is None and "fails its CRC-32 check" in caplog.text
+    assert resumed["resumed_from_epoch"] is None and logged in caplog.text
     for key, tensor in reference["state_dict"].items():
         assert torch.equal(resumed["state_dict"][key], tensor), key
 
