@@ -128,15 +128,15 @@ class Unit3D(nn.Module):
         return functional.relu(self.bn(self.conv3d(x)))
 
 
-class SameMaxPool3d(nn.Module):
-    """Max-pooling with "same" padding (output side ``ceil(n / stride)``)."""
+class SameMaxPool3d(nn.MaxPool3d):
+    """Max-pooling with "same" padding (output side ``ceil(n / stride)``); a ``MaxPool3d``, so that
+    whatever inspects a model's pooling (CUDA reproducibility) sees it."""
 
     def __init__(self, kernel: tuple[int, int, int], stride: tuple[int, int, int]) -> None:
-        super().__init__()
-        self.kernel, self.stride = kernel, stride
+        super().__init__(kernel, stride)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return functional.max_pool3d(same_padding(x, self.kernel, self.stride), self.kernel, self.stride)
+        return super().forward(same_padding(x, self.kernel_size, self.stride))
 
 
 class InceptionModule(nn.Module):

@@ -55,8 +55,9 @@ class Profile:
     classification: Schedule
     segmentation: Schedule
     sliding_window_overlap: float
-    # pretraining speed switches (off by default: each is to be measured on a GPU before it is
-    # turned on; see docs/performance.md). All but loader_workers can change the numbers.
+    # pretraining speed switches (off by default: each changes the numbers, and its effect on the
+    # scores is to be measured before a profile turns it on; see docs/performance.md). All but
+    # loader_workers can change the numbers.
     pretrain_device_transforms: bool = False  # batched torch transforms on the training device
     pretrain_precision: str = "fp32"  # "fp32" or "bf16" (autocast)
     pretrain_channels_last: bool = False  # channels_last_3d memory format

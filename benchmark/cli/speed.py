@@ -222,20 +222,23 @@ def pipeline_comparisons(
 
 
 def training_steps(size: Size, device: torch.device, repeats: int, compile_: bool) -> dict[str, float]:
-    """Seconds per pretraining step of the backbone U-Net (MSE restoration, SGD) under each setting."""
+    """Seconds per pretraining step of the backbone U-Net (MSE restoration, SGD) under each setting,
+    with the peak device memory of each on a GPU."""
     variants = {"fp32": {}, "bf16": {"precision": "bf16"}, "channels_last_3d": {"channels_last": True}}
     if compile_:
         variants["compile"] = {"compile": True}
-    seconds = {}
+    seconds, peaks = {}, {}
     for name, options in variants.items():
         try:
-            seconds[name] = _step_seconds(size, device, repeats, **options)
+            seconds[name], peaks[name] = _step_seconds(size, device, repeats, **options)
         except Exception as error:  # torch.compile needs a working compiler toolchain: say so, measure the rest
             if name != "compile":
                 raise
             print(f"training step [{size.name}], torch.compile on vs off: not measured "
                   f"({type(error).__name__}: {str(error).splitlines()[0][:200]})")
     base = seconds["fp32"]
+    print(f"training step [{size.name}], fp32: {1e3 * base:.1f} ms per step of {size.batch} "
+          f"({size.batch / base:.2f} cubes/s, {device}){_peak_text(peaks['fp32'])}")
     names = {"bf16": "bf16 autocast vs fp32", "channels_last_3d": "channels_last_3d vs default layout",
              "compile": "torch.compile on vs off"}
     for name, label in names.items():
@@ -244,15 +247,25 @@ def training_steps(size: Size, device: torch.device, repeats: int, compile_: boo
             refused = "; timed only: pretraining refuses bf16 on the CPU" if cpu_bf16 else ""
             report(f"training step [{size.name}], {label}", base / seconds[name],
                    f"{1e3 * seconds[name]:.1f} ms vs {1e3 * base:.1f} ms per step of {size.batch} "
-                   f"({size.batch / seconds[name]:.2f} vs {size.batch / base:.2f} cubes/s, {device}{refused})")
+                   f"({size.batch / seconds[name]:.2f} vs {size.batch / base:.2f} cubes/s, {device}{refused})"
+                   f"{_peak_text(peaks[name])}")
     return seconds
 
 
+def _peak_text(peak_bytes: int | None) -> str:
+    return "" if peak_bytes is None else f"; peak device memory {peak_bytes / 2**20:.0f} MiB"
+
+
 def _step_seconds(size: Size, device: torch.device, repeats: int, precision: str = "fp32",
-                  channels_last: bool = False, compile: bool = False) -> float:
+                  channels_last: bool = False, compile: bool = False) -> tuple[float, int | None]:
+    """Best seconds per step, and on a GPU the peak memory allocated by torch during the steps
+    (model, optimiser state, activations; None on the CPU, where torch keeps no such count)."""
     from benchmark.engine.pretrain import pretext_loss  # the pretraining loop's own forward + loss
 
     torch.manual_seed(0)
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
     model = UNet3D(in_channels=1, out_channels=1, width=size.width).to(device)
     memory = torch.channels_last_3d if channels_last else torch.contiguous_format
     model.to(memory_format=memory)
@@ -268,7 +281,8 @@ def _step_seconds(size: Size, device: torch.device, repeats: int, precision: str
         loss.backward()
         optimizer.step()
 
-    return best_seconds(step, repeats, device)
+    seconds = best_seconds(step, repeats, device)
+    return seconds, torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
 
 
 # ------------------------------------------------------------------ choices

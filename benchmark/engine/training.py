@@ -42,6 +42,7 @@ from tqdm.auto import tqdm
 
 from benchmark.data import files
 from benchmark.engine import distributed
+from benchmark.engine.runtime import overlapping_max_pools
 from benchmark.errors import UserError
 from benchmark.model.weights import check_zip_checksums
 
@@ -174,6 +175,8 @@ def train(
     resumed = load_latest(latest, phase, model, optimizer, scheduler) if latest is not None else None
     state = resumed or TrainingState()
     main = distributed.is_main()
+    if main and device.type == "cuda":
+        warn_if_not_reproducible(model, phase)
     bar = tqdm(total=stopping.max_epochs, initial=state.epoch, desc=phase, unit="epoch",
                disable=not progress or not main, leave=False)
     try:
@@ -193,6 +196,16 @@ def train(
         bar.close()
     model.load_state_dict(state.best_state)
     return state
+
+
+def warn_if_not_reproducible(model: nn.Module, phase: str) -> None:
+    """Name the overlapping max-pooling layers, whose CUDA backward is not deterministic (the one
+    exception ``use_deterministic_cuda`` lets through): a rerun of the same spec can differ."""
+    pools = overlapping_max_pools(model)
+    if pools:
+        shown = ", ".join(pools[:3]) + (f" and {len(pools) - 3} more" if len(pools) > 3 else "")
+        log.warning("%s: max-pooling with overlapping windows (%s) has no deterministic CUDA backward: "
+                    "a rerun of this spec can give slightly different numbers", phase, shown)
 
 
 def _epoch(model: nn.Module, optimizer: torch.optim.Optimizer, batches: Callable[[int], Iterable[Batch]],
