@@ -9,7 +9,9 @@ import pandas as pd
 import pytest
 import SimpleITK as sitk
 import torch
-from scipy.stats import mannwhitneyu
+from scipy.special import expit, logit
+from scipy.stats import mannwhitneyu, t
+from sklearn.metrics import roc_auc_score
 
 from benchmark.cli import main
 from benchmark.cli.analyze import _restoration_methods
@@ -46,8 +48,7 @@ def _map(rng, informative: bool) -> AnomalyMap:
     return AnomalyMap("scan", rng.random(shape), rng.random(shape), difference, mask, np.ones(shape, bool), {})
 
 
-def test_detection_auc_matches_the_mann_whitney_statistic_of_the_sampled_voxels(monkeypatch):
-    monkeypatch.setattr(anomaly, "BOOTSTRAP", 200)
+def test_detection_auc_matches_the_mann_whitney_statistic_of_the_sampled_voxels():
     rng = np.random.default_rng(0)
     maps = [_map(rng, informative=True) for _ in range(5)]
     table = detection_auc(maps, seed=3).set_index("score")
@@ -63,15 +64,62 @@ def test_detection_auc_matches_the_mann_whitney_statistic_of_the_sampled_voxels(
     assert abs(table.loc["raw intensity", "auc"] - 0.5) < 0.1  # raw intensity is noise here
 
 
-def test_detection_auc_gives_no_interval_below_five_scans(monkeypatch):
-    monkeypatch.setattr(anomaly, "BOOTSTRAP", 50)
+def test_the_pooled_auc_of_any_multiset_of_scans_is_that_of_their_voxels_concatenated():
+    rng = np.random.default_rng(4)
+    labels = [rng.random(50) < share for share in (0.1, 0.3, 0.0, 0.5)]  # one scan without opacity
+    scores = [np.round(rng.normal(size=50) + label, 1) for label in labels]  # rounded: ties
+    counts = anomaly.pair_counts(labels, scores)
+    for weights in ([1, 1, 1, 1], [2, 0, 1, 3], [0, 0, 1, 1], [1, 0, 0, 0]):
+        chosen = [i for i, w in enumerate(weights) for _ in range(w)]
+        expected = roc_auc_score(np.concatenate([labels[i] for i in chosen]),
+                                 np.concatenate([scores[i] for i in chosen]))
+        assert anomaly.pooled_auc(counts, np.array(weights, float)) == pytest.approx(expected, abs=1e-12)
+    assert np.isnan(anomaly.pooled_auc(counts, np.array([0, 0, 1, 0], float)))  # no opacity voxel
+
+
+def test_the_interval_is_the_jackknife_t_on_the_logit_scale_computed_by_brute_force():
+    rng = np.random.default_rng(5)
+    maps = [_map(rng, informative=True) for _ in range(6)]
+    table = detection_auc(maps, seed=1).set_index("score")
+    samples = anomaly._sampled(maps, 1)
+
+    def auc(indices, k):
+        return roc_auc_score(np.concatenate([samples[i][0] for i in indices]),
+                             np.concatenate([samples[i][k] for i in indices]))
+
+    n = len(samples)
+    for name, k in (("difference map", 1), ("raw intensity", 2)):
+        logits = np.array([logit(auc([j for j in range(n) if j != i], k)) for i in range(n)])
+        error = np.sqrt((n - 1) / n * ((logits - logits.mean()) ** 2).sum())
+        centre, q = logit(auc(range(n), k)), t.ppf(0.975, n - 1)
+        assert table.loc[name, ["ci_low", "ci_high"]].tolist() == pytest.approx(
+            [expit(centre - q * error), expit(centre + q * error)], abs=1e-12)
+    differences = np.array([auc([j for j in range(n) if j != i], 1) - auc([j for j in range(n) if j != i], 2)
+                            for i in range(n)])
+    error = np.sqrt((n - 1) / n * ((differences - differences.mean()) ** 2).sum())
+    estimate = auc(range(n), 1) - auc(range(n), 2)
+    assert table.loc["difference - intensity", ["ci_low", "ci_high"]].tolist() == pytest.approx(
+        [estimate - t.ppf(0.975, n - 1) * error, estimate + t.ppf(0.975, n - 1) * error], abs=1e-12)
+    assert (table["jackknife"] == n).all()
+
+
+def test_detection_auc_gives_no_interval_below_five_scans():
     rng = np.random.default_rng(1)
     maps = [_map(rng, informative=True) for _ in range(5)]
     few = detection_auc(maps[:4])
-    assert few["ci_low"].isna().all() and few["ci_high"].isna().all() and (few["bootstrap"] == 0).all()
+    assert few["ci_low"].isna().all() and few["ci_high"].isna().all() and (few["jackknife"] == 0).all()
     assert few["auc"].notna().all()
     enough = detection_auc(maps)
-    assert (enough["ci_low"] < enough["ci_high"]).all() and (enough["bootstrap"] == 50).all()
+    assert (enough["ci_low"] < enough["ci_high"]).all() and (enough["jackknife"] == 5).all()
+
+
+def test_no_interval_when_one_scan_holds_every_opacity():
+    rng = np.random.default_rng(2)
+    maps = [_map(rng, informative=True) for _ in range(5)]
+    for clear in maps[1:]:
+        clear.mask = np.zeros_like(clear.mask)
+    table = detection_auc(maps)
+    assert table["auc"].notna().all() and table["ci_low"].isna().all() and (table["jackknife"] == 0).all()
 
 
 def test_the_montage_draws_scan_names_literally():
@@ -145,8 +193,7 @@ def test_the_default_matrix_holds_the_methods_that_restore_3d_cubes():
 
 
 def test_anomaly_command_writes_difference_maps_with_the_scans_geometry(tmp_path, isolated_cache, capsys,
-                                                                        opacity_scans, monkeypatch):
-    monkeypatch.setattr(anomaly, "BOOTSTRAP", 100)
+                                                                        opacity_scans):
     data = tmp_path / "data"  # two of the scans keep it short
     for scan in find_scans(opacity_scans)[:2]:
         for folder, path in zip(FOLDERS, (scan.image, scan.mask, scan.region)):

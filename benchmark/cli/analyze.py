@@ -31,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser, profiles: list[str]) -> None:
         "anomaly", help="difference maps of whole held-out scans and their opacity-detection AUC (fig. 9)",
         description="Restore whole held-out scans by sliding window with a pretrained restoration model, write "
                     "|input - output| as NIfTI and a montage, and, where opacity masks exist, the voxel-level AUC "
-                    "of the difference map for finding them against that of the raw intensity, with bootstrap "
+                    "of the difference map for finding them against that of the raw intensity, with jackknife "
                     "intervals over scans. Without --data-root: built-in held-out chest scans with planted "
                     "ground-glass opacities.")
     anomaly.add_argument("--method", default=DEFAULT_ANOMALY_METHOD,
@@ -167,6 +167,10 @@ def anomaly(args: argparse.Namespace) -> None:
     table = detection_auc(results)
     files.write_csv(out / ANOMALY_AUC, table)
     for row in table.itertuples():
-        interval = (f"95% bootstrap over {row.scans} scans: {row.ci_low:.3f} to {row.ci_high:.3f}" if row.bootstrap
-                    else f"no interval: {row.scans} scan(s), an interval needs at least {MIN_INTERVAL_SCANS}")
+        if row.jackknife:
+            interval = f"95% jackknife over {row.scans} scans: {row.ci_low:.3f} to {row.ci_high:.3f}"
+        elif row.scans < MIN_INTERVAL_SCANS:
+            interval = f"no interval: {row.scans} scan(s), an interval needs at least {MIN_INTERVAL_SCANS}"
+        else:
+            interval = "no interval: one scan holds every opacity voxel, so leaving it out leaves none"
         print(f"{row.score:<24} AUC {row.auc:.3f}  ({interval})")

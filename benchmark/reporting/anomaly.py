@@ -5,14 +5,23 @@ lung, so |input - output| highlights the abnormal regions.
 Whole scans are restored by sliding-window inference (MONAI, Gaussian blending) at the
 profile's cube. Where opacity masks are given, the claim becomes a number: the voxel-level AUC
 of the difference map for finding the opacities inside the lungs (the lung masks; the whole
-scan when there are none), against the AUC of the raw intensity. Voxels of one scan are not
-independent, so the 95% interval is a percentile bootstrap over scans (whole scans resampled,
-``BOOTSTRAP`` times); each scan contributes ``VOXELS_PER_SCAN`` voxels drawn at random
-(seeded), which keeps the bootstrap fast and weighs scans equally. Below ``MIN_INTERVAL_SCANS``
-scans no interval is given (empty cells): a bootstrap over 1 scan has zero width and over 2 to 4
-has 3 to 70 distinct resamples, too few to cover 95%. With a few more it still covers less: 81% at
-5 scans and 86% at 8 in a simulation of scans that differ in opacity contrast, share and intensity
-(docs/statistics.md), which the report's legend says.
+scan when there are none), against the AUC of the raw intensity.
+
+The interval. Voxels of one scan are not independent: the unit of sampling is the scan. Each
+scan contributes ``VOXELS_PER_SCAN`` voxels drawn at random (seeded), which weighs scans
+equally; the estimate is the AUC of all those voxels pooled. Its 95% interval is a jackknife
+over scans: the pooled AUC without each scan in turn gives the standard error, and the
+interval is estimate ± t(n - 1, 0.975) × s.e., on the logit scale for each AUC (mapped back,
+so it stays inside 0..1 and is asymmetric near the ends) and on the raw scale for the paired
+difference. In a simulation of scans whose opacity contrast, opacity share and intensity
+offset vary from scan to scan (``tests/test_anomaly_coverage.py``, 1,000 trials each) it held
+the population's pooled AUC in 92-95% of trials at 5, 8, 12 and 20 scans, the difference in
+94-96%; the percentile bootstrap over scans, used before, held it in 81% at 5 scans, 86% at 8,
+90% at 12 and 93% at 20. Below ``MIN_INTERVAL_SCANS`` scans no interval is given (empty cells).
+
+Every pooled AUC here, the leave-one-out ones included, comes from one matrix per score: the
+count of correctly ordered (opacity voxel of scan i, other voxel of scan j) pairs for every i
+and j (ties half), from which the AUC of any set of scans is a sum (``pooled_auc``).
 """
 
 from __future__ import annotations
@@ -27,7 +36,8 @@ import SimpleITK as sitk
 import torch
 from matplotlib.figure import Figure
 from monai.inferers import sliding_window_inference
-from sklearn.metrics import roc_auc_score
+from scipy import stats
+from scipy.special import expit, logit
 
 from benchmark.api.profiles import Profile
 from benchmark.data.imageio import geometry, read_image, scale_ct
@@ -36,7 +46,6 @@ from benchmark.reporting.analyses import MIN_INTERVAL_SCANS
 from benchmark.reporting.plots import literal
 
 SCAN_SUFFIXES = (".mhd", ".nii.gz", ".nii")
-BOOTSTRAP = 1000
 VOXELS_PER_SCAN = 2000
 SAMPLING_SEED = 0
 
@@ -131,33 +140,78 @@ def _sampled(results: list[AnomalyMap], seed: int) -> list[tuple[np.ndarray, np.
     return samples
 
 
+@dataclass(frozen=True)
+class PairCounts:
+    """One score over a list of scans: ``ordered[i, j]`` counts the pairs (opacity voxel of scan i,
+    other voxel of scan j) that the score orders correctly, ties counting half; ``positives[i]``
+    and ``negatives[j]`` the voxels of each kind."""
+
+    ordered: np.ndarray
+    positives: np.ndarray
+    negatives: np.ndarray
+
+
+def pair_counts(labels: list[np.ndarray], scores: list[np.ndarray]) -> PairCounts:
+    """The pair counts of one score over scans (per scan: boolean labels and scores of its voxels)."""
+    others = [np.sort(score[~label]) for label, score in zip(labels, scores)]
+    opacities = [score[label] for label, score in zip(labels, scores)]
+    ordered = np.empty((len(labels), len(labels)))
+    for j, negative in enumerate(others):
+        for i, positive in enumerate(opacities):
+            below = np.searchsorted(negative, positive, "left")
+            tied = np.searchsorted(negative, positive, "right") - below
+            ordered[i, j] = below.sum() + 0.5 * tied.sum()
+    return PairCounts(ordered, np.array([len(o) for o in opacities], float), np.array([len(o) for o in others], float))
+
+
+def pooled_auc(counts: PairCounts, weights: np.ndarray) -> float:
+    """The AUC of the voxels of the scans pooled, scan i taken ``weights[i]`` times (0: left out);
+    NaN when the pooled voxels hold only one kind."""
+    pairs = (weights @ counts.positives) * (weights @ counts.negatives)
+    return float(weights @ counts.ordered @ weights / pairs) if pairs > 0 else float("nan")
+
+
+def jackknife_t_interval(estimate: float, leave_one_out: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+    """estimate ± t(n - 1) × the jackknife standard error from the ``n`` leave-one-out estimates."""
+    n = len(leave_one_out)
+    error = np.sqrt((n - 1) / n * np.sum((leave_one_out - leave_one_out.mean()) ** 2))
+    half = stats.t.ppf(0.5 + level / 2, n - 1) * error
+    return estimate - half, estimate + half
+
+
+def _logit(auc: float | np.ndarray) -> float | np.ndarray:
+    return logit(np.clip(auc, 1e-9, 1 - 1e-9))  # an AUC of exactly 0 or 1 stays finite
+
+
 def detection_auc(results: list[AnomalyMap], seed: int = SAMPLING_SEED) -> pd.DataFrame:
-    """AUC of the difference map and of the raw intensity for the masked voxels, with percentile
-    bootstrap intervals over scans; one row per score, plus their difference (paired)."""
+    """AUC of the difference map and of the raw intensity for the masked voxels, and their paired
+    difference, each with its jackknife-t interval over scans (see the module's docstring)."""
     labelled = [r for r in results if r.mask is not None]
     if not labelled:
         raise UserError("no opacity masks (masks/<name>.*): the detection AUC needs them")
     samples = _sampled(labelled, seed)
-
-    def aucs(indices: np.ndarray) -> tuple[float, float] | None:
-        labels = np.concatenate([samples[i][0] for i in indices])
-        if labels.all() or not labels.any():
-            return None
-        return tuple(roc_auc_score(labels, np.concatenate([samples[i][k] for i in indices])) for k in (1, 2))
-
-    point = aucs(np.arange(len(samples)))
-    if point is None:
+    labels = [sample[0].astype(bool) for sample in samples]
+    difference, intensity = (pair_counts(labels, [sample[k] for sample in samples]) for k in (1, 2))
+    scans = len(samples)
+    everyone = np.ones(scans)
+    point = np.array([pooled_auc(difference, everyone), pooled_auc(intensity, everyone)])
+    if np.isnan(point).any():
         raise UserError("the masks mark no voxel (or every voxel) of the regions looked at")
-    rng = np.random.default_rng(seed)
-    resamples = BOOTSTRAP if len(samples) >= MIN_INTERVAL_SCANS else 0
-    draws = [aucs(rng.integers(0, len(samples), len(samples))) for _ in range(resamples)]
-    boot = np.array([d for d in draws if d is not None]).reshape(-1, 2)
+    left_out = np.array([[pooled_auc(counts, everyone - np.eye(scans)[i]) for counts in (difference, intensity)]
+                         for i in range(scans)]) if scans >= MIN_INTERVAL_SCANS else np.empty((0, 2))
+    jackknife = len(left_out) if not np.isnan(left_out).any() else 0  # a scan held all opacities: no interval
     rows = []
-    for name, estimate, values in (("difference map", point[0], boot[:, 0]), ("raw intensity", point[1], boot[:, 1]),
-                                   ("difference - intensity", point[0] - point[1], boot[:, 0] - boot[:, 1])):
-        low, high = np.percentile(values, [2.5, 97.5]) if values.size else (np.nan, np.nan)
-        rows.append({"score": name, "auc": estimate, "ci_low": low, "ci_high": high, "scans": len(samples),
-                     "voxels_per_scan": VOXELS_PER_SCAN, "bootstrap": len(boot)})
+    for name, estimate, values, on_logit in (
+            ("difference map", point[0], left_out[:, 0], True), ("raw intensity", point[1], left_out[:, 1], True),
+            ("difference - intensity", point[0] - point[1], left_out[:, 0] - left_out[:, 1], False)):
+        low, high = np.nan, np.nan
+        if jackknife:
+            if on_logit:
+                low, high = expit(jackknife_t_interval(_logit(estimate), _logit(values)))
+            else:
+                low, high = jackknife_t_interval(estimate, values)
+        rows.append({"score": name, "auc": estimate, "ci_low": low, "ci_high": high, "scans": scans,
+                     "voxels_per_scan": VOXELS_PER_SCAN, "jackknife": jackknife})
     return pd.DataFrame(rows)
 
 
