@@ -131,6 +131,18 @@ def test_the_montage_draws_scan_names_literally():
     assert figure.axes[0].get_ylabel() == "s\\$\\badcmd\\$"
 
 
+def test_a_model_whose_restoration_is_not_finite_is_named_not_scored(opacity_scans):
+    from benchmark.api.profiles import PROFILES
+
+    class Broken(torch.nn.Module):
+        def forward(self, x):
+            return torch.full_like(x, float("nan"))
+
+    scan = find_scans(opacity_scans)[0]
+    with pytest.raises(UserError, match=f"{scan.image.name}: the restoration model's output is not finite"):
+        anomaly.anomaly_map(Broken(), scan, PROFILES["smoke"], torch.device("cpu"))
+
+
 def test_detection_auc_needs_masks():
     rng = np.random.default_rng(0)
     unlabelled = _map(rng, informative=True)

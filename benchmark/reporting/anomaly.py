@@ -111,6 +111,8 @@ def anomaly_map(model: torch.nn.Module, scan: Scan, profile: Profile, device: to
     image = read_image(scan.image)
     volume = scale_ct(sitk.GetArrayFromImage(image).astype(np.float32))
     restored = restore_volume(model, volume, profile, device)
+    if not np.isfinite(restored).all():
+        raise UserError(f"{scan.image}: the restoration model's output is not finite there (unusable weights)")
     mask = _mask(scan.mask, volume.shape, "mask", scan.image)
     region = _mask(scan.region, volume.shape, "lung mask", scan.image)
     return AnomalyMap(scan.name, volume, restored, np.abs(volume - restored), mask,
