@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 
 import numpy as np
 import pandas as pd
@@ -185,6 +186,11 @@ def test_restoration_matrix_command(tmp_path, isolated_cache, capsys):
                  "restoration_grid.png", "restoration_grid.pdf"):
         assert (out / name).stat().st_size > 0
     assert "| genesis-nl |" in capsys.readouterr().out
+    analysed = json.loads((out / "restoration_checkpoints.json").read_text(encoding="utf-8"))
+    cached = sorted(path.name for path in (tmp_path / "results" / "checkpoints").iterdir())
+    assert sorted(analysed["checkpoints"].values()) == cached and set(analysed["checkpoints"]) == {
+        "genesis-identity", "genesis-nl"}
+    assert analysed["profile"] == "smoke"
 
 
 @pytest.mark.parametrize("method", ["jigsaw", "genesis-2d", "genesis-xray", "niftynet", "supervised", "scratch-he"])
@@ -233,4 +239,6 @@ def test_anomaly_command_writes_difference_maps_with_the_scans_geometry(tmp_path
         assert values.min() >= 0 and values.max() <= 1
     table = pd.read_csv(out / "anomaly" / "detection_auc.csv")
     assert set(table["score"]) == {"difference map", "raw intensity", "difference - intensity"}
+    analysed = json.loads((out / "anomaly" / "checkpoints.json").read_text(encoding="utf-8"))
+    assert list(analysed["checkpoints"]) == ["genesis"] and analysed["checkpoints"]["genesis"].startswith("genesis-")
     assert (out / "anomaly" / "montage.pdf").stat().st_size > 0

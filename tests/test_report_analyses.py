@@ -254,8 +254,10 @@ def tiny_png(path: Path, text: str = "x") -> None:
     figure.savefig(path.with_suffix(".pdf"), format="pdf")
 
 
-def write_analyses(folder: Path, corruption: str = "genesis") -> None:
+def write_analyses(folder: Path, corruption: str = "genesis",
+                   checkpoints: dict | None = None) -> None:
     """What `benchmark analyze restoration` and `anomaly` write (the same file names and columns)."""
+    checkpoints = checkpoints or {"genesis": "genesis-0123456789ab"}
     rows = [{"corruption": c, "restored_by": r, "mse": 0.01 * (i + 1) + 0.001 * j, "ssim": 0.9 - 0.01 * i, "cubes": 4}
             for i, c in enumerate((corruption, "denoising")) for j, r in enumerate(("input", "genesis", "denoising"))]
     folder.mkdir(parents=True, exist_ok=True)
@@ -268,6 +270,8 @@ def write_analyses(folder: Path, corruption: str = "genesis") -> None:
                                                   ("difference - intensity", 0.19))]
                  ).to_csv(folder / "anomaly" / "detection_auc.csv", index=False)
     (folder / "anomaly" / "scan0_difference.nii.gz").write_bytes(b"\x1f\x8b")
+    for path in (folder / "restoration_checkpoints.json", folder / "anomaly" / "checkpoints.json"):
+        path.write_text(json.dumps({"checkpoints": checkpoints, "profile": "quick", "seed": 0}), encoding="utf-8")
 
 
 @pytest.fixture
@@ -298,6 +302,35 @@ def test_the_analyses_are_shown_when_present(tmp_path, small_results):
     assert len(images) == len(list(out.glob("*.png")))
     assert all(attrs["src"].startswith("data:image/png;base64,") for attrs in images)
     assert "1 difference map(s)" in page and "0.8100" in page
+
+
+@pytest.mark.parametrize("analysed, noted", [("genesis-aaaaaaaaaaaa", False), ("genesis-bbbbbbbbbbbb", True)])
+def test_an_analysed_checkpoint_that_no_reported_run_used_is_noted(tmp_path, write_run, analysed, noted):
+    results = tmp_path / "results"
+    for seed in range(2):
+        for method in ("genesis", "scratch-he"):
+            folder = write_segmentation(write_run, results, method, "lcs", seed, 1.0, 0.8, settings(method))
+            record = json.loads((folder / "result.json").read_text(encoding="utf-8"))
+            record["pretraining"] = {"checkpoint_id": "genesis-aaaaaaaaaaaa"} if method == "genesis" else None
+            (folder / "result.json").write_text(json.dumps(record), encoding="utf-8")
+    write_analyses(tmp_path / "analysis", checkpoints={"genesis": analysed, "denoising": "denoising-cccccccccccc"})
+    assert report(results, tmp_path / "out", "--analyses", str(tmp_path / "analysis")) == 0
+    page = (tmp_path / "out" / "index.html").read_text(encoding="utf-8")
+    assert f"checkpoints denoising-cccccccccccc (denoising), {analysed} (genesis)" in page
+    sentence = f"the genesis checkpoint analysed ({analysed}) is not the one its reported runs fine-tuned"
+    assert (sentence in page) is noted  # denoising has no reported runs: nothing to compare with
+
+
+@pytest.mark.parametrize("content", ['{"checkpoints": {"genesis": "<img src=x onerror=alert(1)>"}}', "[1, 2]",
+                                     '{"checkpoints": {}}', "{not json"])
+def test_a_bad_checkpoints_file_is_named_and_its_content_not_shown(tmp_path, small_results, content):
+    write_analyses(tmp_path / "analysis")
+    (tmp_path / "analysis" / "anomaly" / "checkpoints.json").write_text(content, encoding="utf-8")
+    assert report(small_results, tmp_path / "out", "--analyses", str(tmp_path / "analysis")) == 0
+    page = (tmp_path / "out" / "index.html").read_text(encoding="utf-8")
+    assert "<img src=x" not in page and "onerror" not in page
+    missing = (tmp_path / "out" / "not_computed.md").read_text(encoding="utf-8")
+    assert "checkpoints.json" in missing and "anomaly maps:" in missing
 
 
 def test_the_analyses_are_absent_otherwise(tmp_path, small_results, monkeypatch, capsys):

@@ -73,6 +73,11 @@ def _save(figure, path: Path) -> None:
                            lambda tmp, fmt=suffix[1:]: figure.savefig(tmp, format=fmt, dpi=300))
 
 
+def analysed(checkpoints: dict[str, str], args: argparse.Namespace) -> dict[str, object]:
+    """What ``benchmark report`` reads beside an analysis: the checkpoints it used and how they were made."""
+    return {"checkpoints": checkpoints, "profile": args.profile, "seed": args.seed}
+
+
 def _clear_previous(paths: list[Path]) -> None:
     """Remove what an earlier analysis wrote before writing the new one: a run killed while writing
     then leaves part of the new set, never new files beside old ones that the report would show
@@ -101,7 +106,7 @@ def restoration(args: argparse.Namespace) -> None:
     from benchmark.data import files
     from benchmark.engine.checkpoints import pretraining_pool
     from benchmark.engine.runtime import resolve_device
-    from benchmark.reporting.analyses import RESTORATION_GRID, RESTORATION_MATRIX
+    from benchmark.reporting.analyses import RESTORATION_CHECKPOINTS, RESTORATION_GRID, RESTORATION_MATRIX
     from benchmark.reporting.restoration_matrix import heat_map, image_grid, markdown, restoration_matrix
 
     out = _out_folder(args.out)
@@ -109,8 +114,10 @@ def restoration(args: argparse.Namespace) -> None:
     matrix = restoration_matrix(methods, pretraining_pool(args.pretrain_root), get_profile(args.profile), args.seed,
                                 args.results, resolve_device(args.device), args.cubes, not args.no_progress)
     _clear_previous([out / f"{RESTORATION_MATRIX}{suffix}" for suffix in (".csv", ".md", ".png", ".pdf")]
-                    + [out / f"{RESTORATION_GRID}{suffix}" for suffix in (".png", ".pdf")])
+                    + [out / f"{RESTORATION_GRID}{suffix}" for suffix in (".png", ".pdf")]
+                    + [out / RESTORATION_CHECKPOINTS])
     files.write_csv(out / f"{RESTORATION_MATRIX}.csv", matrix.errors)
+    files.write_json(out / RESTORATION_CHECKPOINTS, analysed(matrix.checkpoints, args))
     text = markdown(matrix)
     files.write_atomic(out / f"{RESTORATION_MATRIX}.md", lambda tmp: tmp.write_text(text, encoding="utf-8"))
     _save(heat_map(matrix), out / RESTORATION_MATRIX)
@@ -132,6 +139,7 @@ def anomaly(args: argparse.Namespace) -> None:
     from benchmark.errors import UserError
     from benchmark.reporting.analyses import (
         ANOMALY_AUC,
+        ANOMALY_CHECKPOINTS,
         ANOMALY_FOLDER,
         ANOMALY_MONTAGE,
         DIFFERENCE_SUFFIX,
@@ -152,7 +160,9 @@ def anomaly(args: argparse.Namespace) -> None:
         raise UserError(f"method '{method.name}' is not a restoration method: it has no anomaly map")
     model = restoration_model(checkpoint, f"checkpoint {meta['checkpoint_id']}")
     _clear_previous([*out.glob(f"*{DIFFERENCE_SUFFIX}"), *out.glob(".*.partial.nii.gz"),
-                     out / ANOMALY_AUC, out / f"{ANOMALY_MONTAGE}.png", out / f"{ANOMALY_MONTAGE}.pdf"])
+                     out / ANOMALY_AUC, out / f"{ANOMALY_MONTAGE}.png", out / f"{ANOMALY_MONTAGE}.pdf",
+                     out / ANOMALY_CHECKPOINTS])
+    files.write_json(out / ANOMALY_CHECKPOINTS, analysed({method.name: meta["checkpoint_id"]}, args))
     results = []
     for scan in scans:
         result = anomaly_map(model, scan, profile, device)

@@ -5,6 +5,9 @@ corruption and restoring model: mse, ssim, cubes), its heat map ``restoration_ma
 and the image grid ``restoration_grid.png/.pdf``; ``benchmark analyze anomaly --out DIR`` writes
 ``DIR/anomaly/montage.png/.pdf``, ``DIR/anomaly/detection_auc.csv`` (where opacity masks exist:
 score, auc, ci_low, ci_high, scans, voxels_per_scan, jackknife) and one difference map per scan.
+Each also writes which checkpoints it analysed (``restoration_checkpoints.json``,
+``anomaly/checkpoints.json``: ``{"checkpoints": {method: checkpoint id}, ...}``), which the
+report names and compares with the checkpoints its runs fine-tuned.
 ``benchmark report --analyses DIR`` reads them from there. Every file is untrusted: a table is
 read as data (its text escaped where it is written), an image is taken only if it is a PNG (a
 PDF only if it is a PDF), and whatever cannot be read is one line naming the file.
@@ -19,12 +22,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from benchmark.data import files
+from benchmark.errors import UserError
+from benchmark.names import is_valid_name
+
 RESTORATION_MATRIX = "restoration_matrix"  # .csv, and the heat map .png/.pdf
 RESTORATION_GRID = "restoration_grid"  # .png/.pdf
 MATRIX_COLUMNS = ("corruption", "restored_by", "mse", "ssim", "cubes")
+RESTORATION_CHECKPOINTS = "restoration_checkpoints.json"
 ANOMALY_FOLDER = "anomaly"
 ANOMALY_MONTAGE = "montage"  # .png/.pdf
 ANOMALY_AUC = "detection_auc.csv"
+ANOMALY_CHECKPOINTS = "checkpoints.json"
 MIN_INTERVAL_SCANS = 5  # fewer scans: the detection AUC has no interval (benchmark.reporting.anomaly)
 AUC_COLUMNS = ("score", "auc", "ci_low", "ci_high", "scans", "voxels_per_scan", "jackknife")
 DIFFERENCE_SUFFIX = "_difference.nii.gz"
@@ -57,6 +66,7 @@ class Analysis:
     images: list[Image] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     sources: list[str] = field(default_factory=list)
+    checkpoints: dict[str, str] = field(default_factory=dict)  # method -> the checkpoint id analysed
 
 
 def _written(path: Path) -> str:
@@ -79,6 +89,27 @@ def _image(analysis: Analysis, folder: Path, stem: str, name: str, title: str) -
         return
     analysis.images.append(Image(name, title, png, pdf if pdf_ok else None))
     analysis.sources.append(_written(png))
+
+
+def _checkpoints(analysis: Analysis, path: Path) -> None:
+    """Which checkpoints made the analysis, from the file ``benchmark analyze`` wrote beside it: into
+    ``analysis.checkpoints`` and its sources; a problem naming the file when it is missing or wrong."""
+    if not analysis.found:
+        return
+    if not path.is_file():
+        analysis.problems.append(f"{path}: missing, so which checkpoints were analysed is not known")
+        return
+    try:
+        checkpoints = files.read_json(path).get("checkpoints")
+    except (UserError, AttributeError) as error:
+        analysis.problems.append(str(error) if isinstance(error, UserError) else f"{path}: not a JSON object")
+        return
+    if not (isinstance(checkpoints, dict) and checkpoints
+            and all(is_valid_name(k) and is_valid_name(v) for k, v in checkpoints.items())):
+        analysis.problems.append(f"{path}: 'checkpoints' is not a non-empty object of method names to checkpoint ids")
+        return
+    analysis.checkpoints = dict(checkpoints)
+    analysis.sources.append("checkpoints " + ", ".join(f"{c} ({m})" for m, c in sorted(checkpoints.items())))
 
 
 def _csv(analysis: Analysis, path: Path, columns: tuple[str, ...], numbers: tuple[str, ...],
@@ -133,6 +164,7 @@ def restoration(folder: Path) -> Analysis:
     _image(analysis, folder, RESTORATION_MATRIX, "analysis_restoration_matrix", "Restoration cross-matrix")
     _image(analysis, folder, RESTORATION_GRID, "analysis_restoration_grid",
            "Central slice of the first held-out cube: each corruption (rows) and each model's restoration")
+    _checkpoints(analysis, folder / RESTORATION_CHECKPOINTS)
     return analysis
 
 
@@ -156,4 +188,5 @@ def anomaly(folder: Path) -> Analysis:
     if maps:
         analysis.found = True
         analysis.sources.append(f"{len(maps)} difference map(s) (NIfTI, the scan's geometry) in {own}")
+    _checkpoints(analysis, own / ANOMALY_CHECKPOINTS)
     return analysis

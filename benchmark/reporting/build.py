@@ -544,8 +544,9 @@ def analyses_folder(settings: Settings) -> Path | None:
     return Path(settings.analyses)
 
 
-def write_analyses(writer: Writer, report: Report, settings: Settings) -> None:
-    """The restoration cross-matrix and the anomaly maps of ``benchmark analyze``, where they are found."""
+def write_analyses(writer: Writer, report: Report, settings: Settings, runs: pd.DataFrame) -> None:
+    """The restoration cross-matrix and the anomaly maps of ``benchmark analyze``, where they are found,
+    with a note where an analysed checkpoint is not the one the reported runs (``runs``) of its method used."""
     folder = analyses_folder(settings)
     where = folder if folder is not None else ANALYSES_FOLDER
     for title, find, command in (("Restoration cross-matrix", analyses.restoration, "restoration"),
@@ -556,8 +557,11 @@ def write_analyses(writer: Writer, report: Report, settings: Settings) -> None:
             report.notes.append(f"no {title.lower()} in {where} (benchmark analyze {command} --out {where} writes it;"
                                 f" benchmark report --analyses names the folder)")
             continue
+        mismatches = other_checkpoints(analysis.checkpoints, runs)
+        report.notes += [f"{title.lower()}: {mismatch}" for mismatch in mismatches]
         parts = [formats.paragraph(f"Written by benchmark analyze {command}: " + "; ".join(analysis.sources) + ".",
-                                   "legend")]
+                                   "legend")] + [formats.paragraph(f"Note: {mismatch}.", "legend")
+                                                 for mismatch in mismatches]
         for image in analysis.images:
             png = writer.copy(image.png, f"{image.name}.png")
             if image.pdf is not None:
@@ -567,6 +571,18 @@ def write_analyses(writer: Writer, report: Report, settings: Settings) -> None:
             parts.append(formats.heading(table.title) + writer.frame(table.name, table.frame, table.title,
                                                                       table.legend))
         report.sections.append((title, formats.join(parts)))
+
+
+def other_checkpoints(analysed: dict[str, str], runs: pd.DataFrame) -> list[str]:
+    """For each analysed (method, checkpoint) whose method has reported runs, none of which fine-tuned
+    that checkpoint: a sentence saying so (the analysis and the runs come from different pretrainings)."""
+    sentences = []
+    for method, checkpoint in sorted(analysed.items()):
+        used = sorted(set(runs.loc[runs["method"] == method, "checkpoint_id"].dropna()))
+        if used and checkpoint not in used:
+            sentences.append(f"the {method} checkpoint analysed ({checkpoint}) is not the one its reported runs "
+                             f"fine-tuned ({', '.join(used)}): they come from different pretrainings")
+    return sentences
 
 
 def comparable_runs(results: Results, settings: Settings) -> tuple[pd.DataFrame, str, list[str]]:
@@ -624,7 +640,7 @@ def write_report(settings: Settings, out: Path) -> Report:
     write_restoration(writer, report, settings, table)
     write_ablations(writer, report, table)
     write_losses(writer, report, table)
-    write_analyses(writer, report, settings)
+    write_analyses(writer, report, settings, results.table)
     write_lists_and_page(writer, report, settings, provenance)
     writer.publish()
     return report

@@ -40,6 +40,7 @@ INPUT_COLUMN = "input"
 class RestorationMatrix:
     errors: pd.DataFrame  # long: corruption, restored_by, mse, ssim, cubes
     slices: dict[str, dict[str, np.ndarray]]  # corruption -> column -> central slice of the first cube
+    checkpoints: dict[str, str]  # restoring method -> the checkpoint id it restored with
 
 
 def ssim_3d(restored: torch.Tensor, target: torch.Tensor) -> np.ndarray:
@@ -71,10 +72,11 @@ def restoration_matrix(methods: Sequence[Method], pool: DataSource, profile: Pro
         if not is_restoration_method(method, held_out[:1], profile.width, default_backbone(method)):
             raise UserError(f"method '{method.name}' is not a restoration method of 3D cubes (its pretext task does "
                             "not restore its input with a whole 3D encoder-decoder)")
-    models = {}
+    models, checkpoints = {}, {}
     for method in methods:
-        checkpoint, _ = obtain_checkpoint(method, pool, profile, seed, results, device, progress)
+        checkpoint, meta = obtain_checkpoint(method, pool, profile, seed, results, device, progress)
         models[method.name] = restoration_model(checkpoint, f"checkpoint of {method.name}")
+        checkpoints[method.name] = meta["checkpoint_id"]
     rows, slices = [], {}
     middle = held_out.shape[2] // 2
     for method in methods:
@@ -86,7 +88,7 @@ def restoration_matrix(methods: Sequence[Method], pool: DataSource, profile: Pro
             mse = ((restored - targets) ** 2).flatten(1).mean(dim=1).numpy()
             rows.append({"corruption": method.name, "restored_by": name, "mse": float(mse.mean()),
                          "ssim": float(ssim_3d(restored, targets).mean()), "cubes": len(held_out)})
-    return RestorationMatrix(pd.DataFrame(rows), slices)
+    return RestorationMatrix(pd.DataFrame(rows), slices, checkpoints)
 
 
 def as_matrix(errors: pd.DataFrame, value: str) -> pd.DataFrame:
