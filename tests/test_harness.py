@@ -83,6 +83,17 @@ def test_a_finished_run_is_reported_not_recomputed_and_force_reruns(results, cap
     assert record_path.stat().st_mtime_ns != before
 
 
+@pytest.mark.parametrize("peak, shown", [(1234.4, " (device 1234 MB)   cuda"), (None, " MB   cuda"),
+                                         ("much", " MB   cuda")])
+def test_the_summary_shows_the_device_peak_memory_where_recorded(results, peak, shown):
+    from benchmark.cli.run import format_summary
+
+    record = json.loads(run(results, "scratch-he", "ncc").read_text())
+    record.update(peak_device_memory_mb=peak, device="cuda")
+    (fit,) = [line for line in format_summary(record, results).splitlines() if line.startswith("fit")]
+    assert fit.endswith(shown)
+
+
 def test_the_pretrained_checkpoint_is_reused_across_tasks(results):
     checkpoints = list((results / "checkpoints").glob("genesis-*/checkpoint.pt"))
     assert len(checkpoints) == 1

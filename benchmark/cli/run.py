@@ -41,6 +41,12 @@ def backbone_text(record: dict[str, Any]) -> str:
     return f"backbone {backbone['name']}   settings: {settings}{size}{seen}"
 
 
+def device_memory_text(record: dict[str, Any]) -> str:
+    """The run's peak device (GPU) memory where the record has one, for the summary's fit line."""
+    peak = record.get("peak_device_memory_mb")
+    return f" (device {peak:.0f} MB)" if isinstance(peak, (int, float)) and not isinstance(peak, bool) else ""
+
+
 def format_summary(record: dict[str, Any], results: Path) -> str:
     scores = "   ".join(f"{k} {v:.4f}" for k, v in record["metrics"].items())
     pre = record.get("pretraining")
@@ -65,7 +71,8 @@ def format_summary(record: dict[str, Any], results: Path) -> str:
         f"data     {record['data']['kind']} {record['data']['root']}",
         f"test     {scores}",
         f"fit      {record['finetune']['epochs']} epochs (best {record['finetune']['best_epoch']})   "
-        f"{record['wall_seconds']:.0f} s   peak memory {record['peak_memory_mb']:.0f} MB   {record['device']}",
+        f"{record['wall_seconds']:.0f} s   peak memory {record['peak_memory_mb']:.0f} MB"
+        f"{device_memory_text(record)}   {record['device']}",
         f"record   {Path(results) / 'runs' / record['run_id'] / 'result.json'}",
         *(f"warning  {warning}" for warning in record.get("warnings") or []),
     ]
