@@ -574,11 +574,12 @@ def write_analyses(writer: Writer, report: Report, settings: Settings, runs: pd.
 
 
 def other_checkpoints(analysed: dict[str, str], runs: pd.DataFrame) -> list[str]:
-    """For each analysed (method, checkpoint) whose method has reported runs, none of which fine-tuned
-    that checkpoint: a sentence saying so (the analysis and the runs come from different pretrainings)."""
+    """For each analysed (method, checkpoint) whose method has reported runs (any settings), none of which
+    fine-tuned that checkpoint: a sentence saying so (the analysis and the runs come from different
+    pretrainings)."""
     sentences = []
     for method, checkpoint in sorted(analysed.items()):
-        used = sorted(set(runs.loc[runs["method"] == method, "checkpoint_id"].dropna()))
+        used = sorted(set(runs.loc[runs["method_name"] == method, "checkpoint_id"].dropna()))
         if used and checkpoint not in used:
             sentences.append(f"the {method} checkpoint analysed ({checkpoint}) is not the one its reported runs "
                              f"fine-tuned ({', '.join(used)}): they come from different pretrainings")
