@@ -62,7 +62,8 @@ def test_the_u_net_pools_without_overlap_and_i3d_with():
 
 
 def test_deterministic_settings_and_the_one_silenced_warning(monkeypatch):
-    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", "unset")  # so that undoing restores the variable as it was
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG")
     before = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
               torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic)
     try:
