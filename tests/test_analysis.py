@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -191,6 +192,23 @@ def test_restoration_matrix_command(tmp_path, isolated_cache, capsys):
     assert sorted(analysed["checkpoints"].values()) == cached and set(analysed["checkpoints"]) == {
         "genesis-identity", "genesis-nl"}
     assert analysed["profile"] == "smoke"
+
+
+def test_analyze_finds_the_checkpoint_pretrain_made_with_the_same_options(tmp_path, isolated_cache, capsys):
+    results, out = tmp_path / "results", tmp_path / "out"
+    options = ["--profile", "smoke", "--method-arg", "loss=mae", "--profile-arg", "pretrain_epochs=1",
+               "--results", str(results), "--no-progress"]
+    assert main(["pretrain", "--method", "genesis-identity", *options]) == 0
+    made = Path(capsys.readouterr().out.strip().splitlines()[-1]).parent.name
+    assert main(["analyze", "restoration", "--methods", "genesis-identity", "--cubes", "2", "--out", str(out),
+                 *options]) == 0
+    analysed = json.loads((out / "restoration_checkpoints.json").read_text(encoding="utf-8"))
+    assert analysed["checkpoints"] == {"genesis-identity": made}
+    assert analysed["method_settings"] == {"loss": "mae"} and analysed["profile_fields"] == {"pretrain_epochs": 1}
+    assert [path.name for path in (results / "checkpoints").iterdir()] == [made]  # reused, not pretrained again
+    assert main(["analyze", "anomaly", "--method", "genesis-identity", "--method-arg", "nonsense=1",
+                 "--results", str(results), "--out", str(out), "--profile", "smoke"]) == 2
+    assert "nonsense" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("method", ["jigsaw", "genesis-2d", "genesis-xray", "niftynet", "supervised", "scratch-he"])

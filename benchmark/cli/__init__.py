@@ -15,8 +15,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from benchmark.api.profiles import PRECISIONS, PROFILES
+from benchmark.api.profiles import PROFILES
 from benchmark.cli.analyze import add_arguments as add_analyze_arguments
+from benchmark.cli.options import add_switch_arguments
 from benchmark.cli.report import add_arguments as add_report_arguments
 from benchmark.errors import UserError
 from benchmark.logs import log_to_stderr
@@ -85,7 +86,7 @@ def _add_training_arguments(parser: argparse.ArgumentParser) -> None:
                         help="LUNA16-layout folder for pretraining (default: built-in chest phantom)")
     parser.add_argument("--results", type=Path, default=Path("results"), help="results root (default ./results)")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="(default auto)")
-    _add_switch_arguments(parser)
+    add_switch_arguments(parser)
     parser.add_argument("--method-arg", action="append", default=[], metavar="KEY=VALUE",
                         help="replace one of the method's settings, e.g. flip_prob=0 (repeatable; 'benchmark show "
                              "METHOD' lists them; in a sweep, for every method that has it)")
@@ -96,22 +97,6 @@ def _add_training_arguments(parser: argparse.ArgumentParser) -> None:
                         help="replace one field of the profile, e.g. pretrain_epochs=3 or classification.batch=2 "
                              "(repeatable)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
-
-
-def _add_switch_arguments(parser: argparse.ArgumentParser) -> None:
-    """The pretraining speed switches; each overrides the profile's value when given."""
-    parser.add_argument("--workers", type=int, default=None,
-                        help="data-loader worker processes for pretraining and fine-tuning batches (the same "
-                             "numbers for any count; default: the profile's, 0)")
-    parser.add_argument("--transforms-on-device", action=argparse.BooleanOptionalAction, default=None,
-                        help="make pretraining batches with the method's batched torch transforms on the "
-                             "training device (default: the profile's, off)")
-    parser.add_argument("--precision", choices=PRECISIONS, default=None,
-                        help="pretraining forward pass precision: bf16 autocast or fp32 (default: the profile's)")
-    parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
-                        help="channels_last_3d memory format for pretraining (default: the profile's, off)")
-    parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
-                        help="torch.compile the pretext model (default: the profile's, off)")
 
 
 def _add_sweep_arguments(parser: argparse.ArgumentParser) -> None:

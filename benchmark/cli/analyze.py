@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from benchmark.cli.options import add_switch_arguments
 from benchmark.reporting import ANALYSES_FOLDER
 
 DEFAULT_ANOMALY_METHOD = "genesis"
@@ -49,6 +50,12 @@ def add_arguments(parser: argparse.ArgumentParser, profiles: list[str]) -> None:
         sub.add_argument("--out", type=Path, default=ANALYSES_FOLDER,
                          help="output folder (default ./reports/analysis)")
         sub.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="(default auto)")
+        sub.add_argument("--method-arg", action="append", default=[], metavar="KEY=VALUE",
+                         help="replace one of the method's settings, as for 'benchmark run' (repeatable; with "
+                              "several methods, for every one that has it): the checkpoint of those settings")
+        sub.add_argument("--profile-arg", action="append", default=[], metavar="KEY=VALUE",
+                         help="replace one field of the profile, as for 'benchmark run' (repeatable)")
+        add_switch_arguments(sub)
         sub.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -75,7 +82,10 @@ def _save(figure, path: Path) -> None:
 
 def analysed(checkpoints: dict[str, str], args: argparse.Namespace) -> dict[str, object]:
     """What ``benchmark report`` reads beside an analysis: the checkpoints it used and how they were made."""
-    return {"checkpoints": checkpoints, "profile": args.profile, "seed": args.seed}
+    from benchmark.cli.options import method_settings, switches
+
+    return {"checkpoints": checkpoints, "profile": args.profile, "profile_fields": switches(args),
+            "method_settings": dict(method_settings(args)), "seed": args.seed}
 
 
 def _clear_previous(paths: list[Path]) -> None:
@@ -86,23 +96,29 @@ def _clear_previous(paths: list[Path]) -> None:
         path.unlink(missing_ok=True)
 
 
-def _restoration_methods(text: str | None) -> list:
-    """The methods named in ``text``, or every registered one whose pretext task restores its input."""
+def _restoration_methods(text: str | None, settings: tuple[tuple[str, str], ...] = ()) -> list:
+    """The methods named in ``text``, or every registered one whose pretext task restores its input,
+    each with its share of ``settings`` (those it has; a setting none has is an error)."""
     import numpy as np
 
     from benchmark.api.backbone import default_backbone
     from benchmark.api.registry import METHODS
+    from benchmark.engine.sweep import settings_per_plugin
     from benchmark.reporting.restoration import is_restoration_method
 
     if text:
-        return [METHODS.create(name.strip()) for name in text.split(",") if name.strip()]
-    cube = np.full((1, 1, 16, 32, 32), 0.5, dtype=np.float32)
-    methods = [METHODS.create(name) for name in METHODS.names()]
-    return [method for method in methods if is_restoration_method(method, cube, 2, default_backbone(method))]
+        names = [name.strip() for name in text.split(",") if name.strip()]
+    else:
+        cube = np.full((1, 1, 16, 32, 32), 0.5, dtype=np.float32)
+        names = [method.name for method in map(METHODS.create, METHODS.names())
+                 if is_restoration_method(method, cube, 2, default_backbone(method))]
+    shares = settings_per_plugin(METHODS, names, settings)
+    return [METHODS.create(name, **dict(shares[name])) for name in names]
 
 
 def restoration(args: argparse.Namespace) -> None:
     from benchmark.api.profiles import get_profile
+    from benchmark.cli.options import method_settings, switches
     from benchmark.data import files
     from benchmark.engine.checkpoints import pretraining_pool
     from benchmark.engine.runtime import resolve_device
@@ -110,8 +126,9 @@ def restoration(args: argparse.Namespace) -> None:
     from benchmark.reporting.restoration_matrix import heat_map, image_grid, markdown, restoration_matrix
 
     out = _out_folder(args.out)
-    methods = _restoration_methods(args.methods)
-    matrix = restoration_matrix(methods, pretraining_pool(args.pretrain_root), get_profile(args.profile), args.seed,
+    methods = _restoration_methods(args.methods, method_settings(args))
+    matrix = restoration_matrix(methods, pretraining_pool(args.pretrain_root), get_profile(args.profile,
+                                                                                           **switches(args)), args.seed,
                                 args.results, resolve_device(args.device), args.cubes, not args.no_progress)
     _clear_previous([out / f"{RESTORATION_MATRIX}{suffix}" for suffix in (".csv", ".md", ".png", ".pdf")]
                     + [out / f"{RESTORATION_GRID}{suffix}" for suffix in (".png", ".pdf")]
@@ -131,6 +148,7 @@ def anomaly(args: argparse.Namespace) -> None:
 
     from benchmark.api.profiles import get_profile
     from benchmark.api.registry import METHODS
+    from benchmark.cli.options import method_settings, switches
     from benchmark.data import files
     from benchmark.data.datasets import directory_source, phantom_source
     from benchmark.data.phantoms.opacities import write_opacity_phantom
@@ -149,8 +167,8 @@ def anomaly(args: argparse.Namespace) -> None:
     from benchmark.reporting.restoration import restoration_model, restores_its_input
 
     out = _out_folder(args.out / ANOMALY_FOLDER)
-    profile, device = get_profile(args.profile), resolve_device(args.device)
-    method = METHODS.create(args.method)
+    profile, device = get_profile(args.profile, **switches(args)), resolve_device(args.device)
+    method = METHODS.create(args.method, **dict(method_settings(args)))
     data = directory_source(args.data_root) if args.data_root else phantom_source(write_opacity_phantom)
     scans = find_scans(data.root)
     checkpoint, meta = obtain_checkpoint(method, pretraining_pool(args.pretrain_root), profile, args.seed,

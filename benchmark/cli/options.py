@@ -6,12 +6,28 @@ import argparse
 from collections.abc import Sequence
 from typing import Any
 
-from benchmark.api.profiles import parse_overrides
+from benchmark.api.profiles import PRECISIONS, parse_overrides
 from benchmark.errors import UserError
 
 SWITCHES = {"loader_workers": "--workers", "pretrain_device_transforms": "--transforms-on-device",
             "pretrain_precision": "--precision", "pretrain_channels_last": "--channels-last",
             "pretrain_compile": "--compile"}  # profile field: its own option
+
+
+def add_switch_arguments(parser: argparse.ArgumentParser) -> None:
+    """The pretraining speed switches; each overrides the profile's value when given."""
+    parser.add_argument("--workers", type=int, default=None,
+                        help="data-loader worker processes for pretraining and fine-tuning batches (the same "
+                             "numbers for any count; default: the profile's, 0)")
+    parser.add_argument("--transforms-on-device", action=argparse.BooleanOptionalAction, default=None,
+                        help="make pretraining batches with the method's batched torch transforms on the "
+                             "training device (default: the profile's, off)")
+    parser.add_argument("--precision", choices=PRECISIONS, default=None,
+                        help="pretraining forward pass precision: bf16 autocast or fp32 (default: the profile's)")
+    parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
+                        help="channels_last_3d memory format for pretraining (default: the profile's, off)")
+    parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                        help="torch.compile the pretext model (default: the profile's, off)")
 
 
 def switches(args: argparse.Namespace) -> dict[str, Any]:
