@@ -318,7 +318,7 @@ def test_an_analysed_checkpoint_that_no_reported_run_used_is_noted(tmp_path, wri
     assert report(results, tmp_path / "out", "--analyses", str(tmp_path / "analysis")) == 0
     page = (tmp_path / "out" / "index.html").read_text(encoding="utf-8")
     assert f"checkpoints denoising-cccccccccccc (denoising), {analysed} (genesis)" in page
-    sentence = f"the genesis checkpoint analysed ({analysed}) is not the one its reported runs fine-tuned"
+    sentence = f"the genesis checkpoint analysed ({analysed}) is not among those its reported runs fine-tuned"
     assert (sentence in page) is noted  # denoising has no reported runs: nothing to compare with
 
 

@@ -581,7 +581,7 @@ def other_checkpoints(analysed: dict[str, str], runs: pd.DataFrame) -> list[str]
     for method, checkpoint in sorted(analysed.items()):
         used = sorted(set(runs.loc[runs["method_name"] == method, "checkpoint_id"].dropna()))
         if used and checkpoint not in used:
-            sentences.append(f"the {method} checkpoint analysed ({checkpoint}) is not the one its reported runs "
+            sentences.append(f"the {method} checkpoint analysed ({checkpoint}) is not among those its reported runs "
                              f"fine-tuned ({', '.join(used)}): they come from different pretrainings")
     return sentences
 
