@@ -48,15 +48,18 @@ def use_deterministic_cuda() -> None:
     warnings.filterwarnings("ignore", message=r"max_pool\dd_with_indices_backward_cuda does not have a deterministic")
 
 
+MAX_POOL_DIMS = {nn.MaxPool1d: 1, nn.MaxPool2d: 2, nn.MaxPool3d: 3}
+
+
 def overlapping_max_pools(model: nn.Module) -> list[str]:
-    """The max-pooling layers of ``model`` whose windows overlap (a kernel side larger than its
-    stride): their CUDA backward adds gradients with atomics in no fixed order."""
-    pools = (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d)
-    return [name for name, module in model.named_modules() if isinstance(module, pools) and _overlaps(module)]
+    """The max-pooling layers of ``model`` (subclasses included) whose windows overlap (a kernel side
+    larger than its stride): their CUDA backward adds gradients with atomics in no fixed order."""
+    return [name for name, module in model.named_modules()
+            if isinstance(module, tuple(MAX_POOL_DIMS)) and _overlaps(module)]
 
 
 def _overlaps(pool: nn.Module) -> bool:
-    dims = int(type(pool).__name__[-2])
+    dims = next(d for cls, d in MAX_POOL_DIMS.items() if isinstance(pool, cls))
     kernel = _sides(pool.kernel_size, dims)
     stride = kernel if pool.stride is None or pool.stride == () else _sides(pool.stride, dims)
     return any(k > s for k, s in zip(kernel, stride))
