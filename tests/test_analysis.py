@@ -115,6 +115,16 @@ def test_detection_auc_gives_no_interval_below_five_scans():
     assert (enough["ci_low"] < enough["ci_high"]).all() and (enough["jackknife"] == 5).all()
 
 
+def test_a_perfect_separation_gets_no_interval_of_zero_width():
+    rng = np.random.default_rng(3)
+    maps = [_map(rng, informative=False) for _ in range(5)]
+    for scan in maps:
+        scan.difference = scan.mask + 0.5 * rng.random(scan.mask.shape)  # every opacity voxel above the rest
+    table = detection_auc(maps).set_index("score")
+    assert table.loc["difference map", "auc"] == 1.0 and np.isnan(table.loc["difference map", "ci_low"])
+    assert table.loc["raw intensity", "ci_low"] < table.loc["raw intensity", "ci_high"]
+
+
 def test_no_interval_when_one_scan_holds_every_opacity():
     rng = np.random.default_rng(2)
     maps = [_map(rng, informative=True) for _ in range(5)]

@@ -195,7 +195,9 @@ def anomaly(args: argparse.Namespace) -> None:
     table = detection_auc(results)
     files.write_csv(out / ANOMALY_AUC, table)
     for row in table.itertuples():
-        if row.jackknife:
+        if row.jackknife and np.isnan(row.ci_low):
+            interval = "no interval: the AUC is 0 or 1 (perfect separation), where leaving scans out shows no spread"
+        elif row.jackknife:
             interval = f"95% jackknife over {row.scans} scans: {row.ci_low:.3f} to {row.ci_high:.3f}"
         elif row.scans < MIN_INTERVAL_SCANS:
             interval = f"no interval: {row.scans} scan(s), an interval needs at least {MIN_INTERVAL_SCANS}"

@@ -207,7 +207,7 @@ def detection_auc(results: list[AnomalyMap], seed: int = SAMPLING_SEED) -> pd.Da
             ("difference map", point[0], left_out[:, 0], True), ("raw intensity", point[1], left_out[:, 1], True),
             ("difference - intensity", point[0] - point[1], left_out[:, 0] - left_out[:, 1], False)):
         low, high = np.nan, np.nan
-        if jackknife:
+        if jackknife and not (on_logit and estimate in (0.0, 1.0)):  # perfect separation: no spread to measure
             if on_logit:
                 low, high = expit(jackknife_t_interval(_logit(estimate), _logit(values)))
             else:
