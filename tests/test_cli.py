@@ -91,6 +91,8 @@ RUN = ["run", "--method", "genesis", "--task", "ncs", "--profile", "smoke"]
     (RUN + ["--profile-arg", "pretrain_epochs=two"], "error: profile 'smoke', field pretrain_epochs=two: expected "
                                                      "an integer, got 'two'"),
     (RUN + ["--profile-arg", "pretrain_epochs=0"], "error: pretrain_epochs 0: must be >= 1"),
+    (RUN + ["--profile-arg", "segmentation.lr_decay=linear"], "error: segmentation.lr_decay 'linear': expected "
+                                                               "one of none, cosine"),
     (RUN + ["--profile-arg", "loader_workers=2", "--workers", "1"], "error: --profile-arg loader_workers: given by "
                                                                     "--workers too"),
     (["pretrain", "--method", "denoising", "--method-arg", "max_sigma=-1"], "error: method 'denoising', setting "

@@ -78,7 +78,8 @@ def test_a_damaged_latest_state_is_ignored_with_a_warning(tmp_path, monkeypatch,
 
 
 def test_a_run_killed_in_fine_tuning_resumes_to_the_same_record(tmp_path, monkeypatch, capsys):
-    schedule = parse_overrides("smoke", {"segmentation.epochs": "3", "segmentation.patience": "3"})
+    schedule = parse_overrides("smoke", {"segmentation.epochs": "3", "segmentation.patience": "3",
+                                         "segmentation.lr_decay": "cosine"})  # the scheduler's state resumes too
     spec = RunSpec(method="scratch-he", task="ncs", profile="smoke", switches=tuple(schedule.items()))
     reference = execute(spec, tmp_path / "reference", progress=False)
     results = tmp_path / "killed"
@@ -92,6 +93,8 @@ def test_a_run_killed_in_fine_tuning_resumes_to_the_same_record(tmp_path, monkey
     assert resumed["finetune"]["resumed_from_epoch"] == 1 and reference["finetune"]["resumed_from_epoch"] is None
     assert resumed["metrics"] == reference["metrics"]
     assert resumed["finetune"]["best_epoch"] == reference["finetune"]["best_epoch"]
+    history = (folder / "history.csv").read_text()
+    assert history == (store.run_dir(tmp_path / "reference", reference["run_id"]) / "history.csv").read_text()
     assert not (folder / store.LATEST_FILE).exists()
     log = (folder / store.LOG_FILE).read_text()
     assert "resuming from epoch 1" in log and "fine-tuning ncs epoch 2" in log

@@ -4,11 +4,14 @@ best epoch's weights, the history, progress, and finite-or-failed."""
 from __future__ import annotations
 
 import logging
+import math
 
 import pytest
 import torch
 from torch import nn
 
+from benchmark.api.profiles import Schedule
+from benchmark.engine.finetune import lr_scheduler
 from benchmark.engine.training import NonFinite, Stopping, TrainingState, train
 from benchmark.errors import UserError
 
@@ -68,6 +71,22 @@ def test_the_plateau_scheduler_steps_on_the_validation_value():
                   scripted(model, [0.5, 0.4, 0.6], []), Stopping("val_score", "max", 3, 5), phase="test",
                   device=CPU, scheduler=scheduler, progress=False)
     assert [row["lr"] for row in state.history] == [0.1, 0.05, 0.05]
+
+
+def test_a_cosine_schedule_steps_once_an_epoch_down_to_zero():
+    model, optimizer = linear_setup()
+    scheduler = lr_scheduler(optimizer, Schedule(batch=4, epochs=4, steps_per_epoch=2, patience=4, lr_decay="cosine"))
+    state = train(model, optimizer, batches, lambda x, y: nn.functional.mse_loss(model(x), y),
+                  scripted(model, [0.5, 0.4, 0.6, 0.3], []), Stopping("val_score", "max", 4, 4), phase="test",
+                  device=CPU, scheduler=scheduler, progress=False)
+    expected = [0.1 * (1 + math.cos(math.pi * epoch / 4)) / 2 for epoch in range(1, 5)]  # after each epoch's step
+    assert [row["lr"] for row in state.history] == pytest.approx(expected, abs=1e-12)
+    assert state.history[-1]["lr"] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_a_constant_schedule_has_no_scheduler():
+    _, optimizer = linear_setup()
+    assert lr_scheduler(optimizer, Schedule(batch=4, epochs=4, steps_per_epoch=2, patience=4)) is None
 
 
 def test_one_log_line_per_epoch(caplog):

@@ -20,6 +20,7 @@ from benchmark.errors import UserError
 PRECISIONS = ("fp32", "bf16")
 OPTIMIZERS = ("paper", "adam")
 SCHEDULES = ("classification", "segmentation")
+LR_DECAYS = ("none", "cosine")
 # the least value of each count a profile holds (a schedule's fields by their own names)
 LEAST = {"width": 1, "pretrain_batch": 1, "pretrain_epochs": 1, "pretrain_steps_per_epoch": 1, "pretrain_patience": 0,
          "pretrain_val_batches": 1, "cubes_per_scan": 1, "batch": 1, "epochs": 1, "steps_per_epoch": 1,
@@ -28,13 +29,18 @@ LEAST = {"width": 1, "pretrain_batch": 1, "pretrain_epochs": 1, "pretrain_steps_
 
 @dataclass(frozen=True)
 class Schedule:
-    """How a target model is fine-tuned: batch size, epoch length, stopping, learning rate (Adam)."""
+    """How a target model is fine-tuned: batch size, epoch length, stopping, learning rate (Adam) and
+    its decay: ``none`` keeps it constant (the paper's), ``cosine`` anneals it to zero over ``epochs``
+    (stepped once an epoch). A short schedule needs the decay: at a constant rate its last epochs
+    still jump about, so the epoch early stopping keeps, and with it the score, varies from seed
+    to seed far more than the model's quality does (README, "Profiles")."""
 
     batch: int
     epochs: int
     steps_per_epoch: int
     patience: int
     lr: float = 1e-3
+    lr_decay: str = "none"
 
 
 @dataclass(frozen=True)
@@ -73,6 +79,10 @@ class Profile:
             raise UserError(f"pretrain_optimizer '{self.pretrain_optimizer}': expected one of {', '.join(OPTIMIZERS)}")
         if len(self.cube) != 3 or any(side < 8 or side % 8 for side in self.cube):
             raise UserError(f"cube {self.cube}: three sides, each a multiple of 8 (the U-Net pools three times)")
+        for kind in SCHEDULES:
+            decay = getattr(self, kind).lr_decay
+            if decay not in LR_DECAYS:
+                raise UserError(f"{kind}.lr_decay '{decay}': expected one of {', '.join(LR_DECAYS)}")
         if not 0.0 <= self.sliding_window_overlap < 1.0:
             raise UserError(f"sliding_window_overlap {self.sliding_window_overlap}: must be in [0, 1)")
         for key, value in editable_fields(self).items():
@@ -111,16 +121,16 @@ PROFILES: dict[str, Profile] = {
         name="smoke", cube=(16, 32, 32), width=4,
         pretrain_batch=4, pretrain_epochs=2, pretrain_steps_per_epoch=4, pretrain_patience=2,
         pretrain_val_batches=1, pretrain_optimizer="adam", pretrain_lr=1e-3, cubes_per_scan=8,
-        classification=Schedule(batch=4, epochs=3, steps_per_epoch=4, patience=3),
-        segmentation=Schedule(batch=4, epochs=3, steps_per_epoch=4, patience=3),
+        classification=Schedule(batch=4, epochs=3, steps_per_epoch=4, patience=3, lr_decay="cosine"),
+        segmentation=Schedule(batch=4, epochs=3, steps_per_epoch=4, patience=3, lr_decay="cosine"),
         sliding_window_overlap=0.25,
     ),
     "quick": Profile(
         name="quick", cube=(16, 32, 32), width=8,
         pretrain_batch=8, pretrain_epochs=12, pretrain_steps_per_epoch=25, pretrain_patience=4,
         pretrain_val_batches=4, pretrain_optimizer="adam", pretrain_lr=1e-3, cubes_per_scan=16,
-        classification=Schedule(batch=8, epochs=30, steps_per_epoch=25, patience=10),
-        segmentation=Schedule(batch=4, epochs=30, steps_per_epoch=10, patience=10),
+        classification=Schedule(batch=8, epochs=30, steps_per_epoch=25, patience=30, lr_decay="cosine"),
+        segmentation=Schedule(batch=4, epochs=30, steps_per_epoch=10, patience=30, lr_decay="cosine"),
         sliding_window_overlap=0.25,
     ),
     "paper": Profile(

@@ -3,10 +3,11 @@
 Everything that differs by task kind (the batches, the loss, how a case is predicted,
 the metrics) is the task's (``benchmark.api.task.Task``); this module runs the shared
 training loop (``benchmark.engine.training``) with Adam at the profile's schedule for
-the task's kind. Early stopping watches the task's primary validation metric (AUC,
-Dice, IoU), maximised: on the small, imbalanced validation sets of classification tasks
-the validation loss mostly measures calibration and stops training long before the
-ranking stops improving. A non-finite prediction, on validation or test, stops the run.
+the task's kind, its learning rate constant or annealed (``Schedule.lr_decay``). Early
+stopping watches the task's primary validation metric (AUC, Dice, IoU), maximised: on the
+small, imbalanced validation sets of classification tasks the validation loss mostly
+measures calibration and stops training long before the ranking stops improving. A
+non-finite prediction, on validation or test, stops the run.
 
 Batches: each made from its own key ``(seed, epoch, step)`` (``benchmark.engine.loader``), by
 the profile's ``loader_workers`` processes or in this one: the same numbers either way, and a
@@ -25,8 +26,9 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
+from torch.optim.lr_scheduler import LRScheduler
 
-from benchmark.api.profiles import Profile
+from benchmark.api.profiles import Profile, Schedule
 from benchmark.api.task import Case, Task
 from benchmark.engine.loader import task_batches
 from benchmark.engine.training import Latest, NonFinite, Stopping, train
@@ -70,6 +72,13 @@ def validate(model: nn.Module, task: Task, cases: Sequence[Case], cube: tuple[in
     return score, {"val_loss": float(np.mean(losses)), f"val_{task.primary_metric}": score}
 
 
+def lr_scheduler(optimizer: torch.optim.Optimizer, schedule: Schedule) -> LRScheduler | None:
+    """The schedule's learning-rate decay, stepped once an epoch; None for a constant rate."""
+    if schedule.lr_decay == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=schedule.epochs)
+    return None
+
+
 def finetune(model: nn.Module, task: Task, train_cases: Sequence[Case], val: Sequence[Case],
              cube: tuple[int, int, int], profile: Profile, seed: int, device: torch.device,
              progress: bool = True, latest: Path | None = None) -> tuple[nn.Module, pd.DataFrame, dict[str, Any]]:
@@ -80,6 +89,7 @@ def finetune(model: nn.Module, task: Task, train_cases: Sequence[Case], val: Seq
     model.to(device)
     schedule = profile.schedule(task.kind)
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=schedule.lr)
+    scheduler = lr_scheduler(optimizer, schedule)
     stopping = Stopping(f"val_{task.primary_metric}", "max", schedule.epochs, schedule.patience)
 
     def batches(epoch: int) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
@@ -98,8 +108,8 @@ def finetune(model: nn.Module, task: Task, train_cases: Sequence[Case], val: Seq
                             f"{task.kind}.batch=2) or cube") from error
 
     state = train(model, optimizer, batches, loss, lambda: validate(model, task, val, cube, profile, device),
-                  stopping, phase=f"fine-tuning {task.name}", device=device, progress=progress,
-                  latest=Latest(latest) if latest is not None else None)
+                  stopping, phase=f"fine-tuning {task.name}", device=device, scheduler=scheduler,
+                  progress=progress, latest=Latest(latest) if latest is not None else None)
     epochs = len(state.history)
     return model, pd.DataFrame(state.history), {
         "epochs": epochs, "best_epoch": state.best_epoch, "monitor": stopping.monitor,

@@ -2,7 +2,8 @@
 
 Each epoch: the epoch's batches, one optimiser step per batch, a finite-weights check,
 the validation value (the pretext validation loss, minimised; the task's primary
-validation metric, maximised), the plateau scheduler's step, one history row, and the
+validation metric, maximised), the scheduler's step (a plateau scheduler's on the validation
+value, any other's once an epoch), one history row, and the
 best-state bookkeeping. Training stops after ``patience`` epochs without improvement or
 at ``max_epochs``; the model ends with the weights of its best epoch.
 
@@ -38,6 +39,7 @@ from typing import Literal
 import numpy as np
 import torch
 from torch import nn
+from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
 from tqdm.auto import tqdm
 
 from benchmark.data import files
@@ -98,7 +100,7 @@ class Latest:
 
 
 def save_latest(latest: Latest, phase: str, model: nn.Module, optimizer: torch.optim.Optimizer,
-                scheduler: torch.optim.lr_scheduler.ReduceLROnPlateau | None, state: TrainingState) -> None:
+                scheduler: LRScheduler | None, state: TrainingState) -> None:
     snapshot = {
         "phase": phase, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict() if scheduler is not None else None,
@@ -111,7 +113,7 @@ def save_latest(latest: Latest, phase: str, model: nn.Module, optimizer: torch.o
 
 
 def load_latest(latest: Latest, phase: str, model: nn.Module, optimizer: torch.optim.Optimizer,
-                scheduler: torch.optim.lr_scheduler.ReduceLROnPlateau | None) -> TrainingState | None:
+                scheduler: LRScheduler | None) -> TrainingState | None:
     """The state saved at ``latest.path`` restored into the model, optimiser, scheduler and random
     streams; None when there is none. An unreadable or foreign file is reported and ignored (the
     training starts from its beginning): it never stops a run nor feeds it wrong weights."""
@@ -158,7 +160,7 @@ def train(
     *,
     phase: str,
     device: torch.device,
-    scheduler: torch.optim.lr_scheduler.ReduceLROnPlateau | None = None,
+    scheduler: LRScheduler | None = None,
     progress: bool = True,
     on_epoch_end: Callable[[TrainingState], None] | None = None,
     latest: Latest | None = None,
@@ -211,7 +213,7 @@ def warn_if_not_reproducible(model: nn.Module, phase: str) -> None:
 def _epoch(model: nn.Module, optimizer: torch.optim.Optimizer, batches: Callable[[int], Iterable[Batch]],
            loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
            validate: Callable[[], tuple[float, dict[str, float]]], stopping: Stopping,
-           scheduler: torch.optim.lr_scheduler.ReduceLROnPlateau | None, state: TrainingState, phase: str,
+           scheduler: LRScheduler | None, state: TrainingState, phase: str,
            device: torch.device) -> dict[str, float]:
     """Train one epoch and validate; return its history row."""
     epoch = state.epoch
@@ -239,8 +241,10 @@ def _epoch(model: nn.Module, optimizer: torch.optim.Optimizer, batches: Callable
         raise stop(str(error)) from error
     if not math.isfinite(monitored):
         raise stop(f"the validation value {stopping.monitor} ({monitored})")
-    if scheduler is not None:
+    if isinstance(scheduler, ReduceLROnPlateau):
         scheduler.step(monitored)
+    elif scheduler is not None:
+        scheduler.step()
     return {"epoch": epoch, "train_loss": distributed.mean(float(np.mean(losses)), device), **columns,
             "lr": optimizer.param_groups[0]["lr"]}
 
