@@ -79,10 +79,6 @@ class Profile:
             raise UserError(f"pretrain_optimizer '{self.pretrain_optimizer}': expected one of {', '.join(OPTIMIZERS)}")
         if len(self.cube) != 3 or any(side < 8 or side % 8 for side in self.cube):
             raise UserError(f"cube {self.cube}: three sides, each a multiple of 8 (the U-Net pools three times)")
-        for kind in SCHEDULES:
-            decay = getattr(self, kind).lr_decay
-            if decay not in LR_DECAYS:
-                raise UserError(f"{kind}.lr_decay '{decay}': expected one of {', '.join(LR_DECAYS)}")
         if not 0.0 <= self.sliding_window_overlap < 1.0:
             raise UserError(f"sliding_window_overlap {self.sliding_window_overlap}: must be in [0, 1)")
         for key, value in editable_fields(self).items():
@@ -91,6 +87,8 @@ class Profile:
                 raise UserError(f"{key} {value}: must be >= {LEAST[field]}")
             if field in ("lr", "pretrain_lr") and not value > 0:
                 raise UserError(f"{key} {value}: must be > 0")
+            if field == "lr_decay" and value not in LR_DECAYS:
+                raise UserError(f"{key} '{value}': expected one of {', '.join(LR_DECAYS)}")
 
     def schedule(self, kind: str) -> Schedule:
         return self.classification if kind == "classification" else self.segmentation
