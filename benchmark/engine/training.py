@@ -215,8 +215,9 @@ def _epoch(model: nn.Module, optimizer: torch.optim.Optimizer, batches: Callable
            validate: Callable[[], tuple[float, dict[str, float]]], stopping: Stopping,
            scheduler: LRScheduler | None, state: TrainingState, phase: str,
            device: torch.device) -> dict[str, float]:
-    """Train one epoch and validate; return its history row."""
+    """Train one epoch and validate; return its history row (``lr``: the rate the epoch trained at)."""
     epoch = state.epoch
+    rate = optimizer.param_groups[0]["lr"]
 
     def stop(what: str) -> UserError:
         return UserError(f"{phase} stopped at epoch {epoch}: {what} is not finite")
@@ -246,7 +247,7 @@ def _epoch(model: nn.Module, optimizer: torch.optim.Optimizer, batches: Callable
     elif scheduler is not None:
         scheduler.step()
     return {"epoch": epoch, "train_loss": distributed.mean(float(np.mean(losses)), device), **columns,
-            "lr": optimizer.param_groups[0]["lr"]}
+            "lr": rate}
 
 
 def _keep_best(model: nn.Module, stopping: Stopping, state: TrainingState, row: dict[str, float]) -> None:
