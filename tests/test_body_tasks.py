@@ -93,11 +93,11 @@ def test_liver_phantom_layout(liver_root: Path) -> None:
         volume = read(liver_root / batch / f"volume-{number}.nii")
         label = read(liver_root / batch / f"segmentation-{number}.nii")
         assert volume.shape == label.shape and volume.dtype == np.int16
-        assert volume.shape[1:] == (64, 64) and 36 <= volume.shape[0] <= 44
+        assert volume.shape[1:] == (48, 48) and 26 <= volume.shape[0] <= 31
         labels |= set(np.unique(label).tolist())
     assert labels == {0, 1, 2}
     spacing = sitk.ReadImage(str(liver_root / "Training Batch 1" / "volume-0.nii")).GetSpacing()
-    assert 4.0 <= spacing[0] == spacing[1] <= 5.0 and 4.5 <= spacing[2] <= 5.5
+    assert 5.3 <= spacing[0] == spacing[1] <= 6.7 and 6.5 <= spacing[2] <= 7.5
 
 
 def test_liver_phantom_is_deterministic(
