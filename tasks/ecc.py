@@ -8,9 +8,10 @@ series UID, replaces it). Crops are cubes with equal sides (the paper uses 64x64
 Public sources with voxel-level embolus masks (CAD-PE, FUMPE) need their masks turned
 into candidates first.
 
-The phantom: 104 patients, one CTPA volume each, split 60 / 14 / 30 (train / val / test) at the
-patient level, about 11 candidates a patient (1-4 emboli, each hit by one or two candidates; 711
-training, 149 validation and 300 test candidates for seed 0, a third of them positive). Every patient
+The phantom: 120 patients, one CTPA volume each, split 60 / 30 / 30 (train / val / test) at the
+patient level, about 11 candidates a patient (1-4 emboli, each hit by one or two candidates; 662
+training, 362 validation and 324 test candidates for seed 0, a third of them positive; a validation
+split of 30 patients, not 14, keeps a noisy validation AUC from choosing the epoch kept). Every patient
 has emboli, so label fraction 0.05 labels 3 training patients and 0.1 labels 6. A chest with
 contrast-filled pulmonary arteries; positives are emboli, sharp-edged filling defects inside the lumen
 (a central clot leaves a ring of contrast around it wide enough to see at the voxel size); negatives
@@ -70,8 +71,8 @@ from benchmark.data.phantoms.primitives import partial_volume
 from benchmark.data.verify import Problem, check_unique, progress
 from benchmark.errors import UserError
 
-VOLUMES = 104
-SPLIT_COUNTS = (60, 14, 30)  # volumes (= patients) per split: label fraction 0.05 is 3 training patients
+SPLIT_COUNTS = (60, 30, 30)  # volumes (= patients) per split: label fraction 0.05 is 3 training patients
+VOLUMES = sum(SPLIT_COUNTS)
 UID_ROOT = "1.2.826.0.1.3680043.8.498."
 EMBOLUS_SHAPES = ("occlusive", "central", "mural")
 MIMICS = ("mixing", "node", "airway", "mucus plug", "shaft", "small vessel", "rim", "fork")
@@ -280,7 +281,7 @@ def _ctpa_volume(seed: int, index: int) -> tuple[str, sitk.Image, list[tuple[flo
 
 
 def write_ecc_phantom(root: Path, seed: int) -> None:
-    """104 CTPA-like volumes (one per patient), their PE candidates and a patient-level split."""
+    """120 CTPA-like volumes (one per patient), their PE candidates and a patient-level split."""
     root = Path(root)
     (root / "volumes").mkdir(parents=True, exist_ok=True)
     order = np.random.default_rng(seed).permutation(VOLUMES)

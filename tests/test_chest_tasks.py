@@ -148,7 +148,7 @@ def test_ncs_and_ecc_phantoms_have_their_layouts(phantoms: dict[str, Path]) -> N
     assert header(ecc / "candidates.csv") == "seriesuid,coordX,coordY,coordZ,class"
     assert header(ecc / "splits.csv") == "seriesuid,split"
     uids = [row["seriesuid"] for row in rows(ecc / "splits.csv")]
-    assert len(uids) == 104 and all((ecc / "volumes" / f"{uid}.nii.gz").is_file() for uid in uids)
+    assert len(uids) == 120 and all((ecc / "volumes" / f"{uid}.nii.gz").is_file() for uid in uids)
 
 
 def test_world_coordinates_land_on_the_drawn_nodule_voxel_despite_flipped_axes(phantoms: dict[str, Path]) -> None:
@@ -251,7 +251,7 @@ def test_ncs_splits_at_patient_level_like_the_paper(loaded: dict[str, TaskData])
 def test_ecc_has_enough_patients_for_the_smallest_label_fraction(loaded: dict[str, TaskData]) -> None:
     """Every patient has emboli (one stratum): 5% of the 60 training patients labels 3 of them."""
     patients = [len({case.group for case in loaded["ecc"].split(s)}) for s in ("train", "val", "test")]
-    assert patients == [60, 14, 30]
+    assert patients == [60, 30, 30]
     train = loaded["ecc"].train
     assert all(any(c.target == 1 for c in train if c.group == g) for g in {c.group for c in train})
     assert [len({c.group for c in label_subset(train, f, True, 0)}) for f in (0.05, 0.1)] == [3, 6]
