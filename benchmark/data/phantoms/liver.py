@@ -9,8 +9,8 @@ the liver's HU range and touch or nearly touch it, so intensity alone cannot fin
 Patients differ the way LiTS's do, so that three labelled patients (the 5% label fraction of
 the 60 training volumes) do not cover the others: the contrast phase (portal venous in 60%:
 liver 95-125 HU with enhancing spleen, kidneys, bowel wall and vessels; otherwise unenhanced:
-liver 52-68 HU, spleen darker than the liver, hypodense vessels), a fatty liver in 35% (25-70
-HU lower), 0-3 small hypodense lesions, and in 40% one large mass (30-45 mm radius, 10-45% of
+liver 52-68 HU, spleen darker than the liver, vessels at 35-50 HU), a fatty liver in 35% (25-70
+HU lower), 0-3 small hypodense lesions, and in 40% one large mass (30-45 mm radius, up to 45% of
 the liver) of its own kind: hypodense, cystic, hypervascular or rim-enhancing with a necrotic
 core. Labels: 0 background, 1 liver, 2 lesion (LiTS's); the task's target, the liver, includes
 its lesions, so a model that never saw a kind of mass leaves a hole in the liver. Anatomy is in
@@ -165,7 +165,7 @@ def liver_volume(
     p.paint(bowel, contrast.bowel_wall)
     p.paint(bowel & (smooth_noise(shape, 1.2, rng) > 1.1), -900)
 
-    # kidneys: enhancing cortex around a medulla in the liver's HU range
+    # kidneys: a cortex (enhancing in the portal venous phase) around a medulla in the liver's HU range
     for side, w0 in ((-1, rng.uniform(0.22, 0.32)), (1, rng.uniform(0.28, 0.38))):
         kidney_u, kidney_v = side * rng.uniform(0.36, 0.46), rng.uniform(0.45, 0.55)
         cortex = blob(kidney_u, kidney_v, w0, 0.15, 0.22, 55, bumps=0.05)
