@@ -52,6 +52,10 @@ def write_run():
                   "device": "cpu", "finetune": {"epochs": 3, "best_epoch": 1, "samples_seen": 48},
                   "versions": {"benchmark": "0.1.0"}, "finished_at": finished_at}
         if cases is not None:
+            record["cases"] = {"test": len(pd.DataFrame(cases))}
+        if history is not None:
+            record["finetune"]["epochs"] = len(pd.DataFrame(history))
+        if cases is not None:
             files.write_csv(folder / "cases.csv", pd.DataFrame(cases))
         if history is not None:
             files.write_csv(folder / "history.csv", pd.DataFrame(history))

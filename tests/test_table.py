@@ -123,3 +123,20 @@ def test_no_readable_record_is_a_user_error(tmp_path):
     (tmp_path / "runs" / "x" / "result.json").write_text("[]")
     with pytest.raises(UserError, match="no readable run record"):
         read_results(tmp_path)
+
+
+@pytest.mark.parametrize("cut", ["mid-line", "line-end"])
+def test_a_truncated_cases_or_history_file_is_refused_not_read_short(tmp_path, write_run, cut):
+    cases = {"case_id": ["c1", "c2", "c3"], "group": ["s1", "s2", "s3"], "label": [1, 0, 1],
+             "score": [0.91234, 0.25678, 0.75]}
+    history = {"epoch": [0, 1, 2], "train_loss": [0.9, 0.7, 0.61234], "val_auc": [0.5, 0.6, 0.65]}
+    folder = write_run(tmp_path, "m1", "cls", 0, 1.0, {"auc": 0.7}, "auc", cases=cases, history=history)
+    for name in ("cases.csv", "history.csv"):
+        data = (folder / name).read_bytes()
+        (folder / name).write_bytes(data[:-4] if cut == "mid-line" else data[:data.rindex(b"\n", 0, -1) + 1])
+    results = read_results(tmp_path)
+    skipped = "\n".join(results.skipped)
+    expected = "its last line is cut short" if cut == "mid-line" else "2 rows where its record gives 3"
+    assert f"{folder / 'cases.csv'}: {expected}" in skipped
+    assert f"{folder / 'history.csv'}: {expected}" in skipped
+    assert set(results.table["level"]) == {"run"} and results.histories.empty

@@ -25,6 +25,7 @@ valid name) is skipped with a one-line message naming its file.
 
 from __future__ import annotations
 
+import io
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -178,16 +179,24 @@ def _check_record(record: dict[str, Any]) -> None:
         raise UserError("'metrics' is not an object of numbers")
 
 
-def _read_csv(path: Path, required: tuple[str, ...]) -> pd.DataFrame:
+def _read_csv(path: Path, required: tuple[str, ...], rows: Any = None) -> pd.DataFrame:
+    """A CSV file a run wrote whole: its last line ended and, where the record gives it (``rows``, an
+    integer), that many rows; a file cut short would otherwise read as fewer cases or epochs, or a
+    last value parsed from a fragment, without a word."""
     if not path.is_file():
         raise UserError(f"{path}: missing")
     try:
-        frame = pd.read_csv(path)
+        data = path.read_bytes()
+        frame = pd.read_csv(io.BytesIO(data))
     except (OSError, ValueError, pd.errors.ParserError) as error:
         raise UserError(f"{path}: cannot read ({str(error).splitlines()[0]})") from error
+    if not data.endswith(b"\n"):
+        raise UserError(f"{path}: its last line is cut short (a truncated file)")
     missing = [c for c in required if c not in frame.columns]
     if missing:
         raise UserError(f"{path}: missing column(s) {', '.join(missing)}")
+    if isinstance(rows, int) and not isinstance(rows, bool) and len(frame) != rows:
+        raise UserError(f"{path}: {len(frame)} rows where its record gives {rows} (a truncated or foreign file)")
     return frame
 
 
@@ -197,7 +206,7 @@ def record_table(record: dict[str, Any], folder: Path, skipped: list[str]) -> pd
     cases_path = folder / "cases.csv"
     run_level_only = f"only the run-level metrics of {record['run_id']} are used"
     try:
-        parts.append(case_rows(_read_csv(cases_path, ("case_id",))))
+        parts.append(case_rows(_read_csv(cases_path, ("case_id",), _get(record, "cases", "test"))))
     except UserError as error:
         skipped.append(f"{error}; {run_level_only}")
     except (ValueError, TypeError) as error:
@@ -208,7 +217,7 @@ def record_table(record: dict[str, Any], folder: Path, skipped: list[str]) -> pd
 
 def history_rows(record: dict[str, Any], path: Path) -> pd.DataFrame:
     """The per-epoch history of one run in long form (one row per epoch and column)."""
-    history = _read_csv(path, ("epoch",))
+    history = _read_csv(path, ("epoch",), _get(record, "finetune", "epochs"))
     long = history.melt(id_vars="epoch", var_name="column", value_name="value")
     try:
         long["epoch"] = pd.to_numeric(long["epoch"], errors="raise").astype(int)
