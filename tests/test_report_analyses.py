@@ -334,6 +334,16 @@ def test_a_bad_checkpoints_file_is_named_and_its_content_not_shown(tmp_path, sma
     assert "checkpoints.json" in missing and "anomaly maps:" in missing
 
 
+def test_a_truncated_analysis_table_is_named_not_read_short(tmp_path, small_results):
+    write_analyses(tmp_path / "analysis")
+    table = tmp_path / "analysis" / "restoration_matrix.csv"
+    table.write_bytes(table.read_bytes()[:-3])  # the last ssim value and cube count cut to a fragment
+    assert report(small_results, tmp_path / "out", "--analyses", str(tmp_path / "analysis")) == 0
+    assert not (tmp_path / "out" / "analysis_restoration_mse.csv").exists()
+    missing = (tmp_path / "out" / "not_computed.md").read_text(encoding="utf-8")
+    assert r"restoration\_matrix.csv: its last line is cut short (a truncated file)" in missing
+
+
 def test_the_analyses_are_absent_otherwise(tmp_path, small_results, monkeypatch, capsys):
     (tmp_path / "empty").mkdir()
     assert report(small_results, tmp_path / "out", "--analyses", str(tmp_path / "empty")) == 0

@@ -25,6 +25,7 @@ import pandas as pd
 from benchmark.data import files
 from benchmark.errors import UserError
 from benchmark.names import is_valid_name
+from benchmark.reporting.table import read_whole_csv
 
 RESTORATION_MATRIX = "restoration_matrix"  # .csv, and the heat map .png/.pdf
 RESTORATION_GRID = "restoration_grid"  # .png/.pdf
@@ -120,9 +121,9 @@ def _csv(analysis: Analysis, path: Path, columns: tuple[str, ...], numbers: tupl
         return None
     analysis.found = True
     try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except (OSError, UnicodeDecodeError, ValueError, pd.errors.ParserError) as error:
-        analysis.problems.append(f"{path}: cannot read ({str(error).splitlines()[0] if str(error) else error})")
+        frame = read_whole_csv(path, dtype=str, keep_default_na=False)
+    except UserError as error:
+        analysis.problems.append(str(error))
         return None
     missing = [c for c in columns if c not in frame.columns]
     if missing or frame.empty:

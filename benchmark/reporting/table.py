@@ -179,19 +179,26 @@ def _check_record(record: dict[str, Any]) -> None:
         raise UserError("'metrics' is not an object of numbers")
 
 
-def _read_csv(path: Path, required: tuple[str, ...], rows: Any = None) -> pd.DataFrame:
-    """A CSV file a run wrote whole: its last line ended and, where the record gives it (``rows``, an
-    integer), that many rows; a file cut short would otherwise read as fewer cases or epochs, or a
-    last value parsed from a fragment, without a word."""
-    if not path.is_file():
-        raise UserError(f"{path}: missing")
+def read_whole_csv(path: Path, **options: Any) -> pd.DataFrame:
+    """A CSV file the suite wrote (``pd.read_csv`` with ``options``), refused when its last line is
+    cut short: a truncated file would otherwise read as fewer rows, or a last value parsed from a
+    fragment, without a word. UserError naming the file otherwise."""
     try:
-        data = path.read_bytes()
-        frame = pd.read_csv(io.BytesIO(data))
-    except (OSError, ValueError, pd.errors.ParserError) as error:
-        raise UserError(f"{path}: cannot read ({str(error).splitlines()[0]})") from error
+        data = Path(path).read_bytes()
+        frame = pd.read_csv(io.BytesIO(data), **options)
+    except (OSError, UnicodeDecodeError, ValueError, pd.errors.ParserError) as error:
+        raise UserError(f"{path}: cannot read ({str(error).splitlines()[0] if str(error) else error})") from error
     if not data.endswith(b"\n"):
         raise UserError(f"{path}: its last line is cut short (a truncated file)")
+    return frame
+
+
+def _read_csv(path: Path, required: tuple[str, ...], rows: Any = None) -> pd.DataFrame:
+    """A CSV file a run wrote whole (``read_whole_csv``) with the ``required`` columns and, where the
+    record gives it (``rows``, an integer), that many rows: one cut at a line's end reads short."""
+    if not path.is_file():
+        raise UserError(f"{path}: missing")
+    frame = read_whole_csv(path)
     missing = [c for c in required if c not in frame.columns]
     if missing:
         raise UserError(f"{path}: missing column(s) {', '.join(missing)}")
