@@ -51,14 +51,14 @@ def write_run():
                   "weights": None, "wall_seconds": 12.5, "peak_memory_mb": 300.0, "peak_device_memory_mb": None,
                   "device": "cpu", "finetune": {"epochs": 3, "best_epoch": 1, "samples_seen": 48},
                   "versions": {"benchmark": "0.1.0"}, "finished_at": finished_at}
-        if cases is not None:
-            record["cases"] = {"test": len(pd.DataFrame(cases))}
+        if cases is not None:  # the record gives the row counts a real one does
+            cases = pd.DataFrame(cases)
+            record["cases"] = {"test": len(cases)}
+            files.write_csv(folder / "cases.csv", cases)
         if history is not None:
-            record["finetune"]["epochs"] = len(pd.DataFrame(history))
-        if cases is not None:
-            files.write_csv(folder / "cases.csv", pd.DataFrame(cases))
-        if history is not None:
-            files.write_csv(folder / "history.csv", pd.DataFrame(history))
+            history = pd.DataFrame(history)
+            record["finetune"]["epochs"] = len(history)
+            files.write_csv(folder / "history.csv", history)
         files.write_json(folder / "result.json", record)
         return folder
 
