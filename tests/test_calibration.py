@@ -54,6 +54,7 @@ def test_the_negative_control_rows_are_scipys_welch_tests_and_keep_the_nominal_r
     a = scores[0.25].query("task == 't0' and method == 'scratch-he-control'")["value"]
     b = scores[0.25].query("task == 't0' and method == 'scratch-he'")["value"]
     assert first["p"] == pytest.approx(st.ttest_ind(a, b, equal_var=False).pvalue)
+    assert (first["sd"], first["sd_against"]) == pytest.approx((st.tstd(a), st.tstd(b)))  # n - 1 denominator
     share = rows["significant"].mean()
     assert abs(share - ALPHA) < 0.03  # 400 null comparisons at 3 seeds: the t-test is exact under normality
     assert "consistent with the nominal level" in false_positive_summary(rows)
@@ -116,3 +117,5 @@ def test_a_comparison_with_one_seed_is_named_untested_not_counted_as_a_miss() ->
     assert detected_summary(rows, "positive control") == (
         "positive control: the expected effect detected on 1 of 1 tested comparisons; "
         "1 not tested, fewer than 2 seeds on a side (ncs)")
+    one_seed = rows[rows["task"] == "ncs"].iloc[0]
+    assert np.isnan(one_seed["sd"]) and np.isnan(one_seed["sd_against"])  # no spread from one seed

@@ -20,7 +20,8 @@ method whose class names, in ``negative_control_of``, the method it copies in di
   the lowest label fraction both have on each task (Welch, two-sided), an effect the user expects to
   exist (supervised pretraining on a second site of the same task, say).
 
-Each row gives the difference of means with its 95% Welch interval (``ci_low``, ``ci_high``). The figure
+Each row gives each side's mean and standard deviation across seeds (``sd``, ``sd_against``; n - 1 in the
+denominator) and the difference of means with its 95% Welch interval (``ci_low``, ``ci_high``). The figure
 (``calibration.png``) draws the negative control's p-values against the uniform distribution they follow
 when no difference exists, and the known effects with their intervals.
 """
@@ -37,8 +38,8 @@ from benchmark.api.registry import METHODS
 from benchmark.reporting import ALPHA, stats
 
 MIN_COMPARISONS = 20  # fewer null comparisons cannot tell a 5% false-positive rate from a much higher one
-COLUMNS = ["check", "task", "fraction", "method", "against", "n", "mean", "mean_against", "difference", "ci_low",
-           "ci_high", "p", "significant", "detected", "note"]
+COLUMNS = ["check", "task", "fraction", "method", "against", "n", "mean", "sd", "mean_against", "sd_against",
+           "difference", "ci_low", "ci_high", "p", "significant", "detected", "note"]
 EXPECTED_SIGN = {"label budget": -1, "positive control": 1}  # fewer labels score lower; a positive control higher
 
 
@@ -54,11 +55,20 @@ def negative_controls(table: pd.DataFrame) -> dict[str, str]:
     return pairs
 
 
+def _mean(values: np.ndarray) -> float:
+    return float(np.mean(values)) if values.size else np.nan
+
+
+def _sd(values: np.ndarray) -> float:
+    """The sample standard deviation across seeds (n - 1 in the denominator); none with fewer than 2 seeds."""
+    return float(np.std(values, ddof=1)) if values.size > 1 else np.nan
+
+
 def _welch_row(check: str, task: str, fraction: float, method: str, against: str, a: np.ndarray,
                b: np.ndarray) -> dict:
     row = {"check": check, "task": task, "fraction": fraction, "method": method, "against": against,
-           "n": f"{a.size} vs {b.size}", "mean": float(np.mean(a)) if a.size else np.nan,
-           "mean_against": float(np.mean(b)) if b.size else np.nan}
+           "n": f"{a.size} vs {b.size}", "mean": _mean(a), "sd": _sd(a), "mean_against": _mean(b),
+           "sd_against": _sd(b)}
     row["difference"] = row["mean"] - row["mean_against"]
     if a.size < 2 or b.size < 2:
         return {**row, "ci_low": np.nan, "ci_high": np.nan, "p": np.nan, "significant": False,
