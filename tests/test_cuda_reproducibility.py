@@ -87,6 +87,17 @@ def test_the_cpu_device_changes_no_global_setting():
     assert torch.are_deterministic_algorithms_enabled() == before
 
 
+@pytest.mark.parametrize("name", ["auto", "cuda"])
+def test_auto_is_set_up_as_the_device_it_picks(monkeypatch, name):
+    """``--device auto`` (the default) on a CUDA machine is as reproducible as ``--device cuda``."""
+    chosen = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr("benchmark.engine.runtime.use_deterministic_cuda", lambda: chosen.append(True))
+    assert resolve_device(name) == torch.device("cuda") and chosen == [True]
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("auto") == torch.device("cpu") and chosen == [True]
+
+
 def test_training_on_cuda_names_the_overlapping_pools(caplog):
     model = nn.Sequential(nn.MaxPool3d(2), nn.MaxPool3d(3, 2))
     with caplog.at_level(logging.WARNING, logger="benchmark.training"):

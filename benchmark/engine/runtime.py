@@ -18,9 +18,10 @@ from benchmark.errors import UserError
 
 
 def resolve_device(name: str) -> torch.device:
-    """``auto`` picks CUDA when available; asking for CUDA without it is a user error."""
+    """``auto`` picks CUDA when available, then is set up as that device is (deterministic CUDA);
+    asking for CUDA without it is a user error."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():
         raise UserError("--device cuda: no CUDA device is available (use --device cpu or auto)")
     if name not in ("cpu", "cuda"):
