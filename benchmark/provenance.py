@@ -51,11 +51,13 @@ def code_fingerprint(layers: tuple[str, ...] = NUMERIC_LAYERS) -> str:
 
 @functools.cache
 def module_fingerprint(module_name: str) -> str:
-    """A hash of one loaded module's source file (the code of a task's preprocessing, say)."""
+    """A hash of one loaded module's source file and, followed as ``source_fingerprint`` follows them, the
+    plugin helpers beside it that it imports and their shipped data (the code of a task's preprocessing,
+    say, whose helpers change the arrays as much as the module itself)."""
     path = getattr(sys.modules.get(module_name), "__file__", None)
     if not path:
         raise ValueError(f"module {module_name} is not loaded or has no file")
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+    return _plugin_code_hash({Path(path)})
 
 
 @functools.cache
@@ -90,6 +92,12 @@ def source_fingerprint(cls: type) -> str:
     """
     files = {_source_file(base.__module__) for base in cls.__mro__ if _is_plugin_code(base.__module__)}
     files.discard(None)
+    return _plugin_code_hash(files)
+
+
+def _plugin_code_hash(files: set[Path]) -> str:
+    """A hash of ``files``, the plugin modules beside them that they import (followed from file to file)
+    and the files those ship."""
     code = _import_closure(files, _is_plugin_code, _beside)
     return _hash_contents(code | _plugin_data_files(code))
 

@@ -9,6 +9,7 @@ import json
 import os
 import re
 import shutil
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -22,7 +23,7 @@ import benchmark.data.cache as cache
 from benchmark.api.profiles import PROFILES
 from benchmark.api.registry import METHODS
 from benchmark.data import files
-from benchmark.data.imageio import read_array, read_image
+from benchmark.data.imageio import metaimage_data_files, read_array, read_image
 from benchmark.engine import checkpoints, store
 from benchmark.errors import UserError
 
@@ -164,6 +165,77 @@ DAMAGES: dict[str, tuple[Callable[[Path], None], str]] = {
     "deleted": (lambda f: (f / "mask.npy").unlink(), "mask.npy is missing"),
     "meta garbage": (lambda f: (f / "meta.json").write_text("{not json"), "meta.json is missing or unreadable"),
 }
+
+
+def test_a_source_rewritten_with_its_size_and_modification_time_put_back_is_preprocessed_again(
+    source: Path,
+) -> None:
+    computed: list[int] = []
+    entry_of(source, computed)
+    stat = source.stat()
+    write(volume() + 1, source)  # other voxels, the same size
+    os.utime(source, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    entry_of(source, computed)
+    assert computed == [1, 1]
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_a_ct_volume_is_keyed_by_the_voxel_file_its_header_names(source: Path, compress: bool) -> None:
+    def header_of(array: np.ndarray, folder: Path) -> Path:  # without the compressed size, which differs
+        folder.mkdir(exist_ok=True)
+        path = write(array, folder / "scan.mhd", compress)
+        lines = path.read_text().splitlines(keepends=True)
+        path.write_text("".join(line for line in lines if not line.startswith("CompressedDataSize")))
+        return path
+
+    header = header_of(volume(), source.parent)
+    (data,) = metaimage_data_files(header)  # scan.raw, or scan.zraw when compressed
+    assert data.suffix == (".zraw" if compress else ".raw")
+    before = cache.ct_volume(header).hu.copy()
+    other = header_of(np.full(SHAPE, -500, np.float32), source.parent / "other")
+    assert other.read_bytes() == header.read_bytes()  # the header stays as it is: only the voxel file changes
+    shutil.copyfile(other.parent / data.name, data)
+    assert np.all(np.asarray(cache.ct_volume(header).hu) == -500) and not np.all(before == -500)
+
+
+def test_the_slice_files_a_metaimage_lists_or_numbers_are_its_data_files(tmp_path: Path) -> None:
+    for name in ("a.raw", "b.raw", "s01.raw", "s03.raw"):
+        (tmp_path / name).write_bytes(b"")
+    listed = tmp_path / "listed.mhd"
+    listed.write_text("NDims = 3\nElementDataFile = LIST 2D\na.raw\nb.raw\n")
+    numbered = tmp_path / "numbered.mhd"
+    numbered.write_text("NDims = 3\nElementDataFile = s%02d.raw 1 3 2\n")
+    assert [p.name for p in metaimage_data_files(listed)] == ["a.raw", "b.raw"]
+    assert [p.name for p in metaimage_data_files(numbered)] == ["s01.raw", "s03.raw"]
+    numbered.write_text("NDims = 3\nElementDataFile = s%s%s.raw 1 3\n")
+    with pytest.raises(UserError, match="numbered.mhd: ElementDataFile 's%s%s.raw 1 3'"):
+        metaimage_data_files(numbered)
+    numbered.write_text("NDims = 3\nElementDataFile = s%d.raw 1 999999999\n")
+    with pytest.raises(UserError, match="at most"):
+        metaimage_data_files(numbered)
+
+
+def test_an_edit_to_a_helper_of_the_preprocessing_module_preprocesses_anew(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, source: Path
+) -> None:
+    package = tmp_path / "plugin_with_helper"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "prep.py").write_text(
+        "import numpy as np\nfrom benchmark.data.cache import Entry, cached\n"
+        "from plugin_with_helper.helpers import scale\n\n"
+        "def read(path):\n    return cached([path], {'reader': 'helper-test'},"
+        " lambda: Entry({'x': scale(np.ones(3, np.float32))})).arrays['x']\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    values = []
+    for factor in (2, 3):
+        (package / "helpers.py").write_text(f"def scale(a):\n    return a * {factor}\n")
+        for name in ("plugin_with_helper.prep", "plugin_with_helper.helpers", "plugin_with_helper"):
+            monkeypatch.delitem(sys.modules, name, raising=False)
+        cache.module_fingerprint.cache_clear()  # a new process, as after an edit
+        import plugin_with_helper.prep as prep
+        values.append(float(prep.read(source)[0]))
+    assert values == [2.0, 3.0]
 
 
 @pytest.mark.parametrize("damage", list(DAMAGES))

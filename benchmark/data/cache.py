@@ -39,7 +39,7 @@ import SimpleITK as sitk
 
 from benchmark.data import files
 from benchmark.data.datasets import cache_root
-from benchmark.data.imageio import HU_MAX, HU_MIN, geometry, geometry_image, read_image
+from benchmark.data.imageio import HU_MAX, HU_MIN, geometry, geometry_image, metaimage_data_files, read_image
 from benchmark.errors import UserError
 from benchmark.provenance import code_fingerprint, module_fingerprint
 
@@ -62,15 +62,15 @@ def preprocessed_root() -> Path:
 
 
 def cache_key(sources: Sequence[Path], settings: Mapping[str, Any], code: str) -> str:
-    """A hash of the source files (path, size, mtime), the settings and the code that preprocesses
-    them; UserError if a source is missing."""
+    """A hash of the source files (path, size, modification and change times, inode: a file rewritten
+    in place with its size and modification time put back still has a new change time), the settings
+    and the code that preprocesses them; UserError if a source is missing."""
     stamps = []
     for source in sources:
         path = Path(source).resolve()
         if not path.is_file():
             raise UserError(f"{source}: file not found")
-        stat = path.stat()
-        stamps.append([str(path), stat.st_size, stat.st_mtime_ns])
+        stamps.append([str(path), *_stamp(path)])
     identity = {"format": CACHE_FORMAT, "code": code, "settings": dict(settings), "sources": stamps}
     return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:24]
 
@@ -153,7 +153,8 @@ def cached(sources: Sequence[Path], settings: Mapping[str, Any], compute: Callab
     """The entry for (sources, settings): read from the cache (verified), or computed once and stored there.
 
     The entry is keyed by the code too: the data layer's and that of the module defining ``compute``
-    (a task's preprocessing), so an edit to either preprocesses anew.
+    (a task's preprocessing) with the plugin helpers it imports, so an edit to any of them preprocesses
+    anew.
     """
     code = code_fingerprint(("data",)) + module_fingerprint(compute.__module__)
     folder = preprocessed_root() / cache_key(sources, settings, code)
@@ -188,12 +189,5 @@ def ct_volume(path: Path) -> CTVolume:
         image = read_image(path)
         return Entry({"hu": windowed_hu(sitk.GetArrayViewFromImage(image))}, geometry(image))
 
-    entry = cached([path, *_companions(path)], {"reader": "ct-window", "hu": [HU_MIN, HU_MAX]}, compute)
+    entry = cached([path, *metaimage_data_files(path)], {"reader": "ct-window", "hu": [HU_MIN, HU_MAX]}, compute)
     return CTVolume(entry.arrays["hu"], geometry_image(entry.meta))
-
-
-def _companions(path: Path) -> list[Path]:
-    """The data file a MetaImage header points to (``.raw`` next to ``.mhd``), so that its changes count."""
-    path = Path(path)
-    raw = path.with_suffix(".raw")
-    return [raw] if path.suffix == ".mhd" and raw.is_file() else []

@@ -177,6 +177,48 @@ def _metaimage_header(path: Path) -> tuple[dict[str, str], int]:
     return fields, 0
 
 
+MAX_METAIMAGE_FILES = 100_000  # slice files a MetaImage header may name (a LIST or a numbered pattern)
+
+
+def metaimage_data_files(path: Path) -> list[Path]:
+    """The files that hold a MetaImage's voxels, as its header's ``ElementDataFile`` names them: none for
+    ``LOCAL`` (or a file that is not a MetaImage), the one named (``.raw``, ``.zraw`` or any other name),
+    the ones listed after ``LIST``, or the numbered ones of a pattern (``slice%03d.raw 1 40 1``); those
+    that exist (a missing one is the reader's error to report)."""
+    path = Path(path)
+    if path.suffix.lower() not in (".mhd", ".mha"):
+        return []
+    fields, header_end = _metaimage_header(path)
+    value = fields.get("ElementDataFile", "")
+    if value in ("", "LOCAL"):
+        return []
+    if value.startswith("LIST"):
+        with open(path, "rb") as handle:
+            handle.seek(header_end)
+            names = handle.read().decode("latin-1").split()
+    elif "%" in value:
+        names = _numbered_names(path, value)
+    else:
+        names = [value]
+    if len(names) > MAX_METAIMAGE_FILES:
+        raise UserError(f"{path}: ElementDataFile names {len(names)} files (at most {MAX_METAIMAGE_FILES})")
+    return [file for file in (path.parent / name for name in names) if file.is_file()]
+
+
+def _numbered_names(path: Path, value: str) -> list[str]:
+    """The file names of a numbered ``ElementDataFile`` pattern: ``pattern first last [step]``."""
+    pattern, *numbers = value.split()
+    try:
+        first, last, step = (int(n) for n in (*numbers, "1")[:3])
+        numbered = range(first, last + 1, step)
+        if len(numbered) > MAX_METAIMAGE_FILES:
+            raise ValueError(f"{len(numbered)} files (at most {MAX_METAIMAGE_FILES})")
+        return [pattern % number for number in numbered]
+    except (ValueError, TypeError) as error:
+        raise UserError(f"{path}: ElementDataFile {value!r}: not a pattern, first, last and step ({error})") \
+            from error
+
+
 def _check_metaimage_bytes(path: Path) -> None:
     """A MetaImage's data (in its own file, or ``LOCAL`` after the header) must hold DimSize x channels x
     bytes per voxel, after ``HeaderSize`` bytes; a compressed one must be a complete zlib stream of that
