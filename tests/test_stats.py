@@ -393,12 +393,17 @@ def test_auc_bootstrap_ci_close_to_scipy_two_sample_bca():
     assert pct.method.startswith("percentile") and pct.low < pct.estimate < pct.high
 
 
-def test_auc_bootstrap_ci_perfect_separation_falls_back():
+@pytest.mark.parametrize("method", ["BCa", "percentile"])
+@pytest.mark.parametrize("sign", [1, -1])
+def test_auc_bootstrap_ci_gives_no_interval_for_perfect_separation(method, sign):
+    """Every replicate equals an AUC of 1 (or 0): a zero-width interval would miss every true AUC but that."""
     labels = np.array([0, 0, 0, 0, 1, 1, 1])
-    scores = np.array([0.1, 0.2, 0.2, 0.3, 0.8, 0.9, 0.9])
-    ci = auc_bootstrap_ci(labels, scores, n_resamples=300)
-    assert ci.method.startswith("percentile") and ci.note
-    assert ci.low == ci.high == ci.estimate == 1.0
+    scores = sign * np.array([0.1, 0.2, 0.2, 0.3, 0.8, 0.9, 0.9])
+    with pytest.raises(ValueError, match="perfectly separated"):
+        auc_bootstrap_ci(labels, scores, n_resamples=300, method=method)
+    scores[0] = sign * 0.85  # one negative among the positives: an interval again
+    ci = auc_bootstrap_ci(labels, scores, n_resamples=300, method=method)
+    assert ci.low < ci.estimate < 1 and ci.estimate > 0
 
 
 # --------------------------------------------------------------------------- corrections
