@@ -131,10 +131,14 @@ BROKEN_FILES = {  # content of result.json -> why it is skipped
     "[" * 100_000: "cannot read the record (nested too deeply)",
 }
 WRONG_TYPES = [  # changes to a record -> why it is skipped
-    ({"seed": "zero"}, "'seed' is not an integer ('zero')"),
-    ({"seed": 1.5}, "'seed' is not an integer (1.5)"),
+    ({"seed": "zero"}, "'seed' is not an integer from 0 to 4294967295 ('zero')"),
+    ({"seed": 1.5}, "'seed' is not an integer from 0 to 4294967295 (1.5)"),
+    ({"seed": 10**30}, "'seed' is not an integer from 0 to 4294967295 (1000000000000000000000000000000)"),
+    ({"seed": -1}, "'seed' is not an integer from 0 to 4294967295 (-1)"),
     ({"fraction": 2}, "'fraction' is not a number in (0, 1] (2)"),
+    ({"fraction": 10**400}, "'fraction' is not a number in (0, 1] (10000000000"),  # cut to a line's length
     ({"metrics": {"dice": "high"}}, "'metrics' is not an object of numbers"),
+    ({"metrics": {"dice": 10**400}}, "'metrics' is not an object of numbers"),  # no float holds it
     ({"metrics": []}, "'metrics' is not an object of numbers"),
     ({"method": ""}, "'method' is not a non-empty string"),
 ]
