@@ -92,6 +92,23 @@ def test_an_unreadable_record_is_named_and_replaced_with_force(content, damaged_
     assert computed == [run_id]
 
 
+@pytest.mark.parametrize("changes", [{"finetune": {}}, {"wall_seconds": "slow"}, {"data": []},
+                                     {"metrics": {"auc": "x"}}])
+def test_a_finished_record_the_summary_cannot_show_is_one_line_not_a_traceback(changes, damaged_record, tmp_path,
+                                                                                capsys):
+    spec, run_id, path = damaged_record
+    record = {key: {} for key in store.RECORD_KEYS} | {
+        "run_id": run_id, "method": "scratch-he", "task": "ncs", "profile": "smoke", "seed": 0, "fraction": 1.0,
+        "metrics": {"iou": 0.5}, "transfer": {"transferred": "none"}, "cases": {"train": 1, "val": 1, "test": 1},
+        "finetune": {"epochs": 1, "best_epoch": 1}, "wall_seconds": 1.0, "peak_memory_mb": 1.0, "device": "cpu",
+        "data": {"kind": "phantom", "root": "x"}}
+    path.write_text(json.dumps(record | changes))
+    status = cli.main(["run", "--method", "scratch-he", "--task", "ncs", "--profile", "smoke", "--results",
+                       str(tmp_path)])
+    err = capsys.readouterr().err
+    assert status == 2 and "Traceback" not in err and str(path) in err and "--force" in err
+
+
 def test_a_sweep_leaves_a_cell_with_an_unreadable_record_to_its_job(damaged_record, tmp_path):
     spec, run_id, path = damaged_record
     path.write_text(json.dumps([]))

@@ -43,9 +43,15 @@ def test_written_files_get_the_permissions_of_a_new_file(tmp_path, umask):
     assert modes[0] == modes[1] == 0o666 & ~umask
 
 
+def a_record(run_id: str = "run-1") -> dict:
+    return {key: {} for key in store.RECORD_KEYS} | {
+        "run_id": run_id, "method": "scratch-he", "task": "ncc", "profile": "quick", "seed": 0, "fraction": 1.0,
+        "metrics": {"auc": 0.9}, "cases": {"train": 3, "val": 2, "test": 4}}
+
+
 def test_finished_result_is_none_until_the_record_exists(tmp_path):
     assert store.finished_result(tmp_path, "run-1") is None
-    record = {key: {} for key in store.RECORD_KEYS} | {"run_id": "run-1"}
+    record = a_record()
     files.write_json(store.run_dir(tmp_path, "run-1") / store.RESULT_FILE, record)
     assert store.finished_result(tmp_path, "run-1") == record
     files.write_json(store.run_dir(tmp_path, "run-1") / store.RESULT_FILE, {"run_id": "run-1"})
@@ -63,3 +69,22 @@ def test_a_record_that_is_not_json_text_is_unreadable_not_a_crash(tmp_path, cont
     with pytest.raises(store.UnreadableRecord) as caught:
         store.finished_result(tmp_path, "run-1")
     assert str(caught.value).startswith(f"{path}: ") and why in str(caught.value) and "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize(("changes", "why"), [
+    ({"metrics": {"auc": "0.91"}}, "'metrics' is not an object of numbers"),
+    ({"metrics": {"auc": 10**400}}, "'metrics' is not an object of numbers"),
+    ({"seed": 2**40}, "'seed' is not an integer from 0 to 4294967295"),
+    ({"fraction": "all"}, "'fraction' is not a number in (0, 1]"),
+    ({"cases": {"test": -1}}, "'cases' is not an object of counts"),
+    ({"task": "../x"}, "task"),
+    ({"run_id": "run-2"}, "another run's record"),
+])
+def test_a_record_with_values_of_the_wrong_kind_is_unreadable_not_reused(tmp_path, changes, why):
+    """A damaged or edited record is named, never handed to the summary (which would fail on it) or a sweep."""
+    path = store.run_dir(tmp_path, "run-1") / store.RESULT_FILE
+    files.write_json(path, a_record() | changes)
+    with pytest.raises(store.UnreadableRecord) as caught:
+        store.finished_result(tmp_path, "run-1")
+    message = str(caught.value)
+    assert message.startswith(f"{path}: not a record of this run (") and why in message and "--force" in message

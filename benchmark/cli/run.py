@@ -12,6 +12,7 @@ from benchmark.api.registry import BACKBONES, METHODS, TASKS
 from benchmark.api.settings import format_value
 from benchmark.cli.options import backbone_settings, method_settings, switches, task_settings
 from benchmark.engine.harness import RunSpec, execute
+from benchmark.errors import UserError
 
 
 def changed_settings(recorded: dict[str, Any], defaults: dict[str, Any]) -> str:
@@ -58,7 +59,7 @@ def format_summary(record: dict[str, Any], results: Path) -> str:
     else:
         pretrained = "none (random initialisation)"
     cases = record["cases"]
-    method_settings = changed_settings(record["method_settings"], METHODS.defaults(record["method"]))
+    method_settings = changed_settings(record.get("method_settings", {}), METHODS.defaults(record["method"]))
     task_settings = changed_settings(record.get("task_settings", {}), TASKS.defaults(record["task"]))
     lines = [
         f"run      {record['run_id']}" + ("   (already finished: existing record)" if record.get("reused") else ""),
@@ -87,4 +88,12 @@ def command(args: argparse.Namespace) -> None:
                    subset_seed=args.subset_seed, protocol=args.protocol, backbone=args.backbone,
                    backbone_settings=backbone_settings(args), dims=args.dims)
     record = execute(spec, args.results, args.device, args.force, progress=not args.no_progress)
-    print(format_summary(record, args.results))
+    try:
+        summary = format_summary(record, args.results)
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        if not record.get("reused"):
+            raise
+        path = Path(args.results) / "runs" / record["run_id"] / "result.json"
+        raise UserError(f"{path}: not a record this suite wrote whole (no {error!r} to show); "
+                        "'benchmark run --force' replaces it") from error
+    print(summary)

@@ -26,7 +26,9 @@ from pathlib import Path
 from typing import Any
 
 from benchmark.data import files
+from benchmark.engine.runtime import MAX_SEED
 from benchmark.errors import UserError
+from benchmark.names import check_name
 
 RESULT_FILE = "result.json"
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -57,7 +59,8 @@ RECORD_KEYS = ("run_id", "method", "task", "seed", "fraction", "profile", "metri
 
 def finished_result(results: Path, run_id: str) -> dict[str, Any] | None:
     """The record of a finished run, or None if the run has not finished; ``UnreadableRecord`` for a
-    record file that is not JSON, not an object, lacks keys or belongs to another run."""
+    record file that is not JSON, not an object, lacks keys, holds values of the wrong kind
+    (``check_record``) or belongs to another run."""
     path = run_dir(results, run_id) / RESULT_FILE
     if not path.is_file():
         return None
@@ -66,10 +69,60 @@ def finished_result(results: Path, run_id: str) -> dict[str, Any] | None:
     except UserError as error:
         raise UnreadableRecord(f"{error}; 'benchmark run --force' replaces it") from error
     missing = [key for key in RECORD_KEYS if key not in record] if isinstance(record, dict) else ["all"]
-    if missing or record["run_id"] != run_id or not isinstance(record["metrics"], dict):
-        reason = f"missing {', '.join(missing)}" if missing else "another run's record or no metrics"
+    try:
+        reason = f"missing {', '.join(missing)}" if missing else check_record(record)
+    except UserError as error:
+        reason = str(error)
+    if not reason and record["run_id"] != run_id:
+        reason = "another run's record"
+    if reason:
         raise UnreadableRecord(f"{path}: not a record of this run ({reason}); 'benchmark run --force' replaces it")
     return record
+
+
+def check_record(record: dict[str, Any]) -> None:
+    """UserError (one line) if a record's fields are not of the kinds the suite reads: ids that are valid
+    names (they become file names), non-empty strings, a seed from 0 to ``MAX_SEED``, a fraction in (0, 1],
+    metrics that are numbers a float holds, split sizes that are counts; a record may be damaged or
+    hostile."""
+    for key in ("run_id", "task"):
+        check_name(record[key], key)
+    pretraining = record.get("pretraining")
+    if isinstance(pretraining, dict) and pretraining.get("checkpoint_id") is not None:
+        check_name(pretraining["checkpoint_id"], "pretraining.checkpoint_id")
+    for key in ("method", "profile", "primary_metric"):
+        if key in record and not (isinstance(record[key], str) and record[key]):
+            raise UserError(f"'{key}' is not a non-empty string")
+    seed = record["seed"]
+    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed <= MAX_SEED:
+        raise UserError(f"'seed' is not an integer from 0 to {MAX_SEED} ({_shown(seed)})")
+    fraction = record["fraction"]
+    if not _is_number(fraction) or not 0 < fraction <= 1:
+        raise UserError(f"'fraction' is not a number in (0, 1] ({_shown(fraction)})")
+    metrics = record["metrics"]
+    if not isinstance(metrics, dict) or not all(isinstance(k, str) and _is_number(v) for k, v in metrics.items()):
+        raise UserError("'metrics' is not an object of numbers")
+    cases = record.get("cases", {})
+    if not isinstance(cases, dict) or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0
+                                              for v in cases.values()):
+        raise UserError("'cases' is not an object of counts")
+
+
+def _is_number(value: Any) -> bool:
+    """An int or float that is not a bool and fits a float (JSON integers have no bound)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        float(value)
+    except OverflowError:
+        return False
+    return True
+
+
+def _shown(value: Any) -> str:
+    """A record's value for a message, cut to a line's length (a hostile record may hold megabytes)."""
+    text = repr(value)
+    return text if len(text) <= 60 else f"{text[:57]}..."
 
 
 def discard_finished_run(folder: Path) -> None:

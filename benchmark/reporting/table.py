@@ -36,9 +36,7 @@ import pandas as pd
 from benchmark.api.backbone import DEFAULT_BACKBONE
 from benchmark.data import files
 from benchmark.engine import store
-from benchmark.engine.runtime import MAX_SEED
 from benchmark.errors import UserError
-from benchmark.names import check_name
 from benchmark.reporting import formats, variants
 
 REQUIRED_KEYS = ("run_id", "method", "task", "seed", "fraction", "profile", "metrics")
@@ -154,47 +152,10 @@ def read_record(path: Path) -> dict[str, Any]:
     if missing:
         raise UserError(f"{path}: not a run record (missing {', '.join(missing)})")
     try:
-        _check_record(record)
+        store.check_record(record)
     except UserError as error:
         raise UserError(f"{path}: {error}") from error
     return record
-
-
-def _check_record(record: dict[str, Any]) -> None:
-    for key in ("run_id", "task"):
-        check_name(record[key], key)
-    checkpoint = _get(record, "pretraining", "checkpoint_id")
-    if checkpoint is not None:
-        check_name(checkpoint, "pretraining.checkpoint_id")
-    for key in ("method", "profile", "primary_metric"):
-        if key in record and not (isinstance(record[key], str) and record[key]):
-            raise UserError(f"'{key}' is not a non-empty string")
-    seed = record["seed"]
-    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed <= MAX_SEED:
-        raise UserError(f"'seed' is not an integer from 0 to {MAX_SEED} ({_shown(seed)})")
-    fraction = record["fraction"]
-    if not _is_number(fraction) or not 0 < fraction <= 1:
-        raise UserError(f"'fraction' is not a number in (0, 1] ({_shown(fraction)})")
-    metrics = record["metrics"]
-    if not isinstance(metrics, dict) or not all(isinstance(k, str) and _is_number(v) for k, v in metrics.items()):
-        raise UserError("'metrics' is not an object of numbers")
-
-
-def _is_number(value: Any) -> bool:
-    """An int or float that is not a bool and fits a float (JSON integers have no bound)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return False
-    try:
-        float(value)
-    except OverflowError:
-        return False
-    return True
-
-
-def _shown(value: Any) -> str:
-    """A record's value for a message, cut to a line's length (a hostile record may hold megabytes)."""
-    text = repr(value)
-    return text if len(text) <= 60 else f"{text[:57]}..."
 
 
 def read_whole_csv(path: Path, **options: Any) -> pd.DataFrame:
