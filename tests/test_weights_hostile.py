@@ -43,6 +43,13 @@ def test_a_checkpoint_describing_an_impossible_backbone_is_refused(tmp_path, bac
     one_line(lambda: BACKBONES.create("unet3d").read_weights(path), str(path))
 
 
+@pytest.mark.parametrize("settings", [{"depth": 7}, {"shortcut": "Z"}])
+def test_a_checkpoint_declaring_a_setting_value_its_backbone_refuses_is_one_line(tmp_path, settings: dict) -> None:
+    path = tmp_path / "checkpoint.pt"
+    suite_checkpoint(path, {"name": "resnet3d", "width": 2, "in_channels": 1, "settings": settings})
+    one_line(lambda: BACKBONES.create("resnet3d").read_weights(path), str(path), "backbone settings")
+
+
 def test_a_checkpoint_whose_backbone_is_not_a_description_is_refused(tmp_path) -> None:
     path = tmp_path / "checkpoint.pt"
     suite_checkpoint(path, "resnet3d")  # type: ignore[arg-type]

@@ -154,7 +154,10 @@ class Backbone:
             raise UserError(f"{path}: the checkpoint declares width {width!r} and {in_channels!r} input channel(s): "
                             f"expected whole numbers in 1-{MAX_WIDTH} and 1-{MAX_IN_CHANNELS}")
         settings = self._declared_settings(path, declared.get("settings") or {})
-        backbone = type(self)(**settings)
+        try:
+            backbone = type(self)(**settings)
+        except (ValueError, TypeError) as error:  # a value the backbone refuses, as on the command line
+            raise UserError(f"{path}: the checkpoint's backbone settings {settings!r}: {error}") from error
         with torch.device("meta"):  # shapes only: nothing allocated, whatever the file declares
             reference = backbone.build_segmenter(in_channels, in_channels, width).state_dict()
         expected = [k for k in reference if k.startswith("encoder.") or (
