@@ -172,6 +172,16 @@ def test_an_entry_this_reader_cannot_honour_is_refused_naming_the_tensor(tmp_pat
     assert str(error.value).startswith(f"{file_of(prefix)}: tensor 'w'")
 
 
+def test_tensors_that_share_bytes_are_refused(tmp_path):
+    """Equal tensors, the second pointed at the first's bytes: every CRC holds, but an index of such entries
+    could make a small file read as many times its size."""
+    same = np.arange(6, dtype=np.float32)
+    prefix = prefix_of(tmp_path, {"a": same, "b": same.copy()}, extra_fields={"b": field_varint(4, 0)})
+    with pytest.raises(UserError, match="tensors 'a' and 'b' share bytes of shard 0") as error:
+        read_tf_checkpoint(prefix)
+    assert str(error.value).startswith(str(index_of(prefix)))
+
+
 def test_snappy_compressed_blocks_are_refused_by_name(tmp_path):
     prefix = prefix_of(tmp_path, WEIGHT, block_type=1)
     with pytest.raises(UserError, match="snappy-compressed") as error:

@@ -402,6 +402,17 @@ def _entry_dtype(entry: BundleEntry, index: Path, shards: int) -> np.dtype:
     return dtype
 
 
+def _check_disjoint(entries: list[BundleEntry], index: Path) -> None:
+    """UserError if two tensors' byte ranges overlap in a shard: TensorFlow writes each tensor's bytes once,
+    one after the other, and an index whose entries share bytes could make a small file read as many times
+    its size in memory."""
+    by_place = sorted(entries, key=lambda entry: (entry.shard, entry.offset, entry.size))
+    for before, entry in zip(by_place, by_place[1:]):
+        if entry.shard == before.shard and entry.size and before.size and entry.offset < before.offset + before.size:
+            raise UserError(f"{index}: tensors '{before.name}' and '{entry.name}' share bytes of shard {entry.shard} "
+                            f"(from {entry.offset}; TensorFlow writes each tensor's bytes once)")
+
+
 def _tensor(entry: BundleEntry, dtype: np.dtype, path: Path, handle: BinaryIO, length: int) -> np.ndarray:
     """The tensor ``entry`` describes, read off its shard ``path`` (open as ``handle``, ``length`` bytes):
     only its own bytes are read."""
@@ -486,6 +497,7 @@ def read_tf_checkpoint(path: Path) -> dict[str, np.ndarray]:
     prefix = checkpoint_prefix(path)
     index = prefix.with_name(prefix.name + ".index")
     shards, entries = read_bundle_index(index)
+    _check_disjoint(entries, index)
     tensors = {}
     with contextlib.ExitStack() as open_files:
         shard_files: dict[int, tuple[Path, BinaryIO, int]] = {}  # each shard opened once
