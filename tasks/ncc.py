@@ -82,7 +82,7 @@ class NoduleCandidateClassification(CandidateTask):
         split_of = scan_splits(scans, splits)
         candidates = read_candidates(candidates_file(root))
         cases: dict[str, list[Case]] = {split: [] for split in SPLITS}
-        for uid, split in sorted(split_of.items(), key=lambda item: scans[item[0]][1]):
+        for uid, split in sorted(split_of.items(), key=lambda item: (scans[item[0]][1], item[0])):  # any row order
             chosen = self.candidates_for(uid, split, candidates.get(uid, []))
             if chosen:
                 cases[split] += candidate_cases(uid, ct_volume(scans[uid][0]), chosen, cube)

@@ -233,6 +233,21 @@ def test_a_split_file_replaces_the_shipped_split(task: str, datasets: dict[str, 
     assert any("no-such-case" in line for line in messages(task, datasets[task], Splits.read(path)))
 
 
+def test_the_row_order_of_a_split_file_changes_no_case_order(tmp_path: Path) -> None:
+    """The run id hashes a split file's rows sorted, so their order must not change what the run trains on."""
+    root, rows = tmp_path / "luna", []
+    for subset, uid in ((0, "1.3.6.1.0"), (0, "1.3.6.1.1"), (5, "1.3.6.1.5"), (7, "1.3.6.1.7")):
+        rows += candidate_rows(uid, write_ct(ct(subset), root / f"subset{subset}" / f"{uid}.mhd"))
+    write_csv(root / "candidates_V2.csv", ("seriesuid", "coordX", "coordY", "coordZ", "class"), rows)
+    units = [("1.3.6.1.0", "train"), ("1.3.6.1.1", "train"), ("1.3.6.1.5", "val"), ("1.3.6.1.7", "test")]
+    orders = []
+    for listed in (units, units[::-1]):
+        write_csv(tmp_path / "splits.csv", ("case_id", "split"), listed)
+        data = TASKS.create("ncc").load(root, CUBE, Splits.read(tmp_path / "splits.csv"))
+        orders.append([case.case_id for split in SPLIT_NAMES for case in data.split(split)])
+    assert orders[0] == orders[1] and len(orders[0]) == 8
+
+
 def test_split_files_are_validated(tmp_path: Path) -> None:
     path = tmp_path / "splits.csv"
     write_csv(path, ("case_id", "split"), [("a", "train"), ("b", "test")])
