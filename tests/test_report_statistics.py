@@ -10,6 +10,7 @@ from scipy import stats as st
 from statsmodels.stats.multitest import multipletests
 
 from benchmark.cli import main
+from benchmark.reporting import views
 from benchmark.reporting.stats import detectable_difference_t
 
 
@@ -165,3 +166,15 @@ def test_convergence_counts_the_runs_still_training_and_auc_intervals_need_both_
     assert "4 positives and 30 negatives: the bootstrap interval of an AUC is given with at least 10 of each" in missing
     low, high = st.t.interval(0.95, 1, loc=0.605, scale=st.sem([0.6, 0.61]))
     assert (intervals.loc["c", "low"], intervals.loc["c", "high"]) == (pytest.approx(low), pytest.approx(high))
+
+
+def test_no_finite_detectable_difference_where_the_test_cannot_reach_the_level_it_is_computed_at() -> None:
+    """Benjamini-Hochberg over 3 Wilcoxon tests of 5 cases (smallest p 0.03125 each) leaves each floor below
+    .05, but the detectable difference is computed at .05 / 3, which none of them can reach."""
+    rows = [{"p": 0.03125, "min_p": 0.03125, "_mdd": lambda alpha: 0.04} for _ in range(3)]
+    views._correct_family(rows, "bh", "ncs", "wilcoxon")
+    assert all(row["min_p_corrected"] < 0.05 for row in rows)  # BH leaves each floor at 0.03125
+    assert [row["mdd"] for row in rows] == [np.inf] * 3
+    reachable = [{"p": 0.2, "min_p": 0.0, "_mdd": lambda alpha: alpha} for _ in range(3)]
+    views._correct_family(reachable, "bh", "ncs", "welch")
+    assert [row["mdd"] for row in reachable] == [pytest.approx(0.05 / 3)] * 3

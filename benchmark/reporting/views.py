@@ -318,11 +318,12 @@ def _correct_family(rows: list[dict], correction: str, task: str | None, kind: s
     if any(floors):  # is the smallest each corrected p can be (a correction of zeros is zeros)
         floors = stats.correct(floors, correction).p_corrected
     label = _family_label(corrected, f"{kind} test(s)", task)
+    level = ALPHA / corrected.n_tests  # the level the detectable difference is computed at
     for row, q, floor in zip(rows, corrected.p_corrected, floors):
         mdd = row.pop("_mdd")
         row.update({"p_corrected": q, "min_p_corrected": floor, "marks": stats.significance_marks(q),
                     "verdict": verdict(q, floor), "correction": label,
-                    "mdd": np.inf if floor >= ALPHA else mdd(ALPHA / corrected.n_tests)})
+                    "mdd": np.inf if floor >= ALPHA or row["min_p"] >= level else mdd(level)})
 
 
 # --------------------------------------------------------------------------- confidence intervals
