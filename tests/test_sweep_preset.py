@@ -11,7 +11,7 @@ from helpers import error_line
 
 from benchmark.cli import main
 from benchmark.cli.preset import load_preset
-from benchmark.reporting.variants import label
+from benchmark.reporting.variants import how_transferred, label
 
 FAST = ["--profile", "smoke", "--no-progress", "--profile-arg", "classification.epochs=1",
         "--profile-arg", "classification.steps_per_epoch=2"]
@@ -29,8 +29,11 @@ def test_the_calibration_preset_holds_the_controls_and_names_its_positive_contro
         grid = grids[(("scratch-he", "scratch-he-control"), fractions)]
         assert set(grid.tasks) == {"ncc", "ncs", "ecc", "lcs", "bms"} and grid.seeds == (0, 1, 2, 3, 4)
     supervised = [grid for grid in preset.grids if grid.methods == ("supervised",)]
-    labels = {label("supervised", dict(grid.method_settings)) for grid in supervised}
-    assert labels == set(preset.report[1::2]) and set(preset.report[::2]) == {"--positive-control"}
+    labels = {label("supervised", dict(grid.method_settings)) + how_transferred("3d", protocol)
+              for grid in supervised for protocol in grid.protocols or ("full",)}
+    assert set(preset.report[1::2]) <= labels and set(preset.report[::2]) == {"--positive-control"}
+    assert {grid.tasks[0] for grid in supervised} == {"ncc", "ncs", "ecc"} == {
+        label.split("source=")[1][:3] for label in preset.report[1::2]}  # one positive control per grid
     for grid in supervised:  # each a second site of its own task, at the baseline's lowest fraction
         assert dict(grid.method_settings)["source"] == grid.tasks[0] and grid.fractions == (0.05,)
 
@@ -51,6 +54,13 @@ def test_a_preset_grid_may_fix_the_dimensionality(tmp_path, isolated_cache) -> N
     assert main(["sweep", "--preset", str(preset), "--results", str(results), *FAST]) == 0
     (record,) = [json.loads(path.read_text()) for path in results.glob("runs/*/result.json")]
     assert record["identity"]["dims"] == "2.5d"
+
+
+def test_a_preset_grid_may_fix_the_transfer_protocols(tmp_path) -> None:
+    preset = write_preset(tmp_path / "protocols.json", {"grid": [
+        {"methods": ["scratch-he"], "tasks": ["ncc"], "protocols": ["full", "freeze:02"]},
+        {"methods": ["scratch-he"], "tasks": ["ncc"]}]})
+    assert [grid.protocols for grid in load_preset(str(preset)).grids] == [("full", "freeze:2"), ()]
 
 
 def test_a_preset_of_ones_own_runs_its_grids_in_turn_and_prints_the_report_command(tmp_path, isolated_cache,
@@ -84,6 +94,8 @@ def test_a_preset_of_ones_own_runs_its_grids_in_turn_and_prints_the_report_comma
     ({"grid": [{"methods": ["scratch-he"], "tasks": ["ncc"], "about": "line\n\x1b[31mred"}]}, "printable"),
     ({"report": ["--select", 3], "grid": [{"methods": ["scratch-he"], "tasks": ["ncc"]}]}, "report"),
     ({"grid": [{"methods": ["scratch-2d"], "tasks": ["ncc"], "dims": ["4d"]}]}, "dims: each must be one of"),
+    ({"grid": [{"methods": ["scratch-he"], "tasks": ["ncc"], "protocols": ["half"]}]}, "grid 1: protocols: --protocol"),
+    ({"grid": [{"methods": ["scratch-he"], "tasks": ["ncc"], "protocols": "linear"}]}, "list of transfer protocols"),
 ])
 def test_a_malformed_preset_is_a_one_line_error_naming_the_file(tmp_path, capsys, content, message) -> None:
     preset = write_preset(tmp_path / "bad.json", content)
@@ -97,6 +109,7 @@ def test_a_malformed_preset_is_a_one_line_error_naming_the_file(tmp_path, capsys
     (["--preset", "calibration", "--methods", "genesis"], "drop --methods"),
     (["--preset", "calibration", "--seeds", "0", "--method-arg", "loss=mae"], "drop --seeds, --method-arg"),
     (["--preset", "example", "--dims", "2d"], "drop --dims"),
+    (["--preset", "calibration", "--protocols", "linear"], "fixes the transfer protocols of some grids: drop"),
     (["--preset", "nope"], "no such preset (built in: calibration"),
     (["--preset", "missing.json"], "missing.json: cannot read the preset"),
     (["--tasks", "ncc"], "--methods and --tasks are required (or --preset NAME"),

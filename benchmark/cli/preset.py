@@ -11,7 +11,8 @@ an object of the same form:
 * ``grid``: a list of one or more objects, each with ``methods`` and ``tasks`` (lists of registered
   names) and optionally ``fractions`` (default ``[1.0]``), ``seeds`` (default ``[0]``),
   ``method_args`` (an object of settings, as ``--method-arg KEY=VALUE``), ``dims`` (as ``--dims``:
-  ``2d``, ``2.5d``, ``3d``; default each network's own) and ``about`` (text printed when the grid
+  ``2d``, ``2.5d``, ``3d``; default each network's own), ``protocols`` (as ``--protocols``: ``full``,
+  ``linear``, ``freeze:N``; default the command line's) and ``about`` (text printed when the grid
   starts).
 
 A preset file is read as untrusted input: anything else is a one-line error naming the file and the key.
@@ -27,10 +28,11 @@ from typing import Any
 from benchmark.api.registry import METHODS, TASKS
 from benchmark.errors import UserError
 from benchmark.model.dims import DIMS
+from benchmark.model.protocols import Protocol
 
 PRESETS = Path(__file__).parent / "presets"
 TOP_KEYS = {"description", "report", "grid"}
-GRID_KEYS = {"about", "methods", "tasks", "fractions", "seeds", "method_args", "dims"}
+GRID_KEYS = {"about", "methods", "tasks", "fractions", "seeds", "method_args", "dims", "protocols"}
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,7 @@ class PresetGrid:
     method_settings: tuple[tuple[str, str], ...]
     dims: tuple[str, ...]
     about: str
+    protocols: tuple[str, ...] = ()  # empty: the command line's --protocols
 
 
 @dataclass(frozen=True)
@@ -107,8 +110,18 @@ def _grid(path: Path, where: str, grid: dict[str, Any]) -> PresetGrid:
     if not all(value in ("", *DIMS) for value in dims):
         raise UserError(f"{path}: {where}: dims: each must be one of {', '.join(DIMS)}")
     about = _text(path, f"{where}: about", grid.get("about", ""))
+    protocols = _protocols(path, where, grid["protocols"]) if "protocols" in grid else ()
     return PresetGrid(methods, tasks, tuple(float(f) for f in fractions), tuple(seeds),
-                      tuple((str(key), str(value)) for key, value in settings.items()), tuple(dims), about)
+                      tuple((str(key), str(value)) for key, value in settings.items()), tuple(dims), about,
+                      protocols)
+
+
+def _protocols(path: Path, where: str, value: Any) -> tuple[str, ...]:
+    names = _list(path, f"{where}: protocols", value, (str,), "transfer protocols")
+    try:
+        return tuple(Protocol.parse(name).name for name in names)
+    except UserError as error:
+        raise UserError(f"{path}: {where}: protocols: {error}") from error
 
 
 def _only_keys(path: Path, where: str, table: dict[str, Any], allowed: set[str]) -> None:

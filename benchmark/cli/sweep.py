@@ -44,13 +44,15 @@ PRESET_FIXES = {"methods": "--methods", "tasks": "--tasks", "fractions": "--frac
 
 
 def _grid(args: Any, methods: Sequence[str], tasks: Sequence[str], fractions: Sequence[float],
-          seeds: Sequence[int], settings: tuple[tuple[str, str], ...], dims: Sequence[str]) -> Grid:
-    """A grid of these lists under the rest of the command line (profile, data, backbones, protocols...)."""
+          seeds: Sequence[int], settings: tuple[tuple[str, str], ...], dims: Sequence[str],
+          protocols: Sequence[str] = ()) -> Grid:
+    """A grid of these lists under the rest of the command line (profile, data, backbones, the protocols
+    unless given...)."""
     return Grid(methods=list(methods), tasks=list(tasks), fractions=list(fractions), seeds=list(seeds),
                 profile=args.profile, data_roots=_data_roots(args.data_root), pretrain_root=args.pretrain_root,
                 switches=tuple(switches(args).items()), method_settings=settings,
                 task_settings=task_settings(args), subset_seed=args.subset_seed,
-                protocols=_names(args.protocols), backbones=_names(args.backbones) or [""],
+                protocols=list(protocols) or _names(args.protocols), backbones=_names(args.backbones) or [""],
                 backbone_settings=backbone_settings(args), weights=_weights(args.weights),
                 dims=list(dims))
 
@@ -63,7 +65,9 @@ def _grids(args: Any) -> tuple[list[Grid], Preset | None]:
             raise UserError(f"--preset {args.preset} fixes the methods, tasks, fractions, seeds, method settings "
                             f"and dimensionalities: drop {', '.join(given)}")
         preset = load_preset(args.preset)
-        return [_grid(args, g.methods, g.tasks, g.fractions, g.seeds, g.method_settings, g.dims)
+        if any(g.protocols for g in preset.grids) and _names(args.protocols) != ["full"]:
+            raise UserError(f"--preset {args.preset} fixes the transfer protocols of some grids: drop --protocols")
+        return [_grid(args, g.methods, g.tasks, g.fractions, g.seeds, g.method_settings, g.dims, g.protocols)
                 for g in preset.grids], preset
     if not args.methods or not args.tasks:
         raise UserError("--methods and --tasks are required (or --preset NAME, e.g. --preset calibration)")
