@@ -109,6 +109,21 @@ def test_a_finished_record_the_summary_cannot_show_is_one_line_not_a_traceback(c
     assert status == 2 and "Traceback" not in err and str(path) in err and "--force" in err
 
 
+@pytest.mark.parametrize(("made_on", "warned"), [("cuda", True), ("cuda:1", True), ("cpu", False)])
+def test_a_record_made_on_another_kind_of_device_is_reused_with_a_warning(made_on, warned, damaged_record,
+                                                                          tmp_path, caplog):
+    spec, run_id, path = damaged_record
+    record = {key: {} for key in store.RECORD_KEYS} | {
+        "run_id": run_id, "method": "scratch-he", "task": "ncs", "profile": "smoke", "seed": 0, "fraction": 1.0,
+        "metrics": {"iou": 0.5}, "device": made_on}
+    path.write_text(json.dumps(record))
+    with caplog.at_level("WARNING", logger="benchmark.engine.harness"):
+        assert execute(spec, tmp_path, device_name="cpu")["reused"]
+    lines = [r.getMessage() for r in caplog.records if "computed on" in r.getMessage()]
+    assert lines == ([f"run {run_id}: its record was computed on cuda; reused here, where it would run on cpu "
+                      "('benchmark run --force' computes it again, --results elsewhere keeps both)"] if warned else [])
+
+
 def test_a_sweep_leaves_a_cell_with_an_unreadable_record_to_its_job(damaged_record, tmp_path):
     spec, run_id, path = damaged_record
     path.write_text(json.dumps([]))
