@@ -178,3 +178,16 @@ def test_no_finite_detectable_difference_where_the_test_cannot_reach_the_level_i
     reachable = [{"p": 0.2, "min_p": 0.0, "_mdd": lambda alpha: alpha} for _ in range(3)]
     views._correct_family(reachable, "bh", "ncs", "welch")
     assert [row["mdd"] for row in reachable] == [pytest.approx(0.05 / 3)] * 3
+
+
+@pytest.mark.parametrize(("positives", "rows"), [(19, 0), (20, 1)])
+def test_delong_is_given_with_at_least_20_candidates_of_each_class(positives: int, rows: int) -> None:
+    rng = np.random.default_rng(0)
+    labels = np.r_[np.ones(positives, int), np.zeros(60, int)]
+    table = pd.DataFrame([{"task": "ncc", "level": "case", "metric": "score", "method": method, "seed": 0,
+                           "case_id": f"c{i}", "label": label, "value": rng.normal(label, 1)}
+                          for method in ("a", "b") for i, label in enumerate(labels)])
+    gaps: list[str] = []
+    assert len(views.delong_rows(table, "ncc", [("a", "b")], gaps)) == rows
+    assert gaps == ([] if rows else [f"pairwise ncc: DeLong a vs b, seed 0: {positives} positives and 60 negatives: "
+                                     "the DeLong test is given with at least 20 of each (it over-rejects below)"])

@@ -32,6 +32,7 @@ from benchmark.reporting import ALPHA, POWER, stats, variants
 Gaps = list[str]
 BOOTSTRAP_RESAMPLES = 9999
 MIN_AUC_CLASS = 10  # positives and negatives each, for the BCa interval of one AUC (docs/statistics.md)
+MIN_DELONG_CLASS = 20  # each class, for the DeLong test: its normal approximation over-rejects below (the docs)
 TEST_KINDS = ("Welch", "Wilcoxon", "DeLong")
 PAIRWISE_COLUMNS = ["task", "test", "method_a", "method_b", "pairing", "n", "statistic", "p", "p_corrected", "marks",
                     "verdict", "min_p", "min_p_corrected", "difference", "variability", "variability_of", "mdd",
@@ -264,6 +265,11 @@ def delong_rows(table: pd.DataFrame, task: str, pairs: list[tuple[str, str]], ga
             label = f"pairwise {task}: DeLong {a} vs {b}, seed {seed}"
             if merged.empty or not (merged["label_a"] == merged["label_b"]).all():
                 gaps.append(f"{label}: the two runs do not share the same labelled candidates")
+                continue
+            positives = int(merged["label_a"].sum())
+            if min(positives, len(merged) - positives) < MIN_DELONG_CLASS:
+                gaps.append(f"{label}: {positives} positives and {len(merged) - positives} negatives: the DeLong test "
+                            f"is given with at least {MIN_DELONG_CLASS} of each (it over-rejects below)")
                 continue
             try:
                 result = stats.delong(merged["label_a"].to_numpy(int), merged["value_a"], merged["value_b"])
