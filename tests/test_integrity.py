@@ -227,6 +227,7 @@ def test_an_edit_to_a_helper_of_the_preprocessing_module_preprocesses_anew(
         "def read(path):\n    return cached([path], {'reader': 'helper-test'},"
         " lambda: Entry({'x': scale(np.ones(3, np.float32))})).arrays['x']\n")
     monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)  # two edits in one second: no stale .pyc read back
     values = []
     for factor in (2, 3):
         (package / "helpers.py").write_text(f"def scale(a):\n    return a * {factor}\n")
