@@ -260,27 +260,28 @@ def execute(spec: RunSpec, results: Path, device_name: str = "auto", force: bool
     plan = plan_run(spec)
     finished = None if force else store.finished_result(results, plan.run_id)
     if finished is not None:
-        _warn_if_made_on_another_device(finished, device_name)
-        return {**finished, "reused": True}
+        return _reused(finished, device_name)
     lock = store.lock_path(results, plan.run_id)
     with store.exclusive(lock, wait=False) as obtained:
         if not obtained:
             raise RunInProgress(f"run {plan.run_id} is being computed by another process right now (lock {lock})")
         finished = None if force else store.finished_result(results, plan.run_id)
         if finished is not None:  # finished by another process since the first look
-            return {**finished, "reused": True}
+            return _reused(finished, device_name)
         return _compute(plan, results, resolve_device(device_name), progress, force)
 
 
-def _warn_if_made_on_another_device(record: dict[str, Any], device_name: str) -> None:
-    """The run id is the spec, not the machine: a record made on another kind of device is reused, and
-    said so, since its numbers agree with this device's only to the spread between devices."""
+def _reused(record: dict[str, Any], device_name: str) -> dict[str, Any]:
+    """A finished record, marked reused. The run id is the spec, not the machine: a record made on another
+    kind of device is reused and said so, its numbers agreeing with this device's only to the spread between
+    devices."""
     made = str(record.get("device", "")).split(":")[0]
     wanted = resolve_device(device_name).type
     if made and made != wanted:
         log.warning("run %s: its record was computed on %s; reused here, where it would run on %s "
                     "('benchmark run --force' computes it again, --results elsewhere keeps both)",
                     record["run_id"], made, wanted)
+    return {**record, "reused": True}
 
 
 def _compute(plan: Plan, results: Path, device: torch.device, progress: bool, force: bool) -> dict[str, Any]:

@@ -69,15 +69,19 @@ def finished_result(results: Path, run_id: str) -> dict[str, Any] | None:
     except UserError as error:
         raise UnreadableRecord(f"{error}; 'benchmark run --force' replaces it") from error
     missing = [key for key in RECORD_KEYS if key not in record] if isinstance(record, dict) else ["all"]
-    try:
-        reason = f"missing {', '.join(missing)}" if missing else check_record(record)
-    except UserError as error:
-        reason = str(error)
-    if not reason and record["run_id"] != run_id:
-        reason = "another run's record"
+    reason = f"missing {', '.join(missing)}" if missing else _fault(record, run_id)
     if reason:
         raise UnreadableRecord(f"{path}: not a record of this run ({reason}); 'benchmark run --force' replaces it")
     return record
+
+
+def _fault(record: dict[str, Any], run_id: str) -> str:
+    """What makes a record with every key unfit to stand for run ``run_id`` (empty: nothing)."""
+    try:
+        check_record(record)
+    except UserError as error:
+        return str(error)
+    return "another run's record" if record["run_id"] != run_id else ""
 
 
 def check_record(record: dict[str, Any]) -> None:
