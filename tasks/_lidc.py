@@ -38,6 +38,7 @@ CONSENSUS = 0.5
 CROP_SIZE_XYZ = (64, 64, 32)
 SPLIT_OF_PATIENT = (("train", 510), ("val", 610))  # patient numbers <= 510 train, <= 610 val, else test
 IMAGE_POSITION = "0020|0032"  # DICOM Image Position (Patient): a slice's corner in mm
+SERIES_UID = "0020|000e"  # DICOM Series Instance UID: LUNA16 names its scans by it
 GAP_TOLERANCE = 0.5  # slice gaps may differ from their median by this fraction of it
 
 log = logging.getLogger(__name__)
@@ -74,14 +75,15 @@ def _is_read_message(path: Path) -> bool:
 
 
 def read_series(folder: Path) -> sitk.Image:
-    """The CT series in ``folder`` (the one with most slices); UserError if a slice cannot be read or one is
-    missing, as either would shift every roi beyond it."""
+    """The CT series in ``folder`` (the one with most slices), its series UID in its metadata (``SERIES_UID``);
+    UserError if a slice cannot be read or one is missing, as either would shift every roi beyond it."""
     reader = sitk.ImageSeriesReader()
-    series = [reader.GetGDCMSeriesFileNames(str(folder), sid) for sid in reader.GetGDCMSeriesIDs(str(folder))]
-    check_slices_readable(folder, series)
+    series = {sid: reader.GetGDCMSeriesFileNames(str(folder), sid) for sid in reader.GetGDCMSeriesIDs(str(folder))}
+    check_slices_readable(folder, list(series.values()))
     if not series:
         raise UserError(f"{folder}: no DICOM series")
-    files = max(series, key=len)
+    uid = max(series, key=lambda sid: len(series[sid]))
+    files = series[uid]
     reader.SetFileNames(files)
     reader.MetaDataDictionaryArrayUpdateOn()
     try:
@@ -90,6 +92,7 @@ def read_series(folder: Path) -> sitk.Image:
         raise UserError(f"{folder}: cannot read the DICOM series ({str(error).strip().splitlines()[-1]})") from error
     heights = [_slice_height(image, reader, k, files[k]) for k in range(len(files))]
     check_slice_gaps(folder, np.array(heights))
+    image.SetMetaData(SERIES_UID, uid)
     return image
 
 
@@ -238,8 +241,9 @@ def nodule_crop(image: sitk.Image, agreed: np.ndarray) -> tuple[np.ndarray, np.n
 
 
 def nodule_crops(xml: Path) -> Entry:
-    """The scan's nodules as crops: ``hu`` (N, 32, 64, 64) windowed and ``mask`` (N, 32, 64, 64) uint8.
-    A nodule whose readers agree on no voxel (no 50% consensus) is skipped with a warning."""
+    """The scan's nodules as crops: ``hu`` (N, 32, 64, 64) windowed and ``mask`` (N, 32, 64, 64) uint8,
+    and the series UID of the scan (meta ``series_uid``). A nodule whose readers agree on no voxel (no
+    50% consensus) is skipped with a warning."""
     image = read_series(Path(xml).parent)
     readers = [outlined_masks(image, nodules, xml) for nodules in read_reads(xml)]
     hu, masks = [], []
@@ -253,12 +257,18 @@ def nodule_crops(xml: Path) -> Entry:
         masks.append(mask)
     shape = (0, *CROP_SIZE_XYZ[::-1])
     return Entry({"hu": windowed_hu(np.array(hu)) if hu else np.zeros(shape, np.int16),
-                  "mask": np.array(masks, np.uint8) if masks else np.zeros(shape, np.uint8)})
+                  "mask": np.array(masks, np.uint8) if masks else np.zeros(shape, np.uint8)},
+                 {"series_uid": image.GetMetaData(SERIES_UID)})
 
 
 def cached_nodule_crops(xml: Path) -> Entry:
     settings = {"reader": "lidc", "group_mm": GROUP_DISTANCE_MM, "consensus": CONSENSUS, "crop": CROP_SIZE_XYZ}
     return cached([Path(xml), *series_files(xml)], settings, lambda: nodule_crops(xml))
+
+
+def scan_series_uid(xml: Path) -> str:
+    """The series UID of the scan that ``xml`` reads (the series its crops are cut from)."""
+    return str(cached_nodule_crops(xml).meta["series_uid"])
 
 
 def lidc_cases(root: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:

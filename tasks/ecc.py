@@ -338,6 +338,10 @@ class EmbolismCandidateClassification(CandidateTask):
         """A cube with equal sides, the profile cube's in-plane side (64 -> 64x64x64)."""
         return (cube[1], cube[1], cube[1])
 
+    def test_scans(self, root: Path, splits: Splits | None = None) -> set[str]:
+        split_of = series_splits(Path(root), dict(volume_files(Path(root))), splits)
+        return {uid for uid, split in split_of.items() if split == "test"}
+
     def load(self, root: Path, cube: tuple[int, int, int], splits: Splits | None = None) -> TaskData:
         root = Path(root)
         volumes = dict(volume_files(root))

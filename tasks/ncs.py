@@ -35,7 +35,15 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 from benchmark.tasks._candidates import CandidateCrop
-from benchmark.tasks._lidc import SPLIT_OF_PATIENT, default_split, is_lidc_layout, lidc_cases, lidc_problems
+from benchmark.tasks._lidc import (
+    SPLIT_OF_PATIENT,
+    default_split,
+    is_lidc_layout,
+    lidc_cases,
+    lidc_problems,
+    lidc_scans,
+    scan_series_uid,
+)
 from scipy import ndimage
 
 from benchmark.api.registry import TASKS
@@ -311,6 +319,20 @@ class NoduleSegmentation(SegmentationTask):
     metrics = ("dice", "iou", "mg_iou")
     primary_metric = "iou"
     write_phantom = staticmethod(write_ncs_phantom)
+
+    def test_scans(self, root: Path, splits: Splits | None = None) -> set[str]:
+        """The series of the test patients' scans, for LIDC-IDRI as downloaded (its test patients' scans are
+        spread over LUNA16's subsets); the crops layout names patients, not series, so none."""
+        root = Path(root)
+        if not uses_lidc_layout(root):
+            return set()
+        scans = lidc_scans(root)
+        if splits is None:
+            test = {patient for patient, _ in scans if default_split(patient) == "test"}
+        else:
+            split_of = splits.choose(lidc_cases(root), "case")
+            test = {patient_of(case) for case, split in split_of.items() if split == "test"}
+        return {scan_series_uid(xml) for patient, xml in scans if patient in test}
 
     def load(self, root: Path, cube: tuple[int, int, int], splits: Splits | None = None) -> TaskData:
         root = Path(root)

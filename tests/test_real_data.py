@@ -27,6 +27,7 @@ from benchmark.cli import main
 from benchmark.data.imageio import scale_ct, world_to_index, write_image
 from benchmark.data.phantoms.chest import to_world
 from benchmark.data.verify import pool_problems
+from benchmark.engine.harness import RunSpec, plan_run
 from benchmark.errors import UserError
 
 SPACING = (0.7, 0.9, 2.5)  # (x, y, z) mm
@@ -618,12 +619,12 @@ def slice_z(k: int) -> float:
     return LIDC_ORIGIN[2] + LIDC_SPACING[2] * k
 
 
-def write_lidc_scan(folder: Path) -> np.ndarray:
+def write_lidc_scan(folder: Path, series: str = "1.2.826.0.1.3680043.2.1125.7") -> np.ndarray:
     """A DICOM series and its reads; returns the expected 50% consensus of nodule 1 (native voxels)."""
     folder.mkdir(parents=True)
     hu = np.full(LIDC_SHAPE, -800, np.int16)
     hu[5:8, 12:24, 10:22] = 40
-    write_ct_series(folder, hu, [slice_z(k) for k in range(LIDC_SHAPE[0])], LIDC_SPACING, LIDC_ORIGIN[:2])
+    write_ct_series(folder, hu, [slice_z(k) for k in range(LIDC_SHAPE[0])], LIDC_SPACING, LIDC_ORIGIN[:2], series)
     sessions = []
     for reader, square in SQUARES.items():
         rois = "".join(roi_xml(slice_z(k), square_outline(square)) for k in (5, 6, 7))
@@ -683,3 +684,51 @@ def test_lidc_dicom_and_xml_reads_become_consensus_crops(tmp_path: Path) -> None
         xml.read_text().replace(str(slice_z(0)), "-500.0"))
     found = messages("ncs", root)
     assert len(found) == 1 and "LIDC-IDRI-0700" in found[0] and "z = -500 mm lies on no slice" in found[0]
+
+
+# --- leakage: a pretraining folder holding a target task's test scans ------------------------------------
+
+
+def test_a_pool_holding_a_test_scan_of_the_task_is_refused(copy: Callable[[str], Path], tmp_path: Path) -> None:
+    root = copy("ncc")  # scans of subsets 0, 5 and 7; the same folder serves as the pretraining pool
+    plan_run(RunSpec("genesis", "ncc", profile="smoke", data_root=root, pretrain_root=root))  # test: subset 7
+    path = tmp_path / "splits.csv"
+    write_csv(path, ("case_id", "split"), [("1.3.6.1.0", "test"), ("1.3.6.1.5", "train"), ("1.3.6.1.7", "val")])
+    refused = r"1 of its pretraining scans are test scans of task 'ncc' .*\(e.g. 1\.3\.6\.1\.0\)"
+    with pytest.raises(UserError, match=refused):
+        plan_run(RunSpec("genesis", "ncc", profile="smoke", data_root=root, pretrain_root=root, splits=path))
+
+
+@pytest.mark.parametrize("task", ["ncc", "ecc", "ncs", "lcs", "bms"])
+def test_a_task_names_the_scans_of_its_test_split(task: str, datasets: dict[str, Path]) -> None:
+    """Series UIDs where the layout names them (NCC, ECC; NCS's crops name patients, LiTS and BraTS no series)."""
+    named = {"ncc": {"1.3.6.1.7"}, "ecc": {"1.2.826.2"}}.get(task, set())
+    assert TASKS.create(task).test_scans(datasets[task]) == named
+
+
+def test_a_pool_holding_the_scan_of_an_ncs_test_patient_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """LUNA16's scans are LIDC-IDRI series: NCS's test patients are found in a pool by their series UID."""
+    root = tmp_path / "LIDC-IDRI"
+    for number in (1, 520, 700):  # train, val, test
+        write_lidc_scan(root / f"LIDC-IDRI-{number:04d}" / "study" / "series", series=f"1.3.6.1.4.{number}")
+    pool = tmp_path / "luna"
+    for subset, number in ((0, 1), (5, 520)):
+        write_ct(ct(number), pool / f"subset{subset}" / f"1.3.6.1.4.{number}.mhd")
+    argv = ["run", "--method", "genesis", "--task", "ncs", "--profile", "smoke", "--data-root", str(root),
+            "--pretrain-root", str(pool), "--results", str(tmp_path / "results"), "--no-progress"]
+    assert TASKS.create("ncs").test_scans(root) == {"1.3.6.1.4.700"}
+    plan_run(RunSpec("genesis", "ncs", profile="smoke", data_root=root, pretrain_root=pool))  # no test scan in it
+
+    write_ct(ct(700), pool / "subset0" / "1.3.6.1.4.700.mhd")
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "1 of its pretraining scans are test scans of task 'ncs'" in err and "1.3.6.1.4.700" in err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "results" / "checkpoints").exists()
+
+    path = tmp_path / "splits.csv"  # a split file making the pooled patients the test set
+    write_csv(path, ("case_id", "split"), [("LIDC-IDRI-0001_0", "test"), ("LIDC-IDRI-0001_1", "test"),
+                                           ("LIDC-IDRI-0520_0", "val"), ("LIDC-IDRI-0520_1", "val"),
+                                           ("LIDC-IDRI-0700_0", "train"), ("LIDC-IDRI-0700_1", "train")])
+    assert TASKS.create("ncs").test_scans(root, Splits.read(path)) == {"1.3.6.1.4.1"}

@@ -111,6 +111,15 @@ class Task(ABC):
     def cube_shape(self, cube: tuple[int, int, int]) -> tuple[int, int, int]:
         return cube
 
+    def test_scans(self, root: Path, splits: Splits | None = None) -> set[str]:
+        """The series UIDs of the scans the test cases under ``root`` come from, so that a pretraining
+        pool can be checked against them (a pool's scans are named by series UID, as LUNA16's are).
+
+        Default: none named. A task whose data shares its scans with a chest CT pool names them
+        (NCC, ECC, and NCS from LIDC-IDRI as downloaded: LUNA16's scans are LIDC-IDRI series).
+        """
+        return set()
+
     def settings(self) -> dict[str, Any]:
         """The values of the task's settings (its constructor's keyword arguments): ``TASKS.create(name,
         **settings)`` makes an equal task."""

@@ -20,7 +20,7 @@ import numpy as np
 
 from benchmark.data.phantoms.chest import write_chest_phantom
 from benchmark.data.phantoms.radiograph import write_radiograph_phantom
-from benchmark.data.pool import PRETRAIN_TRAIN_SUBSETS, PRETRAIN_VAL_SUBSETS, load_pool
+from benchmark.data.pool import PRETRAIN_TRAIN_SUBSETS, PRETRAIN_VAL_SUBSETS, load_pool, pool_scan_ids
 from benchmark.data.verify import Problem, pool_problems
 from benchmark.data.xray import load_xray_pool, verify_xray_root
 from benchmark.errors import UserError
@@ -36,6 +36,7 @@ class PoolLayout:
     write_phantom: Callable[[Path, int], None]
     load: Callable[[Path, tuple[int, int, int], str, int, int], np.ndarray]  # (root, cube, split, per_scan, seed)
     problems: Callable[[Path], list[Problem]]
+    scans: Callable[[Path], set[str]]  # the series UIDs of the scans it pretrains on (checked against test sets)
 
 
 def _load_luna(root: Path, cube: tuple[int, int, int], split: str, cubes_per_scan: int, seed: int) -> np.ndarray:
@@ -47,13 +48,22 @@ def _load_xray(root: Path, cube: tuple[int, int, int], split: str, patches_per_i
     return load_xray_pool(root, tuple(cube[1:]), split, patches_per_image, seed)
 
 
+def _luna_scans(root: Path) -> set[str]:
+    return set(pool_scan_ids(root, PRETRAIN_TRAIN_SUBSETS + PRETRAIN_VAL_SUBSETS))
+
+
+def _xray_scans(root: Path) -> set[str]:
+    """None: radiographs are no target task's test scans (the five tasks are CT and MRI volumes)."""
+    return set()
+
+
 def _xray_problems(root: Path) -> list[Problem]:
     return [Problem(*line.partition(": ")[::2]) for line in verify_xray_root(root)]
 
 
 POOL_LAYOUTS = {
-    "luna16": PoolLayout("luna16", write_chest_phantom, _load_luna, pool_problems),
-    "chestxray14": PoolLayout("chestxray14", write_radiograph_phantom, _load_xray, _xray_problems),
+    "luna16": PoolLayout("luna16", write_chest_phantom, _load_luna, pool_problems, _luna_scans),
+    "chestxray14": PoolLayout("chestxray14", write_radiograph_phantom, _load_xray, _xray_problems, _xray_scans),
 }
 
 

@@ -58,6 +58,7 @@ from benchmark.model.transfer import transfer_weights
 from benchmark.provenance import code_fingerprint, git_state, source_fingerprint
 
 log = logging.getLogger(__name__)
+SHOWN_SCANS = 3  # scans named in an error about a pool's test scans
 
 
 @dataclass(frozen=True)
@@ -189,6 +190,8 @@ def plan_run(spec: RunSpec) -> Plan:
     identity = run_identity(spec, method, backbone, task, data, pool, profile, weights, source, dims)
     checkpoint = checkpoint_id(method, pretrain_identity(method, pool, profile, spec.seed, backbone)) if pool else None
     preflight(task, data, pool, pool_layout(method.pool_layout).problems)
+    if pool is not None and pool.kind == "directory":
+        check_pool_holds_no_test_scans(task, data, pool, method.pool_layout)
     if source is not None:
         preflight(*source, None)
     width = weights.width if weights else profile.width
@@ -199,6 +202,17 @@ def plan_run(spec: RunSpec) -> Plan:
         log.warning(warning)
     return Plan(spec, method, backbone, target, width, task, profile, data, pool, weights, source, warnings,
                 identity, run_id(spec, identity, method.default_backbone(), default_dims(backbone)), checkpoint)
+
+
+def check_pool_holds_no_test_scans(task: Task, data: DataSource, pool: DataSource, layout: str) -> None:
+    """A UserError when a scan of the pretraining folder is one a test case of ``task`` comes from: LUNA16's
+    scans are LIDC-IDRI series, so NCS's test patients are spread over the subsets a pool uses, and a
+    split file can move any scan into a test split."""
+    shared = sorted(pool_layout(layout).scans(pool.root) & task.test_scans(data.root, data.splits))
+    if shared:
+        raise UserError(f"{pool.root}: {len(shared)} of its pretraining scans are test scans of task '{task.name}' "
+                        f"in {data.root} (e.g. {', '.join(shared[:SHOWN_SCANS])}): pretraining on them would leak "
+                        "the test set; pretrain on a folder without them, or choose other test patients (--splits)")
 
 
 def resolve_backbone(spec: RunSpec, method: Method) -> tuple[Backbone, PretrainedWeights | None]:
