@@ -338,9 +338,9 @@ class EmbolismCandidateClassification(CandidateTask):
         """A cube with equal sides, the profile cube's in-plane side (64 -> 64x64x64)."""
         return (cube[1], cube[1], cube[1])
 
-    def test_scans(self, root: Path, splits: Splits | None = None) -> set[str]:
+    def split_scans(self, root: Path, split: str, splits: Splits | None = None) -> set[str]:
         split_of = series_splits(Path(root), dict(volume_files(Path(root))), splits)
-        return {uid for uid, split in split_of.items() if split == "test"}
+        return {uid for uid, chosen in split_of.items() if chosen == split}
 
     def load(self, root: Path, cube: tuple[int, int, int], splits: Splits | None = None) -> TaskData:
         root = Path(root)

@@ -76,8 +76,8 @@ class NoduleCandidateClassification(CandidateTask):
     primary_metric = "auc"
     write_phantom = staticmethod(write_chest_phantom)
 
-    def test_scans(self, root: Path, splits: Splits | None = None) -> set[str]:
-        return {uid for uid, split in scan_splits(scan_paths(Path(root)), splits).items() if split == "test"}
+    def split_scans(self, root: Path, split: str, splits: Splits | None = None) -> set[str]:
+        return {uid for uid, chosen in scan_splits(scan_paths(Path(root)), splits).items() if chosen == split}
 
     def load(self, root: Path, cube: tuple[int, int, int], splits: Splits | None = None) -> TaskData:
         root = Path(root)

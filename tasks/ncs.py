@@ -320,19 +320,19 @@ class NoduleSegmentation(SegmentationTask):
     primary_metric = "iou"
     write_phantom = staticmethod(write_ncs_phantom)
 
-    def test_scans(self, root: Path, splits: Splits | None = None) -> set[str]:
-        """The series of the test patients' scans, for LIDC-IDRI as downloaded (its test patients' scans are
-        spread over LUNA16's subsets); the crops layout names patients, not series, so none."""
+    def split_scans(self, root: Path, split: str, splits: Splits | None = None) -> set[str]:
+        """The series of the split's patients' scans, for LIDC-IDRI as downloaded (LUNA16's scans are
+        LIDC-IDRI series, spread over its subsets); the crops layout names patients, not series, so none."""
         root = Path(root)
         if not uses_lidc_layout(root):
             return set()
         scans = lidc_scans(root)
         if splits is None:
-            test = {patient for patient, _ in scans if default_split(patient) == "test"}
+            chosen = {patient for patient, _ in scans if default_split(patient) == split}
         else:
             split_of = splits.choose(lidc_cases(root), "case")
-            test = {patient_of(case) for case, split in split_of.items() if split == "test"}
-        return {scan_series_uid(xml) for patient, xml in scans if patient in test}
+            chosen = {patient_of(case) for case, of in split_of.items() if of == split}
+        return {scan_series_uid(xml) for patient, xml in scans if patient in chosen}
 
     def load(self, root: Path, cube: tuple[int, int, int], splits: Splits | None = None) -> TaskData:
         root = Path(root)

@@ -703,7 +703,7 @@ def test_a_pool_holding_a_test_scan_of_the_task_is_refused(copy: Callable[[str],
 def test_a_task_names_the_scans_of_its_test_split(task: str, datasets: dict[str, Path]) -> None:
     """Series UIDs where the layout names them (NCC, ECC; NCS's crops name patients, LiTS and BraTS no series)."""
     named = {"ncc": {"1.3.6.1.7"}, "ecc": {"1.2.826.2"}}.get(task, set())
-    assert TASKS.create(task).test_scans(datasets[task]) == named
+    assert TASKS.create(task).split_scans(datasets[task], "test") == named
 
 
 def test_a_pool_holding_the_scan_of_an_ncs_test_patient_is_refused(
@@ -718,7 +718,7 @@ def test_a_pool_holding_the_scan_of_an_ncs_test_patient_is_refused(
         write_ct(ct(number), pool / f"subset{subset}" / f"1.3.6.1.4.{number}.mhd")
     argv = ["run", "--method", "genesis", "--task", "ncs", "--profile", "smoke", "--data-root", str(root),
             "--pretrain-root", str(pool), "--results", str(tmp_path / "results"), "--no-progress"]
-    assert TASKS.create("ncs").test_scans(root) == {"1.3.6.1.4.700"}
+    assert TASKS.create("ncs").split_scans(root, "test") == {"1.3.6.1.4.700"}
     plan_run(RunSpec("genesis", "ncs", profile="smoke", data_root=root, pretrain_root=pool))  # no test scan in it
 
     write_ct(ct(700), pool / "subset0" / "1.3.6.1.4.700.mhd")
@@ -731,4 +731,25 @@ def test_a_pool_holding_the_scan_of_an_ncs_test_patient_is_refused(
     write_csv(path, ("case_id", "split"), [("LIDC-IDRI-0001_0", "test"), ("LIDC-IDRI-0001_1", "test"),
                                            ("LIDC-IDRI-0520_0", "val"), ("LIDC-IDRI-0520_1", "val"),
                                            ("LIDC-IDRI-0700_0", "train"), ("LIDC-IDRI-0700_1", "train")])
-    assert TASKS.create("ncs").test_scans(root, Splits.read(path)) == {"1.3.6.1.4.1"}
+    assert TASKS.create("ncs").split_scans(root, "test", Splits.read(path)) == {"1.3.6.1.4.1"}
+
+
+def test_a_supervised_source_training_on_a_test_scan_of_the_target_is_refused(
+    copy: Callable[[str], Path], tmp_path: Path
+) -> None:
+    """NCS names LIDC-IDRI patients, NCC LUNA16 series: a training patient's scan can be an NCC test scan."""
+    luna = copy("ncc")  # NCC's test scan: 1.3.6.1.7 (subset 7)
+
+    def source(name: str, train_series: str) -> tuple[tuple[str, str], ...]:
+        root = tmp_path / name
+        for number, series in ((1, train_series), (520, "1.3.6.1.4.520"), (700, "1.3.6.1.4.700")):
+            write_lidc_scan(root / f"LIDC-IDRI-{number:04d}" / "study" / "series", series=series)
+        return ("source", "ncs"), ("source_root", str(root))
+
+    def spec(settings: tuple[tuple[str, str], ...]) -> RunSpec:
+        return RunSpec("supervised", "ncc", profile="smoke", data_root=luna, method_settings=settings)
+
+    plan_run(spec(source("a", "1.3.6.1.4.1")))
+    refused = r"1 training scan\(s\) of the source task 'ncs' are test scans of 'ncc' \(e\.g\. 1\.3\.6\.1\.7\)"
+    with pytest.raises(UserError, match=refused):  # patient 0001 (NCS training) was scanned in NCC's test scan
+        plan_run(spec(source("b", "1.3.6.1.7")))

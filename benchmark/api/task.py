@@ -111,12 +111,13 @@ class Task(ABC):
     def cube_shape(self, cube: tuple[int, int, int]) -> tuple[int, int, int]:
         return cube
 
-    def test_scans(self, root: Path, splits: Splits | None = None) -> set[str]:
-        """The series UIDs of the scans the test cases under ``root`` come from, so that a pretraining
-        pool can be checked against them (a pool's scans are named by series UID, as LUNA16's are).
+    def split_scans(self, root: Path, split: str, splits: Splits | None = None) -> set[str]:
+        """The series UIDs of the scans the cases of ``split`` under ``root`` come from, so that what a
+        run pretrains on can be checked against its test scans across datasets (a pool's scans are named
+        by series UID, as LUNA16's are; a supervised source's training scans, of another task).
 
-        Default: none named. A task whose data shares its scans with a chest CT pool names them
-        (NCC, ECC, and NCS from LIDC-IDRI as downloaded: LUNA16's scans are LIDC-IDRI series).
+        Default: none named. A task whose data shares its scans with chest CT of another dataset names
+        them (NCC, ECC, and NCS from LIDC-IDRI as downloaded: LUNA16's scans are LIDC-IDRI series).
         """
         return set()
 

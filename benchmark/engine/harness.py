@@ -49,7 +49,12 @@ from benchmark.engine.runtime import (
     resolve_device,
     seed_everything,
 )
-from benchmark.engine.supervised import check_no_shared_patients, obtain_supervised_checkpoint, source_of
+from benchmark.engine.supervised import (
+    check_no_shared_patients,
+    check_source_shares_no_test_scan,
+    obtain_supervised_checkpoint,
+    source_of,
+)
 from benchmark.errors import UserError
 from benchmark.model.backbone import count_parameters
 from benchmark.model.dims import ADAPTERS, DIMS
@@ -194,6 +199,7 @@ def plan_run(spec: RunSpec) -> Plan:
         check_pool_holds_no_test_scans(task, data, pool, method.pool_layout)
     if source is not None:
         preflight(*source, None)
+        check_source_shares_no_test_scan(method, *source, task, data)
     width = weights.width if weights else profile.width
     leaks = spec.task in method.pretrained_on and data.kind == "directory"  # the phantoms are nobody's data
     warnings = [f"leakage: method '{spec.method}' was pretrained on the data of task '{spec.task}' (its "
@@ -208,7 +214,7 @@ def check_pool_holds_no_test_scans(task: Task, data: DataSource, pool: DataSourc
     """A UserError when a scan of the pretraining folder is one a test case of ``task`` comes from: LUNA16's
     scans are LIDC-IDRI series, so NCS's test patients are spread over the subsets a pool uses, and a
     split file can move any scan into a test split."""
-    shared = sorted(pool_layout(layout).scans(pool.root) & task.test_scans(data.root, data.splits))
+    shared = sorted(pool_layout(layout).scans(pool.root) & task.split_scans(data.root, "test", data.splits))
     if shared:
         raise UserError(f"{pool.root}: {len(shared)} of its pretraining scans are test scans of task '{task.name}' "
                         f"in {data.root} (e.g. {', '.join(shared[:SHOWN_SCANS])}): pretraining on them would leak "

@@ -84,6 +84,21 @@ def check_no_shared_patients(method: Method, source: str, source_train: list[Cas
                         f"are {role} of '{target}' (e.g. {', '.join(shared[:SHOWN_PATIENTS])}): {harm}")
 
 
+def check_source_shares_no_test_scan(method: Method, source: Task, source_data: DataSource, target: Task,
+                                     target_data: DataSource) -> None:
+    """A UserError when a scan the source task trains on is one a test case of the target comes from, across
+    datasets (``Task.split_scans``): NCS's LIDC-IDRI patients are named by patient, NCC's LUNA16 scans by
+    series, and many LIDC-IDRI training patients' scans are LUNA16 test scans."""
+    trained = {uid for split in ("train", "val") for uid in source.split_scans(source_data.root, split,
+                                                                               source_data.splits)}
+    shared = sorted(trained & target.split_scans(target_data.root, "test", target_data.splits))
+    if shared:
+        raise UserError(f"method '{method.name}': {len(shared)} training scan(s) of the source task '{source.name}' "
+                        f"are test scans of '{target.name}' (e.g. {', '.join(shared[:SHOWN_PATIENTS])}): pretraining "
+                        "on them would leak the test set; give the source other patients (--method-arg "
+                        "source_root=DIR) or the target other test patients (--splits)")
+
+
 def supervised_identity(method: Method, backbone: Backbone, task: Task, data: DataSource, profile: Profile,
                         seed: int) -> dict[str, Any]:
     return {"method": method.name, "settings": method.settings(), "backbone": backbone.identity(),
