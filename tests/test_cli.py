@@ -4,15 +4,18 @@
 import json
 import subprocess
 import sys
+from dataclasses import replace
 
 import pytest
 
+from benchmark.api.profiles import PROFILES
 from benchmark.api.registry import METHODS
 from benchmark.api.settings import format_value
 from benchmark.cli import build_parser, main
 from benchmark.cli.options import method_settings, switches
 from benchmark.engine.harness import Plan, RunSpec, plan_run
 from benchmark.engine.sweep import Grid
+from benchmark.errors import UserError
 
 COMMANDS = sorted(build_parser()._subparsers._group_actions[0].choices)
 
@@ -72,6 +75,21 @@ def test_settings_and_profile_fields_change_the_ids_that_depend_on_them():
     assert setting.checkpoint_id != plain.checkpoint_id and pretraining.checkpoint_id != plain.checkpoint_id
     assert finetuning.checkpoint_id == plain.checkpoint_id  # fine-tuning alone does not pretrain again
     assert workers.profile.loader_workers == 2 and workers.run_id == plain.run_id  # changes no number
+
+
+def test_one_value_written_as_int_float_or_text_is_one_run():
+    """A preset's JSON, the Python API and the command line write numbers differently: one id for one run."""
+    def plan(fraction: object, lr: object, flip: object, divisors: object, batch: object) -> Plan:
+        segmentation = replace(PROFILES["smoke"].segmentation, batch=batch, lr=1)
+        return plan_run(RunSpec("genesis", "ncs", profile="smoke", fraction=fraction,
+                                switches=(("pretrain_lr", lr), ("segmentation", segmentation)),
+                                method_settings=(("flip_prob", flip), ("inner_side_divisors", divisors))))
+
+    plans = [plan(1, 1, 1, [6, 3], 2), plan(1.0, 1.0, 1.0, (6.0, 3.0), 2.0), plan(1.0, 1.0, "1", "6,3", 2)]
+    assert len({p.run_id for p in plans}) == 1 and len({p.checkpoint_id for p in plans}) == 1
+    assert plans[0].spec.fraction == 1.0 and isinstance(plans[0].profile.segmentation.lr, float)
+    with pytest.raises(UserError, match="max_flips=2.5: expected an integer, got 2.5"):
+        plan_run(RunSpec("genesis", "ncs", profile="smoke", method_settings=(("max_flips", 2.5),)))
 
 
 RUN = ["run", "--method", "genesis", "--task", "ncs", "--profile", "smoke"]

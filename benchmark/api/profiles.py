@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
-from benchmark.api.settings import parse, unknown_key
+from benchmark.api.settings import as_number, parse, unknown_key
 from benchmark.errors import UserError
 
 PRECISIONS = ("fp32", "bf16")
@@ -41,6 +41,9 @@ class Schedule:
     patience: int
     lr: float = 1e-3
     lr_decay: str = "none"
+
+    def __post_init__(self) -> None:
+        numbers_as_declared(self)
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,7 @@ class Profile:
     loader_workers: int = 0  # data-loader worker processes (never changes the numbers)
 
     def __post_init__(self) -> None:
+        numbers_as_declared(self)
         if self.pretrain_precision not in PRECISIONS:
             raise UserError(f"precision '{self.pretrain_precision}': expected one of {', '.join(PRECISIONS)}")
         if self.loader_workers < 0:
@@ -99,6 +103,18 @@ class Profile:
     def identity(self) -> dict:
         """The fields that can change a run's numbers (all but the loader's worker count)."""
         return {k: v for k, v in self.as_dict().items() if k != "loader_workers"}
+
+
+def numbers_as_declared(record: Profile | Schedule) -> None:
+    """Each number field of a frozen ``record`` made the kind of number it is declared as (an ``int``
+    given for a ``float``, say, from a preset's JSON), so that one profile has one identity."""
+    for field in fields(record):
+        if field.type in ("int", "float"):
+            value = getattr(record, field.name)
+            try:
+                object.__setattr__(record, field.name, as_number(value, 0.0 if field.type == "float" else 0))
+            except ValueError as error:
+                raise UserError(f"{field.name} {value}: {error}") from error
 
 
 def editable_fields(profile: Profile) -> dict[str, Any]:

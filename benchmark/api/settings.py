@@ -42,13 +42,33 @@ def current_values(plugin: object) -> dict[str, Any]:
 
 
 def convert(value: Any, default: Any) -> Any:
-    """``value`` in the type of ``default``: text parsed (``parse``), a list for a tuple default (a
-    JSON round trip) made a tuple, anything else as given (the constructor checks it)."""
+    """``value`` in the type of ``default``: text parsed (``parse``), a number made the default's kind of
+    number (``as_number``), a sequence the default's kind of sequence (a JSON list for a tuple) with its
+    numbers the kind of the default's items, anything else as given (the constructor checks it)."""
     if isinstance(value, str) and not isinstance(default, str):
         return parse(value, default)
-    if isinstance(default, tuple) and isinstance(value, list):
-        return tuple(value)
-    return value
+    if isinstance(default, (tuple, list)) and isinstance(value, (tuple, list)):
+        items = [as_number(item, default[min(k, len(default) - 1)]) for k, item in enumerate(value)] \
+            if default else list(value)
+        return type(default)(items)
+    return as_number(value, default)
+
+
+def is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def as_number(value: Any, default: Any) -> Any:
+    """A number in the kind of a number ``default`` (2 -> 2.0 for a float; 2.0 -> 2 for an int), so that
+    one value is one setting in a run's identity whichever way it was written; anything else as given.
+    A ValueError for a fraction where a whole number is expected."""
+    if not (is_number(value) and is_number(default)) or type(value) is type(default):
+        return value
+    if isinstance(default, float):
+        return float(value)
+    if not float(value).is_integer():
+        raise ValueError(f"expected an integer, got {value}")
+    return int(value)
 
 
 def parse(text: str, default: Any) -> Any:

@@ -99,6 +99,7 @@ class RunSpec:
             check_seed(self.subset_seed, "--subset-seed")
         if not 0 < self.fraction <= 1:
             raise UserError(f"--fraction {self.fraction:g}: must be in (0, 1]")
+        object.__setattr__(self, "fraction", float(self.fraction))  # 1 and 1.0: one run, one id
         Protocol.parse(self.protocol)
         if self.dims not in ("", *DIMS):
             raise UserError(f"--dims {self.dims}: expected one of {', '.join(DIMS)}")
