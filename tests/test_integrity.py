@@ -393,3 +393,26 @@ def test_a_damaged_or_replaced_checkpoint_is_pretrained_again_never_used(
         assert torch.equal(checkpoint["state_dict"][key], value), key
     assert checkpoints.checkpoint_fault(folder_of(results, 0), meta["identity"]) is None
     assert obtain(results, 0)[1]["reused"]
+
+
+@pytest.mark.parametrize("data_file", ["my scan.raw", "LIST 2D", "s%d.raw 0 5 1"])
+def test_a_cut_data_file_named_with_a_space_listed_or_numbered_is_named(tmp_path: Path, data_file: str) -> None:
+    """SimpleITK says 'No such file or directory' for these: the check names the short file instead."""
+    array = volume()
+    header = (f"ObjectType = Image\nNDims = 3\nDimSize = {SHAPE[2]} {SHAPE[1]} {SHAPE[0]}\nElementType = MET_FLOAT\n"
+              "ElementSpacing = 1 1 1\nOffset = 0 0 0\nTransformMatrix = 1 0 0 0 1 0 0 0 1\n"
+              f"ElementDataFile = {data_file}\n")
+    slices = [f"s{k}.raw" for k in range(SHAPE[0])]
+    if data_file.startswith("LIST"):
+        header += "".join(f"{name}\n" for name in slices)
+    (tmp_path / "a.mhd").write_text(header)
+    if data_file == "my scan.raw":
+        (tmp_path / data_file).write_bytes(array.tobytes())
+    for k, name in enumerate(slices if data_file != "my scan.raw" else []):
+        (tmp_path / name).write_bytes(array[k].tobytes())
+    np.testing.assert_array_equal(read_array(tmp_path / "a.mhd"), array)
+    cut = tmp_path / ("my scan.raw" if data_file == "my scan.raw" else slices[-1])
+    whole = cut.stat().st_size
+    cut.write_bytes(cut.read_bytes()[: whole // 2])
+    with pytest.raises(UserError, match=rf"{re.escape(cut.name)}: truncated: {whole // 2} of {whole} bytes"):
+        read_image(tmp_path / "a.mhd")

@@ -189,6 +189,12 @@ def metaimage_data_files(path: Path) -> list[Path]:
     if path.suffix.lower() not in (".mhd", ".mha"):
         return []
     fields, header_end = _metaimage_header(path)
+    files = (path.parent / name for name in _metaimage_data_names(path, fields, header_end))
+    return [file for file in files if file.is_file()]
+
+
+def _metaimage_data_names(path: Path, fields: dict[str, str], header_end: int) -> list[str]:
+    """The file names ``ElementDataFile`` gives (none for ``LOCAL``), relative to the header's folder."""
     value = fields.get("ElementDataFile", "")
     if value in ("", "LOCAL"):
         return []
@@ -202,7 +208,7 @@ def metaimage_data_files(path: Path) -> list[Path]:
         names = [value]
     if len(names) > MAX_METAIMAGE_FILES:
         raise UserError(f"{path}: ElementDataFile names {len(names)} files (at most {MAX_METAIMAGE_FILES})")
-    return [file for file in (path.parent / name for name in names) if file.is_file()]
+    return names
 
 
 def _numbered_names(path: Path, value: str) -> list[str]:
@@ -220,41 +226,50 @@ def _numbered_names(path: Path, value: str) -> list[str]:
 
 
 def _check_metaimage_bytes(path: Path) -> None:
-    """A MetaImage's data (in its own file, or ``LOCAL`` after the header) must hold DimSize x channels x
-    bytes per voxel, after ``HeaderSize`` bytes; a compressed one must be a complete zlib stream of that
-    many bytes. Forms this does not know (a list of slice files, an unknown type) are left to SimpleITK."""
+    """A MetaImage's data (in its own file, in the slice files of a ``LIST`` or a numbered pattern, each an
+    equal share, or ``LOCAL`` after the header) must hold DimSize x channels x bytes per voxel, after
+    ``HeaderSize`` bytes of each file; a compressed one must be a complete zlib stream of that many bytes.
+    SimpleITK reads a short file with a warning and an error that names no file, or none at all. A header
+    whose numbers this cannot read (an unknown type) is left to SimpleITK."""
     fields, header_end = _metaimage_header(path)
     if "ElementDataFile" not in fields:
         raise UserError(f"{path}: no ElementDataFile in the first {METAIMAGE_HEADER_LINES} lines of the header")
     _check_metaimage_numbers(path, fields)
-    data_file = fields.get("ElementDataFile", "")
     try:
-        voxels = math.prod(int(v) for v in fields["DimSize"].split())
+        sizes = [int(v) for v in fields["DimSize"].split()]
         channels = int(fields.get("ElementNumberOfChannels", "1"))
         header_size = int(fields.get("HeaderSize", "0"))
         itemsize = METAIMAGE_BYTES[fields["ElementType"]]
     except (KeyError, ValueError):
         return
-    if not data_file or data_file.startswith("LIST") or "%" in data_file or " " in data_file:
-        return
-    if min(int(v) for v in fields["DimSize"].split()) < 1:
+    if min(sizes, default=0) < 1:
         raise UserError(f"{path}: DimSize {fields['DimSize']}: each must be at least 1")
     if header_size < -1:
         raise UserError(f"{path}: HeaderSize {header_size}: -1 (the voxels end the file) or a byte count")
-    if Path(data_file).is_absolute() or ".." in Path(data_file).parts:
-        raise UserError(f"{path}: ElementDataFile {data_file!r} lies outside the header's folder")
-    data, start = (path, header_end) if data_file == "LOCAL" else (path.parent / data_file, 0)
-    if not data.is_file():
-        raise UserError(f"{data}: file not found (the voxels of {path.name})")
-    needed = voxels * channels * itemsize
-    if fields.get("CompressedData", "").lower() == "true":
-        available = _zlib_length(data, start + max(header_size, 0))
+    names = _metaimage_data_names(path, fields, header_end)
+    data = [(path.parent / name, 0) for name in names] or [(path, header_end)]  # LOCAL: after the header
+    needed, left = divmod(math.prod(sizes) * channels * itemsize, len(data))
+    if left:
+        raise UserError(f"{path}: its {len(data)} data files cannot hold equal shares of DimSize {fields['DimSize']}")
+    compressed = fields.get("CompressedData", "").lower() == "true"
+    for (file, start), name in zip(data, names or ["LOCAL"]):
+        if Path(name).is_absolute() or ".." in Path(name).parts:
+            raise UserError(f"{path}: ElementDataFile {name!r} lies outside the header's folder")
+        if not file.is_file():
+            raise UserError(f"{file}: file not found (the voxels of {path.name})")
+        _check_data_bytes(file, start, header_size, needed, compressed)
+
+
+def _check_data_bytes(file: Path, start: int, header_size: int, needed: int, compressed: bool) -> None:
+    """UserError unless ``file`` holds ``needed`` bytes of voxels from ``start`` past ``HeaderSize``."""
+    if compressed:
+        available = _zlib_length(file, start + max(header_size, 0))
     elif header_size == -1:  # the voxels are the file's last bytes
-        available = data.stat().st_size
+        available = file.stat().st_size
     else:
-        available, needed = data.stat().st_size, needed + start + header_size
+        available, needed = file.stat().st_size, needed + start + header_size
     if available < needed:
-        raise UserError(f"{data}: truncated: {available} of {needed} bytes")
+        raise UserError(f"{file}: truncated: {available} of {needed} bytes")
 
 
 METAIMAGE_GEOMETRY = ("Offset", "Origin", "Position", "ElementSpacing", "ElementSize", "TransformMatrix", "Rotation",
