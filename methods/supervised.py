@@ -6,8 +6,10 @@ stopping; its test split never), with the fine-tuning schedule of the profile fo
 kind, and then transferred to the target task like any pretrained checkpoint: the whole
 encoder-decoder from a segmentation source, the encoder from a classification source. The harness
 refuses a source whose training patients include any of the target's test patients (matched by
-patient id, ``Case.group``: two datasets that name the same patients differently, such as
-LIDC-IDRI and LUNA16, cannot be matched this way, so keep such pairs apart yourself). The target
+patient id, ``Case.group``) or whose training scans include any of the target's test scans
+(matched by series UID, ``Task.split_scans``: LIDC-IDRI names patients, LUNA16 series, and
+LUNA16's scans are LIDC-IDRI series; NCS's crops layout names no series, so such a pair is kept
+apart by the user). The target
 task itself is a source only on other patients (another site's folder, or another phantom): not
 on the target's own data, and not sharing any patient with it, or the label fraction would be a
 fiction.
@@ -42,7 +44,7 @@ class Supervised(Method):
         if source_root and source_phantom_seed != PHANTOM_SEED:
             raise ValueError("source_phantom_seed chooses a built-in phantom: it cannot go with source_root")
         self.source = source
-        self.source_root = source_root
+        self.source_root = str(Path(source_root).resolve()) if source_root else ""  # one folder, one id
         self.source_phantom_seed = source_phantom_seed
         kind = TASKS.get(source).kind
         self.transfers = "encoder+decoder" if kind == "segmentation" else "encoder"

@@ -159,12 +159,22 @@ def test_the_target_folder_or_a_copy_of_it_is_refused_as_the_source(tmp_path: Pa
     root = datasets.phantom_source(write_ncs_phantom).root
     copy = tmp_path / "copy"
     shutil.copytree(root, copy)
-    for source_root, message in ((root, "is the target task on its own data"), (copy, "are patients of 'ncs'")):
+    detour = f"{root.parent}/../{root.parent.name}/{root.name}"  # the target's folder, spelled another way
+    for source_root, message in ((root, "is the target task on its own data"), (detour, "on its own data"),
+                                 (copy, "are patients of 'ncs'")):
         assert main(["run", "--method", "supervised", "--task", "ncs", "--data-root", str(root), "--method-arg",
                      "source=ncs", "--method-arg", f"source_root={source_root}", "--results", str(tmp_path / "r"),
                      *FAST]) == 2
         assert message in error_line(capsys.readouterr().err)
     assert not list((tmp_path / "r").glob("checkpoints/*/checkpoint.pt"))
+
+
+def test_a_source_folder_is_one_setting_however_its_path_is_written(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "site").mkdir()
+    spellings = ("site", "./site", str(tmp_path / "site"), f"{tmp_path}/other/../site")
+    assert {METHODS.create("supervised", source="ncc", source_root=path).settings()["source_root"]
+            for path in spellings} == {str(tmp_path / "site")}
 
 
 @pytest.mark.parametrize("settings, message", [

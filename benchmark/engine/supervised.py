@@ -61,7 +61,7 @@ def source_of(method: Method, target: Task, target_data: DataSource) -> tuple[Ta
     else:
         seed = PHANTOM_SEED if source.phantom_seed is None else source.phantom_seed
         data = phantom_source(task.write_phantom, seed)
-    if task.name == target.name and data.root == target_data.root:
+    if task.name == target.name and Path(data.root).resolve() == Path(target_data.root).resolve():
         raise UserError(f"method '{method.name}': the source task '{task.name}' is the target task on its own data "
                         "(pretraining on it would use the target's own labels); give it other patients: "
                         "--method-arg source_root=DIR, or source_phantom_seed=N for another built-in phantom")
