@@ -3,6 +3,9 @@ significance say so, correction families, power, label savings with intervals, c
 
 from __future__ import annotations
 
+import json
+import shutil
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -12,6 +15,7 @@ from statsmodels.stats.multitest import multipletests
 from benchmark.cli import main
 from benchmark.reporting import views
 from benchmark.reporting.stats import detectable_difference_t
+from benchmark.reporting.table import read_results
 
 
 def report(results, out, *extra):
@@ -30,18 +34,19 @@ def write_cases(results, write_run, task, n_cases, scores, seeds=(0, 1)):
 
 def test_notes_and_unreachable_thresholds_reach_the_tables(tmp_path, write_run):
     results = tmp_path / "results"
-    for seed in range(3):  # two constant columns: Welch is undefined, p is set to 0 with a note
+    for seed in range(3):  # two constant columns: Welch is undefined, no p-value, with a note
         write_run(results, "scratch-he", "flat", seed, 1.0, {"dice": 0.7}, "dice")
         write_run(results, "genesis", "flat", seed, 1.0, {"dice": 0.8}, "dice")
     write_cases(results, write_run, "five", 5, {"scratch-he": 0.7, "genesis": 0.75})
     write_cases(results, write_run, "six", 6, {"scratch-he": 0.7, "genesis": 0.75})
     assert report(results, tmp_path / "out") == 0
     table3 = pd.read_csv(tmp_path / "out" / "table3.csv").set_index(["task", "method"])
-    note = "both groups have zero variance; means differ, p set to 0"
+    note = "both groups have zero variance; means differ, the t-test is undefined (no p-value)"
     flat = table3.loc[("flat", "genesis")]
-    assert note in flat["note"] and flat["marks_vs_baseline"] == "***"
+    assert note in flat["note"] and pd.isna(flat["marks_vs_baseline"]) and np.isnan(flat["p_vs_baseline"])
+    assert np.isnan(flat["ci_low"]) and np.isnan(flat["mdd_vs_baseline"])  # no interval from equal seeds
     markdown = (tmp_path / "out" / "table3.md").read_text(encoding="utf-8")
-    assert r"(n=3) \*\*\* ‡" in markdown and f"‡ genesis on flat: vs baseline: {note}" in markdown
+    assert "**0.800 ± 0.000** (n=3) ‡ |" in markdown and f"‡ genesis on flat: vs baseline: {note}" in markdown
     page = (tmp_path / "out" / "index.html").read_text(encoding="utf-8")
     assert note in page and note in (tmp_path / "out" / "table3.tex").read_text(encoding="utf-8")
 
@@ -53,7 +58,8 @@ def test_notes_and_unreachable_thresholds_reach_the_tables(tmp_path, write_run):
     assert six["p"] == pytest.approx(0.03125) and six["verdict"] == "significant" and six["marks"] == "*"
     assert (tests[tests["test"].str.startswith("Welch")]["min_p"] == 0).all()
     assert "cannot reach p &lt; 0.05 at this n" in page
-    assert note in tests.set_index(["task", "test"]).loc[("flat", "Welch t-test (two-sided)"), "note"]
+    welch = tests.set_index(["task", "test"]).loc[("flat", "Welch t-test (two-sided)")]
+    assert note in welch["note"] and welch["verdict"] == "not computed (see the note)" and pd.isna(welch["marks"])
 
 
 def test_a_not_significant_test_shows_the_difference_it_could_have_detected(tmp_path, write_run):
@@ -191,3 +197,84 @@ def test_delong_is_given_with_at_least_20_candidates_of_each_class(positives: in
     assert len(views.delong_rows(table, "ncc", [("a", "b")], gaps)) == rows
     assert gaps == ([] if rows else [f"pairwise ncc: DeLong a vs b, seed 0: {positives} positives and 60 negatives: "
                                      "the DeLong test is given with at least 20 of each (it over-rejects below)"])
+
+
+def _three_seeds(results, write_run, task="t", methods=("scratch-he", "genesis"), **options):
+    folders = []
+    for method, base in zip(methods, (0.70, 0.75)):
+        for seed in range(3):
+            folders.append(write_run(results, method, task, seed, 1.0, {"dice": base + seed / 100}, "dice", **options))
+    return folders
+
+
+def test_a_copied_run_folder_counts_once(tmp_path, write_run):
+    results = tmp_path / "results"
+    folder = _three_seeds(results, write_run)[0]
+    shutil.copytree(folder, folder.with_name(folder.name + "-copy"))
+    assert report(results, tmp_path / "out") == 0
+    table3 = pd.read_csv(tmp_path / "out" / "table3.csv").set_index("method")
+    assert table3.loc["scratch-he", "n_seeds"] == 3
+    skipped = (tmp_path / "out" / "not_computed.md").read_text(encoding="utf-8").replace("\\", "")  # unescaped
+    assert f"the record of run {folder.name} in folder {folder.name}-copy" in skipped
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("finished_at", 12345, "finished_at: '12345' is not text"),
+    ("warnings", "leak", "warnings: not a list of strings"),
+    ("wall_seconds", "many", "wall_seconds: 'many' is not a number"),
+    ("dims", {"name": "4d"}, "dims: '4d' is not one of"),
+])
+def test_a_record_field_of_the_wrong_type_skips_that_record_with_its_reason(tmp_path, write_run, field, value,
+                                                                             message):
+    results = tmp_path / "results"
+    folder = _three_seeds(results, write_run)[0]
+    record = json.loads((folder / "result.json").read_text())
+    (folder / "result.json").write_text(json.dumps({**record, field: value}))
+    assert report(results, tmp_path / "out") == 0
+    assert pd.read_csv(tmp_path / "out" / "table3.csv").set_index("method").loc["scratch-he", "n_seeds"] == 2
+    skipped = (tmp_path / "out" / "not_computed.md").read_text(encoding="utf-8").replace("\\", "")  # unescaped
+    assert message in skipped and f"{folder.name}" in skipped
+
+
+def test_runs_of_one_task_scoring_different_primary_metrics_are_not_pooled(tmp_path, write_run, capsys):
+    results = tmp_path / "results"
+    folders = _three_seeds(results, write_run)
+    for folder in folders[3:]:
+        record = json.loads((folder / "result.json").read_text())
+        (folder / "result.json").write_text(json.dumps({**record, "primary_metric": "iou", "metrics": {"iou": 0.6}}))
+    assert report(results, tmp_path / "out") == 2
+    err = capsys.readouterr().err
+    assert "task t: runs made with different primary metrics (dice (3 runs), iou (3 runs))" in err
+    assert "--select metric=METRIC" in err
+    assert report(results, tmp_path / "dice", "--select", "metric=dice") == 0
+
+
+def test_cases_not_a_number_in_a_seed_and_repeated_case_ids_are_named_not_paired(tmp_path, write_run):
+    results = tmp_path / "results"
+    cases = [f"case{i}" for i in range(8)]
+    for method, base in (("scratch-he", 0.7), ("genesis", 0.75)):
+        for seed in range(2):
+            values = base + np.arange(8) / 100 + seed / 1000
+            if method == "genesis" and seed == 1:
+                values[2] = np.nan
+            write_run(results, method, "t", seed, 1.0, {"dice": float(np.nanmean(values))}, "dice",
+                      cases={"case_id": cases, "dice": values})
+    repeated = write_run(results, "denoising", "t", 0, 1.0, {"dice": 0.7}, "dice",
+                         cases={"case_id": ["case0", "case0"], "dice": [0.7, 0.7]})
+    assert report(results, tmp_path / "out") == 0
+    skipped = (tmp_path / "out" / "not_computed.md").read_text(encoding="utf-8").replace("\\", "")  # unescaped
+    assert "genesis: 1 case(s) with a value that is not a number in some seed (case2)" in skipped
+    assert f"{repeated / 'cases.csv'}: case id(s) listed twice (case0)" in skipped
+    wilcoxon = pd.read_csv(tmp_path / "out" / "pairwise.csv")
+    pair = wilcoxon[wilcoxon["test"].str.startswith("Wilcoxon") & (wilcoxon["method_a"] == "genesis")
+                    & (wilcoxon["method_b"] == "scratch-he")]
+    assert pair["pairing"].iloc[0].endswith("7 common cases (of 7 and 8)")  # case2 left out, not half-averaged
+
+
+def test_tiny_fractions_are_told_apart(tmp_path, write_run):
+    results = tmp_path / "results"
+    for fraction, seeds in ((1e-9, (0,)), (5e-9, (1, 2))):
+        for seed in seeds:
+            write_run(results, "scratch-he", "t", seed, fraction, {"dice": 0.5}, "dice")
+    scores, _ = views.seed_scores(read_results(results).table, 1e-9)
+    assert list(scores["seed"]) == [0]

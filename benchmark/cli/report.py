@@ -27,8 +27,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="what one correction covers: task (each task's comparisons, default) or benchmark "
                              "(all tasks x methods together)")
     parser.add_argument("--select", action="append", default=[], metavar="KEY=FINGERPRINT",
-                        help="keep only the runs with this data, pretrain_data, weights or code fingerprint "
-                             "(repeatable); needed when runs of a task differ in them, which are never pooled")
+                        help="keep only the runs with this data, pretrain_data, weights or code fingerprint, or "
+                             "this primary metric (metric=dice; repeatable); needed when runs of a task differ in "
+                             "them, which are never pooled")
     parser.add_argument("--analyses", type=Path, default=None, metavar="DIR",
                         help="folder where 'benchmark analyze restoration|anomaly --out DIR' wrote the restoration "
                              "cross-matrix and the anomaly maps, shown in the report when found (default "

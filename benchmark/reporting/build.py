@@ -117,7 +117,7 @@ def choose_baseline(methods: list[str], wanted: str | None) -> str | None:
 
 
 def choose_fraction(table: pd.DataFrame, wanted: float | None) -> float:
-    if wanted is not None and not np.isclose(table["fraction"], wanted).any():
+    if wanted is not None and not np.isclose(table["fraction"], wanted, atol=0.0).any():
         present = ", ".join(f"{f:g}" for f in sorted(table["fraction"].unique()))
         raise UserError(f"--fraction {wanted:g}: no runs at that fraction (the results hold {present})")
     return 1.0 if wanted is None else wanted

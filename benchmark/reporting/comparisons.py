@@ -48,7 +48,7 @@ def compare(table: pd.DataFrame, methods: list[str], pairs: list[tuple[str, str]
     summary = summary.sort_values(["task", "fraction", "_order"], key=_task_key(tasks), kind="stable")
     tests, seeds, gaps = [], [], []
     for fraction in sorted(summary["fraction"].unique()):
-        here = summary[np.isclose(summary["fraction"], fraction)]
+        here = summary[np.isclose(summary["fraction"], fraction, atol=0.0)]
         scores, missing = views.seed_scores(own, fraction)
         scores = scores[scores["task"].isin(here["task"])]
         found, more = views.pairwise_tests(own, scores, fraction, [t for t in tasks if t in set(here["task"])],
@@ -73,9 +73,9 @@ def _task_key(tasks: list[str]):
 def highest_fraction(comparison: Comparison) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The summary and the seeds of each task at its highest fraction in the comparison (for the figure)."""
     top = comparison.summary.groupby("task")["fraction"].transform("max")
-    summary = comparison.summary[np.isclose(comparison.summary["fraction"], top)]
+    summary = comparison.summary[np.isclose(comparison.summary["fraction"], top, atol=0.0)]
     tops = summary.drop_duplicates("task").set_index("task")["fraction"]
-    seeds = comparison.seeds[np.isclose(comparison.seeds["fraction"], comparison.seeds["task"].map(tops))]
+    seeds = comparison.seeds[np.isclose(comparison.seeds["fraction"], comparison.seeds["task"].map(tops), atol=0.0)]
     return summary, seeds
 
 

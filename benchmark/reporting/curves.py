@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from benchmark.reporting import ALPHA, stats
-from benchmark.reporting.views import Gaps, at_fraction, primary_runs
+from benchmark.reporting.views import Gaps, at_fraction, primary_runs, seed_interval
 
 CONVERGENCE_SHARE = 0.95
 LABEL_EFFICIENCY_COLUMNS = ["task", "method", "fraction", "n_seeds", "mean", "sd", "low", "high", "ci_method"]
@@ -35,9 +35,10 @@ def label_efficiency(table: pd.DataFrame, tasks: list[str]) -> pd.DataFrame:
     for task in tasks:
         for (method, fraction), group in runs[runs["task"] == task].groupby(["method", "fraction"]):
             values = group["value"].to_numpy(dtype=float)
-            interval = stats.t_interval(values) if values.size > 1 else None
+            interval = seed_interval(values)
             rows.append({"task": task, "method": method, "fraction": fraction, "n_seeds": values.size,
-                         "mean": float(np.mean(values)), "sd": float(np.std(values, ddof=1)) if interval else np.nan,
+                         "mean": float(np.mean(values)),
+                         "sd": float(np.std(values, ddof=1)) if values.size > 1 else np.nan,
                          "low": interval.low if interval else np.nan, "high": interval.high if interval else np.nan,
                          "ci_method": interval.method if interval else ""})
     return pd.DataFrame(rows, columns=LABEL_EFFICIENCY_COLUMNS)
@@ -56,6 +57,8 @@ def label_budget_effect(baseline_runs: pd.DataFrame, baseline: str) -> tuple[boo
     test = stats.welch_t(low, full)
     text = (f"{baseline} at fraction {fraction:g} vs 1: mean {np.mean(low):.3f} vs {np.mean(full):.3f}, "
             f"Welch p = {test.p:.2g}")
+    if not np.isfinite(test.p):
+        return None, f"{text} ({test.detail['note']})"
     return bool(test.p < ALPHA and np.mean(low) < np.mean(full)), text
 
 

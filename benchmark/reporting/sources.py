@@ -2,13 +2,14 @@
 
 Runs of one task are compared with each other (Table 3, the tests, the curves), so they must
 have been made on the same data (data fingerprint) and by the same code (code fingerprint; older
-records without one count as one group, "unknown"); the runs of one method on a task (its seeds
+records without one count as one group, "unknown"), and score the same primary metric (a record
+whose task scored Dice beside one that scored IoU would compare the two); the runs of one method on a task (its seeds
 and fractions), from the same pretraining data and the same released weights file (``--weights``:
 two files of one layout, say MedicalNet's weights trained on other datasets, are two models) too.
 Methods may pretrain on different data (the chest CT pool, radiographs, a supervised source task):
 that is part of what a method is, and the provenance table names each one's. A results root mixing
 them is refused with a one-line error naming the groups, unless ``--select`` keeps one (``data=``,
-``pretrain_data=``, ``weights=`` or ``code=`` a fingerprint): the report never pools them silently
+``pretrain_data=``, ``weights=`` or ``code=`` a fingerprint, ``metric=`` a metric): the report never pools them silently
 and never splits them behind the reader's back.
 """
 
@@ -22,8 +23,9 @@ from benchmark.errors import UserError
 
 UNKNOWN = "unknown"
 POOLING_KEYS = {"data": "data_fingerprint", "pretrain_data": "pretrain_data_fingerprint",
-                "weights": "weights_fingerprint", "code": "code_fingerprint"}
-POOLING_LABELS = {"data": "data", "pretrain_data": "pretraining data", "weights": "weights files", "code": "code"}
+                "weights": "weights_fingerprint", "code": "code_fingerprint", "metric": "primary_metric"}
+POOLING_LABELS = {"data": "data", "pretrain_data": "pretraining data", "weights": "weights files", "code": "code",
+                  "metric": "primary metrics"}
 PER_METHOD_KEYS = ("pretrain_data", "weights")  # what only some methods have, the same for all of one method's runs
 PROVENANCE_COLUMNS = ["data_kind", "data_root", "data_fingerprint", "pretrain_data", "profile", "code_fingerprint",
                       "git_commit", "machine"]
@@ -69,7 +71,8 @@ def check_pooling(table: pd.DataFrame) -> None:
                     listed = ", ".join(f"{value} ({count} runs)" for value, count in sorted(counts.items()))
                     whose = f"runs of {method}" if method is not None else "runs"
                     raise UserError(f"task {task}: {whose} made with different {POOLING_LABELS[key]} ({listed}) are "
-                                    f"not pooled into one comparison: choose one with --select {key}=FINGERPRINT")
+                                    f"not pooled into one comparison: choose one with --select {key}="
+                                    f"{'METRIC' if key == 'metric' else 'FINGERPRINT'}")
 
 
 def _joined(values: pd.Series, missing: str = UNKNOWN) -> str:

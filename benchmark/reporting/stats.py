@@ -145,8 +145,8 @@ def welch_t(a: ArrayLike, b: ArrayLike, equal_var: bool = False) -> TestResult:
     Welch's unequal-variance test by default; ``equal_var=True`` gives Student's pooled-variance test.
     ``detail`` holds the 95% interval of the difference of means (``ci_low``, ``ci_high``, the test's own
     t interval). Each group needs at least 2 values. When both groups are constant the test is undefined:
-    equal means give statistic 0 and p = 1, different means give an infinite statistic and p = 0
-    (both with a note).
+    equal means give statistic 0 and p = 1, different means an infinite statistic and p NaN (not
+    computed: a few seeds that happen to agree say nothing of the variance; both with a note).
     """
     x, y = _finite_1d(a, "a"), _finite_1d(b, "b")
     if x.size < 2 or y.size < 2:
@@ -166,10 +166,10 @@ def welch_t(a: ArrayLike, b: ArrayLike, equal_var: bool = False) -> TestResult:
         detail["sd_a"] = detail["sd_b"] = 0.0
         detail["df"] = float(x.size + y.size - 2)
         detail["note"] = "both groups have zero variance; " + (
-            "means equal, p set to 1" if same else "means differ, p set to 0"
+            "means equal, p set to 1" if same else "means differ, the t-test is undefined (no p-value)"
         )
         stat = 0.0 if same else math.copysign(math.inf, float(x[0] - y[0]))
-        return TestResult(name, {"a": x.size, "b": y.size}, stat, 1.0 if same else 0.0, detail)
+        return TestResult(name, {"a": x.size, "b": y.size}, stat, 1.0 if same else math.nan, detail)
     res = _st.ttest_ind(x, y, equal_var=equal_var)
     interval = res.confidence_interval(0.95)
     detail.update(df=float(res.df), ci_low=float(interval.low), ci_high=float(interval.high))
@@ -357,23 +357,22 @@ def t_interval(values: ArrayLike, confidence: float = 0.95) -> ConfidenceInterva
 
     Exact for normally distributed values at every n ≥ 2; the tests check its coverage by
     simulation at n = 3 and 5 (the BCa bootstrap of a mean covers only about 73% and 86% there,
-    and at n = 2 it is the range of the two values). All values equal: a zero-width interval, with a note.
+    and at n = 2 it is the range of the two values). All values equal: a ValueError, as a zero-width
+    interval would claim a certainty that a few equal values do not give.
     """
     x = _finite_1d(values, "values")
     if x.size < 2:
         raise ValueError(f"a t interval needs at least 2 values (got {x.size})")
     if not 0.0 < confidence < 1.0:
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
-    mean = float(np.mean(x))
     if np.ptp(x) == 0.0:  # np.std of equal floats can be 1e-17, not 0
-        low = high = mean = float(x[0])
-        sem, note = 0.0, "all values equal: zero-width interval"
-    else:
-        sem, note = float(np.std(x, ddof=1) / math.sqrt(x.size)), ""
-        half = _t_quantile((1.0 + confidence) / 2.0, x.size - 1) * sem
-        low, high = mean - half, mean + half
-    return ConfidenceInterval(estimate=mean, low=low, high=high, confidence=confidence, method=T_INTERVAL,
-                              n={"values": int(x.size)}, n_resamples=0, standard_error=sem, note=note)
+        raise ValueError(f"all {x.size} values are equal ({x[0]:g}): no t interval (zero spread is not zero "
+                         "uncertainty)")
+    mean = float(np.mean(x))
+    sem = float(np.std(x, ddof=1) / math.sqrt(x.size))
+    half = _t_quantile((1.0 + confidence) / 2.0, x.size - 1) * sem
+    return ConfidenceInterval(estimate=mean, low=mean - half, high=mean + half, confidence=confidence,
+                              method=T_INTERVAL, n={"values": int(x.size)}, n_resamples=0, standard_error=sem)
 
 
 def bootstrap_ci(
@@ -701,7 +700,8 @@ class SavingBound:
 
 def welch_greater(a: ArrayLike, b: ArrayLike) -> float:
     """One-sided p of Welch's t-test that mean(a) > mean(b) (``ttest_ind(..., alternative="greater")``);
-    both groups constant: 0 if a's value is above b's, else 1 if below, 0.5 if equal (as :func:`welch_t`)."""
+    both groups constant: NaN where their values differ (undefined, as in :func:`welch_t`: no claim rests
+    on it), 0.5 where they are equal."""
     result = welch_t(a, b)
     half = result.p / 2.0
     return half if result.statistic > 0 else 1.0 - half

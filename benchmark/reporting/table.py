@@ -37,6 +37,7 @@ from benchmark.api.backbone import DEFAULT_BACKBONE
 from benchmark.data import files
 from benchmark.engine import store
 from benchmark.errors import UserError
+from benchmark.model.dims import DIMS
 from benchmark.reporting import formats, variants
 
 REQUIRED_KEYS = ("run_id", "method", "task", "seed", "fraction", "profile", "metrics")
@@ -55,6 +56,13 @@ METADATA_COLUMNS = ["run_id", "method_name", "method_settings", "task_name", "ta
 COLUMNS = KEY_COLUMNS + METADATA_COLUMNS
 HISTORY_COLUMNS = ["run_id", "method", "task", "profile", "fraction", "seed", "epoch", "column", "value"]
 CASE_ID_COLUMNS = ("case_id", "group", "label")
+NUMBER_FIELDS = ("backbone_parameters", "wall_seconds", "peak_memory_mb", "peak_device_memory_mb", "finetune_epochs",
+                 "finetune_best_epoch", "finetune_samples_seen", "finetune_seconds", "pretrain_cubes_seen",
+                 "pretrain_seconds", "subset_seed")
+TEXT_FIELDS = ("protocol", "backbone_name", "dims", "adapter", "primary_metric", "data_kind", "data_root",
+               "data_fingerprint", "pretrain_data_kind", "pretrain_data_fingerprint", "checkpoint_id",
+               "weights_fingerprint", "code_version", "code_fingerprint", "git_commit", "device", "device_name",
+               "subset_hash", "finished_at")
 
 
 @dataclass
@@ -76,7 +84,31 @@ def _get(data: dict[str, Any] | None, *keys: str) -> Any:
 
 
 def run_metadata(record: dict[str, Any]) -> dict[str, Any]:
-    """The run's metadata columns; optional fields missing from older records are None."""
+    """The run's metadata columns; optional fields missing from older records are None, a field of the
+    wrong type a ValueError naming it (the record is then skipped, not half-read)."""
+    warnings = record.get("warnings") or []
+    if not (isinstance(warnings, list) and all(isinstance(w, str) for w in warnings)):
+        raise ValueError("warnings: not a list of strings")
+    metadata = _metadata(record)
+    _check_types(metadata)
+    return {**metadata, "warnings": "; ".join(warnings) or None}
+
+
+def _check_types(metadata: dict[str, Any]) -> None:
+    for name in NUMBER_FIELDS:
+        value = metadata[name]
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise ValueError(f"{name}: {str(value)[:40]!r} is not a number")
+    for name in TEXT_FIELDS:
+        if metadata[name] is not None and not isinstance(metadata[name], str):
+            raise ValueError(f"{name}: {str(metadata[name])[:40]!r} is not text")
+    if metadata["git_dirty"] is not None and not isinstance(metadata["git_dirty"], bool):
+        raise ValueError("versions.git.dirty: not true or false")
+    if metadata["dims"] not in DIMS:
+        raise ValueError(f"dims: {metadata['dims'][:40]!r} is not one of {', '.join(DIMS)}")
+
+
+def _metadata(record: dict[str, Any]) -> dict[str, Any]:
     return {
         "run_id": record["run_id"], "method_name": record["method"],
         "method_settings": variants.settings_text(record.get("method_settings")),
@@ -88,7 +120,6 @@ def run_metadata(record: dict[str, Any]) -> dict[str, Any]:
         "backbone_settings": variants.settings_text(_get(record, "backbone", "settings") or {}),
         "backbone_parameters": _get(record, "backbone", "encoder_parameters"),
         "dims": _get(record, "dims", "name") or "3d", "adapter": _get(record, "dims", "adapter"),
-        "warnings": "; ".join(str(w) for w in record.get("warnings") or []) or None,
         "primary_metric": record.get("primary_metric"),
         "data_kind": _get(record, "data", "kind"), "data_root": _get(record, "data", "root"),
         "data_fingerprint": _get(record, "data", "fingerprint"),
@@ -186,13 +217,23 @@ def _read_csv(path: Path, required: tuple[str, ...], rows: Any = None) -> pd.Dat
     return frame
 
 
+def _unique_cases(cases: pd.DataFrame, path: Path) -> pd.DataFrame:
+    """``cases`` if no case id repeats (paired tests join on it); UserError naming the file otherwise."""
+    repeated = cases["case_id"].astype(str)
+    repeated = sorted(set(repeated[repeated.duplicated()]))
+    if repeated:
+        raise UserError(f"{path}: case id(s) listed twice ({', '.join(repeated[:3])}): not one row per case")
+    return cases
+
+
 def record_table(record: dict[str, Any], folder: Path, skipped: list[str]) -> pd.DataFrame:
     """The long-table rows of one run: its recorded metrics, then its per-case values."""
     parts = [run_rows(record)]
     cases_path = folder / "cases.csv"
     run_level_only = f"only the run-level metrics of {record['run_id']} are used"
     try:
-        parts.append(case_rows(_read_csv(cases_path, ("case_id",), _get(record, "cases", "test"))))
+        parts.append(case_rows(_unique_cases(_read_csv(cases_path, ("case_id",), _get(record, "cases", "test")),
+                                             cases_path)))
     except UserError as error:
         skipped.append(f"{error}; {run_level_only}")
     except (ValueError, TypeError) as error:
@@ -222,6 +263,9 @@ def read_results(results: Path) -> Results:
     for path in sorted(runs.glob(f"*/{store.RESULT_FILE}")):
         try:
             record = read_record(path)
+            if record["run_id"] != path.parent.name:
+                raise UserError(f"{path}: the record of run {record['run_id']} in folder {path.parent.name} (a copied "
+                                "or renamed folder: each run is counted once, from its own folder)")
             tables.append(record_table(record, path.parent, skipped))
         except UserError as error:
             skipped.append(f"{error}; skipped")

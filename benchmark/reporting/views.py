@@ -40,7 +40,14 @@ PAIRWISE_COLUMNS = ["task", "test", "method_a", "method_b", "pairing", "n", "sta
 
 
 def at_fraction(frame: pd.DataFrame, fraction: float) -> pd.DataFrame:
-    return frame[np.isclose(frame["fraction"], fraction)]
+    return frame[np.isclose(frame["fraction"], fraction, atol=0.0)]  # relative only: 1e-9 is not 5e-9
+
+
+def seed_interval(values: np.ndarray) -> stats.ConfidenceInterval | None:
+    """The t interval of the mean over seeds, or None below 2 seeds or where every seed scored the same."""
+    if values.size < 2 or np.ptp(values) == 0.0:
+        return None
+    return stats.t_interval(values)
 
 
 def primary_runs(table: pd.DataFrame) -> pd.DataFrame:
@@ -109,6 +116,8 @@ def _values(scores: pd.DataFrame, task: str, method: str | None) -> np.ndarray:
 
 def verdict(p_corrected: float, min_p_corrected: float) -> str:
     """What a corrected p-value says, telling "not significant" from "could not have been significant"."""
+    if not np.isfinite(p_corrected):
+        return "not computed (see the note)"
     if p_corrected < ALPHA:
         return "significant"
     if min_p_corrected >= ALPHA:
@@ -132,6 +141,8 @@ def _welch_or_gap(a: np.ndarray, b: np.ndarray, label: str, gaps: Gaps) -> stats
 
 
 def _welch_mdd(test: stats.TestResult, alpha: float) -> float:
+    if not np.isfinite(test.p):  # undefined test (both groups constant): no power figure either
+        return np.nan
     return stats.detectable_difference_t(test.detail["sd_a"], test.detail["sd_b"], test.n["a"], test.n["b"], alpha,
                                          POWER)
 
@@ -156,7 +167,7 @@ def table3(scores: pd.DataFrame, methods: list[str], tasks: list[str], baseline:
             gaps.append(f"table 3: no {baseline} (baseline) run on {task}: no marks against the baseline")
         for method in present:
             values = _values(scores, task, method)
-            interval = stats.t_interval(values) if values.size > 1 else None
+            interval = seed_interval(values)
             vs_baseline = _welch_or_gap(values, _values(scores, task, baseline), f"{task}: {method} vs {baseline} "
                                         "(baseline)", gaps) if baseline in present and method != baseline else None
             vs_best = _welch_or_gap(values, _values(scores, task, best[0]), f"{task}: {method} vs {best[0]} (best)",
@@ -199,15 +210,22 @@ def _correct_table3(rows: list[dict], against: str, correction: str, family: str
             row.update({f"p_vs_{against}": test.p, f"p_vs_{against}_corrected": q,
                         f"marks_vs_{against}": stats.significance_marks(q), f"family_vs_{against}": label})
             if against == "baseline":
-                row["mdd_vs_baseline"] = _welch_mdd(test, ALPHA / corrected.n_tests)
+                row["mdd_vs_baseline"] = _welch_mdd(test, ALPHA / max(corrected.n_tests, 1))
 
 
 # --------------------------------------------------------------------------- pairwise tests
 
 
-def _seed_averaged_cases(cases: pd.DataFrame, task: str, method: str) -> pd.Series:
+def _seed_averaged_cases(cases: pd.DataFrame, task: str, method: str, gaps: Gaps) -> pd.Series:
+    """Each case's value averaged over the method's seeds; a case whose value is not a finite number in
+    some seed is left out (and listed), so that no case is averaged over fewer seeds than the others."""
     chosen = cases[(cases["task"] == task) & (cases["method"] == method)]
-    return chosen.groupby("case_id")["value"].mean()
+    broken = sorted(set(chosen.loc[~np.isfinite(chosen["value"].astype(float)), "case_id"]))
+    gap = (f"pairwise {task}: {method}: {len(broken)} case(s) with a value that is not a number in some seed "
+           f"({', '.join(broken[:3])}{', ...' if len(broken) > 3 else ''}); left out of its paired tests")
+    if broken and gap not in gaps:  # once, not once per pair
+        gaps.append(gap)
+    return chosen[~chosen["case_id"].isin(broken)].groupby("case_id")["value"].mean()
 
 
 def _test_row(task: str, a: str, b: str, pairing: str, result: stats.TestResult, variability: float,
@@ -237,7 +255,7 @@ def welch_rows(scores: pd.DataFrame, task: str, pairs: list[tuple[str, str]], ga
 def wilcoxon_rows(cases: pd.DataFrame, task: str, pairs: list[tuple[str, str]], gaps: Gaps) -> list[dict]:
     rows = []
     for a, b in pairs:
-        va, vb = _seed_averaged_cases(cases, task, a), _seed_averaged_cases(cases, task, b)
+        va, vb = _seed_averaged_cases(cases, task, a, gaps), _seed_averaged_cases(cases, task, b, gaps)
         common = va.index.intersection(vb.index)
         if common.empty:
             gaps.append(f"pairwise {task}: Wilcoxon {a} vs {b}: no test case in common")
@@ -247,8 +265,13 @@ def wilcoxon_rows(cases: pd.DataFrame, task: str, pairs: list[tuple[str, str]], 
             pairing += f" (of {va.size} and {vb.size})"
         differences = va[common].to_numpy() - vb[common].to_numpy()
         spread = float(np.std(differences, ddof=1)) if differences.size > 1 else np.nan
+        try:
+            result = stats.wilcoxon_signed_rank(va[common].to_numpy(), vb[common].to_numpy())
+        except ValueError as error:
+            gaps.append(f"pairwise {task}: Wilcoxon {a} vs {b}: {error}")
+            continue
         rows.append(_test_row(
-            task, a, b, pairing, stats.wilcoxon_signed_rank(va[common].to_numpy(), vb[common].to_numpy()), spread,
+            task, a, b, pairing, result, spread,
             "s.d. of the per-case differences (paired t approximation)",
             lambda alpha, spread=spread, n=differences.size:
             stats.detectable_difference_paired(spread, n, alpha, POWER) if n > 1 else np.nan))
@@ -324,7 +347,7 @@ def _correct_family(rows: list[dict], correction: str, task: str | None, kind: s
     if any(floors):  # is the smallest each corrected p can be (a correction of zeros is zeros)
         floors = stats.correct(floors, correction).p_corrected
     label = _family_label(corrected, f"{kind} test(s)", task)
-    level = ALPHA / corrected.n_tests  # the level the detectable difference is computed at
+    level = ALPHA / max(corrected.n_tests, 1)  # the level the detectable difference is computed at
     for row, q, floor in zip(rows, corrected.p_corrected, floors):
         mdd = row.pop("_mdd")
         row.update({"p_corrected": q, "min_p_corrected": floor, "marks": stats.significance_marks(q),
@@ -342,10 +365,12 @@ def confidence_intervals(table: pd.DataFrame, scores: pd.DataFrame, fraction: fl
     rows, gaps = [], []
     for task in tasks:
         for method, group in scores[scores["task"] == task].groupby("method"):
-            if len(group) < 2:
-                gaps.append(f"CI {method} on {task} across seeds: needs at least 2 seeds (have {len(group)})")
+            interval = seed_interval(group["value"].to_numpy(dtype=float))
+            if interval is None:
+                gaps.append(f"CI {method} on {task} across seeds: needs at least 2 seeds that differ (have "
+                            f"{len(group)}, {group['value'].nunique()} distinct)")
                 continue
-            rows.append(_ci_row(task, method, "mean over seeds", None, stats.t_interval(group["value"].to_numpy())))
+            rows.append(_ci_row(task, method, "mean over seeds", None, interval))
         cases = at_fraction(table[(table["level"] == "case") & (table["task"] == task)], fraction)
         for run_id, group in cases.groupby("run_id"):
             first = group.iloc[0]
