@@ -169,6 +169,19 @@ def test_the_target_folder_or_a_copy_of_it_is_refused_as_the_source(tmp_path: Pa
     assert not list((tmp_path / "r").glob("checkpoints/*/checkpoint.pt"))
 
 
+def test_a_supervised_checkpoint_is_the_same_whichever_run_trains_it(tmp_path: Path) -> None:
+    """Its id names no target task: trained for an NCC run or for an NCS run, it must be the same file."""
+    checkpoints = []
+    for target in ("ncc", "ncs"):
+        results = tmp_path / target
+        assert main(["run", "--method", "supervised", "--method-arg", "source=lcs", "--task", target,
+                     "--results", str(results), *FAST]) == 0
+        checkpoints += list(results.glob("checkpoints/supervised-*/checkpoint.pt"))
+    assert len(checkpoints) == 2 and checkpoints[0].parent.name == checkpoints[1].parent.name
+    first, second = (torch.load(path, weights_only=True)["state_dict"] for path in checkpoints)
+    assert first.keys() == second.keys() and all(torch.equal(first[k], second[k]) for k in first)
+
+
 def test_a_source_folder_is_one_setting_however_its_path_is_written(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     (tmp_path / "site").mkdir()

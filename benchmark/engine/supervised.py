@@ -39,6 +39,7 @@ from benchmark.engine.checkpoints import (
 )
 from benchmark.engine.finetune import finetune
 from benchmark.engine.pretrain import CHECKPOINT_FORMAT, save_checkpoint
+from benchmark.engine.runtime import seed_everything
 from benchmark.errors import UserError
 from benchmark.provenance import code_fingerprint, source_fingerprint
 
@@ -129,6 +130,7 @@ def _train(method: Method, backbone: Backbone, task: Task, data: DataSource, cas
     start = time.perf_counter()
     cube = task.cube_shape(profile.cube)
     backbone.check_cube(cube, f"source task '{task.name}' cube")
+    seed_everything(seed)  # the checkpoint's weights owe nothing to the run that happens to train it
     model = task.build_model(backbone, profile.width)
     method.init_weights(model)
     model, history, fit = finetune(model, task, cases.train, cases.val, cube, profile, seed, device, progress,
