@@ -43,6 +43,18 @@ def test_written_files_get_the_permissions_of_a_new_file(tmp_path, umask):
     assert modes[0] == modes[1] == 0o666 & ~umask
 
 
+@pytest.mark.parametrize("umask", [0o022, 0o002, 0o077])
+def test_folders_written_whole_get_the_permissions_of_a_new_folder(tmp_path, umask):
+    previous = os.umask(umask)
+    try:
+        files.write_folder_atomic(tmp_path / "entry", lambda tmp: (tmp / "a.npy").write_bytes(b"x"))
+        (tmp_path / "plain").mkdir()
+    finally:
+        os.umask(previous)
+    modes = [stat.S_IMODE((tmp_path / name).stat().st_mode) for name in ("entry", "plain")]
+    assert modes[0] == modes[1] == 0o777 & ~umask
+
+
 def a_record(run_id: str = "run-1") -> dict:
     return {key: {} for key in store.RECORD_KEYS} | {
         "run_id": run_id, "method": "scratch-he", "task": "ncc", "profile": "quick", "seed": 0, "fraction": 1.0,

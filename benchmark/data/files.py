@@ -89,8 +89,9 @@ def _stale(path: Path) -> bool:
 
 
 def write_folder_atomic(folder: Path, write: Callable[[Path], None]) -> None:
-    """Call ``write(tmp_folder)`` then rename the temporary folder to ``folder``. If another process
-    put ``folder`` in place first, its folder is kept and this one dropped."""
+    """Call ``write(tmp_folder)`` then rename the temporary folder to ``folder``, with the permissions of
+    an ordinary new folder (``0o777`` less the umask, not ``mkdtemp``'s owner-only ones). If another
+    process put ``folder`` in place first, its folder is kept and this one dropped."""
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
     remove_leftovers(folder.parent, TEMPORARY_FOLDER)
@@ -99,6 +100,7 @@ def write_folder_atomic(folder: Path, write: Callable[[Path], None]) -> None:
     try:
         fcntl.flock(descriptor, fcntl.LOCK_EX)  # held until closed: no cleaner removes it meanwhile
         write(tmp)
+        os.chmod(tmp, 0o777 & ~current_umask())
         os.rename(tmp, folder)
     except OSError:
         if not folder.is_dir():  # not a lost race with another process: a real failure
