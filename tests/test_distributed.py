@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
 
 from benchmark.cli import main
-from benchmark.engine import distributed
+from benchmark.engine import distributed, store
 from benchmark.engine.checkpoints import checkpoint_fault
 from benchmark.engine.harness import RunSpec, plan_run
 from benchmark.engine.pretrain import load_checkpoint
@@ -34,6 +35,17 @@ def test_two_processes_pretrain_one_checkpoint_written_once(tmp_path):
     assert meta["identity"]["world_size"] == 2 and checkpoint_fault(folder, meta["identity"]) is None
     assert done.stdout.count("checkpoint ") == 1 and "2 process(es)" in done.stdout  # rank 0 reports
     assert done.stdout.splitlines()[-1] == str(folder / "checkpoint.pt")  # the path to hand to 'run --weights'
+
+    # launched while another process holds the checkpoint's lock and then finishes it: every rank waits for it
+    aside = tmp_path / "aside"
+    folder.rename(aside)
+    with store.exclusive(store.lock_path(tmp_path, folder.name), wait=True):
+        launched = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+        time.sleep(15)  # the ranks start meanwhile: none may pretrain what the lock holder is finishing
+        aside.rename(folder)
+    out, err = launched.communicate(timeout=240)
+    assert launched.returncode == 0, err[-3000:]
+    assert "reused" in out and not (folder / "latest.pt").exists()
 
     # two processes draw other cubes than one: 'run' would pretrain another checkpoint, not take this one ...
     assert plan_run(RunSpec("genesis", "ncc", profile="smoke")).checkpoint_id != folder.name

@@ -17,6 +17,7 @@ import hashlib
 import json
 import logging
 import time
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -79,9 +80,11 @@ def obtain_checkpoint(method: Method, pool: DataSource, profile: Profile, seed: 
     backbone = backbone or default_backbone(method)
     identity = pretrain_identity(method, pool, profile, seed, backbone)
     folder = store.checkpoint_dir(results, checkpoint_id(method, identity))
-    if not distributed.is_main():  # data-parallel pretraining: rank 0 holds the lock and writes
-        return _load_or_pretrain(method, backbone, pool, profile, seed, device, progress, identity, folder)
-    with store.exclusive(store.lock_path(results, folder.name), wait=True):
+    # data-parallel pretraining: rank 0 holds the lock and writes; every rank looks for a cached checkpoint
+    # only once rank 0 holds it, so that all of them find the same (no other process writes meanwhile)
+    held = store.exclusive(store.lock_path(results, folder.name), wait=True) if distributed.is_main() else nullcontext()
+    with held:
+        distributed.barrier()
         return _load_or_pretrain(method, backbone, pool, profile, seed, device, progress, identity, folder)
 
 

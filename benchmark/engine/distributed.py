@@ -64,6 +64,12 @@ def active() -> bool:
     return dist.is_initialized() and dist.get_world_size() > 1
 
 
+def barrier() -> None:
+    """Wait until every process gets here (nothing with one process)."""
+    if active():
+        dist.barrier()
+
+
 def wrap(model: nn.Module, device: torch.device) -> nn.Module:
     """``model`` in ``DistributedDataParallel`` when several processes train it."""
     if not active():
