@@ -56,6 +56,7 @@ def test_pretraining_killed_after_an_epoch_resumes_to_the_same_weights(tmp_path,
     assert latest.is_file()
     resumed, history = _pretrain(latest)
     assert resumed["resumed_from_epoch"] == 2 and reference["resumed_from_epoch"] is None
+    assert resumed["earlier_seconds"] > 0 and reference["earlier_seconds"] == 0  # the killed epochs' time counts
     assert resumed["epochs"] == reference["epochs"] and resumed["best_val_loss"] == reference["best_val_loss"]
     for key, tensor in reference["state_dict"].items():
         assert torch.equal(resumed["state_dict"][key], tensor), key
@@ -91,6 +92,8 @@ def test_a_run_killed_in_fine_tuning_resumes_to_the_same_record(tmp_path, monkey
     assert (folder / store.LATEST_FILE).is_file() and not (folder / store.RESULT_FILE).exists()
     resumed = execute(spec, results, progress=False)
     assert resumed["finetune"]["resumed_from_epoch"] == 1 and reference["finetune"]["resumed_from_epoch"] is None
+    earlier = resumed["finetune"]["earlier_seconds"]  # the killed process's epoch is in the time reported
+    assert earlier > 0 and resumed["compute"]["finetune_seconds"] > earlier and resumed["wall_seconds"] > earlier
     assert resumed["metrics"] == reference["metrics"]
     assert resumed["finetune"]["best_epoch"] == reference["finetune"]["best_epoch"]
     history = (folder / "history.csv").read_text()

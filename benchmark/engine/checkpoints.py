@@ -136,7 +136,7 @@ def _load_or_pretrain(method: Method, backbone: Backbone, pool: DataSource, prof
     meta = {"checkpoint_id": folder.name, "identity": identity, "pool": pool.describe(),
             "train_cubes": len(train), "val_cubes": len(val), "epochs": checkpoint["epochs"],
             "cubes_seen": checkpoint["cubes_seen"], "best_val_loss": checkpoint["best_val_loss"],
-            "wall_seconds": time.perf_counter() - start, "device": str(device),
+            "wall_seconds": time.perf_counter() - start + checkpoint["earlier_seconds"], "device": str(device),
             "resumed_from_epoch": checkpoint["resumed_from_epoch"], SHA256_KEY: files.sha256_file(path)}
     files.write_csv(folder / "history.csv", history)
     files.write_json(folder / META_FILE, meta)

@@ -113,7 +113,7 @@ def finetune(model: nn.Module, task: Task, train_cases: Sequence[Case], val: Seq
     epochs = len(state.history)
     return model, pd.DataFrame(state.history), {
         "epochs": epochs, "best_epoch": state.best_epoch, "monitor": stopping.monitor,
-        "resumed_from_epoch": state.resumed_from_epoch,
+        "resumed_from_epoch": state.resumed_from_epoch, "earlier_seconds": state.earlier_seconds,
         "samples_seen": epochs * schedule.steps_per_epoch * schedule.batch}
 
 

@@ -351,7 +351,7 @@ def _train_and_evaluate(plan: Plan, results: Path, device: torch.device, progres
     model, history, fit = finetune(model, task, train, task_data.val, cube, profile, spec.seed, device, progress,
                                    latest=folder / store.LATEST_FILE)
     scores, cases = evaluate(model, task, task_data.test, cube, profile, device)
-    finetune_seconds = time.perf_counter() - finetune_start
+    finetune_seconds = time.perf_counter() - finetune_start + fit["earlier_seconds"]  # a resumed run's, all of it
     subset_text, subset_hash = subset_listing(train)
 
     record = {
@@ -365,7 +365,7 @@ def _train_and_evaluate(plan: Plan, results: Path, device: torch.device, progres
                      "parameters": protocol["parameters"], "encoder_parameters": count_parameters(model.encoder),
                      "published": backbone.published},
         "metrics": scores, "primary_metric": task.primary_metric,
-        "wall_seconds": time.perf_counter() - start,
+        "wall_seconds": time.perf_counter() - start + fit["earlier_seconds"],
         "peak_memory_mb": peak_host_memory_mb(), "peak_device_memory_mb": peak_device_memory_mb(device),
         "device": str(device), "compute": _compute_accounting(device, pretraining, fit, finetune_seconds),
         "transfer": transfer, "protocol": protocol, "pretraining": pretraining, "warnings": warnings,

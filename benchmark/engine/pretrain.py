@@ -187,6 +187,7 @@ def pretrain(
         "epochs": epochs,
         "best_val_loss": state.best_value,
         "resumed_from_epoch": state.resumed_from_epoch,
+        "earlier_seconds": state.earlier_seconds,
     }
     return checkpoint, pd.DataFrame(state.history)
 

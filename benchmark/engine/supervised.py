@@ -148,7 +148,7 @@ def _train(method: Method, backbone: Backbone, task: Task, data: DataSource, cas
             "source": {"task": task.name, "train_cases": len(cases.train), "val_cases": len(cases.val),
                        "best_epoch": fit["best_epoch"]},
             "epochs": fit["epochs"], "cubes_seen": fit["samples_seen"], "best_val_loss": None,
-            "wall_seconds": time.perf_counter() - start, "device": str(device),
+            "wall_seconds": time.perf_counter() - start + fit["earlier_seconds"], "device": str(device),
             "resumed_from_epoch": fit["resumed_from_epoch"], SHA256_KEY: files.sha256_file(path)}
     files.write_csv(folder / "history.csv", history)
     files.write_json(folder / META_FILE, meta)

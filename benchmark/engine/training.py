@@ -80,7 +80,8 @@ class Stopping:
 @dataclass
 class TrainingState:
     """What the loop carries between epochs: the epochs done, the best validation value, its
-    epoch and weights, the epochs since it, and one history row per epoch done."""
+    epoch and weights, the epochs since it, one history row per epoch done, and the seconds the
+    epochs took (those of the processes before a resume included)."""
 
     epoch: int = 0
     best_value: float | None = None
@@ -89,6 +90,8 @@ class TrainingState:
     best_state: dict[str, torch.Tensor] | None = None
     history: list[dict[str, float]] = field(default_factory=list)
     resumed_from_epoch: int | None = None  # the epoch a resumed run started from, None for a fresh one
+    seconds: float = 0.0
+    earlier_seconds: float = 0.0  # the epochs' seconds spent before a resume (by the processes killed)
 
 
 @dataclass(frozen=True)
@@ -105,7 +108,8 @@ def save_latest(latest: Latest, phase: str, model: nn.Module, optimizer: torch.o
         "phase": phase, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict() if scheduler is not None else None,
         "state": {"epoch": state.epoch, "best_value": state.best_value, "best_epoch": state.best_epoch,
-                  "stale": state.stale, "best_state": state.best_state, "history": state.history},
+                  "stale": state.stale, "best_state": state.best_state, "history": state.history,
+                  "seconds": state.seconds},
         "torch_rng": torch.get_rng_state(),
         "numpy_rng": [generator.bit_generator.state for generator in latest.generators],
     }
@@ -130,7 +134,8 @@ def load_latest(latest: Latest, phase: str, model: nn.Module, optimizer: torch.o
             scheduler.load_state_dict(snapshot["scheduler"])
         saved = snapshot["state"]
         state = TrainingState(saved["epoch"], saved["best_value"], saved["best_epoch"], saved["stale"],
-                              saved["best_state"], saved["history"], resumed_from_epoch=saved["epoch"])
+                              saved["best_state"], saved["history"], resumed_from_epoch=saved["epoch"],
+                              seconds=float(saved["seconds"]), earlier_seconds=float(saved["seconds"]))
     except Exception as error:  # a damaged file raises many types; none may stop the run
         log.warning("%s: cannot resume from %s (%s); starting from the beginning", phase, latest.path,
                     str(error).splitlines()[0] if str(error) else type(error).__name__)
@@ -188,6 +193,7 @@ def train(
             _keep_best(model, stopping, state, row)
             state.history.append(row)
             state.epoch += 1
+            state.seconds += time.perf_counter() - start
             if main:
                 _report(bar, phase, stopping, state, row, time.perf_counter() - start)
             if latest is not None and main:
