@@ -3,6 +3,7 @@
 import json
 import os
 import stat
+from pathlib import Path
 
 import pytest
 
@@ -41,6 +42,16 @@ def test_written_files_get_the_permissions_of_a_new_file(tmp_path, umask):
         os.umask(previous)
     modes = [stat.S_IMODE((tmp_path / name).stat().st_mode) for name in ("result.json", "plain.txt")]
     assert modes[0] == modes[1] == 0o666 & ~umask
+
+
+def test_a_written_file_and_its_rename_reach_the_disk_before_the_call_returns(tmp_path, monkeypatch):
+    synced = []
+    real = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(os.readlink(f"/proc/self/fd/{fd}")), real(fd)))
+    files.write_json(tmp_path / "result.json", {"a": 1})
+    written, folder = synced
+    assert Path(written).name.startswith(".result.json.") and Path(written).parent == tmp_path
+    assert folder == str(tmp_path)  # after the rename: the folder's entry is on disk too
 
 
 @pytest.mark.parametrize("umask", [0o022, 0o002, 0o077])

@@ -38,7 +38,9 @@ def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
     """Call ``write(tmp_path)`` then rename the temporary file onto ``path``.
 
     The file gets the permissions of an ordinary new file (``0o666`` less the umask), not the
-    owner-only ones of a temporary file: a results root shared by a group stays readable.
+    owner-only ones of a temporary file: a results root shared by a group stays readable. Its bytes
+    reach the disk before the rename and the rename before the call returns, so that a machine that
+    loses power keeps the old file or the whole new one, never an empty one under the final name.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -48,12 +50,22 @@ def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
         fcntl.flock(handle, fcntl.LOCK_EX)  # held until closed: no cleaner removes it meanwhile
         write(Path(tmp))
         os.chmod(tmp, 0o666 & ~current_umask())
+        os.fsync(handle)  # the descriptor of the same file ``write`` filled
         os.replace(tmp, path)
+        _sync_folder(path.parent)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     finally:
         os.close(handle)
+
+
+def _sync_folder(folder: Path) -> None:
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
 
 
 def remove_leftovers(folder: Path, name: re.Pattern[str]) -> None:
