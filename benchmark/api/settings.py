@@ -48,9 +48,9 @@ def convert(value: Any, default: Any) -> Any:
     if isinstance(value, str) and not isinstance(default, str):
         return parse(value, default)
     if isinstance(default, (tuple, list)) and isinstance(value, (tuple, list)):
-        items = [as_number(item, default[min(k, len(default) - 1)]) for k, item in enumerate(value)] \
-            if default else list(value)
-        return type(default)(items)
+        if not default:
+            return type(default)(value)
+        return type(default)(as_number(item, kind) for item, kind in zip(value, _item_defaults(default, len(value))))
     return as_number(value, default)
 
 
@@ -105,8 +105,13 @@ def _parse_sequence(text: str, default: tuple | list) -> tuple | list:
         raise ValueError(f"expected {len(default)} comma-separated values, got '{text}'")
     if not default:
         raise ValueError("the default is empty: the type of its items is unknown")
-    kinds = default if isinstance(default, tuple) else [default[0]] * len(items)
-    return type(default)(parse(item, kind) for item, kind in zip(items, kinds))
+    return type(default)(parse(item, kind) for item, kind in zip(items, _item_defaults(default, len(items))))
+
+
+def _item_defaults(default: tuple | list, count: int) -> list[Any]:
+    """The default of each of ``count`` items: a tuple's own, position by position (a longer tuple's extra
+    items take its last), a list's first for every item."""
+    return [default[min(k, len(default) - 1)] if isinstance(default, tuple) else default[0] for k in range(count)]
 
 
 def format_value(value: Any) -> str:

@@ -50,6 +50,7 @@ from benchmark.engine.runtime import (
     seed_everything,
 )
 from benchmark.engine.supervised import (
+    SHOWN_IDS,
     check_no_shared_patients,
     check_source_shares_no_test_scan,
     obtain_supervised_checkpoint,
@@ -63,7 +64,6 @@ from benchmark.model.transfer import transfer_weights
 from benchmark.provenance import code_fingerprint, git_state, source_fingerprint
 
 log = logging.getLogger(__name__)
-SHOWN_SCANS = 3  # scans named in an error about a pool's test scans
 
 
 @dataclass(frozen=True)
@@ -218,7 +218,7 @@ def check_pool_holds_no_test_scans(task: Task, data: DataSource, pool: DataSourc
     shared = sorted(pool_layout(layout).scans(pool.root) & task.split_scans(data.root, "test", data.splits))
     if shared:
         raise UserError(f"{pool.root}: {len(shared)} of its pretraining scans are test scans of task '{task.name}' "
-                        f"in {data.root} (e.g. {', '.join(shared[:SHOWN_SCANS])}): pretraining on them would leak "
+                        f"in {data.root} (e.g. {', '.join(shared[:SHOWN_IDS])}): pretraining on them would leak "
                         "the test set; pretrain on a folder without them, or choose other test patients (--splits)")
 
 

@@ -43,7 +43,7 @@ from benchmark.engine.runtime import seed_everything
 from benchmark.errors import UserError
 from benchmark.provenance import code_fingerprint, source_fingerprint
 
-SHOWN_PATIENTS = 3
+SHOWN_IDS = 3  # patients or scans named in an error about shared ones
 
 
 def source_of(method: Method, target: Task, target_data: DataSource) -> tuple[Task, DataSource] | None:
@@ -82,7 +82,7 @@ def check_no_shared_patients(method: Method, source: str, source_train: list[Cas
         role, harm = (("patients", "its label fraction would be a fiction") if same_task
                       else ("test patients", "pretraining on them would leak the test set"))
         raise UserError(f"method '{method.name}': {len(shared)} training patient(s) of the source task '{source}' "
-                        f"are {role} of '{target}' (e.g. {', '.join(shared[:SHOWN_PATIENTS])}): {harm}")
+                        f"are {role} of '{target}' (e.g. {', '.join(shared[:SHOWN_IDS])}): {harm}")
 
 
 def check_source_shares_no_test_scan(method: Method, source: Task, source_data: DataSource, target: Task,
@@ -95,7 +95,7 @@ def check_source_shares_no_test_scan(method: Method, source: Task, source_data: 
     shared = sorted(trained & target.split_scans(target_data.root, "test", target_data.splits))
     if shared:
         raise UserError(f"method '{method.name}': {len(shared)} training scan(s) of the source task '{source.name}' "
-                        f"are test scans of '{target.name}' (e.g. {', '.join(shared[:SHOWN_PATIENTS])}): pretraining "
+                        f"are test scans of '{target.name}' (e.g. {', '.join(shared[:SHOWN_IDS])}): pretraining "
                         "on them would leak the test set; give the source other patients (--method-arg "
                         "source_root=DIR) or the target other test patients (--splits)")
 
