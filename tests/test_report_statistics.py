@@ -199,6 +199,19 @@ def test_delong_is_given_with_at_least_20_candidates_of_each_class(positives: in
                                      "the DeLong test is given with at least 20 of each (it over-rejects below)"])
 
 
+def test_a_perfect_ranking_against_a_constant_score_is_listed_not_given_p_zero() -> None:
+    labels = np.r_[np.ones(20, int), np.zeros(20, int)]
+    values = {"a": labels + 0.1 * np.arange(40) / 40, "b": np.full(40, 0.5)}
+    table = pd.DataFrame([{"task": "ncc", "level": "case", "metric": "score", "method": method, "seed": 0,
+                           "case_id": f"c{i}", "label": label, "value": values[method][i]}
+                          for method in ("a", "b") for i, label in enumerate(labels)])
+    gaps: list[str] = []
+    assert views.delong_rows(table, "ncc", [("a", "b")], gaps) == []
+    assert gaps == ["pairwise ncc: DeLong a vs b, seed 0: the DeLong variance of the AUC difference is zero while the "
+                    "AUCs differ (1.000 vs 0.500: a perfect ranking against a constant score), so the test gives no "
+                    "p-value"]
+
+
 def _three_seeds(results, write_run, task="t", methods=("scratch-he", "genesis"), **options):
     folders = []
     for method, base in zip(methods, (0.70, 0.75)):

@@ -283,7 +283,9 @@ def delong(labels: ArrayLike, scores_a: ArrayLike, scores_b: ArrayLike) -> TestR
     ``statistic`` is z = (AUC_a − AUC_b) / sqrt(var(AUC_a − AUC_b)); ``detail`` holds ``auc_a``,
     ``auc_b``, ``difference``, ``covariance`` (2×2, nested lists), ``variance_difference`` and
     ``standard_error``. When the variance of the difference is zero (e.g. identical rankings)
-    z = 0 and p = 1 if the AUCs are equal, otherwise z = ±inf and p = 0, with a note.
+    z = 0 and p = 1 if the AUCs are equal (a note says so). Zero variance with unequal AUCs (a perfect
+    ranking against a constant score) leaves the normal approximation without a scale: ValueError, not
+    the p = 0 of an infinite z, which no test of a finite sample can give.
     """
     is_pos, (sa, sb) = _prepare_auc_inputs(labels, scores_a, scores_b)
     m = int(np.count_nonzero(is_pos))
@@ -309,12 +311,12 @@ def delong(labels: ArrayLike, scores_a: ArrayLike, scores_b: ArrayLike) -> TestR
         "standard_error": math.sqrt(max(var_diff, 0.0)),
     }
     if var_diff <= 0.0:
-        if diff == 0.0:
-            z, p = 0.0, 1.0
-            detail["note"] = "zero variance of the AUC difference and equal AUCs; p set to 1"
-        else:
-            z, p = math.copysign(math.inf, diff), 0.0
-            detail["note"] = "zero variance of the AUC difference but unequal AUCs; p set to 0"
+        if diff != 0.0:
+            raise ValueError(f"the DeLong variance of the AUC difference is zero while the AUCs differ "
+                             f"({auc_a:.3f} vs {auc_b:.3f}: a perfect ranking against a constant score), "
+                             "so the test gives no p-value")
+        z, p = 0.0, 1.0
+        detail["note"] = "zero variance of the AUC difference and equal AUCs; p set to 1"
     else:
         z = diff / math.sqrt(var_diff)
         p = float(2.0 * _st.norm.sf(abs(z)))
