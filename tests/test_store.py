@@ -2,7 +2,10 @@
 
 import json
 import os
+import signal
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -111,3 +114,34 @@ def test_a_record_with_values_of_the_wrong_kind_is_unreadable_not_reused(tmp_pat
         store.finished_result(tmp_path, "run-1")
     message = str(caught.value)
     assert message.startswith(f"{path}: not a record of this run (") and why in message and "--force" in message
+
+
+HOLD_AND_FORK = """
+import multiprocessing, os, signal, sys, time
+from benchmark.engine import store
+with store.exclusive(sys.argv[1], wait=False) as obtained:
+    assert obtained
+    worker = multiprocessing.get_context("fork").Process(target=time.sleep, args=(120,))
+    worker.start()  # as a data-loader worker is started
+    print(worker.pid, flush=True)
+    sys.stdin.readline()
+    os.kill(os.getpid(), signal.SIGKILL)  # killed outright: no unlock, the worker lives on
+"""
+
+
+def test_a_killed_process_forked_worker_does_not_keep_its_lock(tmp_path):
+    lock = tmp_path / "run.lock"
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_AND_FORK, str(lock)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    worker = int(holder.stdout.readline())
+    try:
+        with store.exclusive(lock, wait=False) as obtained:
+            assert not obtained  # the holder still runs
+        holder.stdin.write("\n")
+        holder.stdin.flush()
+        assert holder.wait(timeout=60) == -signal.SIGKILL
+        os.kill(worker, 0)  # the worker outlives its parent
+        with store.exclusive(lock, wait=False) as obtained:
+            assert obtained
+    finally:
+        os.kill(worker, signal.SIGKILL)

@@ -13,13 +13,15 @@ place, so a crash or Ctrl-C never leaves a half-written file that looks finished
 Work in progress is guarded by advisory ``flock`` locks, which the operating system
 releases when the holding process ends, however it ends: two processes (two sweeps,
 or a sweep and a ``benchmark run``) never compute the same run or checkpoint at once,
-and a killed process never leaves a stale lock behind.
+and a killed process never leaves a stale lock behind (nor do its forked data-loader workers, which
+let go of the locks they inherit).
 """
 
 from __future__ import annotations
 
 import fcntl
 import logging
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -141,6 +143,30 @@ def lock_path(results: Path, name: str) -> Path:
     return Path(results) / "locks" / f"{name}.lock"
 
 
+_HELD_LOCKS: set[int] = set()  # the descriptors of the locks this process holds now
+
+
+def _drop_inherited_locks() -> None:
+    """In a forked child (a data-loader worker): let go of the parent's locks.
+
+    A ``flock`` lock belongs to the open file, which a fork shares with the child: a worker that
+    outlives its killed parent by a few seconds would keep the run locked meanwhile. Each inherited
+    descriptor is pointed at /dev/null rather than closed, so that its number stays valid for the
+    parent's file objects the child holds copies of."""
+    if not _HELD_LOCKS:
+        return
+    null = os.open(os.devnull, os.O_RDONLY)
+    try:
+        for descriptor in _HELD_LOCKS:
+            os.dup2(null, descriptor)
+    finally:
+        os.close(null)
+    _HELD_LOCKS.clear()
+
+
+os.register_at_fork(after_in_child=_drop_inherited_locks)
+
+
 @contextmanager
 def exclusive(path: Path, wait: bool) -> Iterator[bool]:
     """Hold an exclusive advisory lock on ``path`` for the ``with`` block; yield whether it was obtained.
@@ -156,9 +182,11 @@ def exclusive(path: Path, wait: bool) -> Iterator[bool]:
         except BlockingIOError:
             yield False
             return
+        _HELD_LOCKS.add(handle.fileno())
         try:
             yield True
         finally:
+            _HELD_LOCKS.discard(handle.fileno())
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
