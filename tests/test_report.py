@@ -237,6 +237,18 @@ def test_baseline_override_and_user_mistakes(marked_results, tmp_path, write_run
     assert report(tmp_path / "nothing", tmp_path / "b") == 2
 
 
+def test_a_method_missing_on_several_tasks_is_listed_once(tmp_path, write_run):
+    results = tmp_path / "results"
+    for seed in (0, 1):
+        for task in ("t1", "t2"):
+            write_run(results, "scratch-he", task, seed, 1.0, {"dice": 0.7 + seed / 100}, "dice")
+        write_run(results, "genesis", "t1", seed, 0.5, {"dice": 0.6 + seed / 100}, "dice")  # another fraction only
+    assert report(results, tmp_path / "out") == 0
+    missing = (tmp_path / "out" / "not_computed.md").read_text(encoding="utf-8")
+    assert "table 3: genesis on t1, t2: no finished run at this fraction" in missing
+    assert missing.count("no finished run at this fraction") == 1
+
+
 def test_partial_results_show_missing_cells_and_say_why(tmp_path, write_run):
     results = tmp_path / "results"
     for seed in (0, 1):

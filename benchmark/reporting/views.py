@@ -155,10 +155,11 @@ def table3(scores: pd.DataFrame, methods: list[str], tasks: list[str], baseline:
     family; "benchmark" corrects all tasks' comparisons together.
     """
     rows, gaps = [], []
+    missing: dict[str, list[str]] = {}  # method -> the tasks it has no run on at this fraction (one line each)
     for task in tasks:
         present = [m for m in methods if _values(scores, task, m).size]
         for method in sorted(set(methods) - set(present)):
-            gaps.append(f"table 3: {method} on {task}: no finished run at this fraction")
+            missing.setdefault(method, []).append(task)
         if not present:
             continue
         means = {m: float(np.mean(_values(scores, task, m))) for m in present}
@@ -186,6 +187,8 @@ def table3(scores: pd.DataFrame, methods: list[str], tasks: list[str], baseline:
         notes = [f"vs {against}: {test.detail['note']}" for against in ("baseline", "best")
                  if (test := row.pop(f"_{against}")) is not None and test.detail.get("note")]
         row["note"] = "; ".join(notes)
+    gaps[:0] = [f"table 3: {method} on {', '.join(absent)}: no finished run at this fraction"
+                for method, absent in sorted(missing.items())]
     return pd.DataFrame(rows), gaps
 
 
