@@ -105,6 +105,10 @@ def test_the_report_shows_the_controls_the_label_budget_and_a_positive_control(t
     assert main(["report", "--results", str(results), "--out", str(tmp_path / "again"), "--no-progress",
                  "--positive-control", "scratch-he"]) == 2
     assert "is the baseline itself" in capsys.readouterr().err
+    assert main(["report", "--results", str(results), "--out", str(tmp_path / "again"), "--no-progress",
+                 "--positive-control", "supervised", "--positive-control", "supervised"]) == 2
+    assert "--positive-control 'supervised' is given twice" in capsys.readouterr().err
+    assert not (tmp_path / "again" / ".report-staging").exists()  # refused before any section was computed
 
 
 def test_a_comparison_with_one_seed_is_named_untested_not_counted_as_a_miss() -> None:

@@ -150,3 +150,58 @@ def test_a_line_break_or_control_sequence_typed_by_the_user_stays_on_the_error_l
     assert cli.main([*argv, "--results", str(tmp_path)]) == 2
     errors = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert len(errors) == 1 and errors[0].startswith("error: ") and "\x1b" not in errors[0]
+
+
+SWEEP = ["sweep", "--methods", "scratch-he", "--tasks", "ncc", "--profile", "smoke", "--no-progress"]
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--seeds", "0,0"], "--seeds 0,0: 0 and 0 name the same value"),
+    (["--fractions", "1,1.0,1e0"], "--fractions 1,1.0,1e0: 1 and 1.0 name the same value"),
+    (["--fractions", ",,"], "--fractions ',,': the list has no item"),
+    (["--seeds", " "], "--seeds ' ': the list has no item"),
+    (["--protocols", ","], "--protocols ',': the list has no item"),
+    (["--protocols", "full,full"], "full and full name the same value"),
+    (["--protocols", "freeze:\u00b2"], "--protocol freeze:\u00b2: expected"),
+    (["--backbones", ","], "--backbones ',': the list has no item"),
+    (["--slurm-time", "5"], "--slurm-time applies to --executor slurm only"),
+    (["--executor", "slurm", "--slurm-time", "-5"], "--slurm-time -5: must be at least 1"),
+    (["--jobs", "4", "--executor", "inline"], "--executor inline runs one job at a time"),
+    (["--weights", "scratch-he="], "--weights scratch-he=: expected METHOD=FILE"),
+    (["--seeds", ",".join(map(str, range(100_001)))], "a grid of 100001 cells"),
+])
+def test_a_sweep_given_an_empty_repeated_or_inapplicable_option_is_one_line(extra, message, tmp_path, capsys):
+    assert cli.main([*SWEEP, *extra, "--results", str(tmp_path / "results")]) == 2
+    assert message in one_error_line(capsys)
+    assert not list(tmp_path.glob("results/runs/*"))
+
+
+def test_an_empty_list_of_methods_is_one_line(tmp_path, capsys):
+    assert cli.main(["sweep", "--methods", ",,", "--tasks", "ncc", "--results", str(tmp_path)]) == 2
+    assert "--methods ',,': the list has no item" in one_error_line(capsys)
+
+
+def test_a_sweep_into_a_results_file_is_one_line_before_any_cell(tmp_path, capsys):
+    results = tmp_path / "results"
+    results.write_text("not a folder")
+    assert cli.main([*SWEEP, "--tasks", "ncc,lcs", "--results", str(results)]) == 2
+    assert f"--results {results}: is a file, not a folder" in one_error_line(capsys)
+
+
+def test_a_slurm_sweep_off_a_cluster_is_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no srun, no sbatch
+    assert cli.main([*SWEEP, "--executor", "slurm", "--results", str(tmp_path / "results")]) == 2
+    line = one_error_line(capsys)
+    assert line.startswith("error: --executor slurm: ") and "srun" in line
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["run", "--method", "scratch-he", "--task", "ncc", "--weights", "."], ".: is a folder, not a weights file"),
+    (["run", "--method", "scratch-he", "--task", "ncc", "--data-root", "FILE"], "FILE: is a file, not a data folder"),
+])
+def test_a_file_given_for_a_folder_and_a_folder_for_a_file_are_named_so(argv, message, tmp_path, capsys,
+                                                                          monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "FILE").write_text("x")
+    assert cli.main([*argv, "--profile", "smoke", "--results", str(tmp_path / "results")]) == 2
+    assert message in one_error_line(capsys)

@@ -96,6 +96,18 @@ def test_a_preset_of_ones_own_runs_its_grids_in_turn_and_prints_the_report_comma
     ({"grid": [{"methods": ["scratch-2d"], "tasks": ["ncc"], "dims": ["4d"]}]}, "dims: each must be one of"),
     ({"grid": [{"methods": ["scratch-he"], "tasks": ["ncc"], "protocols": ["half"]}]}, "grid 1: protocols: --protocol"),
     ({"grid": [{"methods": ["scratch-he"], "tasks": ["ncc"], "protocols": "linear"}]}, "list of transfer protocols"),
+    ('{"grid": [{"methods": ["scratch-he"], "tasks": ["ncc"], "fractions": [0.5], "fractions": [1]}]}',
+     "the key 'fractions' appears twice in one object"),
+    ({"grid": [{"methods": ["scratch-he"], "tasks": ["ncc"], "seeds": [2**32]}]}, "seeds: each must be an integer"),
+    ({"grid": [{"methods": ["scratch-he"], "tasks": ["ncc"], "seeds": [0, 0]}]}, "grid 1: seeds: 0 is listed twice"),
+    ({"grid": [{"methods": ["scratch-he"], "tasks": ["ncc"], "fractions": [1, 1.0]}]}, "fractions: 1 is listed twice"),
+    ({"grid": [{"methods": ["scratch-he", "scratch-he"], "tasks": ["ncc"]}]}, "methods: 'scratch-he' is listed twice"),
+    ({"grid": [{"methods": ["scratch-he"], "tasks": ["ncc"], "protocols": ["freeze:\u00b2"]}]},
+     "protocols: --protocol"),
+    ({"report": ["--no-such-option"], "grid": [{"methods": ["scratch-he"], "tasks": ["ncc"]}]},
+     "report: not arguments of 'benchmark report' (unrecognized arguments: --no-such-option)"),
+    ({"report": ["--results", "x"], "grid": [{"methods": ["scratch-he"], "tasks": ["ncc"]}]}, "report: drop --results"),
+    ({"grid": [{"methods": ["scratch-he"], "tasks": ["ncc"], "dims": ["2d"]}]}, "grid 1: --dims 2d: no backbone"),
 ])
 def test_a_malformed_preset_is_a_one_line_error_naming_the_file(tmp_path, capsys, content, message) -> None:
     preset = write_preset(tmp_path / "bad.json", content)
@@ -110,6 +122,7 @@ def test_a_malformed_preset_is_a_one_line_error_naming_the_file(tmp_path, capsys
     (["--preset", "calibration", "--seeds", "0", "--method-arg", "loss=mae"], "drop --seeds, --method-arg"),
     (["--preset", "example", "--dims", "2d"], "drop --dims"),
     (["--preset", "calibration", "--protocols", "linear"], "fixes the transfer protocols of some grids: drop"),
+    (["--preset", "calibration", "--protocols", "full"], "fixes the transfer protocols of some grids: drop"),
     (["--preset", "nope"], "no such preset (built in: calibration"),
     (["--preset", "missing.json"], "missing.json: cannot read the preset"),
     (["--tasks", "ncc"], "--methods and --tasks are required (or --preset NAME"),
@@ -125,5 +138,6 @@ def test_a_mistake_in_a_later_grid_stops_the_preset_before_any_training(tmp_path
         {"methods": ["genesis"], "tasks": ["ncc"], "method_args": {"loss": "huber"}}]})
     results = tmp_path / "results"
     assert main(["sweep", "--preset", str(preset), "--results", str(results), *FAST]) == 2
-    assert "loss" in error_line(capsys.readouterr().err)
+    line = error_line(capsys.readouterr().err)
+    assert f"{preset}: grid 2: " in line and "loss" in line
     assert not list(results.glob("runs/*/result.json"))

@@ -52,7 +52,7 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _add_protocol_argument(parser: argparse.ArgumentParser, sweep: bool) -> None:
     if sweep:
-        parser.add_argument("--protocols", default="full", help="comma-separated transfer protocols, each a cell of "
+        parser.add_argument("--protocols", default=None, help="comma-separated transfer protocols, each a cell of "
                                                                 "its own: full, linear, freeze:N (default full)")
     else:
         parser.add_argument("--protocol", default="full",
@@ -100,10 +100,10 @@ def _add_training_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--methods", default="", help="comma-separated methods, e.g. genesis,scratch-he")
-    parser.add_argument("--tasks", default="", help="comma-separated tasks, e.g. ncc,lcs")
-    parser.add_argument("--fractions", default="", help="comma-separated label fractions in (0, 1] (default 1.0)")
-    parser.add_argument("--seeds", default="", help="comma-separated training seeds (default 0)")
+    parser.add_argument("--methods", default=None, help="comma-separated methods, e.g. genesis,scratch-he")
+    parser.add_argument("--tasks", default=None, help="comma-separated tasks, e.g. ncc,lcs")
+    parser.add_argument("--fractions", default=None, help="comma-separated label fractions in (0, 1] (default 1.0)")
+    parser.add_argument("--seeds", default=None, help="comma-separated training seeds (default 0)")
     parser.add_argument("--preset", default="", metavar="NAME|FILE",
                         help="run a preset's grids one after the other instead of --methods, --tasks, --fractions, "
                              "--seeds, --method-arg and --dims: a built-in name (calibration: the controls that show "
@@ -120,13 +120,13 @@ def _add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
                         help="inline (this process), local (one process per job) or slurm "
                              "(default: inline for --jobs 1, else local)")
     parser.add_argument("--slurm-partition", default=None, help="SLURM partition (with --executor slurm)")
-    parser.add_argument("--slurm-time", type=int, default=24 * 60, help="minutes per SLURM job (default 1440)")
-    parser.add_argument("--slurm-gpus", type=int, default=1, help="GPUs per SLURM job (default 1)")
-    parser.add_argument("--slurm-cpus", type=int, default=8, help="CPUs per SLURM job (default 8)")
-    parser.add_argument("--backbones", default="",
+    parser.add_argument("--slurm-time", type=int, default=None, help="minutes per SLURM job (default 1440)")
+    parser.add_argument("--slurm-gpus", type=int, default=None, help="GPUs per SLURM job (default 1)")
+    parser.add_argument("--slurm-cpus", type=int, default=None, help="CPUs per SLURM job (default 8)")
+    parser.add_argument("--backbones", default=None,
                         help="comma-separated backbones, each a cell of its own for the methods that support it "
                              "(default: each method's own)")
-    parser.add_argument("--dims", default="",
+    parser.add_argument("--dims", default=None,
                         help="comma-separated dimensionalities (2d, 2.5d, 3d), each a cell of its own for the "
                              "runs whose network has that many dimensions (default: each network's own)")
     parser.add_argument("--weights", action="append", default=[], metavar="METHOD=FILE",

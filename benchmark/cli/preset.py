@@ -20,12 +20,16 @@ A preset file is read as untrusted input: anything else is a one-line error nami
 
 from __future__ import annotations
 
+import argparse
+import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from benchmark.api.registry import METHODS, TASKS
+from benchmark.cli.report import add_arguments as add_report_arguments
+from benchmark.engine.runtime import MAX_SEED
 from benchmark.errors import UserError
 from benchmark.model.dims import DIMS
 from benchmark.model.protocols import Protocol
@@ -53,6 +57,7 @@ class Preset:
     description: str
     grids: tuple[PresetGrid, ...]
     report: tuple[str, ...]
+    path: Path  # the file it was read from
 
 
 def builtin_presets() -> list[str]:
@@ -69,7 +74,7 @@ def load_preset(text: str) -> Preset:
         raise UserError(f"--preset {text}: no such preset (built in: {', '.join(builtin_presets())}; "
                         "or the path of a .json file)")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=functools.partial(_object, path))
     except OSError as error:
         raise UserError(f"{path}: cannot read the preset ({error.strerror or error})") from error
     except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as error:
@@ -79,6 +84,15 @@ def load_preset(text: str) -> Preset:
     return _preset(path, data)
 
 
+def _object(path: Path, pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object whose keys are all different: ``json`` would keep the last of two ``fractions`` silently."""
+    keys = [key for key, _ in pairs]
+    repeated = next((key for key in keys if keys.count(key) > 1), None)
+    if repeated is not None:
+        raise UserError(f"{path}: the key {repeated!r} appears twice in one object")
+    return dict(pairs)
+
+
 def _preset(path: Path, data: dict[str, Any]) -> Preset:
     _only_keys(path, "the preset", data, TOP_KEYS)
     description = _text(path, "description", data.get("description", ""))
@@ -86,11 +100,30 @@ def _preset(path: Path, data: dict[str, Any]) -> Preset:
     if not isinstance(report, list):
         raise UserError(f"{path}: report: expected a list of text (arguments of 'benchmark report')")
     report = [_text(path, "report", item) for item in report]
+    _check_report_arguments(path, report)
     grids = data.get("grid")
     if not isinstance(grids, list) or not grids or not all(isinstance(grid, dict) for grid in grids):
         raise UserError(f"{path}: grid: expected a list of one or more objects")
     parsed = tuple(_grid(path, f"grid {number}", grid) for number, grid in enumerate(grids, start=1))
-    return Preset(path.stem, description, parsed, tuple(report))
+    return Preset(path.stem, description, parsed, tuple(report), path)
+
+
+class _ReportArguments(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UserError(message)
+
+
+def _check_report_arguments(path: Path, report: list[str]) -> None:
+    """The preset's ``report`` arguments are ones ``benchmark report`` takes (the sweep prints them as the
+    command to run next), without ``--results``, which the sweep gives."""
+    parser = _ReportArguments(prog="benchmark report", add_help=False)
+    add_report_arguments(parser)
+    try:
+        parser.parse_args(report)
+    except UserError as error:
+        raise UserError(f"{path}: report: not arguments of 'benchmark report' ({error})") from error
+    if any(item == "--results" or item.startswith("--results=") for item in report):
+        raise UserError(f"{path}: report: drop --results (the sweep's --results is the one to report)")
 
 
 def _grid(path: Path, where: str, grid: dict[str, Any]) -> PresetGrid:
@@ -101,8 +134,8 @@ def _grid(path: Path, where: str, grid: dict[str, Any]) -> PresetGrid:
     if not all(0 < fraction <= 1 for fraction in fractions):
         raise UserError(f"{path}: {where}: fractions: each must be in (0, 1]")
     seeds = _list(path, f"{where}: seeds", grid.get("seeds", [0]), (int,), "seeds")
-    if not all(seed >= 0 for seed in seeds):
-        raise UserError(f"{path}: {where}: seeds: each must be >= 0")
+    if not all(0 <= seed <= MAX_SEED for seed in seeds):
+        raise UserError(f"{path}: {where}: seeds: each must be an integer from 0 to {MAX_SEED}")
     settings = grid.get("method_args", {})
     if not isinstance(settings, dict) or not all(_is_value(value) for value in settings.values()):
         raise UserError(f"{path}: {where}: method_args: expected an object of KEY: text or number")
@@ -131,9 +164,14 @@ def _only_keys(path: Path, where: str, table: dict[str, Any], allowed: set[str])
 
 
 def _list(path: Path, where: str, value: Any, kinds: tuple[type, ...], what: str) -> list[Any]:
+    """A non-empty list of ``kinds`` in which no value appears twice (``[0, 0]``, ``[1, 1.0]``: a grid's cells are
+    a set, and a repeated one is a typo)."""
     if (not isinstance(value, list) or not value
             or not all(isinstance(item, kinds) and not isinstance(item, bool) for item in value)):
         raise UserError(f"{path}: {where}: expected a non-empty list of {what}")
+    repeated = next((item for item in value if value.count(item) > 1), None)
+    if repeated is not None:
+        raise UserError(f"{path}: {where}: {repeated!r} is listed twice")
     return value
 
 

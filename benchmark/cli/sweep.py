@@ -14,15 +14,23 @@ from benchmark.engine.sweep import Grid, run_sweep, summarise, terminate_as_inte
 from benchmark.errors import UserError
 
 
-def _names(text: str) -> list[str]:
-    return [item.strip() for item in text.split(",") if item.strip()]
-
-
-def _numbers(text: str, kind: Callable[[str], Any], option: str) -> list[Any]:
+def _listed(text: str | None, option: str, kind: Callable[[str], Any] = str) -> list[Any]:
+    """The items of a comma-separated option, each converted by ``kind`` (empty when the option was not
+    given). Given with no item, with an item that is not a ``kind`` or with one item twice (``0,0``;
+    ``1,1.0``), it is a UserError: a grid is a set of cells, and a repeated one is a typo."""
+    if text is None:
+        return []
+    items = [item.strip() for item in text.split(",") if item.strip()]
+    if not items:
+        raise UserError(f"{option} {text!r}: the list has no item")
     try:
-        return [kind(item) for item in _names(text)]
+        values = [kind(item) for item in items]
     except ValueError as error:
         raise UserError(f"{option} {text}: expected a comma-separated list of numbers") from error
+    repeated = [item for item, value in zip(items, values, strict=True) if values.count(value) > 1]
+    if repeated:
+        raise UserError(f"{option} {text}: {' and '.join(repeated[:2])} name the same value")
+    return values
 
 
 def _data_roots(items: Sequence[str]) -> dict[str, Path]:
@@ -36,62 +44,94 @@ def _data_roots(items: Sequence[str]) -> dict[str, Path]:
 
 
 def _weights(items: Sequence[str]) -> dict[str, Path]:
-    return {method: Path(file) for method, file in assignments(items, "--weights").items()}
+    given = assignments(items, "--weights")
+    empty = next((method for method, file in given.items() if not file.strip()), None)
+    if empty is not None:
+        raise UserError(f"--weights {empty}=: expected METHOD=FILE, e.g. --weights medicalnet=resnet_10_23dataset.pth")
+    return {method: Path(file) for method, file in given.items()}
 
 
 PRESET_FIXES = {"methods": "--methods", "tasks": "--tasks", "fractions": "--fractions", "seeds": "--seeds",
                 "method_arg": "--method-arg", "dims": "--dims"}
+SLURM_DEFAULTS = {"timeout_min": 24 * 60, "gpus_per_node": 1, "cpus_per_task": 8}
+SLURM_OPTIONS = {"slurm_partition": "slurm_partition", "slurm_time": "timeout_min", "slurm_gpus": "gpus_per_node",
+                 "slurm_cpus": "cpus_per_task"}  # option -> submitit's parameter
 
 
 def _grid(args: Any, methods: Sequence[str], tasks: Sequence[str], fractions: Sequence[float],
           seeds: Sequence[int], settings: tuple[tuple[str, str], ...], dims: Sequence[str],
-          protocols: Sequence[str] = ()) -> Grid:
-    """A grid of these lists under the rest of the command line (profile, data, backbones, the protocols
-    unless given...)."""
+          protocols: Sequence[str]) -> Grid:
+    """A grid of these lists under the rest of the command line (profile, data, backbones...)."""
     return Grid(methods=list(methods), tasks=list(tasks), fractions=list(fractions), seeds=list(seeds),
                 profile=args.profile, data_roots=_data_roots(args.data_root), pretrain_root=args.pretrain_root,
                 switches=tuple(switches(args).items()), method_settings=settings,
-                task_settings=task_settings(args), subset_seed=args.subset_seed,
-                protocols=list(protocols) or _names(args.protocols), backbones=_names(args.backbones) or [""],
-                backbone_settings=backbone_settings(args), weights=_weights(args.weights),
-                dims=list(dims))
+                task_settings=task_settings(args), subset_seed=args.subset_seed, protocols=list(protocols),
+                backbones=_listed(args.backbones, "--backbones") or [""],
+                backbone_settings=backbone_settings(args), weights=_weights(args.weights), dims=list(dims))
 
 
 def _grids(args: Any) -> tuple[list[Grid], Preset | None]:
     """The grids to run: the preset's, one after the other, or the one the command line gives."""
-    given = [option for key, option in PRESET_FIXES.items() if getattr(args, key)]
+    protocols = _listed(args.protocols, "--protocols")
     if args.preset:
+        given = [option for key, option in PRESET_FIXES.items() if getattr(args, key) not in (None, [])]
         if given:
             raise UserError(f"--preset {args.preset} fixes the methods, tasks, fractions, seeds, method settings "
                             f"and dimensionalities: drop {', '.join(given)}")
         preset = load_preset(args.preset)
-        if any(g.protocols for g in preset.grids) and _names(args.protocols) != ["full"]:
+        if any(g.protocols for g in preset.grids) and protocols:
             raise UserError(f"--preset {args.preset} fixes the transfer protocols of some grids: drop --protocols")
-        return [_grid(args, g.methods, g.tasks, g.fractions, g.seeds, g.method_settings, g.dims, g.protocols)
-                for g in preset.grids], preset
-    if not args.methods or not args.tasks:
+        return [_grid(args, g.methods, g.tasks, g.fractions, g.seeds, g.method_settings, g.dims,
+                      g.protocols or protocols or ["full"]) for g in preset.grids], preset
+    methods, tasks = _listed(args.methods, "--methods"), _listed(args.tasks, "--tasks")
+    if not methods or not tasks:
         raise UserError("--methods and --tasks are required (or --preset NAME, e.g. --preset calibration)")
-    grid = _grid(args, _names(args.methods), _names(args.tasks),
-                 _numbers(args.fractions or "1.0", float, "--fractions"),
-                 _numbers(args.seeds or "0", int, "--seeds"), method_settings(args), _names(args.dims) or [""])
+    grid = _grid(args, methods, tasks, _listed(args.fractions, "--fractions", float) or [1.0],
+                 _listed(args.seeds, "--seeds", int) or [0], method_settings(args),
+                 _listed(args.dims, "--dims") or [""], protocols or ["full"])
     return [grid], None
 
 
-def _plan_every_grid(grids: Sequence[Grid]) -> None:
-    """Plan every cell of every grid before any of them trains, as a single grid's sweep does: an unknown name, a
-    bad setting or a missing data folder in a later grid stops the sweep now, not hours later."""
-    for grid in grids:
-        for spec in grid.specs():
-            plan_run(spec)
+def _plan_every_grid(grids: Sequence[Grid], preset: Preset) -> None:
+    """Plan every cell of every grid of the preset before any of them trains, as a single grid's sweep does: an
+    unknown name, a bad setting or a missing data folder in a later grid stops the sweep now, not hours later,
+    with the preset file and the grid named."""
+    for number, grid in enumerate(grids, start=1):
+        try:
+            for spec in grid.specs():
+                plan_run(spec)
+        except UserError as error:
+            raise UserError(f"{preset.path}: grid {number}: {error}") from error
+
+
+def _slurm_parameters(args: Any, executor: str) -> dict[str, Any]:
+    """submitit's parameters from the ``--slurm-*`` options, which only a SLURM sweep takes."""
+    given = {option: value for option in SLURM_OPTIONS if (value := getattr(args, option)) is not None}
+    if given and executor != "slurm":
+        raise UserError(f"--{next(iter(given)).replace('_', '-')} applies to --executor slurm only")
+    for option, value in given.items():
+        if option != "slurm_partition" and value < (0 if option == "slurm_gpus" else 1):
+            raise UserError(f"--{option.replace('_', '-')} {value}: must be at least "
+                            f"{0 if option == 'slurm_gpus' else 1}")
+    return {**SLURM_DEFAULTS, **{SLURM_OPTIONS[option]: value for option, value in given.items()}}
+
+
+def _executor(args: Any) -> str:
+    """``--executor``, by default inline for one job at a time and local for several."""
+    if args.jobs < 1:
+        raise UserError(f"--jobs {args.jobs}: must be at least 1")
+    if args.executor == "inline" and args.jobs > 1:
+        raise UserError(f"--executor inline runs one job at a time: drop --jobs {args.jobs}, or use --executor local")
+    return args.executor or ("inline" if args.jobs == 1 else "local")
 
 
 def command(args: Any) -> int:
     """``benchmark sweep``: run the grid (or a preset's grids), print the summary, return the exit status."""
+    executor = _executor(args)
+    slurm = _slurm_parameters(args, executor)
     grids, preset = _grids(args)
-    if len(grids) > 1:
-        _plan_every_grid(grids)
-    slurm = {"slurm_partition": args.slurm_partition, "timeout_min": args.slurm_time,
-             "gpus_per_node": args.slurm_gpus, "cpus_per_task": args.slurm_cpus}
+    if preset is not None:
+        _plan_every_grid(grids, preset)
     abouts = [g.about for g in preset.grids] if preset else [""]
     outcomes = []
     with terminate_as_interrupt():
@@ -99,8 +139,8 @@ def command(args: Any) -> int:
             if preset is not None:
                 print(f"preset {preset.name}, grid {number} of {len(grids)}: {', '.join(grid.methods)} on "
                       f"{', '.join(grid.tasks)}" + (f" ({about})" if about else ""))
-            outcomes += run_sweep(grid, args.results, args.device, args.jobs, args.executor,
-                                  {k: v for k, v in slurm.items() if v is not None}, progress=not args.no_progress)
+            outcomes += run_sweep(grid, args.results, args.device, args.jobs, executor, slurm,
+                                  progress=not args.no_progress)
     summary, status = summarise(outcomes, args.results)
     print(summary)
     if preset is not None and preset.report:

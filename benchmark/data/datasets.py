@@ -102,7 +102,7 @@ def directory_source(path: Path, splits: Splits | None = None) -> DataSource:
     folders too: a data tree is often assembled from links)."""
     root = Path(path).expanduser().resolve()
     if not root.is_dir():
-        raise UserError(f"{path}: data folder not found")
+        raise UserError(f"{path}: {'is a file, not a data folder' if root.exists() else 'data folder not found'}")
     digest = hashlib.sha256()
     for file in _files_under(root):
         stat = file.stat()

@@ -23,8 +23,10 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import math
 import os
 import signal
+import subprocess
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
@@ -43,6 +45,7 @@ from benchmark.errors import UserError
 from benchmark.logs import log_to_stderr
 
 EXECUTORS = ("inline", "local", "slurm")
+MAX_CELLS = 100_000  # a larger grid is a typo (a range of seeds, say), months of computing at minutes a run
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,11 @@ class Grid:
 
     def specs(self) -> list[RunSpec]:
         """One spec per cell, ordered so that cells sharing a pretrained checkpoint are adjacent."""
+        lists = (self.methods, self.tasks, self.fractions, self.seeds, self.protocols, self.backbones, self.dims)
+        cells = math.prod(len(values) for values in lists)
+        if cells > MAX_CELLS:
+            raise UserError(f"a grid of {cells} cells (methods x tasks x fractions x seeds x protocols x backbones x "
+                            f"dims): more than {MAX_CELLS}; split it into several sweeps")
         unknown = sorted(set(self.data_roots) - set(self.tasks))
         if unknown:
             raise UserError(f"--data-root given for {', '.join(unknown)}, which is not in --tasks")
@@ -199,10 +207,34 @@ def make_submitter(executor: str, results: Path, jobs: int,
         local.update_parameters(timeout_min=7 * 24 * 60)
         return _interruptible_local(local.submit, Path(results) / "sweep-logs" / "controllers.log")
     if executor == "slurm":
-        cluster = submitit.AutoExecutor(folder=folder, cluster="slurm")
-        cluster.update_parameters(**(slurm or {}))
-        return cluster.submit
+        return _slurm_submitter(folder, slurm or {})
     raise UserError(f"--executor {executor}: expected one of {', '.join(EXECUTORS)}")
+
+
+def _slurm_submitter(folder: Path, parameters: dict[str, Any]) -> Callable[[SweepJob], Job]:
+    """``submitit``'s SLURM submission; no SLURM here (no ``srun``) or a job that ``sbatch`` refuses (an unknown
+    partition, say) is a one-line error naming SLURM's reason."""
+    import submitit
+
+    try:
+        cluster = submitit.AutoExecutor(folder=folder, cluster="slurm")
+    except RuntimeError as error:
+        raise UserError(f"--executor slurm: {_first_line(error)}") from error
+    cluster.update_parameters(**parameters)
+
+    def submit(job: SweepJob) -> Job:
+        try:
+            return cluster.submit(job)
+        except (RuntimeError, subprocess.CalledProcessError) as error:
+            raise UserError(f"--executor slurm: SLURM did not take the job {job_label(job)}: "
+                            f"{_first_line(error)}") from error
+
+    return submit
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def _interruptible_local(submit: Callable[[SweepJob], Job], log: Path) -> Callable[[SweepJob], Job]:
@@ -294,9 +326,8 @@ def _collect(job: SweepJob, handle: Job) -> dict[str, Any]:
     try:
         return handle.result()
     except Exception as error:
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         return {"stage": job.stage, "status": "failed", "label": job_label(job), "run_id": None,
-                "metrics": {}, "seconds": 0.0, "error": first_line}
+                "metrics": {}, "seconds": 0.0, "error": _first_line(error)}
 
 
 def _recorded(results: Path, run_id: str) -> bool:
@@ -324,13 +355,15 @@ def run_sweep(grid: Grid, results: Path, device: str = "auto", jobs: int = 1, ex
     """Run every unfinished cell of ``grid``; return one outcome per job run (finished cells are not rerun)."""
     if jobs < 1:
         raise UserError(f"--jobs {jobs}: must be at least 1")
+    if Path(results).exists() and not Path(results).is_dir():
+        raise UserError(f"--results {results}: is a file, not a folder")
     executor = executor or ("inline" if jobs == 1 else "local")
-    plans = [plan_run(spec) for spec in grid.specs()]
+    submit = make_submitter(executor, results, jobs, slurm)
+    plans = list({plan.run_id: plan for plan in map(plan_run, grid.specs())}.values())  # one per run
     to_pretrain, unfinished = pending_work(plans, results)
     print(f"sweep: {len(plans)} runs in the grid, {len(plans) - len(unfinished)} already recorded, "
           f"{len(unfinished)} to run, {len(to_pretrain)} checkpoints to pretrain; executor {executor}, "
           f"{jobs} at a time")
-    submit = make_submitter(executor, results, jobs, slurm)
     stages = [("pretrain", [SweepJob("pretrain", p.spec, Path(results), device) for p in to_pretrain]),
               ("run", [SweepJob("run", p.spec, Path(results), device) for p in unfinished])]
     outcomes: list[dict[str, Any]] = []

@@ -44,7 +44,7 @@ class Protocol:
         if text in ("full", "linear"):
             return cls(text, linear=text == "linear")
         kind, _, count = text.partition(":")
-        if kind == "freeze" and count.isdigit() and int(count) >= 1:
+        if kind == "freeze" and count.isascii() and count.isdigit() and int(count) >= 1:
             return cls(f"freeze:{int(count)}", frozen_stages=int(count))
         raise UserError(f"--protocol {text}: expected {PROTOCOL_HELP}")
 

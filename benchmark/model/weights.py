@@ -109,7 +109,7 @@ def read_weights_file(path: Path) -> tuple[Any, bool]:
     """The file's content and whether it is a safetensors file; torch files only with
     ``weights_only=True``. Anything unreadable is a one-line UserError naming the file."""
     if not path.is_file():
-        raise UserError(f"{path}: no such weights file")
+        raise UserError(f"{path}: {'is a folder, not a weights file' if path.is_dir() else 'no such weights file'}")
     if _is_safetensors(path):
         from safetensors.torch import load_file
 

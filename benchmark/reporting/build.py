@@ -240,10 +240,12 @@ def write_table3(writer: Writer, report: Report, scores: pd.DataFrame, provenanc
                        views.cell_warnings(table))
 
 
-def write_calibration(writer: Writer, report: Report, table: pd.DataFrame, positive: Sequence[str]) -> None:
-    """The calibration section (``benchmark.reporting.calibration``), when a negative control or a
-    positive control named by the user is in the runs."""
-    controls = calibration.negative_controls(table)
+def check_positive_controls(report: Report, positive: Sequence[str]) -> None:
+    """Each ``--positive-control`` names, once, a method of these runs other than the baseline (checked before
+    any section is computed)."""
+    repeated = sorted({name for name in positive if positive.count(name) > 1})
+    if repeated:
+        raise UserError(f"--positive-control {repeated[0]!r} is given twice: it would be counted twice")
     unknown = sorted(set(positive) - set(report.methods))
     if unknown:
         raise UserError(f"--positive-control {', '.join(map(repr, unknown))}: no such method in these runs "
@@ -251,6 +253,12 @@ def write_calibration(writer: Writer, report: Report, table: pd.DataFrame, posit
     if report.baseline in positive:
         raise UserError(f"--positive-control {report.baseline!r} is the baseline itself: name a method to test "
                         "against it")
+
+
+def write_calibration(writer: Writer, report: Report, table: pd.DataFrame, positive: Sequence[str]) -> None:
+    """The calibration section (``benchmark.reporting.calibration``), when a negative control or a
+    positive control named by the user (``check_positive_controls``) is in the runs."""
+    controls = calibration.negative_controls(table)
     if not controls and not positive:
         return
     fractions = sorted(table["fraction"].unique())
@@ -600,7 +608,10 @@ def build_report(settings: Settings) -> Report:
     as a whole (one report at a time per folder: a second waits for the first)."""
     out = prepare_out(settings.out)
     with store.exclusive(out / LOCK, wait=True):
-        report = write_report(settings, out)
+        try:
+            report = write_report(settings, out)
+        finally:
+            shutil.rmtree(out / STAGING, ignore_errors=True)  # a report stopped on the way leaves no staging folder
     return report
 
 
@@ -619,6 +630,8 @@ def write_report(settings: Settings, out: Path) -> Report:
                     notes=notes)
     if baseline is None:
         report.not_computed.append("no baseline method in these results (use --baseline): no test against it")
+    check_positive_controls(report, settings.positive_controls)
+    analyses_folder(settings)  # a missing --analyses folder stops the report before any work
     writer = Writer(out, report)
     export_table(results.table, writer.path("results_table.csv"))
     export_table(results.table, writer.path("results_table.parquet"))
