@@ -157,6 +157,7 @@ SWEEP = ["sweep", "--methods", "scratch-he", "--tasks", "ncc", "--profile", "smo
 
 @pytest.mark.parametrize("extra, message", [
     (["--seeds", "0,0"], "--seeds 0,0: 0 and 0 name the same value"),
+    (["--seeds", "1,2,2,1"], "--seeds 1,2,2,1: 2 and 2 name the same value"),
     (["--fractions", "1,1.0,1e0"], "--fractions 1,1.0,1e0: 1 and 1.0 name the same value"),
     (["--fractions", ",,"], "--fractions ',,': the list has no item"),
     (["--seeds", " "], "--seeds ' ': the list has no item"),

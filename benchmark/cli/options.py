@@ -69,3 +69,14 @@ def assignments(items: Sequence[str], option: str) -> dict[str, str]:
             raise UserError(f"{option} {key}: given twice")
         pairs[key] = value
     return pairs
+
+
+def first_repeat(values: Sequence[Any]) -> tuple[int, int] | None:
+    """The positions of the first value that appears again and of that repeat (``1`` and ``1.0`` are one
+    value), or None: a grid's lists and a preset's keys hold each value once."""
+    seen: dict[Any, int] = {}
+    for position, value in enumerate(values):
+        if value in seen:
+            return seen[value], position
+        seen[value] = position
+    return None

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from benchmark.api.registry import METHODS, TASKS
+from benchmark.cli.options import first_repeat
 from benchmark.cli.report import add_arguments as add_report_arguments
 from benchmark.engine.runtime import MAX_SEED
 from benchmark.errors import UserError
@@ -86,10 +87,9 @@ def load_preset(text: str) -> Preset:
 
 def _object(path: Path, pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     """A JSON object whose keys are all different: ``json`` would keep the last of two ``fractions`` silently."""
-    keys = [key for key, _ in pairs]
-    repeated = next((key for key in keys if keys.count(key) > 1), None)
-    if repeated is not None:
-        raise UserError(f"{path}: the key {repeated!r} appears twice in one object")
+    repeat = first_repeat([key for key, _ in pairs])
+    if repeat is not None:
+        raise UserError(f"{path}: the key {pairs[repeat[0]][0]!r} appears twice in one object")
     return dict(pairs)
 
 
@@ -169,9 +169,9 @@ def _list(path: Path, where: str, value: Any, kinds: tuple[type, ...], what: str
     if (not isinstance(value, list) or not value
             or not all(isinstance(item, kinds) and not isinstance(item, bool) for item in value)):
         raise UserError(f"{path}: {where}: expected a non-empty list of {what}")
-    repeated = next((item for item in value if value.count(item) > 1), None)
-    if repeated is not None:
-        raise UserError(f"{path}: {where}: {repeated!r} is listed twice")
+    repeat = first_repeat(value)
+    if repeat is not None:
+        raise UserError(f"{path}: {where}: {value[repeat[0]]!r} is listed twice")
     return value
 
 

@@ -7,10 +7,17 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmark.cli.options import assignments, backbone_settings, method_settings, switches, task_settings
+from benchmark.cli.options import (
+    assignments,
+    backbone_settings,
+    first_repeat,
+    method_settings,
+    switches,
+    task_settings,
+)
 from benchmark.cli.preset import Preset, load_preset
 from benchmark.engine.harness import plan_run
-from benchmark.engine.sweep import Grid, run_sweep, summarise, terminate_as_interrupt
+from benchmark.engine.sweep import Grid, choose_executor, run_sweep, summarise, terminate_as_interrupt
 from benchmark.errors import UserError
 
 
@@ -27,9 +34,9 @@ def _listed(text: str | None, option: str, kind: Callable[[str], Any] = str) -> 
         values = [kind(item) for item in items]
     except ValueError as error:
         raise UserError(f"{option} {text}: expected a comma-separated list of numbers") from error
-    repeated = [item for item, value in zip(items, values, strict=True) if values.count(value) > 1]
-    if repeated:
-        raise UserError(f"{option} {text}: {' and '.join(repeated[:2])} name the same value")
+    repeat = first_repeat(values)
+    if repeat is not None:
+        raise UserError(f"{option} {text}: {items[repeat[0]]} and {items[repeat[1]]} name the same value")
     return values
 
 
@@ -56,6 +63,7 @@ PRESET_FIXES = {"methods": "--methods", "tasks": "--tasks", "fractions": "--frac
 SLURM_DEFAULTS = {"timeout_min": 24 * 60, "gpus_per_node": 1, "cpus_per_task": 8}
 SLURM_OPTIONS = {"slurm_partition": "slurm_partition", "slurm_time": "timeout_min", "slurm_gpus": "gpus_per_node",
                  "slurm_cpus": "cpus_per_task"}  # option -> submitit's parameter
+SLURM_MINIMUMS = {"slurm_time": 1, "slurm_gpus": 0, "slurm_cpus": 1}
 
 
 def _grid(args: Any, methods: Sequence[str], tasks: Sequence[str], fractions: Sequence[float],
@@ -109,25 +117,15 @@ def _slurm_parameters(args: Any, executor: str) -> dict[str, Any]:
     given = {option: value for option in SLURM_OPTIONS if (value := getattr(args, option)) is not None}
     if given and executor != "slurm":
         raise UserError(f"--{next(iter(given)).replace('_', '-')} applies to --executor slurm only")
-    for option, value in given.items():
-        if option != "slurm_partition" and value < (0 if option == "slurm_gpus" else 1):
-            raise UserError(f"--{option.replace('_', '-')} {value}: must be at least "
-                            f"{0 if option == 'slurm_gpus' else 1}")
+    for option, least in SLURM_MINIMUMS.items():
+        if given.get(option, least) < least:
+            raise UserError(f"--{option.replace('_', '-')} {given[option]}: must be at least {least}")
     return {**SLURM_DEFAULTS, **{SLURM_OPTIONS[option]: value for option, value in given.items()}}
-
-
-def _executor(args: Any) -> str:
-    """``--executor``, by default inline for one job at a time and local for several."""
-    if args.jobs < 1:
-        raise UserError(f"--jobs {args.jobs}: must be at least 1")
-    if args.executor == "inline" and args.jobs > 1:
-        raise UserError(f"--executor inline runs one job at a time: drop --jobs {args.jobs}, or use --executor local")
-    return args.executor or ("inline" if args.jobs == 1 else "local")
 
 
 def command(args: Any) -> int:
     """``benchmark sweep``: run the grid (or a preset's grids), print the summary, return the exit status."""
-    executor = _executor(args)
+    executor = choose_executor(args.jobs, args.executor)
     slurm = _slurm_parameters(args, executor)
     grids, preset = _grids(args)
     if preset is not None:

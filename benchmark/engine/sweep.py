@@ -350,14 +350,21 @@ def pending_work(plans: Sequence[Plan], results: Path) -> tuple[list[Plan], list
     return list(to_pretrain.values()), unfinished
 
 
+def choose_executor(jobs: int, executor: str | None) -> str:
+    """``executor``, by default inline for one job at a time and local for several."""
+    if jobs < 1:
+        raise UserError(f"--jobs {jobs}: must be at least 1")
+    if executor == "inline" and jobs > 1:
+        raise UserError(f"--executor inline runs one job at a time: drop --jobs {jobs}, or use --executor local")
+    return executor or ("inline" if jobs == 1 else "local")
+
+
 def run_sweep(grid: Grid, results: Path, device: str = "auto", jobs: int = 1, executor: str | None = None,
               slurm: dict[str, Any] | None = None, progress: bool = True) -> list[dict[str, Any]]:
     """Run every unfinished cell of ``grid``; return one outcome per job run (finished cells are not rerun)."""
-    if jobs < 1:
-        raise UserError(f"--jobs {jobs}: must be at least 1")
+    executor = choose_executor(jobs, executor)
     if Path(results).exists() and not Path(results).is_dir():
         raise UserError(f"--results {results}: is a file, not a folder")
-    executor = executor or ("inline" if jobs == 1 else "local")
     submit = make_submitter(executor, results, jobs, slurm)
     plans = list({plan.run_id: plan for plan in map(plan_run, grid.specs())}.values())  # one per run
     to_pretrain, unfinished = pending_work(plans, results)
