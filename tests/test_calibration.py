@@ -10,6 +10,7 @@ import pytest
 import torch
 from helpers import unet
 from scipy import stats as st
+from sklearn.metrics import roc_auc_score
 
 from benchmark.api.registry import METHODS
 from benchmark.cli import main
@@ -123,3 +124,47 @@ def test_a_comparison_with_one_seed_is_named_untested_not_counted_as_a_miss() ->
         "1 not tested, fewer than 2 seeds on a side (ncs)")
     one_seed = rows[rows["task"] == "ncs"].iloc[0]
     assert np.isnan(one_seed["sd"]) and np.isnan(one_seed["sd_against"])  # no spread from one seed
+
+
+def test_the_per_case_tests_are_calibrated_on_the_negative_control_too(tmp_path, write_run) -> None:
+    """Two methods alike in distribution whose trained models each carry their own offset: Welch across seeds
+    sees no difference to speak of, the per-case tests (models held fixed) see the models' difference. The
+    calibration section counts them apart, with the pairwise tables' own uncorrected p-values."""
+    results, out = tmp_path / "results", tmp_path / "report"
+    rng = np.random.default_rng(5)
+    difficulty, labels = np.linspace(0.6, 0.9, 40), np.repeat([0, 1], 25)
+    averaged = {}
+    for fraction in (0.5, 1.0):
+        for method in ("scratch-he", "scratch-he-control"):
+            dice = []
+            for seed in range(4):
+                values = difficulty + rng.normal(0, 0.03) + rng.normal(0, 0.005, difficulty.size)
+                dice.append(values)
+                write_run(results, method, "seg", seed, fraction, {"dice": float(values.mean())}, "dice",
+                          cases={"case_id": [f"s{i}" for i in range(values.size)], "dice": values})
+                scores = labels + rng.normal(0, 0.8, labels.size)
+                write_run(results, method, "cls", seed, fraction, {"auc": roc_auc_score(labels, scores)}, "auc",
+                          cases={"case_id": [f"c{i}" for i in range(labels.size)], "label": labels, "score": scores})
+            averaged[fraction, method] = np.mean(dice, axis=0)
+    assert main(["report", "--results", str(results), "--out", str(out), "--no-progress"]) == 0
+    table = pd.read_csv(out / "calibration.csv")
+    per_case = table[table["check"] == "negative control, per case"]
+    assert list(table["check"].drop_duplicates()) == ["negative control", "negative control, per case", "label budget"]
+    assert len(per_case) == 2 * (1 + 4)  # per fraction: one Wilcoxon on seg, a DeLong per seed on cls
+    wilcoxon = per_case[per_case["note"].str.startswith("Wilcoxon")].set_index("fraction")
+    for fraction in (0.5, 1.0):
+        expected = st.wilcoxon(averaged[fraction, "scratch-he-control"], averaged[fraction, "scratch-he"]).pvalue
+        assert wilcoxon.loc[fraction, "p"] == pytest.approx(expected)
+    pairwise = pd.read_csv(out / "pairwise.csv")  # at the report's fraction, 1: the same tests, before correction
+    at_one = per_case[per_case["fraction"] == 1.0].set_index("note")["p"]
+    case_rows = pairwise[pairwise["test"].str.startswith(("Wilcoxon", "DeLong"))]
+    assert len(case_rows) == len(at_one) == 5
+    for row in case_rows.itertuples():
+        assert at_one[f"{row.test}, {row.pairing}"] == pytest.approx(row.p)
+    k = int(per_case["significant"].sum())
+    assert k >= 2 and (per_case["significant"] == (per_case["p"] < ALPHA)).all()
+    assert (f"Negative control, per case: {k} of 10 comparisons significant at p \\< 0.05: too few comparisons"
+            in (out / "calibration.md").read_text())
+    significant = case_rows["p_corrected"] < ALPHA
+    assert significant.any() and (case_rows.loc[significant, "verdict"] == "significant for these trained models").all()
+    assert (out / "calibration.png").stat().st_size > 0

@@ -325,7 +325,7 @@ def test_wilcoxon_pairs_seed_averaged_cases(tmp_path, write_run):
     assert (row.statistic, row.p) == (pytest.approx(expected.statistic), pytest.approx(expected.pvalue))
     assert row.n == "pairs 9, nonzero 9" and "averaged over each method's seeds" in row.pairing
     legend = (tmp_path / "out" / "pairwise_seg.md").read_text(encoding="utf-8")
-    assert "not that the methods do" in legend  # a per-case test holds the trained models fixed
+    assert "'significant for these trained models'" in legend  # a per-case test holds the trained models fixed
 
 
 def test_label_efficiency_and_convergence_numbers(tmp_path, write_run):

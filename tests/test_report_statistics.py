@@ -55,7 +55,8 @@ def test_notes_and_unreachable_thresholds_reach_the_tables(tmp_path, write_run):
     five, six = wilcoxon.loc["five"], wilcoxon.loc["six"]
     assert five["p"] == pytest.approx(0.0625) and five["min_p"] == pytest.approx(0.0625)
     assert five["verdict"] == "cannot reach p < 0.05 at this n" and five["mdd"] == np.inf
-    assert six["p"] == pytest.approx(0.03125) and six["verdict"] == "significant" and six["marks"] == "*"
+    assert six["p"] == pytest.approx(0.03125) and six["marks"] == "*"
+    assert six["verdict"] == "significant for these trained models"  # per case: about the models, not the methods
     assert (tests[tests["test"].str.startswith("Welch")]["min_p"] == 0).all()
     assert "cannot reach p &lt; 0.05 at this n" in page
     welch = tests.set_index(["task", "test"]).loc[("flat", "Welch t-test (two-sided)")]

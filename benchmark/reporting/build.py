@@ -264,12 +264,22 @@ def write_calibration(writer: Writer, report: Report, table: pd.DataFrame, posit
     fractions = sorted(table["fraction"].unique())
     scores = {float(f): views.seed_scores(table, float(f))[0] for f in fractions}
     rows = calibration.calibration_rows(scores, controls, report.baseline, positive, report.tasks)
+    per_case, gaps = calibration.per_case_rows(table, scores, controls, report.tasks)
+    report.not_computed += gaps
+    if not per_case.empty:  # after the Welch rows of the negative control
+        null = rows["check"] == calibration.NEGATIVE
+        rows = pd.concat([rows[null], per_case, rows[~null]], ignore_index=True)
     summary = [calibration.false_positive_summary(rows), calibration.detected_summary(rows, "label budget"),
                calibration.detected_summary(rows, "positive control")]
+    if not per_case.empty:
+        summary.insert(1, calibration.false_positive_summary(rows, calibration.NEGATIVE_PER_CASE))
     legend = ("Calibration: the Welch test across seeds behind Table 3's marks (two-sided, uncorrected) on effects "
               "known not to exist (a negative control against the method it copies in distribution: its share of "
               f"p < {ALPHA:g} should be {ALPHA:.0%}) and known to exist (fewer labels for the baseline; the positive "
-              "controls named on the command line, at the lowest label fraction). " + " ".join(
+              "controls named on the command line, at the lowest label fraction). 'Negative control, per case': the "
+              "same pairs with the pairwise tables' per-case tests (Wilcoxon, DeLong; uncorrected), which hold the "
+              "trained models fixed: their share of p < "
+              f"{ALPHA:g} shows how far their 'significant' is from a verdict on methods. " + " ".join(
                   f"{line[0].upper()}{line[1:]}." for line in summary))
     parts = [writer.frame("calibration", rows, "Calibration", legend)]
     if rows["p"].notna().any():
@@ -328,9 +338,10 @@ def write_pairwise(writer: Writer, report: Report, table: pd.DataFrame, scores: 
               "signed-rank: per-case values averaged over each method's seeds, paired by case id "
               "(segmentation). DeLong: the two runs of the same seed on the same candidates "
               "(classification). Wilcoxon and DeLong hold the trained models fixed: the spread between training "
-              "runs is not in them, so their 'significant' says these models differ on these cases, not that the "
-              "methods do (on the phantoms they call a negative control, the baseline from another random stream, "
-              "different); the verdict on methods is Welch's. "
+              "runs is not in them, so their verdict reads 'significant for these trained models': these models "
+              "differ on these cases, not necessarily the methods (on the phantoms they call a negative control, "
+              "the baseline from another random stream, different; the calibration section counts how often); the "
+              "verdict on methods is Welch's. "
               f"p corrected with {CORRECTIONS[report.correction]} within each family "
               f"({'a test on a task' if report.family == 'task' else 'a test over all tasks'}; named in the "
               f"correction column); marks from the corrected p. min_p: the smallest p the test can return at its n "
@@ -461,7 +472,9 @@ def write_restoration(writer: Writer, report: Report, settings: Settings, table:
 def _tests_legend(report: Report, what: str) -> str:
     return (f"Tests of {what}, as in the pairwise tables: Welch across seeds; Wilcoxon signed-rank on per-case values "
             f"averaged over seeds, paired by case id (segmentation); DeLong per seed on the same candidates "
-            f"(classification). p corrected with {CORRECTIONS[report.correction]} per test "
+            f"(classification); the last two hold the trained models fixed, so their verdict is about these models "
+            f"('significant for these trained models'), the verdict on methods is Welch's. p corrected with "
+            f"{CORRECTIONS[report.correction]} per test "
             f"{'on each task and label fraction' if report.family == 'task' else 'over all tasks at each fraction'}"
             f" (named in the correction column). min_p: the smallest p the test can reach at its n; mdd: the "
             f"smallest difference it detects with {POWER:.0%} power (∞: cannot reach p < {ALPHA:g}).")

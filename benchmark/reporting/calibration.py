@@ -14,6 +14,12 @@ method whose class names, in ``negative_control_of``, the method it copies in di
   marks and the pairwise Welch rows, before any correction (not the Wilcoxon and DeLong rows). The
   binomial figures treat the comparisons as independent; those of one task at several fractions
   share its seeds, so read them as approximate.
+* Negative control, per case: the same pairs with the pairwise tables' per-case tests (Wilcoxon on
+  the per-case values averaged over each method's seeds; DeLong per seed on the same candidates),
+  uncorrected, and the same share of p < alpha. These tests hold the trained models fixed: the spread
+  between training runs is not in them, so two runs of one method on the same cases can differ
+  "significantly". Their share measures how far their "significant" is from a verdict on methods
+  (the pairwise tables word it "significant for these trained models").
 * Label budget: per task, the baseline at its lowest label fraction against full labels (Welch,
   two-sided): a benchmark that measures label efficiency must see this effect.
 * Positive controls (``report --positive-control METHOD``, repeatable): each against the baseline at
@@ -35,8 +41,9 @@ import pandas as pd
 from scipy import stats as scipy_stats
 
 from benchmark.api.registry import METHODS
-from benchmark.reporting import ALPHA, stats
+from benchmark.reporting import ALPHA, stats, views
 
+NEGATIVE, NEGATIVE_PER_CASE = "negative control", "negative control, per case"
 MIN_COMPARISONS = 20  # fewer null comparisons cannot tell a 5% false-positive rate from a much higher one
 COLUMNS = ["check", "task", "fraction", "method", "against", "n", "mean", "sd", "mean_against", "sd_against",
            "difference", "ci_low", "ci_high", "p", "significant", "detected", "note"]
@@ -93,7 +100,7 @@ def calibration_rows(scores_by_fraction: dict[float, pd.DataFrame], controls: di
             for task in tasks:
                 a, b = _values(scores, task, control), _values(scores, task, reference)
                 if a.size or b.size:
-                    rows.append(_welch_row("negative control", task, fraction, control, reference, a, b))
+                    rows.append(_welch_row(NEGATIVE, task, fraction, control, reference, a, b))
     if baseline is not None and len(fractions) > 1 and 1.0 in scores_by_fraction:
         for task in tasks:
             low = next((f for f in fractions if f < 1 and _values(scores_by_fraction[f], task, baseline).size), None)
@@ -116,19 +123,41 @@ def calibration_rows(scores_by_fraction: dict[float, pd.DataFrame], controls: di
     return table
 
 
-def false_positive_summary(rows: pd.DataFrame) -> str:
-    """The negative control's share of 'significant' comparisons against the nominal level, in words."""
-    tested = rows[(rows["check"] == "negative control") & rows["p"].notna()]
+def per_case_rows(table: pd.DataFrame, scores_by_fraction: dict[float, pd.DataFrame], controls: dict[str, str],
+                  tasks: Sequence[str]) -> tuple[pd.DataFrame, list[str]]:
+    """Each negative control against the method it copies with the per-case tests of the pairwise tables
+    (``views.pairwise_tests``), at every fraction, one row per test, uncorrected; and what could not be
+    tested there."""
+    rows, gaps = [], []
+    for fraction, scores in sorted(scores_by_fraction.items()):
+        for control, reference in sorted(controls.items()):
+            both = [task for task in tasks if {control, reference} <= set(scores.loc[scores["task"] == task, "method"])]
+            if not both:
+                continue
+            tests, missing = views.pairwise_tests(table, scores, fraction, both, "holm", pairs=[(control, reference)])
+            gaps += [f"calibration at fraction {fraction:g}: {gap}" for gap in missing if "Welch" not in gap]
+            for test in tests[tests["test"].str.startswith(views.PER_CASE_KINDS)].itertuples():
+                note = "; ".join(filter(None, [f"{test.test}, {test.pairing}", test.note]))
+                rows.append({"check": NEGATIVE_PER_CASE, "task": test.task, "fraction": fraction, "method": control,
+                             "against": reference, "n": test.n, "difference": test.difference, "p": test.p,
+                             "significant": bool(test.p < ALPHA), "detected": False, "note": note})
+    return pd.DataFrame(rows, columns=COLUMNS), gaps
+
+
+def false_positive_summary(rows: pd.DataFrame, check: str = NEGATIVE) -> str:
+    """A negative control's share of 'significant' comparisons (of ``check``) against the nominal level, in
+    words."""
+    tested = rows[(rows["check"] == check) & rows["p"].notna()]
     if tested.empty:
-        return "negative control: no comparison with at least 2 seeds on each side"
+        return f"{check}: no comparison" + (" with at least 2 seeds on each side" if check == NEGATIVE else "")
     k, n = int(tested["significant"].sum()), len(tested)
     if n < MIN_COMPARISONS:
-        return (f"negative control: {k} of {n} comparisons significant at p < {ALPHA:g}: too few comparisons "
+        return (f"{check}: {k} of {n} comparisons significant at p < {ALPHA:g}: too few comparisons "
                 f"(fewer than {MIN_COMPARISONS}) to judge the false-positive rate")
     test = scipy_stats.binomtest(k, n, ALPHA, alternative="greater")
     interval = scipy_stats.binomtest(k, n).proportion_ci(confidence_level=0.95, method="exact")
     verdict = ("above the nominal level" if test.pvalue < ALPHA else "consistent with the nominal level")
-    return (f"negative control: {k} of {n} comparisons significant at p < {ALPHA:g} ({k / n:.1%}; exact 95% "
+    return (f"{check}: {k} of {n} comparisons significant at p < {ALPHA:g} ({k / n:.1%}; exact 95% "
             f"interval {interval.low:.1%}-{interval.high:.1%}; one-sided binomial test of a share above "
             f"{ALPHA:.0%}: p = {test.pvalue:.3g}): {verdict}")
 

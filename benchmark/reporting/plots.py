@@ -25,6 +25,7 @@ from matplotlib.ticker import MaxNLocator
 
 from benchmark.data import files
 from benchmark.reporting import task_order
+from benchmark.reporting.calibration import NEGATIVE, NEGATIVE_PER_CASE
 from benchmark.reporting.stats import T_INTERVAL
 
 DPI = 200  # the PNG is for the page; the PDF (vector) is for print
@@ -241,16 +242,21 @@ def draw_schemes(summary: pd.DataFrame, seeds: pd.DataFrame, order: list[str], h
     return figure
 
 
+NULL_CHECKS = {NEGATIVE: ("black", "Welch"), NEGATIVE_PER_CASE: ("tab:orange", "per case")}  # colour, name
+
+
 def draw_calibration(rows: pd.DataFrame, alpha: float, *, width: float) -> Figure:
     """The calibration section's picture: the negative control's p-values against the uniform
     distribution they follow when no difference exists (sorted p against i / (n + 1), with the 95%
-    pointwise band of the uniform order statistics, Beta(i, n + 1 - i)), and the known effects (label
-    budget, positive controls) as differences of means with their 95% Welch intervals, black where the
-    expected effect was detected. Untested comparisons (one seed on a side) are left out."""
+    pointwise band of the uniform order statistics, Beta(i, n + 1 - i), of the Welch comparisons),
+    the per-case tests' p-values in another colour, and the known effects (label budget, positive
+    controls) as differences of means with their 95% Welch intervals, black where the expected effect
+    was detected. Untested comparisons (one seed on a side) are left out."""
     tested = rows[rows["p"].notna()]
-    null = np.sort(tested.loc[tested["check"] == "negative control", "p"].to_numpy(dtype=float))
-    effects = tested[tested["check"] != "negative control"]
-    panels = [name for name, count in (("null", null.size), ("effects", len(effects))) if count]
+    nulls = {check: np.sort(tested.loc[tested["check"] == check, "p"].to_numpy(dtype=float)) for check in NULL_CHECKS}
+    nulls = {check: p_values for check, p_values in nulls.items() if p_values.size}
+    effects = tested[~tested["check"].isin(list(NULL_CHECKS))]
+    panels = [name for name, count in (("null", len(nulls)), ("effects", len(effects))) if count]
     side_by_side = width >= 7 and len(panels) == 2
     heights = {"null": 2.6, "effects": 0.9 + 0.3 * len(effects)}
     height = max(heights[p] for p in panels) if side_by_side else sum(heights[p] for p in panels)
@@ -262,26 +268,30 @@ def draw_calibration(rows: pd.DataFrame, alpha: float, *, width: float) -> Figur
     for part, panel in zip(parts, panels):
         ax = part.subplots()
         if panel == "null":
-            _draw_null_p_values(ax, null, alpha)
+            _draw_null_p_values(ax, nulls, alpha)
         else:
             _draw_known_effects(ax, effects, label_characters=40 if width >= 7 else 24)
     return figure
 
 
-def _draw_null_p_values(ax: Axes, p_values: np.ndarray, alpha: float) -> None:
+def _draw_null_p_values(ax: Axes, nulls: dict[str, np.ndarray], alpha: float) -> None:
     from scipy.stats import beta
 
-    n = p_values.size
-    order = np.arange(1, n + 1)
-    expected = order / (n + 1)
-    ax.fill_between(expected, beta.ppf(0.025, order, n + 1 - order), beta.ppf(0.975, order, n + 1 - order),
-                    color="0.85", label="95% band, no difference")
+    counts = []
+    for index, (check, p_values) in enumerate(nulls.items()):
+        n = p_values.size
+        order = np.arange(1, n + 1)
+        expected = order / (n + 1)
+        if index == 0:
+            ax.fill_between(expected, beta.ppf(0.025, order, n + 1 - order), beta.ppf(0.975, order, n + 1 - order),
+                            color="0.85", label="95% band, no difference")
+        colour, name = NULL_CHECKS[check]
+        ax.scatter(expected, p_values, s=10, color=colour, zorder=3, label=f"{name} ({n} comparisons)")
+        counts.append(f"{int(np.sum(p_values < alpha))}/{n} {name}")
     ax.plot([0, 1], [0, 1], color="0.4", linewidth=0.8)
-    ax.scatter(expected, p_values, s=10, color="black", zorder=3, label=f"observed ({n} comparisons)")
     ax.axhline(alpha, color="tab:red", linestyle=":", linewidth=0.8, label=f"p = {alpha:g}")
     ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="expected p (uniform quantile)", ylabel="observed p")
-    below = int(np.sum(p_values < alpha))
-    ax.set_title(f"negative control: {below} of {n} p < {alpha:g}")
+    ax.set_title(f"negative control, p < {alpha:g}:\n" + ", ".join(counts), fontsize="medium")
     ax.legend(loc="upper left", frameon=False)
     ax.grid(alpha=0.3)
 

@@ -14,7 +14,9 @@ are higher-is-better.
   DeLong per seed on the same candidates (classification). Each family (a test on a task, or a
   test over the whole benchmark) is corrected. Every row gives the smallest p its test can reach
   at its n (raw and corrected), a verdict (significant / not significant / cannot reach the
-  threshold at this n) and the smallest difference it detects with 80% power.
+  threshold at this n) and the smallest difference it detects with 80% power. Wilcoxon and
+  DeLong hold the trained models fixed (the spread between training runs is not in them), so
+  their "significant" is worded about the models: "significant for these trained models".
 - Confidence intervals: the t interval of a mean (over seeds; over one run's cases) and the
   stratified BCa bootstrap of one run's AUC (only with enough positives and negatives).
 """
@@ -34,6 +36,7 @@ BOOTSTRAP_RESAMPLES = 9999
 MIN_AUC_CLASS = 10  # positives and negatives each, for the BCa interval of one AUC (docs/statistics.md)
 MIN_DELONG_CLASS = 20  # each class, for the DeLong test: its normal approximation over-rejects below (the docs)
 TEST_KINDS = ("Welch", "Wilcoxon", "DeLong")
+PER_CASE_KINDS = ("Wilcoxon", "DeLong")  # tests over the cases of fixed trained models, not over training runs
 PAIRWISE_COLUMNS = ["task", "test", "method_a", "method_b", "pairing", "n", "statistic", "p", "p_corrected", "marks",
                     "verdict", "min_p", "min_p_corrected", "difference", "variability", "variability_of", "mdd",
                     "note", "correction"]
@@ -114,12 +117,13 @@ def _values(scores: pd.DataFrame, task: str, method: str | None) -> np.ndarray:
     return chosen["value"].to_numpy(dtype=float)
 
 
-def verdict(p_corrected: float, min_p_corrected: float) -> str:
-    """What a corrected p-value says, telling "not significant" from "could not have been significant"."""
+def verdict(p_corrected: float, min_p_corrected: float, per_case: bool = False) -> str:
+    """What a corrected p-value says, telling "not significant" from "could not have been significant";
+    a per-case test's significance is about the trained models it compared, not about their methods."""
     if not np.isfinite(p_corrected):
         return "not computed (see the note)"
     if p_corrected < ALPHA:
-        return "significant"
+        return "significant for these trained models" if per_case else "significant"
     if min_p_corrected >= ALPHA:
         return f"cannot reach p < {ALPHA:g} at this n"
     return "not significant"
@@ -354,7 +358,7 @@ def _correct_family(rows: list[dict], correction: str, task: str | None, kind: s
     for row, q, floor in zip(rows, corrected.p_corrected, floors):
         mdd = row.pop("_mdd")
         row.update({"p_corrected": q, "min_p_corrected": floor, "marks": stats.significance_marks(q),
-                    "verdict": verdict(q, floor), "correction": label,
+                    "verdict": verdict(q, floor, kind in PER_CASE_KINDS), "correction": label,
                     "mdd": np.inf if floor >= ALPHA or row["min_p"] >= level else mdd(level)})
 
 
