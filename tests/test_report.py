@@ -287,6 +287,25 @@ def test_of_duplicate_records_the_newest_is_used_and_said(tmp_path, write_run):
            "t-scratch-he-quick-s0-f1-new): the newest (t-scratch-he-quick-s0-f1-new) is used" in notes
 
 
+def test_a_field_a_record_predates_is_unrecorded_never_taken_for_todays_default(tmp_path, write_run, capsys):
+    """A run recorded before a profile field existed (no ``lr_decay`` in its schedule) ran with whatever the
+    code did then: it is labelled with the field ``unrecorded``, not pooled with runs of today's default."""
+    results = tmp_path / "results"
+    quick = PROFILES["quick"].identity()
+    before = {**quick, "segmentation": {k: v for k, v in asdict(PROFILES["quick"].segmentation).items()
+                                        if k != "lr_decay"}}
+    for seed in (0, 1):
+        for fields, dice, suffix in ((quick, 0.6, "today"), (before, 0.7, "before")):
+            folder = write_run(results, "scratch-he", "t", seed, 1.0, {"dice": dice + seed / 100}, "dice",
+                               suffix=suffix)
+            record = json.loads((folder / "result.json").read_text(encoding="utf-8"))
+            files.write_json(folder / "result.json", {**record, "identity": {"profile": fields}})
+    assert report(results, tmp_path / "mixed") == 2
+    assert "profiles 'quick', 'quick [segmentation.lr_decay=unrecorded]': choose one" in capsys.readouterr().err
+    assert report(results, tmp_path / "quick", "--profile", "quick") == 0
+    assert pd.read_csv(tmp_path / "quick" / "table3.csv")["mean"].tolist() == pytest.approx([0.605])
+
+
 def test_runs_with_replaced_profile_fields_are_another_profile_never_pooled(tmp_path, write_run, capsys):
     """A run of a longer schedule (``--profile-arg segmentation.epochs=50``) is never taken for a rerun of
     the named profile's cell: its profile is labelled with the replaced field and reported on its own."""

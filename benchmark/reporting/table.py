@@ -117,7 +117,7 @@ def _metadata(record: dict[str, Any]) -> dict[str, Any]:
         "profile_settings": variants.settings_text(variants.profile_fields(_get(record, "identity", "profile"))),
         "protocol": _get(record, "protocol", "name") or "full",
         "backbone_name": _get(record, "backbone", "name") or DEFAULT_BACKBONE,
-        "backbone_settings": variants.settings_text(_get(record, "backbone", "settings") or {}),
+        "backbone_settings": variants.settings_text(_get(record, "backbone", "settings")),
         "backbone_parameters": _get(record, "backbone", "encoder_parameters"),
         "dims": _get(record, "dims", "name") or "3d", "adapter": _get(record, "dims", "adapter"),
         "primary_metric": record.get("primary_metric"),

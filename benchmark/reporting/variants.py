@@ -50,6 +50,9 @@ def settings_text(settings: object) -> str | None:
     return json.dumps(canonical(settings), sort_keys=True) if isinstance(settings, dict) else None
 
 
+UNRECORDED = "unrecorded"  # a field of today's defaults that a run's record does not have
+
+
 def parse_settings(text: object) -> dict[str, Any]:
     """The settings of :func:`settings_text` back as a dict ({} for a record without them)."""
     return json.loads(text) if isinstance(text, str) else {}
@@ -97,15 +100,20 @@ def changed_settings(runs: pd.DataFrame, kind: str = "method", registry: Registr
     """Per run id (``runs``: one row per run with ``run_id``, ``<kind>_name``, ``<kind>_settings``): the
     settings that tell it apart from its name's registered defaults (for ``kind == "profile"``, the
     built-in profile's fields), or, for a name without known defaults, the settings that vary among
-    the runs of that name."""
+    the runs of that name. A run that recorded its settings but not a field this version has (recorded
+    before the field existed) shows it as ``unrecorded``: what it ran with is not known, so it is
+    never pooled with the runs of today's default."""
     changed = {}
     for name, own in runs.groupby(f"{kind}_name", sort=False):
-        settings = {run: parse_settings(text) for run, text in zip(own["run_id"], own[f"{kind}_settings"])}
+        texts = dict(zip(own["run_id"], own[f"{kind}_settings"]))
+        settings = {run: parse_settings(text) for run, text in texts.items()}
         defaults = profile_defaults(str(name)) if kind == "profile" else registered_defaults(str(name), registry,
                                                                                            resolved)
         if defaults is not None:
             for run, values in settings.items():
                 changed[run] = {k: v for k, v in values.items() if k not in defaults or defaults[k] != v}
+                if isinstance(texts[run], str):  # recorded settings (a hand-made record may have none)
+                    changed[run].update(dict.fromkeys(defaults.keys() - values.keys(), UNRECORDED))
             continue
         keys = {key for values in settings.values() for key in values}
         varying = {key for key in keys if len({json.dumps(values.get(key), sort_keys=True)
