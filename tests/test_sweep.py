@@ -137,6 +137,9 @@ def test_the_sweep_command_summarises_and_fails_clearly_on_bad_input(finished, c
     assert "genesis" in capsys.readouterr().err  # did-you-mean
     assert main([*argv[:5], "--fractions", "half", *argv[7:]]) == 2
     assert "--fractions half" in capsys.readouterr().err
+    for fractions, outside in (("0.5,2", "2"), ("nan", "nan"), ("0,1", "0")):  # the option typed, not --fraction
+        assert main([*argv[:5], "--fractions", fractions, *argv[7:]]) == 2
+        assert f"--fractions {fractions}: {outside} is not in (0, 1]" in capsys.readouterr().err
 
 
 POLLS = 1000  # how often a test polls a job that never finishes before it gives up (0.01 s apart)

@@ -40,6 +40,15 @@ def _listed(text: str | None, option: str, kind: Callable[[str], Any] = str) -> 
     return values
 
 
+def _fractions(text: str | None) -> list[float]:
+    """``--fractions``: label fractions, each in (0, 1] (named here, not as one run's ``--fraction``)."""
+    fractions = _listed(text, "--fractions", float)
+    outside = next((fraction for fraction in fractions if not 0 < fraction <= 1), None)
+    if outside is not None:
+        raise UserError(f"--fractions {text}: {outside:g} is not in (0, 1]")
+    return fractions
+
+
 def _data_roots(items: Sequence[str]) -> dict[str, Path]:
     roots = {}
     for item in items:
@@ -94,7 +103,7 @@ def _grids(args: Any) -> tuple[list[Grid], Preset | None]:
     methods, tasks = _listed(args.methods, "--methods"), _listed(args.tasks, "--tasks")
     if not methods or not tasks:
         raise UserError("--methods and --tasks are required (or --preset NAME, e.g. --preset calibration)")
-    grid = _grid(args, methods, tasks, _listed(args.fractions, "--fractions", float) or [1.0],
+    grid = _grid(args, methods, tasks, _fractions(args.fractions) or [1.0],
                  _listed(args.seeds, "--seeds", int) or [0], method_settings(args),
                  _listed(args.dims, "--dims") or [""], protocols or ["full"])
     return [grid], None
