@@ -100,6 +100,7 @@ def test_the_report_shows_the_controls_the_label_budget_and_a_positive_control(t
     assert "Label budget: the expected effect detected on 1 of 1" in text
     assert "Positive control: the expected effect detected on 1 of 1" in text
     assert "too few comparisons" in text  # two null comparisons cannot judge a 5% rate
+    assert "per case" not in text  # no per-case values in these runs: no per-case rows, nor a legend for them
     assert main(["report", "--results", str(results), "--out", str(tmp_path / "again"), "--no-progress",
                  "--positive-control", "nope"]) == 2
     assert "--positive-control 'nope'" in capsys.readouterr().err

@@ -19,7 +19,9 @@ method whose class names, in ``negative_control_of``, the method it copies in di
   uncorrected, and the same share of p < alpha. These tests hold the trained models fixed: the spread
   between training runs is not in them, so two runs of one method on the same cases can differ
   "significantly". Their share measures how far their "significant" is from a verdict on methods
-  (the pairwise tables word it "significant for these trained models").
+  (the pairwise tables word it "significant for these trained models"). Its binomial figures are
+  approximate too: a classification task gives one DeLong row per seed on the same candidates, a
+  segmentation task one Wilcoxon row per fraction (counted even where it cannot reach p < alpha).
 * Label budget: per task, the baseline at its lowest label fraction against full labels (Welch,
   two-sided): a benchmark that measures label efficiency must see this effect.
 * Positive controls (``report --positive-control METHOD``, repeatable): each against the baseline at

@@ -248,8 +248,8 @@ NULL_CHECKS = {NEGATIVE: ("black", "Welch"), NEGATIVE_PER_CASE: ("tab:orange", "
 def draw_calibration(rows: pd.DataFrame, alpha: float, *, width: float) -> Figure:
     """The calibration section's picture: the negative control's p-values against the uniform
     distribution they follow when no difference exists (sorted p against i / (n + 1), with the 95%
-    pointwise band of the uniform order statistics, Beta(i, n + 1 - i), of the Welch comparisons),
-    the per-case tests' p-values in another colour, and the known effects (label budget, positive
+    pointwise band of the uniform order statistics, Beta(i, n + 1 - i)), the Welch comparisons and
+    the per-case tests' each in its colour with its own band, and the known effects (label budget, positive
     controls) as differences of means with their 95% Welch intervals, black where the expected effect
     was detected. Untested comparisons (one seed on a side) are left out."""
     tested = rows[rows["p"].notna()]
@@ -278,21 +278,20 @@ def _draw_null_p_values(ax: Axes, nulls: dict[str, np.ndarray], alpha: float) ->
     from scipy.stats import beta
 
     counts = []
-    for index, (check, p_values) in enumerate(nulls.items()):
+    for check, p_values in nulls.items():
         n = p_values.size
         order = np.arange(1, n + 1)
         expected = order / (n + 1)
-        if index == 0:
-            ax.fill_between(expected, beta.ppf(0.025, order, n + 1 - order), beta.ppf(0.975, order, n + 1 - order),
-                            color="0.85", label="95% band, no difference")
         colour, name = NULL_CHECKS[check]
+        ax.fill_between(expected, beta.ppf(0.025, order, n + 1 - order), beta.ppf(0.975, order, n + 1 - order),
+                        color=colour, alpha=0.12, linewidth=0)
         ax.scatter(expected, p_values, s=10, color=colour, zorder=3, label=f"{name} ({n} comparisons)")
         counts.append(f"{int(np.sum(p_values < alpha))}/{n} {name}")
     ax.plot([0, 1], [0, 1], color="0.4", linewidth=0.8)
     ax.axhline(alpha, color="tab:red", linestyle=":", linewidth=0.8, label=f"p = {alpha:g}")
     ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="expected p (uniform quantile)", ylabel="observed p")
     ax.set_title(f"negative control, p < {alpha:g}:\n" + ", ".join(counts), fontsize="medium")
-    ax.legend(loc="upper left", frameon=False)
+    ax.legend(loc="upper left", frameon=False, title="shaded: 95% band, no difference")
     ax.grid(alpha=0.3)
 
 

@@ -102,7 +102,9 @@ def changed_settings(runs: pd.DataFrame, kind: str = "method", registry: Registr
     built-in profile's fields), or, for a name without known defaults, the settings that vary among
     the runs of that name. A run that recorded its settings but not a field this version has (recorded
     before the field existed) shows it as ``unrecorded``: what it ran with is not known, so it is
-    never pooled with the runs of today's default."""
+    never pooled with the runs of today's default. A record with no settings at all (made before
+    records kept them) gets the bare name; such a record has no code fingerprint either (``unknown``),
+    and the report does not pool it with fingerprinted runs unless ``--select code=`` says so."""
     changed = {}
     for name, own in runs.groupby(f"{kind}_name", sort=False):
         texts = dict(zip(own["run_id"], own[f"{kind}_settings"]))
