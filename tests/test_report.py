@@ -287,6 +287,18 @@ def test_of_duplicate_records_the_newest_is_used_and_said(tmp_path, write_run):
            "t-scratch-he-quick-s0-f1-new): the newest (t-scratch-he-quick-s0-f1-new) is used" in notes
 
 
+def write_runs_of_two_profiles(results, write_run, other: dict) -> None:
+    """Seeds 0 and 1 of scratch-he on "t" with today's quick profile (Dice 0.6 + seed / 100) and with the
+    ``other`` profile fields (0.7 + seed / 100, recorded later)."""
+    quick = PROFILES["quick"].identity()
+    for seed in (0, 1):
+        for fields, dice, suffix in ((quick, 0.6, "quick"), (other, 0.7, "other")):
+            folder = write_run(results, "scratch-he", "t", seed, 1.0, {"dice": dice + seed / 100}, "dice",
+                               suffix=suffix, finished_at=f"2026-0{2 if suffix == 'other' else 1}-01T00:00:00+00:00")
+            record = json.loads((folder / "result.json").read_text(encoding="utf-8"))
+            files.write_json(folder / "result.json", {**record, "identity": {"profile": fields}})
+
+
 def test_a_field_a_record_predates_is_unrecorded_never_taken_for_todays_default(tmp_path, write_run, capsys):
     """A run recorded before a profile field existed (no ``lr_decay`` in its schedule) ran with whatever the
     code did then: it is labelled with the field ``unrecorded``, not pooled with runs of today's default."""
@@ -294,12 +306,7 @@ def test_a_field_a_record_predates_is_unrecorded_never_taken_for_todays_default(
     quick = PROFILES["quick"].identity()
     before = {**quick, "segmentation": {k: v for k, v in asdict(PROFILES["quick"].segmentation).items()
                                         if k != "lr_decay"}}
-    for seed in (0, 1):
-        for fields, dice, suffix in ((quick, 0.6, "today"), (before, 0.7, "before")):
-            folder = write_run(results, "scratch-he", "t", seed, 1.0, {"dice": dice + seed / 100}, "dice",
-                               suffix=suffix)
-            record = json.loads((folder / "result.json").read_text(encoding="utf-8"))
-            files.write_json(folder / "result.json", {**record, "identity": {"profile": fields}})
+    write_runs_of_two_profiles(results, write_run, before)
     assert report(results, tmp_path / "mixed") == 2
     assert "profiles 'quick', 'quick [segmentation.lr_decay=unrecorded]': choose one" in capsys.readouterr().err
     assert report(results, tmp_path / "quick", "--profile", "quick") == 0
@@ -312,12 +319,7 @@ def test_runs_with_replaced_profile_fields_are_another_profile_never_pooled(tmp_
     results = tmp_path / "results"
     quick = PROFILES["quick"].identity()
     longer = {**quick, "segmentation": {**asdict(PROFILES["quick"].segmentation), "epochs": 50}}
-    for seed in (0, 1):
-        for fields, dice, suffix in ((quick, 0.6, "quick"), (longer, 0.7, "longer")):
-            folder = write_run(results, "scratch-he", "t", seed, 1.0, {"dice": dice + seed / 100}, "dice",
-                               suffix=suffix, finished_at=f"2026-0{2 if suffix == 'longer' else 1}-01T00:00:00+00:00")
-            record = json.loads((folder / "result.json").read_text(encoding="utf-8"))
-            files.write_json(folder / "result.json", {**record, "identity": {"profile": fields}})
+    write_runs_of_two_profiles(results, write_run, longer)
     assert report(results, tmp_path / "mixed") == 2
     assert "profiles 'quick', 'quick [segmentation.epochs=50]': choose one" in capsys.readouterr().err
     assert report(results, tmp_path / "quick", "--profile", "quick") == 0

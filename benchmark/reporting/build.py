@@ -267,21 +267,20 @@ def write_calibration(writer: Writer, report: Report, table: pd.DataFrame, posit
     per_case, gaps = calibration.per_case_rows(table, scores, controls, report.tasks)
     known = set(report.not_computed)  # at the report's fraction the pairwise section has named them
     report.not_computed += [gap for gap in gaps if gap.split(": ", 1)[1] not in known]
+    summary = [calibration.false_positive_summary(rows), calibration.detected_summary(rows, "label budget"),
+               calibration.detected_summary(rows, "positive control")]
+    per_case_legend = ""
     if not per_case.empty:  # after the Welch rows of the negative control
         null = rows["check"] == calibration.NEGATIVE
         rows = pd.concat([rows[null], per_case, rows[~null]], ignore_index=True)
-    summary = [calibration.false_positive_summary(rows), calibration.detected_summary(rows, "label budget"),
-               calibration.detected_summary(rows, "positive control")]
-    if not per_case.empty:
-        summary.insert(1, calibration.false_positive_summary(rows, calibration.NEGATIVE_PER_CASE))
-    per_case_legend = ("'Negative control, per case': the same pairs with the pairwise tables' per-case tests "
-                       "(Wilcoxon, DeLong; uncorrected), which hold the trained models fixed: their share of p < "
-                       f"{ALPHA:g} shows how far their 'significant' is from a verdict on methods. ")
+        summary.insert(1, calibration.false_positive_summary(per_case, calibration.NEGATIVE_PER_CASE))
+        per_case_legend = ("'Negative control, per case': the same pairs with the pairwise tables' per-case tests "
+                           "(Wilcoxon, DeLong; uncorrected), which hold the trained models fixed: their share of p < "
+                           f"{ALPHA:g} shows how far their 'significant' is from a verdict on methods. ")
     legend = ("Calibration: the Welch test across seeds behind Table 3's marks (two-sided, uncorrected) on effects "
               "known not to exist (a negative control against the method it copies in distribution: its share of "
               f"p < {ALPHA:g} should be {ALPHA:.0%}) and known to exist (fewer labels for the baseline; the positive "
-              "controls named on the command line, at the lowest label fraction). "
-              + (per_case_legend if not per_case.empty else "")
+              "controls named on the command line, at the lowest label fraction). " + per_case_legend
               + " ".join(f"{line[0].upper()}{line[1:]}." for line in summary))
     parts = [writer.frame("calibration", rows, "Calibration", legend)]
     if rows["p"].notna().any():

@@ -136,9 +136,10 @@ def per_case_rows(table: pd.DataFrame, scores_by_fraction: dict[float, pd.DataFr
             both = [task for task in tasks if {control, reference} <= set(scores.loc[scores["task"] == task, "method"])]
             if not both:
                 continue
-            tests, missing = views.pairwise_tests(table, scores, fraction, both, "holm", pairs=[(control, reference)])
-            gaps += [f"calibration at fraction {fraction:g}: {gap}" for gap in missing if "Welch" not in gap]
-            for test in tests[tests["test"].str.startswith(views.PER_CASE_KINDS)].itertuples():
+            tests, missing = views.pairwise_tests(table, scores, fraction, both, "holm", pairs=[(control, reference)],
+                                                  kinds=views.PER_CASE_KINDS)
+            gaps += [f"calibration at fraction {fraction:g}: {gap}" for gap in missing]
+            for test in tests.itertuples():
                 note = "; ".join(filter(None, [f"{test.test}, {test.pairing}", test.note]))
                 rows.append({"check": NEGATIVE_PER_CASE, "task": test.task, "fraction": fraction, "method": control,
                              "against": reference, "n": test.n, "difference": test.difference, "p": test.p,

@@ -316,9 +316,10 @@ def delong_rows(table: pd.DataFrame, task: str, pairs: list[tuple[str, str]], ga
 
 
 def pairwise_tests(table: pd.DataFrame, scores: pd.DataFrame, fraction: float, tasks: list[str], correction: str,
-                   family: str = "task", pairs: list[tuple[str, str]] | None = None) -> tuple[pd.DataFrame, Gaps]:
+                   family: str = "task", pairs: list[tuple[str, str]] | None = None,
+                   kinds: tuple[str, ...] = TEST_KINDS) -> tuple[pd.DataFrame, Gaps]:
     """Every pair of methods on each task (or only ``pairs``, those of them both run on the task): Welch,
-    and Wilcoxon or DeLong where per-case values allow.
+    and Wilcoxon or DeLong where per-case values allow (only the tests of ``kinds``).
 
     A family is one test on one task (``family="task"``) or one test over all tasks ("benchmark").
     """
@@ -334,10 +335,11 @@ def pairwise_tests(table: pd.DataFrame, scores: pd.DataFrame, fraction: float, t
             continue
         selected = at_fraction(table[table["task"] == task], fraction)
         cases = primary_cases(selected)
-        rows += welch_rows(scores, task, pairs, gaps)
-        if not cases.empty:
+        if "Welch" in kinds:
+            rows += welch_rows(scores, task, pairs, gaps)
+        if "Wilcoxon" in kinds and not cases.empty:
             rows += wilcoxon_rows(cases, task, pairs, gaps)
-        if (selected["metric"] == "score").any():
+        if "DeLong" in kinds and (selected["metric"] == "score").any():
             rows += delong_rows(selected, task, pairs, gaps)
     key = (lambda row: (row["task"], row["_kind"])) if family == "task" else (lambda row: ("", row["_kind"]))
     for (task, kind), group in itertools.groupby(sorted(rows, key=key), key=key):
