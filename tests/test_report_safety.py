@@ -24,6 +24,7 @@ EVIL_MD = "p|q`r\ns*t"
 EVIL_MATH = "$\\cmd{$"
 EVIL_CSV = '=HYPERLINK("http://evil.example","click")'
 EVIL_LATEX_OPTION = "[2pt]x"
+EVIL_BIDI = "safe\u202eexe.fdp"  # shown right to left after the override: "safepdf.exe"
 
 
 def report(results, out, *extra):
@@ -58,7 +59,7 @@ def test_invalid_names_are_refused_in_one_line(name):
 def test_every_record_string_is_escaped_in_every_format(tmp_path, write_run):
     results = tmp_path / "results"
     methods = {"scratch-he": "scratch-he", "m1": EVIL_HTML, "m2": EVIL_TEX, "m3": EVIL_MD, "m4": EVIL_MATH,
-               "m5": EVIL_CSV, "m6": EVIL_LATEX_OPTION}
+               "m5": EVIL_CSV, "m6": EVIL_LATEX_OPTION, "m7": EVIL_BIDI}
     for safe, shown in methods.items():
         for seed, fraction in ((0, 1.0), (1, 1.0), (0, 0.5), (1, 0.5)):
             folder = write_run(results, safe, "t", seed, fraction, {"dice": 0.7 + seed / 100 + len(safe) / 1000},
@@ -85,6 +86,7 @@ def test_every_record_string_is_escaped_in_every_format(tmp_path, write_run):
     table3 = (out / "table3.md").read_text(encoding="utf-8")
     assert markdown_text(EVIL_MD) in table3 and markdown_text(EVIL_HTML) in table3
     assert all(raw not in table3 for raw in (EVIL_HTML, EVIL_MD, EVIL_MATH, "p|q"))
+    assert "\u202e" not in page + table3 and "safe&lt;U+202E&gt;exe.fdp" in page  # no reordering control
     tex = (out / "table3.tex").read_text(encoding="utf-8")
     assert r"a\textbackslash{}b\{c\}\$d\&e\#f\textasciicircum{}g\_h\textasciitilde{}i\%j" in tex
     assert latex_text(EVIL_HTML) in tex and EVIL_TEX not in tex

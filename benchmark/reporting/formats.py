@@ -46,9 +46,19 @@ def join(parts: list[Markup], separator: str = "\n") -> Markup:
 # --------------------------------------------------------------------------- escaping
 
 
+BIDI_CONTROLS = re.compile("[\u200e\u200f\u202a-\u202e\u2066-\u2069]")  # reorder the text shown around them
+
+
+def visible_controls(text: str) -> str:
+    """``text`` with each bidirectional control character written as its code (``<U+202E>``): a name from a
+    record cannot make the page or the table show its text, or its neighbours', in another order."""
+    return BIDI_CONTROLS.sub(lambda match: f"<U+{ord(match.group()):04X}>", text)
+
+
 def html_text(value: object) -> Markup:
-    """``value`` as HTML: Markup as it is, anything else escaped (quotes included)."""
-    return value if isinstance(value, Markup) else Markup(html.escape(str(value), quote=True))
+    """``value`` as HTML: Markup as it is, anything else escaped (quotes included, bidirectional controls
+    made visible)."""
+    return value if isinstance(value, Markup) else Markup(html.escape(visible_controls(str(value)), quote=True))
 
 
 MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]<>|$~#])")
@@ -59,7 +69,7 @@ def markdown_text(value: object) -> str:
     (CommonMark lets any ASCII punctuation be escaped) and line breaks folded into spaces."""
     if isinstance(value, Markup):
         return value
-    return MARKDOWN_SPECIAL.sub(r"\\\1", " ".join(str(value).splitlines()))
+    return MARKDOWN_SPECIAL.sub(r"\\\1", " ".join(visible_controls(str(value)).splitlines()))
 
 
 LATEX_REPLACEMENTS = {"\\": r"\textbackslash{}", "{": r"\{", "}": r"\}", "$": r"\$", "&": r"\&", "#": r"\#",
