@@ -127,6 +127,16 @@ def test_a_comparison_with_one_seed_is_named_untested_not_counted_as_a_miss() ->
     assert np.isnan(one_seed["sd"]) and np.isnan(one_seed["sd_against"])  # no spread from one seed
 
 
+def test_an_untested_comparison_is_named_with_its_own_reason() -> None:
+    # 3 seeds a side that all scored the same: the t-test is undefined, not short of seeds
+    scores = pd.DataFrame([{"task": "ncc", "method": method, "seed": seed, "value": value}
+                           for method, value in (("scratch-he", 0.5), ("supervised", 1.0)) for seed in range(3)])
+    rows = calibration_rows({0.05: scores}, {}, "scratch-he", ["supervised"], ["ncc"])
+    assert detected_summary(rows, "positive control") == (
+        "positive control: the expected effect detected on 0 of 0 tested comparisons; 1 not tested, "
+        "both groups have zero variance; means differ, the t-test is undefined (no p-value) (ncc)")
+
+
 def test_the_per_case_tests_are_calibrated_on_the_negative_control_too(tmp_path, write_run) -> None:
     """Two methods alike in distribution whose trained models each carry their own offset: Welch across seeds
     sees no difference to speak of, the per-case tests (models held fixed) see the models' difference. The

@@ -81,7 +81,7 @@ def _welch_row(check: str, task: str, fraction: float, method: str, against: str
     row["difference"] = row["mean"] - row["mean_against"]
     if a.size < 2 or b.size < 2:
         return {**row, "ci_low": np.nan, "ci_high": np.nan, "p": np.nan, "significant": False,
-                "note": "fewer than 2 seeds on a side: not tested"}
+                "note": "fewer than 2 seeds on a side"}
     result = stats.welch_t(a, b)
     return {**row, "ci_low": result.detail.get("ci_low", np.nan), "ci_high": result.detail.get("ci_high", np.nan),
             "p": result.p, "significant": bool(result.p < ALPHA), "note": result.detail.get("note", "")}
@@ -167,8 +167,8 @@ def false_positive_summary(rows: pd.DataFrame, check: str = NEGATIVE) -> str:
 
 def detected_summary(rows: pd.DataFrame, check: str) -> str:
     """How many of a check's tested comparisons found the expected effect (significant, in the expected
-    direction); the comparisons left untested (fewer than 2 seeds on a side) are named apart, never counted
-    as misses."""
+    direction); the comparisons left untested (fewer than 2 seeds on a side, or both sides constant) are
+    named apart with their reason, never counted as misses."""
     own = rows[rows["check"] == check]
     if own.empty:
         return f"{check}: no comparison"
@@ -177,7 +177,6 @@ def detected_summary(rows: pd.DataFrame, check: str) -> str:
     missed = sorted(set(tested["task"]) - set(found["task"]))
     text = (f"{check}: the expected effect detected on {len(found)} of {len(tested)} tested comparisons"
             + (f" (not on {', '.join(missed)})" if missed else ""))
-    if not untested.empty:
-        text += (f"; {len(untested)} not tested, fewer than 2 seeds on a side "
-                 f"({', '.join(sorted(set(untested['task'])))})")
+    for note, group in untested.groupby("note", sort=True):
+        text += f"; {len(group)} not tested, {note} ({', '.join(sorted(set(group['task'])))})"
     return text
