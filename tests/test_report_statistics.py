@@ -157,10 +157,11 @@ def test_convergence_counts_the_runs_still_training_and_auc_intervals_need_both_
         history = {"epoch": list(range(len(curve))), "val_dice": [v + seed / 100 for v in curve]}
         write_run(results, "scratch-he", "t", seed, 1.0, {"dice": 0.8}, "dice", history=history)
     labels = [1] * 4 + [0] * 30
+    aucs = [72 / 120, 73 / 120]  # 4 positives above 18, 18, 18, 18 (seed 1: 19) of the 30 negatives
     for seed in (0, 1):
-        write_run(results, "scratch-he", "c", seed, 1.0, {"auc": 0.6 + seed / 100}, "auc",
+        write_run(results, "scratch-he", "c", seed, 1.0, {"auc": aucs[seed]}, "auc",
                   cases={"case_id": [f"c{i}" for i in range(len(labels))], "label": labels,
-                         "score": np.linspace(0, 1, len(labels))})
+                         "score": [17.5, 17.5, 17.5, 17.5 + seed] + list(range(30))})
     assert report(results, tmp_path / "out") == 0
     curves = pd.read_csv(tmp_path / "out" / "convergence_curves.csv")
     assert curves["n_training"].tolist() == [3, 3, 2, 2] and (curves["runs"] == 3).all()
@@ -171,7 +172,7 @@ def test_convergence_counts_the_runs_still_training_and_auc_intervals_need_both_
     assert intervals.loc["c", "level"] == "mean over seeds"  # no per-run AUC interval with 4 positives
     missing = (tmp_path / "out" / "not_computed.md").read_text(encoding="utf-8")
     assert "4 positives and 30 negatives: the bootstrap interval of an AUC is given with at least 10 of each" in missing
-    low, high = st.t.interval(0.95, 1, loc=0.605, scale=st.sem([0.6, 0.61]))
+    low, high = st.t.interval(0.95, 1, loc=np.mean(aucs), scale=st.sem(aucs))
     assert (intervals.loc["c", "low"], intervals.loc["c", "high"]) == (pytest.approx(low), pytest.approx(high))
 
 

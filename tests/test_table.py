@@ -60,12 +60,12 @@ def test_smoke_histories_hold_every_epoch_of_every_run(smoke_results, smoke_tabl
 def test_hand_written_records_give_the_expected_table(tmp_path, write_run):
     write_run(tmp_path, "m1", "seg", 0, 0.5, {"dice": 0.6, "iou": 0.45, "mg_iou": 0.8}, "dice",
               cases={"case_id": ["a", "b"], "group": ["p1", "p2"], "dice": [0.5, 0.7], "iou": [0.4, 0.5]})
-    write_run(tmp_path, "m2", "cls", 3, 1.0, {"auc": 0.75}, "auc",
+    write_run(tmp_path, "m2", "cls", 3, 1.0, {"auc": 1.0}, "auc",
               cases={"case_id": ["c1", "c2"], "group": ["s1", "s1"], "label": [1, 0], "score": [0.9, 0.2]})
     table = read_results(tmp_path).table
     keys = ["method", "task", "fraction", "seed", "level", "case_id", "group", "metric", "value", "label"]
     expected = pd.DataFrame([
-        ("m2", "cls", 1.0, 3, "run", None, None, "auc", 0.75, pd.NA),
+        ("m2", "cls", 1.0, 3, "run", None, None, "auc", 1.0, pd.NA),
         ("m2", "cls", 1.0, 3, "case", "c1", "s1", "score", 0.9, 1),
         ("m2", "cls", 1.0, 3, "case", "c2", "s1", "score", 0.2, 0),
         ("m1", "seg", 0.5, 0, "run", None, None, "dice", 0.6, pd.NA),
@@ -97,8 +97,8 @@ def test_export_refuses_an_unknown_format(smoke_table, tmp_path):
 
 
 def test_unreadable_records_are_skipped_with_a_message_naming_the_file(tmp_path, write_run):
-    good = write_run(tmp_path, "m1", "cls", 0, 1.0, {"auc": 0.7}, "auc",
-                     cases={"case_id": ["c1"], "group": ["s1"], "label": [1], "score": [0.9]})
+    good = write_run(tmp_path, "m1", "cls", 0, 1.0, {"auc": 1.0}, "auc",
+                     cases={"case_id": ["c1", "c2"], "group": ["s1", "s2"], "label": [1, 0], "score": [0.9, 0.1]})
     corrupt = write_run(tmp_path, "m2", "cls", 0, 1.0, {"auc": 0.7}, "auc") / "result.json"
     corrupt.write_text('{"run_id": "x", "metr')
     incomplete = write_run(tmp_path, "m3", "cls", 0, 1.0, {"auc": 0.7}, "auc") / "result.json"
@@ -114,6 +114,28 @@ def test_unreadable_records_are_skipped_with_a_message_naming_the_file(tmp_path,
     assert f"{no_cases / 'cases.csv'}: missing" in skipped
     assert f"{bad_cases / 'cases.csv'}: a value is not a number" in skipped
     assert f"{good / 'history.csv'}" in skipped  # no history written: no convergence curve for it
+
+
+def test_a_record_whose_metrics_its_own_cases_contradict_or_that_no_score_can_have_is_skipped(tmp_path, write_run):
+    # Table 3 and the Welch tests read a run's metrics, the paired tests and intervals its cases: they must agree
+    two_classes = {"case_id": ["c1", "c2", "c3"], "label": [1, 0, 0], "score": [0.9, 0.2, 0.1]}  # AUC 1
+    consistent = write_run(tmp_path, "m1", "cls", 0, 1.0, {"auc": 1.0}, "auc", cases=two_classes)
+    edited = write_run(tmp_path, "m2", "cls", 0, 1.0, {"auc": 0.61}, "auc", cases=two_classes)
+    one_class = write_run(tmp_path, "m3", "cls", 0, 1.0, {"auc": 0.6}, "auc",
+                          cases={"case_id": ["c1", "c2"], "label": [0, 0], "score": [0.9, 0.1]})
+    dice = write_run(tmp_path, "m4", "seg", 0, 1.0, {"dice": 0.9}, "dice",
+                     cases={"case_id": ["a", "b"], "dice": [0.5, 0.7]})
+    huge = write_run(tmp_path, "m5", "cls", 0, 1.0, {"auc": 3e299}, "auc")
+    plugin = write_run(tmp_path, "m6", "own", 0, 1.0, {"score": -1e300}, "score")
+    results = read_results(tmp_path)
+    assert sorted(results.table["method"].unique()) == ["m1"]
+    skipped = "\n".join(results.skipped)
+    assert f"metric 'auc' is 0.61 in the record but 1 from {edited / 'cases.csv'}" in skipped
+    assert f"metric 'auc' is 0.6 in the record but nan from {one_class / 'cases.csv'}" in skipped
+    assert f"metric 'dice' is 0.9 in the record but 0.6 from {dice / 'cases.csv'}" in skipped
+    assert f"{huge / 'result.json'}: metric 'auc' is 3e+299, outside [0, 1]; skipped" in skipped
+    assert f"{plugin / 'result.json'}: metric 'score' is -1e+300, beyond ±1e+12; skipped" in skipped
+    assert not [line for line in results.skipped if str(consistent) in line and "in the record but" in line]
 
 
 def test_no_readable_record_is_a_user_error(tmp_path):

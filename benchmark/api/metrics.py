@@ -20,6 +20,7 @@ import numpy as np
 from sklearn.metrics import roc_auc_score
 
 MG_IOU_THRESHOLDS = tuple(np.round(np.arange(0.50, 0.951, 0.05), 2))
+UNIT_SCORES = frozenset({"auc", "dice", "iou", "mg_iou"})  # the metrics of this module: each in [0, 1]
 
 
 def auc(labels: Sequence[int], scores: Sequence[float]) -> float:

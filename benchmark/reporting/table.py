@@ -27,12 +27,14 @@ from __future__ import annotations
 
 import io
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from benchmark.api import metrics
 from benchmark.api.backbone import DEFAULT_BACKBONE
 from benchmark.data import files
 from benchmark.engine import store
@@ -56,6 +58,7 @@ METADATA_COLUMNS = ["run_id", "method_name", "method_settings", "task_name", "ta
 COLUMNS = KEY_COLUMNS + METADATA_COLUMNS
 HISTORY_COLUMNS = ["run_id", "method", "task", "profile", "fraction", "seed", "epoch", "column", "value"]
 CASE_ID_COLUMNS = ("case_id", "group", "label")
+MAX_SCORE = 1e12
 NUMBER_FIELDS = ("backbone_parameters", "wall_seconds", "peak_memory_mb", "peak_device_memory_mb", "finetune_epochs",
                  "finetune_best_epoch", "finetune_samples_seen", "finetune_seconds", "pretrain_cubes_seen",
                  "pretrain_seconds", "subset_seed")
@@ -184,9 +187,46 @@ def read_record(path: Path) -> dict[str, Any]:
         raise UserError(f"{path}: not a run record (missing {', '.join(missing)})")
     try:
         store.check_record(record)
+        check_metric_values(record["metrics"])
     except UserError as error:
         raise UserError(f"{path}: {error}") from error
     return record
+
+
+def check_metric_values(values: dict[str, float]) -> None:
+    """UserError unless each metric is NaN or a plausible score: in [0, 1] for the suite's own metrics
+    (AUC, Dice, IoU, mg_iou), within ±MAX_SCORE for a plugin's (a damaged or edited record could
+    otherwise top a table with an AUC of 1e300, or break a figure's axis)."""
+    for name, value in values.items():
+        value = float(value)
+        if math.isnan(value):
+            continue
+        if name in metrics.UNIT_SCORES and not 0.0 <= value <= 1.0:
+            raise UserError(f"metric '{name}' is {value:.6g}, outside [0, 1]")
+        if not abs(value) <= MAX_SCORE:
+            raise UserError(f"metric '{name}' is {value:.6g}, beyond ±{MAX_SCORE:g}")
+
+
+def _metrics_from_cases(cases: pd.DataFrame, names: list[str]) -> dict[str, float]:
+    """The run-level metrics a per-case table determines: the mean of a column named like the metric
+    (per-case Dice, IoU), and the AUC of its scores against its labels."""
+    found = {name: float(pd.to_numeric(cases[name]).mean()) for name in names if name in cases.columns}
+    if "auc" in names and {"score", "label"} <= set(cases.columns):
+        found["auc"] = metrics.auc(pd.to_numeric(cases["label"]).to_numpy(), pd.to_numeric(cases["score"]).to_numpy())
+    return found
+
+
+def check_metrics_agree_with_cases(record: dict[str, Any], cases: pd.DataFrame, path: Path) -> None:
+    """UserError if a recorded metric is not what the run's own per-case table gives: Table 3 and the
+    Welch tests read the metrics, the paired tests and intervals the cases, and the two must not differ."""
+    recorded = record["metrics"]
+    for name, expected in _metrics_from_cases(cases, list(recorded)).items():
+        value = float(recorded[name])
+        if math.isnan(value) and math.isnan(expected):
+            continue
+        if not math.isclose(value, expected, rel_tol=1e-9, abs_tol=1e-9):
+            raise UserError(f"metric '{name}' is {value:.6g} in the record but {expected:.6g} from {path} "
+                            "(a damaged or edited run)")
 
 
 def read_whole_csv(path: Path, **options: Any) -> pd.DataFrame:
@@ -232,12 +272,14 @@ def record_table(record: dict[str, Any], folder: Path, skipped: list[str]) -> pd
     cases_path = folder / "cases.csv"
     run_level_only = f"only the run-level metrics of {record['run_id']} are used"
     try:
-        parts.append(case_rows(_unique_cases(_read_csv(cases_path, ("case_id",), _get(record, "cases", "test")),
-                                             cases_path)))
+        cases = _unique_cases(_read_csv(cases_path, ("case_id",), _get(record, "cases", "test")), cases_path)
+        parts.append(case_rows(cases))
     except UserError as error:
         skipped.append(f"{error}; {run_level_only}")
     except (ValueError, TypeError) as error:
         skipped.append(f"{cases_path}: a value is not a number ({error}); {run_level_only}")
+    else:
+        check_metrics_agree_with_cases(record, cases, cases_path)
     rows = pd.concat(parts, ignore_index=True)
     return rows.assign(**_run_keys(record), **run_metadata(record))
 
