@@ -686,6 +686,21 @@ def test_lidc_dicom_and_xml_reads_become_consensus_crops(tmp_path: Path) -> None
     assert len(found) == 1 and "LIDC-IDRI-0700" in found[0] and "z = -500 mm lies on no slice" in found[0]
 
 
+
+def test_a_split_file_putting_one_lidc_patient_in_two_splits_is_refused(tmp_path: Path) -> None:
+    """LIDC-IDRI as downloaded, like the crops layout: a patient's nodules stay in one split."""
+    root = tmp_path / "LIDC-IDRI"
+    for number in (1, 520, 700):
+        write_lidc_scan(root / f"LIDC-IDRI-{number:04d}" / "study" / "series", series=f"1.3.6.1.4.{number}")
+    path = tmp_path / "splits.csv"
+    write_csv(path, ("case_id", "split"), [("LIDC-IDRI-0001_0", "train"), ("LIDC-IDRI-0001_1", "test"),
+                                           ("LIDC-IDRI-0520_0", "val"), ("LIDC-IDRI-0700_0", "test")])
+    splits, task = Splits.read(path), TASKS.create("ncs")
+    assert messages("ncs", root, splits) == [f"{path}: patient LIDC-IDRI-0001 has cases in two splits"]
+    for load in (lambda: task.load(root, (32, 64, 64), splits), lambda: task.split_scans(root, "test", splits)):
+        with pytest.raises(UserError, match="patient LIDC-IDRI-0001 has cases in two splits"):
+            load()
+
 # --- leakage: a pretraining folder holding a target task's test scans ------------------------------------
 
 
