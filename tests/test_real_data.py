@@ -714,6 +714,27 @@ def test_a_pool_holding_a_test_scan_of_the_task_is_refused(copy: Callable[[str],
         plan_run(RunSpec("genesis", "ncc", profile="smoke", data_root=root, pretrain_root=root, splits=path))
 
 
+def test_verify_data_reports_the_leakage_run_refuses_and_names_the_pool_for_its_problems(
+    copy: Callable[[str], Path], datasets: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    root = copy("ncc")
+    path = tmp_path / "splits.csv"
+    write_csv(path, ("case_id", "split"), [("1.3.6.1.0", "test"), ("1.3.6.1.5", "train"), ("1.3.6.1.7", "val")])
+    verify = ["verify-data", "--task", "ncc", "--data-root", str(root), "--pretrain-root", str(root)]
+    assert main(verify) == 0
+    assert capsys.readouterr().out.splitlines() == [f"{root}: no problems found for task ncc",
+                                                    f"{root}: no problems found for pretraining"]
+    assert main([*verify, "--splits", str(path)]) == 2
+    out, err = capsys.readouterr()
+    assert "1 of its pretraining scans are test scans of task 'ncc'" in out and "(e.g. 1.3.6.1.0)" in out
+    assert err.strip() == f"error: {root}: 1 problem(s) in 1 file(s) for pretraining"
+
+    (root / "subset0" / "1.3.6.1.0.raw").write_bytes(b"")  # the pool's problem, not the task's folder's
+    assert main(["verify-data", "--task", "lcs", "--data-root", str(datasets["lcs"]), "--pretrain-root",
+                 str(root)]) == 2
+    assert capsys.readouterr().err.strip() == f"error: {root}: 1 problem(s) in 1 file(s) for pretraining"
+
+
 @pytest.mark.parametrize("task", ["ncc", "ecc", "ncs", "lcs", "bms"])
 def test_a_task_names_the_scans_of_its_test_split(task: str, datasets: dict[str, Path]) -> None:
     """Series UIDs where the layout names them (NCC, ECC; NCS's crops name patients, LiTS and BraTS no series)."""
