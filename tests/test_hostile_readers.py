@@ -7,9 +7,11 @@ import gzip
 import logging
 import re
 import struct
+import zlib
 from pathlib import Path
 
 import benchmark.tasks._lidc as lidc
+import nibabel
 import numpy as np
 import pytest
 import SimpleITK as sitk
@@ -187,3 +189,55 @@ def test_a_metaimage_header_without_a_geometry_or_outside_its_folder_is_refused(
     (folder / "image.mhd").write_text(METAIMAGE.format(dims=dims, extra=extra, data=data))
     with pytest.raises(UserError, match=re.escape(message)):
         read_image(folder / "image.mhd")
+
+
+# --- images: a header asking for too many voxels, complex voxels, array element types ------------------
+
+
+def header_only(folder: Path, name: str, shape_xyz: tuple[int, int, int]) -> Path:
+    """An image file whose header claims ``shape_xyz`` uint8 voxels but holds (almost) none of them."""
+    if name.endswith(".mhd"):
+        (folder / "image.zraw").write_bytes(zlib.compress(bytes(8)))
+        dims = " ".join(map(str, shape_xyz))
+        (folder / name).write_text(METAIMAGE.format(dims=dims, extra="CompressedData = True\n", data="image.zraw"))
+        return folder / name
+    header = nibabel.Nifti1Header()
+    header.set_data_shape(shape_xyz)
+    header.set_data_dtype(np.uint8)
+    data = header.binaryblock + bytes(4 + 8)  # the extension flag, then 8 voxels
+    (folder / name).write_bytes(gzip.compress(data) if name.endswith(".gz") else data)
+    return folder / name
+
+
+@pytest.mark.parametrize("name", ["image.nii", "image.nii.gz", "image.mhd"])
+def test_a_header_asking_for_more_than_max_voxels_is_refused_before_its_voxels_are_read(
+        tmp_path: Path, name: str) -> None:
+    path = header_only(tmp_path, name, (1100, 1100, 1000))
+    expected = f"{name}: size (1100, 1100, 1000) x 1 component(s) is 1210000000 voxels, more than the 1073741824"
+    with pytest.raises(UserError, match=re.escape(expected)):
+        read_image(path)
+
+
+def test_complex_voxels_are_refused_not_cast_to_their_real_part(tmp_path: Path) -> None:
+    path = tmp_path / "image.nii"
+    sitk.WriteImage(sitk.GetImageFromArray(np.full((2, 2, 2), 1 + 2j, np.complex64)), str(path))
+    with pytest.raises(UserError, match=r"image\.nii: complex of 32-bit float voxels; expected real numbers"):
+        read_image(path)
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_a_truncated_metaimage_of_an_array_element_type_is_named_as_truncated(tmp_path: Path, channels: int) -> None:
+    extra = f"ElementNumberOfChannels = {channels}\n"
+    (tmp_path / "image.mhd").write_text(METAIMAGE.format(dims="4 4 4", extra=extra, data="image.raw")
+                                        .replace("MET_UCHAR", "MET_SHORT_ARRAY"))
+    (tmp_path / "image.raw").write_bytes(bytes(100))
+    with pytest.raises(UserError, match=rf"image\.raw: truncated: 100 of {4 ** 3 * 2 * channels} bytes"):
+        read_image(tmp_path / "image.mhd")
+
+
+def test_a_non_finite_nifti_orientation_is_refused_before_simpleitk_reads_it(
+        tmp_path: Path, capfd: pytest.CaptureFixture) -> None:
+    path = nifti_with(tmp_path / "image.nii", 280, "<f", (float("nan"),))  # srow_x[0], the sform in use
+    with pytest.raises(UserError, match=r"image\.nii: the NIfTI header's srow_x \[nan"):
+        read_image(path)
+    assert capfd.readouterr().err == ""  # no page of ITK warnings about the matrix
