@@ -133,6 +133,56 @@ def test_a_volume_that_is_not_3d_is_refused(tmp_path: Path, shape: tuple[int, ..
     assert len(str(raised.value).splitlines()) == 1
 
 
+
+def write_volume_and_mask(folder: Path, mask: np.ndarray) -> tuple[Path, Path]:
+    """A CTPA-like volume ``1.2.3.nii`` (vessel HU) and ``mask`` on its grid; returns the two folders."""
+    for name, array in (("volumes", np.full(mask.shape, 200, np.int16)), ("masks", mask)):
+        (folder / name).mkdir(exist_ok=True)
+        sitk.WriteImage(sitk.GetImageFromArray(array), str(folder / name / "1.2.3.nii"))
+    return folder / "volumes", folder / "masks"
+
+
+@pytest.mark.parametrize(("values", "shown"), [((0.3, -2.0), "-2, 0.3"), ((-1000, 40), "-1000"), ((0, 300), "300")],
+                         ids=["probabilities", "a CT volume", "beyond 255"])
+def test_a_mask_that_is_not_whole_labels_is_refused_not_thresholded(tmp_path: Path, values: tuple,
+                                                                   shown: str) -> None:
+    mask = np.zeros((6, 6, 6), np.float32 if isinstance(values[0], float) else np.int16)
+    mask[:3], mask[3:] = values
+    volumes, masks = write_volume_and_mask(tmp_path, mask)
+    with pytest.raises(UserError, match=rf"masks/1\.2\.3\.nii: label values {shown}: an embolus mask holds whole"):
+        convert_emboli(volumes, masks, tmp_path / "out.csv", negatives=2)
+
+
+def test_a_mask_labelled_per_embolus_is_read(tmp_path: Path) -> None:
+    mask = np.zeros((6, 6, 12), np.uint8)
+    mask[1:3, 1:3, 1:3], mask[1:3, 1:3, 8:10] = 1, 2
+    volumes, masks = write_volume_and_mask(tmp_path, mask)
+    assert convert_emboli(volumes, masks, tmp_path / "out.csv", negatives=0)["class"].tolist() == [1, 1]
+
+
+@pytest.mark.parametrize(("settings", "message"), [
+    ({"hu_range": (float("nan"), 5.0)}, "--hu-range nan 5: must be two finite numbers LOW HIGH with LOW < HIGH"),
+    ({"hu_range": (5.0, 5.0)}, "--hu-range 5 5: must be"),
+    ({"min_distance_mm": float("nan")}, "--min-distance nan: must be a finite number of mm above 0"),
+    ({"min_distance_mm": 0.0}, "--min-distance 0: must be"),
+    ({"negatives": -1}, "--negatives -1: must be 0 or more"),
+])
+def test_settings_that_mean_nothing_are_refused(tmp_path: Path, settings: dict, message: str) -> None:
+    mask = np.zeros((6, 6, 6), np.uint8)
+    mask[2:4, 2:4, 2:4] = 1
+    volumes, masks = write_volume_and_mask(tmp_path, mask)
+    with pytest.raises(UserError, match=re.escape(message)):
+        convert_emboli(volumes, masks, tmp_path / "out.csv", **settings)
+
+
+def test_an_out_path_that_is_a_folder_is_named(tmp_path: Path) -> None:
+    mask = np.zeros((6, 6, 6), np.uint8)
+    mask[2:4, 2:4, 2:4] = 1
+    volumes, masks = write_volume_and_mask(tmp_path, mask)
+    (tmp_path / "out").mkdir()
+    with pytest.raises(UserError, match=rf"^{re.escape(str(tmp_path / 'out'))}: is a folder; --out names the"):
+        convert_emboli(volumes, masks, tmp_path / "out")
+
 # --- images: a header that describes no geometry ----------------------------------------------------
 
 
