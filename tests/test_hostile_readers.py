@@ -46,6 +46,18 @@ def test_classes_0_and_1_are_read(tmp_path: Path) -> None:
     assert [c.label for c in read_candidates(path)["a"]] == [1, 0]
 
 
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("seriesuid,coordX,coordY,coordZ,class,class\na,1,2,3,1,0\n", r"line 1: column\(s\) class named twice"),
+    (f"{HEADER}a,1,2,3,1\na,1,2,3,1,0\n", r"line 3: 6 fields, more than the header's 5"),
+], ids=["repeated column", "extra field"])
+def test_a_repeated_column_or_a_row_longer_than_the_header_is_refused(tmp_path: Path, text: str,
+                                                                      message: str) -> None:
+    path = tmp_path / "candidates.csv"
+    path.write_text(text)
+    with pytest.raises(UserError, match=rf"candidates\.csv: {message}$"):
+        read_candidates(path)
+
 # --- LIDC-IDRI: DICOM series and XML reads ----------------------------------------------------------
 
 
