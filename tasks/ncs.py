@@ -28,6 +28,7 @@ another seed is another site: its patients are numbers no lower seed drew (seeds
 from __future__ import annotations
 
 import csv
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -259,11 +260,25 @@ def crop_splits(root: Path, splits: Splits | None) -> dict[str, str]:
     root = Path(root)
     source = root / "splits.csv" if splits is None else splits.path
     split_of = read_split_file(source, "case_id") if splits is None else splits.choose(crop_ids(root), "case")
+    return one_split_per_patient(split_of, source)
+
+
+def one_split_per_patient(split_of: dict[str, str], source: Path) -> dict[str, str]:
+    """``split_of`` (case id -> split) as given; UserError naming ``source`` if a patient has cases in two
+    splits (a patient's nodules share its scan and its anatomy: split across, they leak into the test)."""
     patient_split: dict[str, str] = {}
     for case_id, split in split_of.items():
         if patient_split.setdefault(patient_of(case_id), split) != split:
             raise UserError(f"{source}: patient {patient_of(case_id)} has cases in two splits")
     return split_of
+
+
+def lidc_splits(crops: Iterable[str], splits: Splits | None) -> dict[str, str]:
+    """Case id -> split for LIDC-IDRI as downloaded: by patient number (``default_split``), or from the
+    user's split file, where a patient in two splits is an error."""
+    if splits is None:
+        return {case: default_split(patient_of(case)) for case in crops}
+    return one_split_per_patient(splits.choose(crops, "case"), splits.path)
 
 
 def _at_1mm(image: sitk.Image, interpolator: int, fill: float) -> sitk.Image:
@@ -304,7 +319,13 @@ def verify_lidc(root: Path, splits: Splits | None) -> list[Problem]:
         return problems
     crops = lidc_cases(root)
     if splits is not None:
-        return splits.problems(crops, "case")
+        if problems := splits.problems(crops, "case"):
+            return problems
+        try:
+            one_split_per_patient(splits.assignment, splits.path)
+        except UserError as error:
+            return [Problem.from_error(error)]
+        return []
     present = {default_split(patient_of(case)) for case in crops}
     return [Problem(str(root), f"no nodule of 3 mm or more in the {split} split (patients "
                                "0001-0510 train, 0511-0610 val, the rest test); use --splits")
@@ -330,15 +351,14 @@ class NoduleSegmentation(SegmentationTask):
         if splits is None:
             chosen = {patient for patient, _ in scans if default_split(patient) == split}
         else:
-            split_of = splits.choose(lidc_cases(root), "case")
-            chosen = {patient_of(case) for case, of in split_of.items() if of == split}
+            chosen = {patient_of(case) for case, of in lidc_splits(lidc_cases(root), splits).items() if of == split}
         return {scan_series_uid(xml) for patient, xml in scans if patient in chosen}
 
     def load(self, root: Path, cube: tuple[int, int, int], splits: Splits | None = None) -> TaskData:
         root = Path(root)
         if uses_lidc_layout(root):
             crops = lidc_cases(root)
-            split_of = splits.choose(crops, "case") if splits else {c: default_split(patient_of(c)) for c in crops}
+            split_of = lidc_splits(crops, splits)
             read = crops.__getitem__
         else:
             split_of = crop_splits(root, splits)

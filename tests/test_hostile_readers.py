@@ -7,9 +7,11 @@ import gzip
 import logging
 import re
 import struct
+import zlib
 from pathlib import Path
 
 import benchmark.tasks._lidc as lidc
+import nibabel
 import numpy as np
 import pytest
 import SimpleITK as sitk
@@ -43,6 +45,18 @@ def test_classes_0_and_1_are_read(tmp_path: Path) -> None:
     path.write_text(f"{HEADER}a,1,2,3,1\na,4,5,6, 0\n")
     assert [c.label for c in read_candidates(path)["a"]] == [1, 0]
 
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("seriesuid,coordX,coordY,coordZ,class,class\na,1,2,3,1,0\n", r"line 1: column\(s\) class named twice"),
+    (f"{HEADER}a,1,2,3,1\na,1,2,3,1,0\n", r"line 3: 6 fields, more than the header's 5"),
+], ids=["repeated column", "extra field"])
+def test_a_repeated_column_or_a_row_longer_than_the_header_is_refused(tmp_path: Path, text: str,
+                                                                      message: str) -> None:
+    path = tmp_path / "candidates.csv"
+    path.write_text(text)
+    with pytest.raises(UserError, match=rf"candidates\.csv: {message}$"):
+        read_candidates(path)
 
 # --- LIDC-IDRI: DICOM series and XML reads ----------------------------------------------------------
 
@@ -131,6 +145,56 @@ def test_a_volume_that_is_not_3d_is_refused(tmp_path: Path, shape: tuple[int, ..
     assert len(str(raised.value).splitlines()) == 1
 
 
+
+def write_volume_and_mask(folder: Path, mask: np.ndarray) -> tuple[Path, Path]:
+    """A CTPA-like volume ``1.2.3.nii`` (vessel HU) and ``mask`` on its grid; returns the two folders."""
+    for name, array in (("volumes", np.full(mask.shape, 200, np.int16)), ("masks", mask)):
+        (folder / name).mkdir(exist_ok=True)
+        sitk.WriteImage(sitk.GetImageFromArray(array), str(folder / name / "1.2.3.nii"))
+    return folder / "volumes", folder / "masks"
+
+
+@pytest.mark.parametrize(("values", "shown"), [((0.3, -2.0), "-2, 0.3"), ((-1000, 40), "-1000"), ((0, 300), "300")],
+                         ids=["probabilities", "a CT volume", "beyond 255"])
+def test_a_mask_that_is_not_whole_labels_is_refused_not_thresholded(tmp_path: Path, values: tuple,
+                                                                   shown: str) -> None:
+    mask = np.zeros((6, 6, 6), np.float32 if isinstance(values[0], float) else np.int16)
+    mask[:3], mask[3:] = values
+    volumes, masks = write_volume_and_mask(tmp_path, mask)
+    with pytest.raises(UserError, match=rf"masks/1\.2\.3\.nii: label values {shown}: an embolus mask holds whole"):
+        convert_emboli(volumes, masks, tmp_path / "out.csv", negatives=2)
+
+
+def test_a_mask_labelled_per_embolus_is_read(tmp_path: Path) -> None:
+    mask = np.zeros((6, 6, 12), np.uint8)
+    mask[1:3, 1:3, 1:3], mask[1:3, 1:3, 8:10] = 1, 2
+    volumes, masks = write_volume_and_mask(tmp_path, mask)
+    assert convert_emboli(volumes, masks, tmp_path / "out.csv", negatives=0)["class"].tolist() == [1, 1]
+
+
+@pytest.mark.parametrize(("settings", "message"), [
+    ({"hu_range": (float("nan"), 5.0)}, "--hu-range nan 5: must be two finite numbers LOW HIGH with LOW < HIGH"),
+    ({"hu_range": (5.0, 5.0)}, "--hu-range 5 5: must be"),
+    ({"min_distance_mm": float("nan")}, "--min-distance nan: must be a finite number of mm above 0"),
+    ({"min_distance_mm": 0.0}, "--min-distance 0: must be"),
+    ({"negatives": -1}, "--negatives -1: must be 0 or more"),
+])
+def test_settings_that_mean_nothing_are_refused(tmp_path: Path, settings: dict, message: str) -> None:
+    mask = np.zeros((6, 6, 6), np.uint8)
+    mask[2:4, 2:4, 2:4] = 1
+    volumes, masks = write_volume_and_mask(tmp_path, mask)
+    with pytest.raises(UserError, match=re.escape(message)):
+        convert_emboli(volumes, masks, tmp_path / "out.csv", **settings)
+
+
+def test_an_out_path_that_is_a_folder_is_named(tmp_path: Path) -> None:
+    mask = np.zeros((6, 6, 6), np.uint8)
+    mask[2:4, 2:4, 2:4] = 1
+    volumes, masks = write_volume_and_mask(tmp_path, mask)
+    (tmp_path / "out").mkdir()
+    with pytest.raises(UserError, match=rf"^{re.escape(str(tmp_path / 'out'))}: is a folder; --out names the"):
+        convert_emboli(volumes, masks, tmp_path / "out")
+
 # --- images: a header that describes no geometry ----------------------------------------------------
 
 
@@ -187,3 +251,55 @@ def test_a_metaimage_header_without_a_geometry_or_outside_its_folder_is_refused(
     (folder / "image.mhd").write_text(METAIMAGE.format(dims=dims, extra=extra, data=data))
     with pytest.raises(UserError, match=re.escape(message)):
         read_image(folder / "image.mhd")
+
+
+# --- images: a header asking for too many voxels, complex voxels, array element types ------------------
+
+
+def header_only(folder: Path, name: str, shape_xyz: tuple[int, int, int]) -> Path:
+    """An image file whose header claims ``shape_xyz`` uint8 voxels but holds (almost) none of them."""
+    if name.endswith(".mhd"):
+        (folder / "image.zraw").write_bytes(zlib.compress(bytes(8)))
+        dims = " ".join(map(str, shape_xyz))
+        (folder / name).write_text(METAIMAGE.format(dims=dims, extra="CompressedData = True\n", data="image.zraw"))
+        return folder / name
+    header = nibabel.Nifti1Header()
+    header.set_data_shape(shape_xyz)
+    header.set_data_dtype(np.uint8)
+    data = header.binaryblock + bytes(4 + 8)  # the extension flag, then 8 voxels
+    (folder / name).write_bytes(gzip.compress(data) if name.endswith(".gz") else data)
+    return folder / name
+
+
+@pytest.mark.parametrize("name", ["image.nii", "image.nii.gz", "image.mhd"])
+def test_a_header_asking_for_more_than_max_voxels_is_refused_before_its_voxels_are_read(
+        tmp_path: Path, name: str) -> None:
+    path = header_only(tmp_path, name, (1100, 1100, 1000))
+    expected = f"{name}: size (1100, 1100, 1000) x 1 component(s) is 1210000000 voxels, more than the 1073741824"
+    with pytest.raises(UserError, match=re.escape(expected)):
+        read_image(path)
+
+
+def test_complex_voxels_are_refused_not_cast_to_their_real_part(tmp_path: Path) -> None:
+    path = tmp_path / "image.nii"
+    sitk.WriteImage(sitk.GetImageFromArray(np.full((2, 2, 2), 1 + 2j, np.complex64)), str(path))
+    with pytest.raises(UserError, match=r"image\.nii: complex of 32-bit float voxels; expected real numbers"):
+        read_image(path)
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_a_truncated_metaimage_of_an_array_element_type_is_named_as_truncated(tmp_path: Path, channels: int) -> None:
+    extra = f"ElementNumberOfChannels = {channels}\n"
+    (tmp_path / "image.mhd").write_text(METAIMAGE.format(dims="4 4 4", extra=extra, data="image.raw")
+                                        .replace("MET_UCHAR", "MET_SHORT_ARRAY"))
+    (tmp_path / "image.raw").write_bytes(bytes(100))
+    with pytest.raises(UserError, match=rf"image\.raw: truncated: 100 of {4 ** 3 * 2 * channels} bytes"):
+        read_image(tmp_path / "image.mhd")
+
+
+def test_a_non_finite_nifti_orientation_is_refused_before_simpleitk_reads_it(
+        tmp_path: Path, capfd: pytest.CaptureFixture) -> None:
+    path = nifti_with(tmp_path / "image.nii", 280, "<f", (float("nan"),))  # srow_x[0], the sform in use
+    with pytest.raises(UserError, match=r"image\.nii: the NIfTI header's srow_x \[nan"):
+        read_image(path)
+    assert capfd.readouterr().err == ""  # no page of ITK warnings about the matrix

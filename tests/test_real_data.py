@@ -686,6 +686,21 @@ def test_lidc_dicom_and_xml_reads_become_consensus_crops(tmp_path: Path) -> None
     assert len(found) == 1 and "LIDC-IDRI-0700" in found[0] and "z = -500 mm lies on no slice" in found[0]
 
 
+
+def test_a_split_file_putting_one_lidc_patient_in_two_splits_is_refused(tmp_path: Path) -> None:
+    """LIDC-IDRI as downloaded, like the crops layout: a patient's nodules stay in one split."""
+    root = tmp_path / "LIDC-IDRI"
+    for number in (1, 520, 700):
+        write_lidc_scan(root / f"LIDC-IDRI-{number:04d}" / "study" / "series", series=f"1.3.6.1.4.{number}")
+    path = tmp_path / "splits.csv"
+    write_csv(path, ("case_id", "split"), [("LIDC-IDRI-0001_0", "train"), ("LIDC-IDRI-0001_1", "test"),
+                                           ("LIDC-IDRI-0520_0", "val"), ("LIDC-IDRI-0700_0", "test")])
+    splits, task = Splits.read(path), TASKS.create("ncs")
+    assert messages("ncs", root, splits) == [f"{path}: patient LIDC-IDRI-0001 has cases in two splits"]
+    for load in (lambda: task.load(root, (32, 64, 64), splits), lambda: task.split_scans(root, "test", splits)):
+        with pytest.raises(UserError, match="patient LIDC-IDRI-0001 has cases in two splits"):
+            load()
+
 # --- leakage: a pretraining folder holding a target task's test scans ------------------------------------
 
 
@@ -697,6 +712,27 @@ def test_a_pool_holding_a_test_scan_of_the_task_is_refused(copy: Callable[[str],
     refused = r"1 of its pretraining scans are test scans of task 'ncc' .*\(e.g. 1\.3\.6\.1\.0\)"
     with pytest.raises(UserError, match=refused):
         plan_run(RunSpec("genesis", "ncc", profile="smoke", data_root=root, pretrain_root=root, splits=path))
+
+
+def test_verify_data_reports_the_leakage_run_refuses_and_names_the_pool_for_its_problems(
+    copy: Callable[[str], Path], datasets: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    root = copy("ncc")
+    path = tmp_path / "splits.csv"
+    write_csv(path, ("case_id", "split"), [("1.3.6.1.0", "test"), ("1.3.6.1.5", "train"), ("1.3.6.1.7", "val")])
+    verify = ["verify-data", "--task", "ncc", "--data-root", str(root), "--pretrain-root", str(root)]
+    assert main(verify) == 0
+    assert capsys.readouterr().out.splitlines() == [f"{root}: no problems found for task ncc",
+                                                    f"{root}: no problems found for pretraining"]
+    assert main([*verify, "--splits", str(path)]) == 2
+    out, err = capsys.readouterr()
+    assert "1 of its pretraining scans are test scans of task 'ncc'" in out and "(e.g. 1.3.6.1.0)" in out
+    assert err.strip() == f"error: {root}: 1 problem(s) in 1 file(s) for pretraining"
+
+    (root / "subset0" / "1.3.6.1.0.raw").write_bytes(b"")  # the pool's problem, not the task's folder's
+    assert main(["verify-data", "--task", "lcs", "--data-root", str(datasets["lcs"]), "--pretrain-root",
+                 str(root)]) == 2
+    assert capsys.readouterr().err.strip() == f"error: {root}: 1 problem(s) in 1 file(s) for pretraining"
 
 
 @pytest.mark.parametrize("task", ["ncc", "ecc", "ncs", "lcs", "bms"])

@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import logging
 import shutil
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -295,6 +297,17 @@ def test_other_pngs_and_files(tmp_path: Path, caplog: pytest.LogCaptureFixture) 
     sitk.WriteImage(sitk.GetImageFromArray(np.zeros((3, 20, 30), np.uint8)), str(tmp_path / "volume.mha"))
     (tmp_path / "volume.png").write_bytes((tmp_path / "volume.mha").read_bytes())
     one_line_error(lambda: read_radiograph(tmp_path / "volume.png"), "volume.png", "not a readable PNG")
+
+
+def test_a_png_claiming_more_than_max_pixels_is_refused_before_its_pixels_are_decoded(tmp_path: Path) -> None:
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", 9000, 9000, 8, 0, 0, 0, 0)  # 8-bit grey, of which one row is written
+    (tmp_path / "huge.png").write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
+                                        + chunk(b"IDAT", zlib.compress(bytes(9001))) + chunk(b"IEND", b""))
+    one_line_error(lambda: read_radiograph(tmp_path / "huge.png"), "huge.png",
+                   "size (9000, 9000) x 1 component(s) is 81000000 pixels, more than the 67108864 (2**26)")
 
 
 def test_an_empty_validation_split_is_a_one_line_error(copy: Path) -> None:

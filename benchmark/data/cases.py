@@ -73,20 +73,28 @@ class TaskData:
 
 
 def iter_csv_rows(path: Path, columns: tuple[str, ...]) -> Iterator[tuple[int, dict[str, str]]]:
-    """(line number, row) pairs of a CSV that must have ``columns``, read one at a time (a file of a
-    million rows is never held whole); UserError naming the file otherwise."""
+    """(line number, row) pairs of a CSV that must have ``columns``, each named once, read one at a time
+    (a file of a million rows is never held whole); UserError naming the file otherwise, and the line of
+    a row with more fields than the header (which fields would it mean?)."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: file not found")
     try:
         with open(path, newline="", encoding="utf-8-sig") as handle:  # -sig: a byte-order mark is not a name
             reader = csv.DictReader(handle)
-            missing = [c for c in columns if c not in (reader.fieldnames or [])]
+            header = reader.fieldnames or []
+            missing = [c for c in columns if c not in header]
             if missing:
                 raise UserError(
                     f"{path}: missing column(s) {', '.join(missing)} (the header must have {','.join(columns)})"
                 )
+            repeated = sorted({name for name in header if name and header.count(name) > 1})
+            if repeated:
+                raise UserError(f"{path}: line {reader.line_num}: column(s) {', '.join(repeated)} named twice")
             for row in reader:
+                if None in row:  # DictReader's key for the fields beyond the header's
+                    raise UserError(f"{path}: line {reader.line_num}: {len(header) + len(row[None])} fields, "
+                                    f"more than the header's {len(header)}")
                 yield reader.line_num, row
     except (UnicodeDecodeError, csv.Error) as error:
         raise UserError(f"{path}: not a readable CSV text file ({error})") from error

@@ -11,7 +11,9 @@ its header's offset + voxels x bytes, a compressed one (``.nii.gz``, a compresse
 must be a complete stream of that many bytes, and float voxels must be finite, read with a
 reader that keeps NaN (nibabel for NIfTI; SimpleITK keeps them in MetaImage files). Each
 fault is a UserError naming the file. The cost: a compressed file is decompressed once more
-to check its stream, a float NIfTI file read once more by nibabel.
+to check its stream, a float NIfTI file read once more by nibabel. Before any voxel is read, the
+header's size is checked against ``MAX_VOXELS``, so that a small file claiming a huge image (a
+compressed stream of zeros) is refused before SimpleITK allocates it.
 """
 
 from __future__ import annotations
@@ -31,35 +33,74 @@ from benchmark.errors import UserError
 
 HU_MIN, HU_MAX = -1000.0, 1000.0
 CHUNK = 1 << 24  # bytes read (and decompressed) at a time by the stream checks
-METAIMAGE_BYTES = {"MET_CHAR": 1, "MET_UCHAR": 1, "MET_SHORT": 2, "MET_USHORT": 2, "MET_INT": 4, "MET_UINT": 4,
-                   "MET_LONG": 4, "MET_ULONG": 4, "MET_LONG_LONG": 8, "MET_ULONG_LONG": 8, "MET_FLOAT": 4,
-                   "MET_DOUBLE": 8}
+_METAIMAGE_SCALAR_BYTES = {"MET_CHAR": 1, "MET_UCHAR": 1, "MET_SHORT": 2, "MET_USHORT": 2, "MET_INT": 4,
+                           "MET_UINT": 4, "MET_LONG": 4, "MET_ULONG": 4, "MET_LONG_LONG": 8, "MET_ULONG_LONG": 8,
+                           "MET_FLOAT": 4, "MET_DOUBLE": 8}
+# bytes per channel of each ElementType; a ``MET_*_ARRAY`` voxel is ElementNumberOfChannels of its scalar type
+METAIMAGE_BYTES = {**_METAIMAGE_SCALAR_BYTES,
+                   **{f"{name}_ARRAY": size for name, size in _METAIMAGE_SCALAR_BYTES.items()}}
 METAIMAGE_HEADER_LINES = 200
+MAX_VOXELS = 2**30  # voxels x components of one image (4 GiB as float32; a 512 x 512 x 1000 CT scan is 2**28)
 
 
 def read_image(path: Path) -> sitk.Image:
     """Read any SimpleITK-readable file (mhd/raw, nii, nii.gz, ...), checked against its header, for
-    NaN/inf voxels and for a geometry that is no geometry (an empty axis, a spacing that is not a
-    positive number, a non-finite origin or direction); UserError naming the file and the fault."""
+    its size (at most ``MAX_VOXELS``, before its voxels are read), for NaN/inf voxels and for a geometry
+    that is no geometry (an empty axis, a spacing that is not a positive number, a non-finite origin
+    or direction); UserError naming the file and the fault."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: file not found")
-    check_complete(path)
+    nifti = _nifti(path) if is_nifti(path) else None  # its header read once, for the checks before and after
+    if nifti is not None:  # before SimpleITK, which reads a non-finite geometry with a page of warnings
+        _check_nifti_geometry(path, _header_as_written(path, nifti))
     try:
-        image = sitk.ReadImage(str(path))
+        reader = read_header(path)
+        check_voxel_count(path, reader, MAX_VOXELS, "voxels")
+        check_real(path, reader)
+        check_complete(path)
+        image = reader.Execute()
     except RuntimeError as error:
+        check_complete(path)  # a file cut short or corrupt is named so, not in SimpleITK's words
         reason = str(error).strip().splitlines()[-1] if str(error).strip() else "unreadable"
         raise UserError(f"{path}: cannot read image ({reason})") from error
-    nifti = _nifti(path) if is_nifti(path) else None  # its header read once, for both checks
-    check_geometry(path, image, nifti)
+    check_geometry(path, image)
     check_finite(path, image, nifti)
     return image
 
 
-def check_geometry(path: Path, image: sitk.Image, nifti: nibabel.Nifti1Image | None = None) -> None:
+def read_header(path: Path, image_io: str = "") -> sitk.ImageFileReader:
+    """A reader of ``path`` (with SimpleITK's ``image_io``, or the one the file calls for) that has read
+    the header (size, pixel type, geometry) but no voxel; RuntimeError as SimpleITK raises it."""
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    if image_io:
+        reader.SetImageIO(image_io)
+    reader.ReadImageInformation()
+    return reader
+
+
+def check_voxel_count(path: Path, reader: sitk.ImageFileReader, limit: int, unit: str) -> None:
+    """UserError if the header read by ``reader`` asks for more than ``limit`` voxels x components (a
+    small compressed file can claim an image that does not fit in memory)."""
+    count = math.prod(reader.GetSize()) * reader.GetNumberOfComponents()
+    if count > limit:
+        raise UserError(f"{path}: size {reader.GetSize()} x {reader.GetNumberOfComponents()} component(s) is "
+                        f"{count} {unit}, more than the {limit} (2**{limit.bit_length() - 1}) an image may hold")
+
+
+def check_real(path: Path, reader: sitk.ImageFileReader) -> None:
+    """UserError if the header read by ``reader`` gives complex voxels: every later step would keep only
+    their real part."""
+    pixel_type = sitk.GetPixelIDValueAsString(reader.GetPixelID())
+    if "complex" in pixel_type:
+        raise UserError(f"{path}: {pixel_type} voxels; expected real numbers")
+
+
+def check_geometry(path: Path, image: sitk.Image) -> None:
     """UserError if the image has an empty axis or a spacing, origin or direction that is not finite
-    (spacing: not positive). NIfTI's own header is checked too: SimpleITK puts 1 in place of a
-    non-finite voxel size there."""
+    (spacing: not positive). (A NIfTI header is checked before: SimpleITK puts 1 in place of a
+    non-finite voxel size there.)"""
     size, spacing = image.GetSize(), np.array(image.GetSpacing())
     if min(size) < 1:
         raise UserError(f"{path}: size {size}: an image needs at least one voxel along each axis")
@@ -67,8 +108,6 @@ def check_geometry(path: Path, image: sitk.Image, nifti: nibabel.Nifti1Image | N
         raise UserError(f"{path}: voxel spacing {tuple(spacing)} is not a positive number along each axis")
     if not (np.isfinite(image.GetOrigin()).all() and np.isfinite(image.GetDirection()).all()):
         raise UserError(f"{path}: origin {image.GetOrigin()} or direction {image.GetDirection()} is not finite")
-    if nifti is not None:
-        _check_nifti_geometry(path, _header_as_written(path, nifti))
 
 
 def _header_as_written(path: Path, nifti: nibabel.Nifti1Image) -> nibabel.Nifti1Header:
@@ -133,10 +172,13 @@ def check_finite(path: Path, image: sitk.Image, nifti: nibabel.Nifti1Image | Non
 
 
 def _nifti(path: Path) -> nibabel.Nifti1Image:
-    """The NIfTI image (header read, voxels not yet); UserError if the header cannot be read."""
+    """The NIfTI image (header read, voxels not yet); UserError if the header cannot be read (for a
+    ``.nii.gz`` whose stream ends or breaks within its first ``CHUNK`` bytes: that fault)."""
     try:
         return nibabel.load(path)
     except (ImageFileError, HeaderDataError, OSError, EOFError, ValueError, zlib.error) as error:
+        if path.name.lower().endswith(".gz"):
+            _gzip_length(path, CHUNK)
         raise UserError(f"{path}: cannot read image (no valid NIfTI header)") from error
 
 
@@ -150,12 +192,13 @@ def _check_nifti_bytes(path: Path) -> None:
         raise UserError(f"{path}: truncated: {available} of {needed} bytes")
 
 
-def _gzip_length(path: Path) -> int:
-    """The decompressed length of a gzip file; UserError if its stream ends early or is corrupt."""
+def _gzip_length(path: Path, most: int | None = None) -> int:
+    """The decompressed length of a gzip file (reading ``most`` bytes at most, if given); UserError if its
+    stream ends early or is corrupt."""
     total = 0
     try:
         with gzip.open(path, "rb") as stream:
-            while chunk := stream.read(CHUNK):
+            while (most is None or total < most) and (chunk := stream.read(CHUNK)):
                 total += len(chunk)
     except EOFError as error:
         raise UserError(f"{path}: truncated gzip stream") from error

@@ -132,11 +132,15 @@ def check_labels(image: sitk.Image, path: Path, allowed: Iterable[int], problems
     allowed = sorted(allowed)
     outside = [v for v in values.tolist() if v not in allowed]
     if outside:
-        shown = ", ".join(f"{v:g}" for v in outside[:6]) + (", ..." if len(outside) > 6 else "")
-        problems.append(Problem(str(path), f"label values {shown} outside the expected "
+        problems.append(Problem(str(path), f"label values {shown_values(outside)} outside the expected "
                                            f"{', '.join(map(str, allowed))}{meaning}"))
     elif need_foreground and values.max() <= 0:
         problems.append(Problem(str(path), "empty label map: no foreground voxel (label > 0)"))
+
+
+def shown_values(values: list[float]) -> str:
+    """The first six of ``values``, then "..." if there are more."""
+    return ", ".join(f"{v:g}" for v in values[:6]) + (", ..." if len(values) > 6 else "")
 
 
 def check_points_inside(image: sitk.Image, points: Iterable[tuple[str, tuple[float, float, float]]],

@@ -29,7 +29,8 @@ clipping). Choices made here:
   but absent from the CSV (or in the CSV but in no list), a patient in both lists, an image listed but
   not in ``images/``, a file that is not a whole 8-bit PNG: a one-line UserError naming the file.
   PNGs are read with SimpleITK's PNG reader only (libpng stops at a truncated or corrupt stream; a
-  file of another format, a 3-D volume included, is not a PNG).
+  file of another format, a 3-D volume included, is not a PNG), and one whose header gives more than
+  ``MAX_PIXELS`` pixels x channels is refused before its pixels are decoded.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from benchmark.data.files import read_text
+from benchmark.data.imageio import check_voxel_count, read_header
 from benchmark.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -62,6 +64,7 @@ VALIDATION_PERCENT = 10
 WORKING_SIDE = 256
 POOL_SPLITS = ("train", "val")
 GREY_LEVELS = 255.0
+MAX_PIXELS = 2**26  # pixels x channels of one radiograph (8192 x 8192 grey; ChestX-ray14's are 1024 x 1024)
 
 
 # --- the lists and the CSV -----------------------------------------------------------------------
@@ -188,7 +191,9 @@ def read_radiograph(path: Path) -> np.ndarray:
     if not path.is_file():
         raise UserError(f"{path}: file not found")
     try:
-        image = sitk.ReadImage(str(path), imageIO="PNGImageIO")
+        reader = read_header(path, "PNGImageIO")
+        check_voxel_count(path, reader, MAX_PIXELS, "pixels")
+        image = reader.Execute()
     except RuntimeError as error:
         raise UserError(f"{path}: not a readable PNG (truncated, corrupt or another format)") from error
     if image.GetPixelID() not in (sitk.sitkUInt8, sitk.sitkVectorUInt8):
