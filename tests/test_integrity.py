@@ -164,6 +164,8 @@ DAMAGES: dict[str, tuple[Callable[[Path], None], str]] = {
     "truncated": (lambda f: cut_in_half(f / "image.npy"), "image.npy holds 8256 of its 16512 bytes"),
     "deleted": (lambda f: (f / "mask.npy").unlink(), "mask.npy is missing"),
     "meta garbage": (lambda f: (f / "meta.json").write_text("{not json"), "meta.json is missing or unreadable"),
+    "meta edited": (lambda f: (f / "meta.json").write_text((f / "meta.json").read_text().replace('"n": 2', '"n": 3')),
+                    "the metadata in meta.json does not match its recorded SHA-256"),
 }
 
 
@@ -252,6 +254,7 @@ def test_a_damaged_cache_entry_is_rebuilt_with_a_warning_never_used(
     assert len(computed) == 2
     np.testing.assert_array_equal(entry.arrays["image"], np.arange(4096, dtype=np.float32))
     np.testing.assert_array_equal(entry.arrays["mask"], np.ones(64, np.uint8))
+    assert entry.meta == {"n": 2}
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert len(warnings) == 1 and warnings[0].startswith(f"{folder}: damaged cache entry ({fault}"), warnings
     assert warnings[0].endswith("; preprocessing it again") and len(warnings[0].splitlines()) == 1

@@ -1,14 +1,16 @@
 """The preprocessing cache: volumes decoded, resampled and windowed once, then memory-mapped.
 
 An entry is a folder ``<cache>/preprocessed/<key>/`` holding one ``.npy`` file per array
-and a ``meta.json`` (the entry's metadata, and each array's size and SHA-256). The key
+and a ``meta.json`` (the entry's metadata with the SHA-256 of its canonical JSON, and each
+array's size and SHA-256). The key
 hashes the source files (resolved path, size, modification time), the preprocessing
 settings and the cache format version, so a changed source or setting lands on a new key
 and the stale entry is simply never read again. An entry is written into a temporary
 folder renamed into place, so an interrupted write leaves nothing that looks complete
 (and the next write removes what a killed writer left, ``files.remove_leftovers``).
 
-Every read verifies the entry without reading its arrays: each file must have its recorded
+Every read verifies the entry without reading its arrays: the metadata (a scan's geometry, a
+series' id) must match its recorded SHA-256, each file must have its recorded
 size, and its stat stamp (size, modification and change times in ns, inode) must equal the
 one ``verified.json`` recorded when the file was last hashed. A file whose stamp differs is
 hashed in full, once: it is used, and its new stamp recorded, only if its SHA-256 matches.
@@ -43,7 +45,7 @@ from benchmark.data.imageio import HU_MAX, HU_MIN, geometry, geometry_image, met
 from benchmark.errors import UserError
 from benchmark.provenance import code_fingerprint, module_fingerprint
 
-CACHE_FORMAT = 2
+CACHE_FORMAT = 3  # 3: meta.json records the SHA-256 of the metadata
 META_FILE = "meta.json"
 STAMP_FILE = "verified.json"
 log = logging.getLogger(__name__)
@@ -82,9 +84,15 @@ def _write_entry(folder: Path, entry: Entry) -> None:
         with open(path, "wb") as handle:
             np.save(handle, np.ascontiguousarray(array))
         arrays[name] = {"bytes": path.stat().st_size, "sha256": files.sha256_file(path)}
-    manifest = json.dumps({"meta": entry.meta, "arrays": arrays}, sort_keys=True)
+    manifest = json.dumps({"meta": entry.meta, "meta_sha256": _meta_sha256(entry.meta), "arrays": arrays},
+                          sort_keys=True)
     (folder / META_FILE).write_text(manifest, encoding="utf-8")
     _record_stamps(folder, arrays)
+
+
+def _meta_sha256(meta: Mapping[str, Any]) -> str:
+    """The SHA-256 of the metadata's canonical JSON (keys sorted)."""
+    return hashlib.sha256(json.dumps(meta, sort_keys=True).encode()).hexdigest()
 
 
 def _stamp(path: Path) -> list[int]:
@@ -101,15 +109,20 @@ def _record_stamps(folder: Path, arrays: Mapping[str, Any]) -> None:
 
 
 def entry_fault(folder: Path) -> str | None:
-    """What is wrong with the entry in ``folder`` (None: it is whole): its ``meta.json`` unreadable,
-    an array missing, of another size, or (stamp changed) of another SHA-256 than recorded."""
+    """What is wrong with the entry in ``folder`` (None: it is whole): its ``meta.json`` unreadable or
+    its metadata of another SHA-256 than recorded, an array missing, of another size, or (stamp changed)
+    of another SHA-256 than recorded."""
     try:
-        arrays = json.loads((folder / META_FILE).read_text(encoding="utf-8"))["arrays"]
+        manifest = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
+        meta_changed = _meta_sha256(manifest["meta"]) != manifest["meta_sha256"]
+        arrays = manifest["arrays"]
         stamp_file = folder / STAMP_FILE
         stamps = json.loads(stamp_file.read_text(encoding="utf-8")) if stamp_file.is_file() else {}
         recorded = {name: (int(a["bytes"]), str(a["sha256"])) for name, a in arrays.items()}
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return f"{META_FILE} is missing or unreadable"
+    if meta_changed:
+        return f"the metadata in {META_FILE} does not match its recorded SHA-256 (changed since it was written)"
     changed = []
     for name, (size, _) in recorded.items():
         path = folder / f"{name}.npy"
