@@ -182,6 +182,13 @@ def test_a_source_rewritten_with_its_size_and_modification_time_put_back_is_prep
     assert computed == [1, 1]
 
 
+def test_a_source_whose_links_loop_is_named(tmp_path: Path) -> None:
+    (tmp_path / "a.nii").symlink_to("b.nii")
+    (tmp_path / "b.nii").symlink_to("a.nii")
+    with pytest.raises(UserError, match=r"a\.nii: symlink loop$"):
+        cache.cache_key([tmp_path / "a.nii"], {}, "code")
+
+
 @pytest.mark.parametrize("compress", [False, True])
 def test_a_ct_volume_is_keyed_by_the_voxel_file_its_header_names(source: Path, compress: bool) -> None:
     def header_of(array: np.ndarray, folder: Path) -> Path:  # without the compressed size, which differs

@@ -69,7 +69,7 @@ def cache_key(sources: Sequence[Path], settings: Mapping[str, Any], code: str) -
     UserError if a source is missing."""
     stamps = []
     for source in sources:
-        path = Path(source).resolve()
+        path = files.resolved(source)
         if not path.is_file():
             raise UserError(f"{source}: file not found")
         stamps.append([str(path), *files.stamp(path)])

@@ -177,7 +177,7 @@ def _files_under(root: Path) -> list[Path]:
 def directory_source(path: Path, splits: Splits | None = None) -> DataSource:
     """A user's data folder, fingerprinted by the names, sizes and times of its files (through linked
     folders too: a data tree is often assembled from links)."""
-    root = Path(path).expanduser().resolve()
+    root = files.resolved(Path(path).expanduser())
     if not root.is_dir():
         raise UserError(f"{path}: {'is a file, not a data folder' if root.exists() else 'data folder not found'}")
     digest = hashlib.sha256()

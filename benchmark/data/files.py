@@ -135,6 +135,17 @@ def remove_folder(folder: Path) -> None:
         shutil.rmtree(aside, ignore_errors=True)
 
 
+def resolved(path: Path) -> Path:
+    """``path`` made absolute with its links followed; UserError naming it if its links loop or the
+    system refuses to follow them."""
+    try:
+        return Path(path).resolve()
+    except RuntimeError as error:  # a loop, before Python 3.13
+        raise UserError(f"{path}: symlink loop") from error
+    except OSError as error:  # a loop from Python 3.13 on, or a folder on the way that cannot be read
+        raise UserError(f"{path}: {error.strerror or error}") from error
+
+
 def sha256_file(path: Path) -> str:
     """The SHA-256 of a file's bytes (hex)."""
     digest = hashlib.sha256()
