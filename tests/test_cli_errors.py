@@ -196,6 +196,16 @@ def test_a_slurm_sweep_off_a_cluster_is_one_line(tmp_path, capsys, monkeypatch):
     assert line.startswith("error: --executor slurm: ") and "srun" in line
 
 
+@pytest.mark.parametrize("argv", [["run", "--method", "scratch-he", "--task", "lcs", "--profile", "smoke",
+                                   "--results", "results"], ["verify-data", "--task", "lcs"]])
+def test_a_data_root_whose_links_loop_is_one_line(argv, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a").symlink_to("b")
+    (tmp_path / "b").symlink_to("a")
+    assert cli.main([*argv, "--data-root", "a"]) == 2
+    assert one_error_line(capsys) == "error: a: symlink loop"
+
+
 @pytest.mark.parametrize("argv, message", [
     (["run", "--method", "scratch-he", "--task", "ncc", "--weights", "."], ".: is a folder, not a weights file"),
     (["run", "--method", "scratch-he", "--task", "ncc", "--data-root", "FILE"], "FILE: is a file, not a data folder"),

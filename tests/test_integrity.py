@@ -12,6 +12,7 @@ import shutil
 import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,7 @@ import torch
 import benchmark.data.cache as cache
 from benchmark.api.profiles import PROFILES
 from benchmark.api.registry import METHODS
-from benchmark.data import files
+from benchmark.data import datasets, files
 from benchmark.data.imageio import metaimage_data_files, read_array, read_image
 from benchmark.engine import checkpoints, store
 from benchmark.errors import UserError
@@ -164,6 +165,8 @@ DAMAGES: dict[str, tuple[Callable[[Path], None], str]] = {
     "truncated": (lambda f: cut_in_half(f / "image.npy"), "image.npy holds 8256 of its 16512 bytes"),
     "deleted": (lambda f: (f / "mask.npy").unlink(), "mask.npy is missing"),
     "meta garbage": (lambda f: (f / "meta.json").write_text("{not json"), "meta.json is missing or unreadable"),
+    "meta edited": (lambda f: (f / "meta.json").write_text((f / "meta.json").read_text().replace('"n": 2', '"n": 3')),
+                    "the metadata in meta.json does not match its recorded SHA-256"),
 }
 
 
@@ -177,6 +180,13 @@ def test_a_source_rewritten_with_its_size_and_modification_time_put_back_is_prep
     os.utime(source, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     entry_of(source, computed)
     assert computed == [1, 1]
+
+
+def test_a_source_whose_links_loop_is_named(tmp_path: Path) -> None:
+    (tmp_path / "a.nii").symlink_to("b.nii")
+    (tmp_path / "b.nii").symlink_to("a.nii")
+    with pytest.raises(UserError, match=r"a\.nii: symlink loop$"):
+        cache.cache_key([tmp_path / "a.nii"], {}, "code")
 
 
 @pytest.mark.parametrize("compress", [False, True])
@@ -252,12 +262,86 @@ def test_a_damaged_cache_entry_is_rebuilt_with_a_warning_never_used(
     assert len(computed) == 2
     np.testing.assert_array_equal(entry.arrays["image"], np.arange(4096, dtype=np.float32))
     np.testing.assert_array_equal(entry.arrays["mask"], np.ones(64, np.uint8))
+    assert entry.meta == {"n": 2}
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert len(warnings) == 1 and warnings[0].startswith(f"{folder}: damaged cache entry ({fault}"), warnings
     assert warnings[0].endswith("; preprocessing it again") and len(warnings[0].splitlines()) == 1
     assert cache.entry_fault(folder) is None and [p.name for p in cache.preprocessed_root().iterdir()] == [folder.name]
     entry_of(source, computed)
     assert len(computed) == 2
+
+
+# --- the built-in phantoms -----------------------------------------------------------------------------------
+
+
+GENERATED: list[int] = []  # one item a generation of ``write_tiny_phantom``
+
+
+def write_tiny_phantom(root: Path, seed: int) -> None:
+    """A phantom of three small files in two folders (a generator is run in the same process)."""
+    GENERATED.append(seed)
+    time.sleep(0.2)  # long enough for two checks at once to overlap
+    for name, size in (("Training Batch 1/volume-0.nii", 300), ("Training Batch 2/volume-129.nii", 300),
+                       ("Training Batch 2/segmentation-129.nii", 400)):
+        (root / name).parent.mkdir(exist_ok=True)
+        (root / name).write_bytes(np.random.default_rng(size).bytes(size))
+
+
+@pytest.fixture
+def tiny_phantom(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The tiny phantom generated once, in a cache of the test's own; ``GENERATED`` counts from there."""
+    monkeypatch.setenv("BENCHMARK_CACHE", str(tmp_path / "cache"))
+    GENERATED.clear()
+    root = datasets.phantom_source(write_tiny_phantom).root
+    assert GENERATED == [0]
+    return root
+
+
+PHANTOM_DAMAGES: dict[str, tuple[Callable[[Path], None], str]] = {
+    "file deleted": (lambda r: (r / "Training Batch 2/volume-129.nii").unlink(),
+                     "Training Batch 2/volume-129.nii is missing"),
+    "label map edited, old mtime": (lambda r: overwrite_same_size(r / "Training Batch 2/segmentation-129.nii", True),
+                                    "Training Batch 2/segmentation-129.nii does not match its recorded SHA-256"),
+    "file cut": (lambda r: cut_in_half(r / "Training Batch 1/volume-0.nii"),
+                 "Training Batch 1/volume-0.nii holds 150 of its 300 bytes"),
+    "file added": (lambda r: (r / "Training Batch 2/volume-130.nii").write_bytes(b"x"),
+                   "Training Batch 2/volume-130.nii is not in its manifest.json"),
+    "no manifest (an older version)": (lambda r: (r / "manifest.json").unlink(), "manifest.json is missing"),
+}
+
+
+def test_a_whole_phantom_is_hashed_when_generated_and_then_only_stat_checked(
+    tiny_phantom: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hashed = counting_hashes(monkeypatch)
+    for _ in range(3):
+        assert datasets.phantom_source(write_tiny_phantom).root == tiny_phantom
+    assert GENERATED == [0] and hashed == []
+
+
+@pytest.mark.parametrize("damage", list(PHANTOM_DAMAGES))
+def test_a_damaged_phantom_is_generated_again_with_a_one_line_warning(
+    damage: str, tiny_phantom: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    before = {p: p.read_bytes() for p in tiny_phantom.rglob("*") if p.is_file()}
+    breaks, fault = PHANTOM_DAMAGES[damage]
+    breaks(tiny_phantom)
+    assert datasets.phantom_source(write_tiny_phantom).root == tiny_phantom
+    assert GENERATED == [0, 0]
+    assert {p: p.read_bytes() for p in tiny_phantom.rglob("*") if p.is_file()} == before
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and warnings[0].startswith(f"{tiny_phantom}: built-in phantom data damaged"), warnings
+    assert f"({fault}" in warnings[0] and warnings[0].endswith("; generating it again")
+    datasets.phantom_source(write_tiny_phantom)
+    assert GENERATED == [0, 0]
+
+
+def test_a_damaged_phantom_checked_twice_at_once_is_generated_once(tiny_phantom: Path) -> None:
+    """Two threads stand for two processes: each opens the lock anew, and ``flock`` locks one open file."""
+    (tiny_phantom / "Training Batch 2/volume-129.nii").unlink()
+    with ThreadPoolExecutor(2) as pool:
+        roots = list(pool.map(lambda _: datasets.phantom_source(write_tiny_phantom).root, range(2)))
+    assert roots == [tiny_phantom] * 2 and GENERATED == [0, 0] and datasets.phantom_fault(tiny_phantom) is None
 
 
 # --- leftovers of killed writers ----------------------------------------------------------------------------

@@ -1,14 +1,16 @@
 """The preprocessing cache: volumes decoded, resampled and windowed once, then memory-mapped.
 
 An entry is a folder ``<cache>/preprocessed/<key>/`` holding one ``.npy`` file per array
-and a ``meta.json`` (the entry's metadata, and each array's size and SHA-256). The key
+and a ``meta.json`` (the entry's metadata with the SHA-256 of its canonical JSON, and each
+array's size and SHA-256). The key
 hashes the source files (resolved path, size, modification time), the preprocessing
 settings and the cache format version, so a changed source or setting lands on a new key
 and the stale entry is simply never read again. An entry is written into a temporary
 folder renamed into place, so an interrupted write leaves nothing that looks complete
 (and the next write removes what a killed writer left, ``files.remove_leftovers``).
 
-Every read verifies the entry without reading its arrays: each file must have its recorded
+Every read verifies the entry without reading its arrays: the metadata (a scan's geometry, a
+series' id) must match its recorded SHA-256, each file must have its recorded
 size, and its stat stamp (size, modification and change times in ns, inode) must equal the
 one ``verified.json`` recorded when the file was last hashed. A file whose stamp differs is
 hashed in full, once: it is used, and its new stamp recorded, only if its SHA-256 matches.
@@ -43,7 +45,7 @@ from benchmark.data.imageio import HU_MAX, HU_MIN, geometry, geometry_image, met
 from benchmark.errors import UserError
 from benchmark.provenance import code_fingerprint, module_fingerprint
 
-CACHE_FORMAT = 2
+CACHE_FORMAT = 3  # 3: meta.json records the SHA-256 of the metadata
 META_FILE = "meta.json"
 STAMP_FILE = "verified.json"
 log = logging.getLogger(__name__)
@@ -62,15 +64,15 @@ def preprocessed_root() -> Path:
 
 
 def cache_key(sources: Sequence[Path], settings: Mapping[str, Any], code: str) -> str:
-    """A hash of the source files (path, size, modification and change times, inode: a file rewritten
-    in place with its size and modification time put back still has a new change time), the settings
-    and the code that preprocesses them; UserError if a source is missing."""
+    """A hash of the source files (``files.stamp``: a file rewritten in place with its size and modification
+    time put back still has a new change time), the settings and the code that preprocesses them;
+    UserError if a source is missing."""
     stamps = []
     for source in sources:
-        path = Path(source).resolve()
+        path = files.resolved(source)
         if not path.is_file():
             raise UserError(f"{source}: file not found")
-        stamps.append([str(path), *_stamp(path)])
+        stamps.append([str(path), *files.stamp(path)])
     identity = {"format": CACHE_FORMAT, "code": code, "settings": dict(settings), "sources": stamps}
     return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:24]
 
@@ -81,50 +83,31 @@ def _write_entry(folder: Path, entry: Entry) -> None:
         path = folder / f"{name}.npy"
         with open(path, "wb") as handle:
             np.save(handle, np.ascontiguousarray(array))
-        arrays[name] = {"bytes": path.stat().st_size, "sha256": files.sha256_file(path)}
-    manifest = json.dumps({"meta": entry.meta, "arrays": arrays}, sort_keys=True)
+        arrays[name] = files.file_record(path)
+    manifest = json.dumps({"meta": entry.meta, "meta_sha256": _meta_sha256(entry.meta), "arrays": arrays},
+                          sort_keys=True)
     (folder / META_FILE).write_text(manifest, encoding="utf-8")
-    _record_stamps(folder, arrays)
+    files.record_stamps(folder / STAMP_FILE, folder, [f"{name}.npy" for name in arrays])
 
 
-def _stamp(path: Path) -> list[int]:
-    """What changes whenever a file's bytes do (a write always moves the change time)."""
-    stat = path.stat()
-    return [stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino]
-
-
-def _record_stamps(folder: Path, arrays: Mapping[str, Any]) -> None:
-    try:
-        files.write_json(folder / STAMP_FILE, {name: _stamp(folder / f"{name}.npy") for name in arrays})
-    except OSError:  # a read-only cache: the files are hashed again at the next read
-        pass
+def _meta_sha256(meta: Mapping[str, Any]) -> str:
+    """The SHA-256 of the metadata's canonical JSON (keys sorted)."""
+    return hashlib.sha256(json.dumps(meta, sort_keys=True).encode()).hexdigest()
 
 
 def entry_fault(folder: Path) -> str | None:
-    """What is wrong with the entry in ``folder`` (None: it is whole): its ``meta.json`` unreadable,
-    an array missing, of another size, or (stamp changed) of another SHA-256 than recorded."""
+    """What is wrong with the entry in ``folder`` (None: it is whole): its ``meta.json`` unreadable or
+    its metadata of another SHA-256 than recorded, an array missing, of another size, or (stamp changed)
+    of another SHA-256 than recorded."""
     try:
-        arrays = json.loads((folder / META_FILE).read_text(encoding="utf-8"))["arrays"]
-        stamp_file = folder / STAMP_FILE
-        stamps = json.loads(stamp_file.read_text(encoding="utf-8")) if stamp_file.is_file() else {}
-        recorded = {name: (int(a["bytes"]), str(a["sha256"])) for name, a in arrays.items()}
+        manifest = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
+        meta_changed = _meta_sha256(manifest["meta"]) != manifest["meta_sha256"]
+        recorded = {f"{name}.npy": (int(a["bytes"]), str(a["sha256"])) for name, a in manifest["arrays"].items()}
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return f"{META_FILE} is missing or unreadable"
-    changed = []
-    for name, (size, _) in recorded.items():
-        path = folder / f"{name}.npy"
-        if not path.is_file():
-            return f"{path.name} is missing"
-        if path.stat().st_size != size:
-            return f"{path.name} holds {path.stat().st_size} of its {size} bytes"
-        if stamps.get(name) != _stamp(path):
-            changed.append(name)
-    for name in changed:
-        if files.sha256_file(folder / f"{name}.npy") != recorded[name][1]:
-            return f"{name}.npy does not match its recorded SHA-256 (changed since it was written)"
-    if changed:
-        _record_stamps(folder, recorded)
-    return None
+    if meta_changed:
+        return f"the metadata in {META_FILE} does not match its recorded SHA-256 (changed since it was written)"
+    return files.recorded_files_fault(folder, recorded, folder / STAMP_FILE)
 
 
 def _read_entry(folder: Path) -> Entry:

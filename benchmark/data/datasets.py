@@ -4,17 +4,29 @@ A phantom lives in the cache (``$BENCHMARK_CACHE``, default ``~/.cache/genesis-b
 under a folder named after its generator and a fingerprint of the generator's source
 code and seed, so a changed generator writes a new dataset and an unchanged one is
 never regenerated. Generation happens in a temporary folder renamed into place, so
-an interrupted generation leaves nothing that looks complete.
+an interrupted generation leaves nothing that looks complete; its last step writes the
+folder's ``manifest.json`` (each file's relative name, size and SHA-256).
+
+Every use checks the folder against its manifest as the preprocessing cache checks an entry:
+the same names (no file missing or added), each file's size, and its stat stamp (size,
+modification and change times, inode, recorded beside the folder in ``<folder>.verified.json``);
+a file whose stamp changed is hashed, once. A phantom that fails, or has no manifest (written
+by an older version), is the suite's own derived data: it is generated again, with a one-line
+warning. One process at a time checks and generates a phantom (a lock on ``<folder>.lock``).
 """
 
 from __future__ import annotations
 
+import fcntl
 import functools
 import hashlib
 import inspect
+import json
+import logging
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -27,6 +39,8 @@ if TYPE_CHECKING:
     from benchmark.data.cases import Splits
 
 PHANTOM_SEED = 0
+PHANTOM_MANIFEST = "manifest.json"
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -74,13 +88,76 @@ def phantom_fingerprint(write: Callable[[Path, int], None], seed: int) -> str:
 
 def phantom_source(write: Callable[[Path, int], None], seed: int = PHANTOM_SEED,
                    splits: Splits | None = None) -> DataSource:
-    """The phantom written by ``write``, generated into the cache unless already there."""
+    """The phantom written by ``write``, generated into the cache unless already there and whole."""
     fingerprint = phantom_fingerprint(write, seed)
     root = cache_root() / "phantoms" / f"{write.__name__}-{fingerprint}"
-    if not root.is_dir():
-        print(f"generating built-in phantom data ({write.__name__}) in {root}", file=sys.stderr)
-        files.write_folder_atomic(root, lambda tmp: write(tmp, seed))
+    with _phantom_lock(root):
+        _ensure_phantom(root, write, seed)
     return DataSource(root=root, kind="phantom", fingerprint=_with_splits(fingerprint, splits), splits=splits)
+
+
+@contextmanager
+def _phantom_lock(root: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``<root>.lock`` for the block, so that no two processes check, remove or
+    generate one phantom at once. In a cache this process cannot write to, it can generate nothing either:
+    the check then runs without the lock."""
+    try:
+        root.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(root.with_name(f"{root.name}.lock"), "a", encoding="utf-8")
+    except OSError:
+        yield
+        return
+    with handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file is closed
+        yield
+
+
+def _ensure_phantom(root: Path, write: Callable[[Path, int], None], seed: int) -> None:
+    """Generate the phantom at ``root`` unless it is there and matches its manifest; one that does not is
+    removed and generated again (a one-line warning)."""
+    if root.exists():
+        fault = phantom_fault(root)
+        if fault is None:
+            return
+        log.warning("%s: built-in phantom data damaged or from an older version (%s); generating it again",
+                    root, fault)
+        try:
+            files.remove_folder(root)
+        except OSError as error:
+            raise UserError(f"{root}: built-in phantom data damaged ({fault}) and cannot be removed "
+                            f"({error.strerror})") from error
+    print(f"generating built-in phantom data ({write.__name__}) in {root}", file=sys.stderr)
+    files.write_folder_atomic(root, lambda tmp: _write_phantom(tmp, write, seed))
+    files.record_stamps(_stamp_file(root), root, _relative_names(root))
+
+
+def _write_phantom(folder: Path, write: Callable[[Path, int], None], seed: int) -> None:
+    write(folder, seed)
+    manifest = {name: files.file_record(folder / name) for name in _relative_names(folder)}
+    files.write_json(folder / PHANTOM_MANIFEST, {"files": manifest})
+
+
+def _stamp_file(root: Path) -> Path:
+    return root.with_name(f"{root.name}.verified.json")
+
+
+def _relative_names(root: Path) -> list[str]:
+    """The files under ``root`` (relative names), less its manifest."""
+    return [name for name in (str(path.relative_to(root)) for path in _files_under(root)) if name != PHANTOM_MANIFEST]
+
+
+def phantom_fault(root: Path) -> str | None:
+    """What is wrong with the phantom at ``root`` (None: it is whole): no readable manifest, a file added
+    or missing, of another size, or (stamp changed) of another SHA-256 than its manifest records."""
+    try:
+        listed = json.loads((root / PHANTOM_MANIFEST).read_text(encoding="utf-8"))["files"]
+        recorded = {str(name): (int(f["bytes"]), str(f["sha256"])) for name, f in listed.items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return f"{PHANTOM_MANIFEST} is missing or unreadable"
+    added = sorted(set(_relative_names(root)) - set(recorded))
+    if added:
+        return f"{added[0]} is not in its {PHANTOM_MANIFEST}"
+    return files.recorded_files_fault(root, recorded, _stamp_file(root))
 
 
 def _files_under(root: Path) -> list[Path]:
@@ -100,7 +177,7 @@ def _files_under(root: Path) -> list[Path]:
 def directory_source(path: Path, splits: Splits | None = None) -> DataSource:
     """A user's data folder, fingerprinted by the names, sizes and times of its files (through linked
     folders too: a data tree is often assembled from links)."""
-    root = Path(path).expanduser().resolve()
+    root = files.resolved(Path(path).expanduser())
     if not root.is_dir():
         raise UserError(f"{path}: {'is a file, not a data folder' if root.exists() else 'data folder not found'}")
     digest = hashlib.sha256()

@@ -18,7 +18,7 @@ import re
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from importlib.abc import Traversable
 from pathlib import Path
 from typing import Any
@@ -135,6 +135,17 @@ def remove_folder(folder: Path) -> None:
         shutil.rmtree(aside, ignore_errors=True)
 
 
+def resolved(path: Path) -> Path:
+    """``path`` made absolute with its links followed; UserError naming it if its links loop or the
+    system refuses to follow them."""
+    try:
+        return Path(path).resolve()
+    except RuntimeError as error:  # a loop, before Python 3.13
+        raise UserError(f"{path}: symlink loop") from error
+    except OSError as error:  # a loop from Python 3.13 on, or a folder on the way that cannot be read
+        raise UserError(f"{path}: {error.strerror or error}") from error
+
+
 def sha256_file(path: Path) -> str:
     """The SHA-256 of a file's bytes (hex)."""
     digest = hashlib.sha256()
@@ -142,6 +153,52 @@ def sha256_file(path: Path) -> str:
         while chunk := handle.read(1 << 20):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def file_record(path: Path) -> dict[str, Any]:
+    """A file's size and SHA-256, as a manifest records them."""
+    return {"bytes": Path(path).stat().st_size, "sha256": sha256_file(path)}
+
+
+def stamp(path: Path) -> list[int]:
+    """What changes whenever a file's bytes do: size, modification and change times (ns), inode (a write
+    always moves the change time, which no user call can set back)."""
+    stat = Path(path).stat()
+    return [stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino]
+
+
+def record_stamps(stamp_file: Path, folder: Path, names: Iterable[str]) -> None:
+    """Record in ``stamp_file`` the stamps of the files of ``folder`` named (relative paths) in ``names``,
+    as their hashes were just checked."""
+    try:
+        write_json(stamp_file, {name: stamp(folder / name) for name in names})
+    except OSError:  # a read-only cache: the files are hashed again at the next read
+        pass
+
+
+def recorded_files_fault(folder: Path, recorded: Mapping[str, tuple[int, str]], stamp_file: Path) -> str | None:
+    """What is wrong with the files of ``folder`` that ``recorded`` names (relative paths, each with its size
+    and SHA-256), None if nothing: a file missing, of another size, or, when its stamp differs from the one
+    in ``stamp_file``, of another SHA-256 (each such file is hashed once; its new stamp is then recorded)."""
+    try:
+        stamps = json.loads(stamp_file.read_text(encoding="utf-8")) if stamp_file.is_file() else {}
+    except (OSError, ValueError):  # unreadable stamps: every file is hashed
+        stamps = {}
+    changed = []
+    for name, (size, _) in recorded.items():
+        path = folder / name
+        if not path.is_file():
+            return f"{name} is missing"
+        if path.stat().st_size != size:
+            return f"{name} holds {path.stat().st_size} of its {size} bytes"
+        if not isinstance(stamps, dict) or stamps.get(name) != stamp(path):
+            changed.append(name)
+    for name in changed:
+        if sha256_file(folder / name) != recorded[name][1]:
+            return f"{name} does not match its recorded SHA-256 (changed since it was written)"
+    if changed:
+        record_stamps(stamp_file, folder, recorded)
+    return None
 
 
 def current_umask() -> int:
