@@ -34,11 +34,11 @@ SimpleITK array), while this project feeds ``(N, C, Z, Y, X)`` = ``(..., 32, 64,
 implicitly (through the 64x64x32 input size); the layout above is our reading of the
 reference code. With ``reorder_kernels`` (by default: for a file with the reference code's
 bare names, in any container: a ``torch.save`` dict, under ``'state_dict'`` or safetensors; only
-the reference code names its modules so) every convolution and transposed-convolution kernel has its three spatial dimensions
-permuted from ``(x, y, z)`` to ``(z, y, x)`` (``weight.permute(0, 1, 4, 3, 2)``), so that
-a learned filter sees anatomy in the orientation it was trained on. Weights trained by
-this project, or any file already in ``(z, y, x)`` order (keys ``encoder.``/``decoder.``), must not
-be reordered; a file mixing the two namings is refused.
+the reference code names its modules so) every convolution and transposed-convolution kernel
+has its three spatial dimensions permuted from ``(x, y, z)`` to ``(z, y, x)``
+(``weight.permute(0, 1, 4, 3, 2)``), so that a learned filter sees anatomy in the orientation it
+was trained on. Weights trained by this project, or any file already in ``(z, y, x)`` order
+(keys ``encoder.``/``decoder.``), must not be reordered; a file mixing the two namings is refused.
 """
 
 from __future__ import annotations
