@@ -197,7 +197,9 @@ def test_a_slurm_sweep_off_a_cluster_is_one_line(tmp_path, capsys, monkeypatch):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["run", "--method", "scratch-he", "--task", "ncc", "--weights", "."], ".: is a folder, not a weights file"),
+    (["run", "--method", "genesis", "--task", "ncc", "--weights", "."], ".: is a folder, not a weights file"),
+    (["run", "--method", "scratch-he", "--task", "ncc", "--weights", "."],
+     ".: method 'scratch-he' initialises at random; --weights needs a method that transfers weights"),
     (["run", "--method", "scratch-he", "--task", "ncc", "--data-root", "FILE"], "FILE: is a file, not a data folder"),
 ])
 def test_a_file_given_for_a_folder_and_a_folder_for_a_file_are_named_so(argv, message, tmp_path, capsys,
