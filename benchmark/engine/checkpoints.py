@@ -9,6 +9,9 @@ Its ``meta.json`` (written last) records the identity and the SHA-256 of ``check
 both are checked at every use (hashing a checkpoint takes well under a second). A checkpoint
 that is missing, damaged, replaced (by another seed's, say) or unrecorded is pretrained
 again, with a one-line warning, and never used.
+
+The saved ``checkpoint.pt`` also holds ``pool_scans``, the ids of the scans it was pretrained on (none for
+a phantom pool), so that a run given the file with ``--weights`` can check them against its test split.
 """
 
 from __future__ import annotations
