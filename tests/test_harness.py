@@ -176,6 +176,10 @@ def test_a_checkpoint_of_another_method_is_refused_naming_both(tmp_path):
     with pytest.raises(UserError, match=r"c\.pt: a checkpoint of method 'genesis', not 'denoising'"):
         plan_run(RunSpec("denoising", "ncc", profile="smoke", weights=path))
     assert plan_run(RunSpec("genesis", "ncc", profile="smoke", weights=path)).weights.method == "genesis"
+    for entry, value in (("method", 3), ("pool_scans", "1.3.6.1.7")):
+        malformed = suite_checkpoint(tmp_path / f"{entry}.pt", **{entry: value})
+        with pytest.raises(UserError, match=rf"{entry}\.pt: the checkpoint's '{entry}' is"):
+            plan_run(RunSpec("genesis", "ncc", profile="smoke", weights=malformed))
 
 
 def test_an_encoder_method_takes_only_the_encoder_of_a_unet_file(tmp_path):

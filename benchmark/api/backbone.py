@@ -168,13 +168,13 @@ class Backbone:
         check_state(path, state, reference, expected, f"backbone '{self.name}' {settings} (width {width}, "
                     f"{in_channels} input channel(s), {transfers})", lambda key, *_: key.startswith(fresh))
         check_finite(path, state)
-        scans = content.get("pool_scans")
+        method, scans = content.get("method"), content.get("pool_scans")
+        if method is not None and not isinstance(method, str):
+            raise UserError(f"{path}: the checkpoint's 'method' is {method!r}, not a method's name")
         if scans is not None and not (isinstance(scans, list) and all(isinstance(scan, str) for scan in scans)):
             raise UserError(f"{path}: the checkpoint's 'pool_scans' is not a list of scan ids")
-        method = content.get("method")
         return PretrainedWeights(dict(state), transfers, width, in_channels, "benchmark-checkpoint",
-                                 file_fingerprint(path), str(path), settings=settings,
-                                 method=method if isinstance(method, str) else None,
+                                 file_fingerprint(path), str(path), settings=settings, method=method,
                                  pool_scans=None if scans is None else tuple(scans))
 
     def _declared_settings(self, path: Path, settings: Any) -> dict[str, Any]:
