@@ -115,3 +115,16 @@ def damage_a_tensor(path: Path) -> None:
     name_length, extra_length = struct.unpack_from("<HH", data, member.header_offset + 26)
     data[member.header_offset + 30 + name_length + extra_length + member.file_size // 2] ^= 0xFF
     path.write_bytes(bytes(data))
+
+
+def suite_checkpoint(path: Path, method: str = "genesis", **extra) -> Path:  # noqa: ANN003 - checkpoint entries
+    """A checkpoint of this suite (``benchmark pretrain``'s format) of a width-2 U-Net pretrained by ``method``,
+    with ``extra`` entries (e.g. ``pool_scans``)."""
+    from benchmark.engine.pretrain import CHECKPOINT_FORMAT, save_checkpoint
+    from benchmark.model.backbone import UNet3D
+
+    save_checkpoint({"format": CHECKPOINT_FORMAT, "method": method, "transfers": "encoder+decoder",
+                     "backbone": {"name": "unet3d", "settings": {"transposed": True}, "in_channels": 1, "width": 2},
+                     "state_dict": UNet3D(1, 1, 2).state_dict(), "extras": {}, "cubes_seen": 8, "epochs": 1,
+                     **extra}, path)
+    return path

@@ -207,7 +207,9 @@ def test_a_data_root_whose_links_loop_is_one_line(argv, tmp_path, capsys, monkey
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["run", "--method", "scratch-he", "--task", "ncc", "--weights", "."], ".: is a folder, not a weights file"),
+    (["run", "--method", "genesis", "--task", "ncc", "--weights", "."], ".: is a folder, not a weights file"),
+    (["run", "--method", "scratch-he", "--task", "ncc", "--weights", "."],
+     ".: method 'scratch-he' initialises at random; --weights needs a method that transfers weights"),
     (["run", "--method", "scratch-he", "--task", "ncc", "--data-root", "FILE"], "FILE: is a file, not a data folder"),
 ])
 def test_a_file_given_for_a_folder_and_a_folder_for_a_file_are_named_so(argv, message, tmp_path, capsys,

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from helpers import small_ncs_splits
+from helpers import small_ncs_splits, suite_checkpoint
 
 from benchmark.api.classification import ClassificationTask
 from benchmark.api.profiles import PROFILES
@@ -17,7 +17,9 @@ from benchmark.api.segmentation import SegmentationTask
 from benchmark.api.task import Case
 from benchmark.cli import main
 from benchmark.engine.finetune import evaluate
+from benchmark.engine.harness import RunSpec, plan_run
 from benchmark.errors import UserError
+from benchmark.model.backbone import UNet3D
 
 RECORD_KEYS = {"run_id", "method", "task", "seed", "fraction", "profile", "data", "metrics", "wall_seconds",
                "peak_memory_mb", "transfer", "pretraining", "finetune", "cases", "subset", "identity", "device",
@@ -162,6 +164,32 @@ def test_the_model_takes_the_width_of_a_weights_file(results, tmp_path):
     (path,) = tmp_path.glob("runs/ncc-genesis-quick-*/result.json")
     record = json.loads(path.read_text())
     assert record["backbone"]["width"] == 4 and record["transfer"]["loaded_keys"] > 0
+
+
+def test_a_scratch_method_refuses_a_weights_file(tmp_path):
+    with pytest.raises(UserError, match=r"method 'scratch-he' initialises at random; --weights needs a method"):
+        plan_run(RunSpec("scratch-he", "ncc", profile="smoke", weights=suite_checkpoint(tmp_path / "c.pt")))
+
+
+def test_a_checkpoint_of_another_method_is_refused_naming_both(tmp_path):
+    path = suite_checkpoint(tmp_path / "c.pt", method="genesis")
+    with pytest.raises(UserError, match=r"c\.pt: a checkpoint of method 'genesis', not 'denoising'"):
+        plan_run(RunSpec("denoising", "ncc", profile="smoke", weights=path))
+    assert plan_run(RunSpec("genesis", "ncc", profile="smoke", weights=path)).weights.method == "genesis"
+    for entry, value in (("method", 3), ("pool_scans", "1.3.6.1.7")):
+        malformed = suite_checkpoint(tmp_path / f"{entry}.pt", **{entry: value})
+        with pytest.raises(UserError, match=rf"{entry}\.pt: the checkpoint's '{entry}' is"):
+            plan_run(RunSpec("genesis", "ncc", profile="smoke", weights=malformed))
+
+
+def test_an_encoder_method_takes_only_the_encoder_of_a_unet_file(tmp_path):
+    """A file with no method recorded, holding a decoder: jigsaw transfers the encoder, as of its own pretraining."""
+    path = tmp_path / "unet.pt"
+    torch.save(UNet3D(1, 1, 2).state_dict(), path)
+    assert main(["run", "--method", "jigsaw", "--task", "lcs", "--profile", "smoke", "--weights", str(path),
+                 "--results", str(tmp_path), "--no-progress"]) == 0
+    (record,) = [json.loads(p.read_text()) for p in tmp_path.glob("runs/lcs-jigsaw-smoke-*/result.json")]
+    assert record["transfer"]["transferred"] == "encoder" and "decoder" in record["transfer"]["fresh_modules"]
 
 
 def nan_loss(self, *args):

@@ -18,15 +18,17 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 from benchmark.tasks.bms import brats_splits
-from helpers import write_ct_series
+from helpers import suite_checkpoint, write_ct_series
 
 import benchmark.data.cache as cache
 from benchmark.api.registry import TASKS
 from benchmark.api.task import Splits
 from benchmark.cli import main
+from benchmark.data.datasets import directory_source
 from benchmark.data.imageio import scale_ct, world_to_index, write_image
 from benchmark.data.phantoms.chest import to_world
 from benchmark.data.verify import pool_problems
+from benchmark.engine.checkpoints import pool_scans
 from benchmark.engine.harness import RunSpec, plan_run
 from benchmark.errors import UserError
 
@@ -733,6 +735,23 @@ def test_verify_data_reports_the_leakage_run_refuses_and_names_the_pool_for_its_
     assert main(["verify-data", "--task", "lcs", "--data-root", str(datasets["lcs"]), "--pretrain-root",
                  str(root)]) == 2
     assert capsys.readouterr().err.strip() == f"error: {root}: 1 problem(s) in 1 file(s) for pretraining"
+
+
+def test_a_checkpoint_pretrained_on_a_test_scan_of_the_task_is_refused(copy: Callable[[str], Path],
+                                                                      tmp_path: Path) -> None:
+    """The pool a checkpoint was pretrained on is recorded in it: a run given the file (--weights) is checked
+    as one that pretrains itself; a file recording no pool is run with a warning that nothing was checked."""
+    root = copy("ncc")  # its test scan: 1.3.6.1.7
+    assert pool_scans(directory_source(root), "luna16") == ["1.3.6.1.0", "1.3.6.1.5"]  # subset 7: no pool subset
+    leaked = suite_checkpoint(tmp_path / "leaked.pt", pool_scans=["1.3.6.1.0", "1.3.6.1.7"])
+    with pytest.raises(UserError, match=r"leaked\.pt: 1 of its pretraining scans are test scans of task 'ncc' "
+                                        r".*\(e\.g\. 1\.3\.6\.1\.7\)"):
+        plan_run(RunSpec("genesis", "ncc", profile="smoke", data_root=root, weights=leaked))
+    clean = suite_checkpoint(tmp_path / "clean.pt", pool_scans=["1.3.6.1.0"])
+    assert plan_run(RunSpec("genesis", "ncc", profile="smoke", data_root=root, weights=clean)).warnings == []
+    unrecorded = suite_checkpoint(tmp_path / "unrecorded.pt")
+    (warning,) = plan_run(RunSpec("genesis", "ncc", profile="smoke", data_root=root, weights=unrecorded)).warnings
+    assert warning.startswith(f"leakage not checked: {unrecorded} records no pretraining scans")
 
 
 @pytest.mark.parametrize("task", ["ncc", "ecc", "ncs", "lcs", "bms"])

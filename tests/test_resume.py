@@ -63,10 +63,28 @@ def test_pretraining_killed_after_an_epoch_resumes_to_the_same_weights(tmp_path,
     assert history.equals(reference_history)
 
 
+def edited(change):
+    """A damage that rewrites one entry of the saved snapshot, the file staying a valid torch archive."""
+    def damage(latest) -> None:
+        snapshot = torch.load(latest, weights_only=True)
+        change(snapshot)
+        torch.save(snapshot, latest)
+    return damage
+
+
+def _misshape_the_last_kernel(snapshot) -> None:
+    """A strict load copies every other key, those that fit, before it raises on this one."""
+    key = [k for k, v in snapshot["model"].items() if v.ndim == 5][-1]
+    snapshot["model"][key] = torch.zeros(1)
+
+
 @pytest.mark.parametrize(("damage", "logged"), [
     (lambda latest: latest.write_bytes(b"not a torch file"), "cannot resume"),
     (damage_a_tensor, "fails its CRC-32 check"),  # torch.load would load the flipped byte silently
-], ids=["not a torch file", "a damaged tensor"])
+    (edited(lambda snapshot: snapshot.update(optimizer={"state": {}, "param_groups": []})), "cannot resume"),
+    (edited(_misshape_the_last_kernel), "cannot resume"),
+    (edited(lambda snapshot: snapshot.update(torch_rng=torch.zeros(3, dtype=torch.uint8))), "cannot resume"),
+], ids=["not a torch file", "a damaged tensor", "a foreign optimiser", "a mis-shaped weight", "a foreign rng"])
 def test_a_damaged_latest_state_is_ignored_with_a_warning(tmp_path, monkeypatch, caplog, damage, logged):
     reference, _ = _pretrain(None)
     latest = tmp_path / "latest.pt"

@@ -109,16 +109,24 @@ def test_full_width_released_key_set_and_shapes(tmp_path):
     assert time.perf_counter() - start < 30
 
 
+def loaded_as_released(loaded, state, reordered: bool) -> bool:
+    """Whether every weight of ``state`` (bare names) landed, its kernels permuted when ``reordered``."""
+    return loaded["kernels_reordered"] is reordered and all(
+        torch.equal(loaded["state_dict"][project_key(k)], xyz_to_zyx(v) if reordered and v.ndim == 5 else v)
+        for k, v in state.items())
+
+
 @pytest.mark.parametrize("naming", ["bare", "module", "project"])
 def test_plain_state_dict_in_any_naming(tmp_path, naming):
+    """The reference code's bare names are the released layout whatever holds them: their kernels are
+    permuted; this suite's encoder./decoder. names never are."""
     state = released_state()
     renamed = {"bare": lambda k: k, "module": lambda k: f"module.{k}", "project": project_key}[naming]
     path = tmp_path / "weights.pth"
     torch.save({renamed(k): v for k, v in state.items()}, path)
     loaded = load_pretrained_weights(path)
-    assert (loaded["format"], loaded["transfers"], loaded["kernels_reordered"]) == \
-        ("state-dict", "encoder+decoder", False)
-    assert all(torch.equal(loaded["state_dict"][project_key(k)], v) for k, v in state.items())
+    assert (loaded["format"], loaded["transfers"]) == ("state-dict", "encoder+decoder")
+    assert loaded_as_released(loaded, state, reordered=naming != "project")
 
 
 @pytest.mark.parametrize("naming", ["bare", "project"])
@@ -129,8 +137,26 @@ def test_safetensors_in_either_naming(tmp_path, naming, name):
     save_file({(project_key(k) if naming == "project" else k): v for k, v in state.items()}, str(path))
     loaded = load_pretrained_weights(path)
     assert (loaded["format"], loaded["width"]) == ("safetensors", WIDTH)
-    assert all(torch.equal(loaded["state_dict"][project_key(k)], v) for k, v in state.items())
+    assert loaded_as_released(loaded, state, reordered=naming == "bare")
     assert load_pretrained_weights(path, reorder_kernels=True)["kernels_reordered"] is True
+
+
+def test_the_released_tensors_load_alike_in_every_container(tmp_path):
+    state = released_state()
+    released = load_pretrained_weights(save_released(tmp_path / "g.pt", state))["state_dict"]
+    plain, safetensors = tmp_path / "plain.pt", tmp_path / "g.safetensors"
+    torch.save(state, plain)
+    save_file(state, str(safetensors))
+    for path in (plain, safetensors):
+        loaded = load_pretrained_weights(path)["state_dict"]
+        assert all(torch.equal(loaded[key], value) for key, value in released.items()), path
+
+
+def test_a_file_mixing_bare_and_project_names_is_refused(tmp_path):
+    state = {(project_key(k) if k.startswith("down_tr") else k): v for k, v in released_state().items()}
+    path = tmp_path / "weights.pt"
+    torch.save(state, path)
+    expect_error(path, "mixes the reference code's bare names", "axis order")
 
 
 def project_checkpoint(transfers: str, in_channels: int = 1):
@@ -231,6 +257,13 @@ def test_a_non_finite_weight_is_refused_and_named(tmp_path, value):
     assert "out_tr" not in message
 
 
+def test_a_negative_batchnorm_variance_is_refused_and_named(tmp_path):
+    state = released_state()
+    state["up_tr128.ops.0.bn1.running_var"][2] = -0.5
+    expect_error(save_released(tmp_path / "g.pt", state), "module.up_tr128.ops.0.bn1.running_var",
+                 "BatchNorm variance", "negative")
+
+
 def test_pickled_arbitrary_object_is_refused(tmp_path, capsys):
     path = tmp_path / "evil.pt"
     torch.save({"state_dict": {f"module.{k}": v for k, v in released_state().items()}, "extra": Payload()}, path)
@@ -247,6 +280,16 @@ def test_unreadable_files_are_user_errors(tmp_path, content):
     else:
         path.write_bytes(content)
     expect_error(path)
+
+
+def test_a_truncated_file_is_not_called_a_pickle(tmp_path):
+    """torch's unpickler refuses the first bytes of an archive as an unsupported opcode, not as a class
+    or function it met."""
+    path = tmp_path / "weights.pt"
+    save_released(path, released_state())
+    path.write_bytes(path.read_bytes()[:2])
+    message = expect_error(path, "not a readable torch file (truncated, or another format)")
+    assert "pickled" not in message
 
 
 def test_a_damaged_tensor_is_refused_not_loaded(tmp_path):

@@ -75,6 +75,8 @@ class PretrainedWeights:
     path: str
     settings: dict[str, Any] = field(default_factory=dict)
     notes: dict[str, Any] = field(default_factory=dict)
+    method: str | None = None  # the method that pretrained a suite checkpoint; None for a released file
+    pool_scans: tuple[str, ...] | None = None  # the scans a suite checkpoint was pretrained on; None: unrecorded
 
     def identity(self) -> dict[str, Any]:
         """What of the file determines a run (the path does not)."""
@@ -166,8 +168,14 @@ class Backbone:
         check_state(path, state, reference, expected, f"backbone '{self.name}' {settings} (width {width}, "
                     f"{in_channels} input channel(s), {transfers})", lambda key, *_: key.startswith(fresh))
         check_finite(path, state)
+        method, scans = content.get("method"), content.get("pool_scans")
+        if method is not None and not isinstance(method, str):
+            raise UserError(f"{path}: the checkpoint's 'method' is {method!r}, not a method's name")
+        if scans is not None and not (isinstance(scans, list) and all(isinstance(scan, str) for scan in scans)):
+            raise UserError(f"{path}: the checkpoint's 'pool_scans' is not a list of scan ids")
         return PretrainedWeights(dict(state), transfers, width, in_channels, "benchmark-checkpoint",
-                                 file_fingerprint(path), str(path), settings=settings)
+                                 file_fingerprint(path), str(path), settings=settings, method=method,
+                                 pool_scans=None if scans is None else tuple(scans))
 
     def _declared_settings(self, path: Path, settings: Any) -> dict[str, Any]:
         """A checkpoint's backbone settings, each a known setting of the type of its default."""

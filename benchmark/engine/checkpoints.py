@@ -9,6 +9,9 @@ Its ``meta.json`` (written last) records the identity and the SHA-256 of ``check
 both are checked at every use (hashing a checkpoint takes well under a second). A checkpoint
 that is missing, damaged, replaced (by another seed's, say) or unrecorded is pretrained
 again, with a one-line warning, and never used.
+
+The saved ``checkpoint.pt`` also holds ``pool_scans``, the ids of the scans it was pretrained on (none for
+a phantom pool), so that a run given the file with ``--weights`` can check them against its test split.
 """
 
 from __future__ import annotations
@@ -67,6 +70,12 @@ def pretraining_pool(root: Path | None, layout: str = "luna16") -> DataSource:
     """The pretraining data: a folder of the pool ``layout`` (``benchmark.data.pools``; LUNA16's by
     default), or the layout's built-in phantom."""
     return directory_source(root) if root else phantom_source(pool_layout(layout).write_phantom)
+
+
+def pool_scans(pool: DataSource, layout: str) -> list[str]:
+    """The ids of the scans a pool holds, recorded in its checkpoint so that a run given the checkpoint
+    file (``--weights``) can refuse a task whose test scans it saw; none for a phantom (nobody's data)."""
+    return sorted(pool_layout(layout).scans(pool.root)) if pool.kind == "directory" else []
 
 
 def obtain_checkpoint(method: Method, pool: DataSource, profile: Profile, seed: int, results: Path,
@@ -130,6 +139,7 @@ def _load_or_pretrain(method: Method, backbone: Backbone, pool: DataSource, prof
     train, val = (layout.load(pool.root, profile.cube, split, profile.cubes_per_scan, seed) for split in SPLITS)
     checkpoint, history = pretrain(method, train, val, profile, seed, device, progress,
                                    latest=folder / store.LATEST_FILE, backbone=backbone)
+    checkpoint["pool_scans"] = pool_scans(pool, method.pool_layout)
     if not distributed.is_main():
         return checkpoint, {"checkpoint_id": folder.name, "epochs": checkpoint["epochs"], "reused": False}
     save_checkpoint(checkpoint, path)

@@ -11,6 +11,7 @@ import importlib.metadata
 import logging
 import platform
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -60,7 +61,7 @@ from benchmark.errors import UserError
 from benchmark.model.backbone import count_parameters
 from benchmark.model.dims import ADAPTERS, DIMS
 from benchmark.model.protocols import Protocol, apply_protocol, check_stages
-from benchmark.model.transfer import transfer_weights
+from benchmark.model.transfer import shared_transfer, transfer_weights
 from benchmark.provenance import code_fingerprint, git_state, source_fingerprint
 
 log = logging.getLogger(__name__)
@@ -198,6 +199,8 @@ def plan_run(spec: RunSpec) -> Plan:
     preflight(task, data, pool, pool_layout(method.pool_layout).problems)
     if pool is not None and pool.kind == "directory":
         check_pool_holds_no_test_scans(task, data, pool, method.pool_layout)
+    if weights is not None and weights.pool_scans is not None and data.kind == "directory":
+        refuse_test_scans(task, data, weights.pool_scans, spec.weights)
     if source is not None:
         preflight(*source, None)
         check_source_shares_no_test_scan(method, *source, task, data)
@@ -205,6 +208,9 @@ def plan_run(spec: RunSpec) -> Plan:
     leaks = spec.task in method.pretrained_on and data.kind == "directory"  # the phantoms are nobody's data
     warnings = [f"leakage: method '{spec.method}' was pretrained on the data of task '{spec.task}' (its "
                 "released weights saw these scans and their labels)"] if leaks else []
+    if weights is not None and weights.pool_scans is None and data.kind == "directory" and not leaks:
+        warnings.append(f"leakage not checked: {spec.weights} records no pretraining scans, so whether it saw "
+                        f"test scans of task '{spec.task}' is unknown")
     for warning in warnings:
         log.warning(warning)
     return Plan(spec, method, backbone, target, width, task, profile, data, pool, weights, source, warnings,
@@ -215,9 +221,15 @@ def check_pool_holds_no_test_scans(task: Task, data: DataSource, pool: DataSourc
     """A UserError when a scan of the pretraining folder is one a test case of ``task`` comes from: LUNA16's
     scans are LIDC-IDRI series, so NCS's test patients are spread over the subsets a pool uses, and a
     split file can move any scan into a test split."""
-    shared = sorted(pool_layout(layout).scans(pool.root) & task.split_scans(data.root, "test", data.splits))
+    refuse_test_scans(task, data, pool_layout(layout).scans(pool.root), pool.root)
+
+
+def refuse_test_scans(task: Task, data: DataSource, scans: Iterable[str], where: Path) -> None:
+    """A UserError naming ``where`` (a pretraining folder, or a checkpoint pretrained on ``scans``) when
+    one of ``scans`` is a test scan of ``task``."""
+    shared = sorted(set(scans) & task.split_scans(data.root, "test", data.splits))
     if shared:
-        raise UserError(f"{pool.root}: {len(shared)} of its pretraining scans are test scans of task '{task.name}' "
+        raise UserError(f"{where}: {len(shared)} of its pretraining scans are test scans of task '{task.name}' "
                         f"in {data.root} (e.g. {', '.join(shared[:SHOWN_IDS])}): pretraining on them would leak "
                         "the test set; pretrain on a folder without them, or choose other test patients (--splits)")
 
@@ -231,7 +243,13 @@ def resolve_backbone(spec: RunSpec, method: Method) -> tuple[Backbone, Pretraine
     backbone = method_backbone(method, spec.backbone, dict(spec.backbone_settings))
     if not spec.weights:
         return backbone, None
+    if method.transfers == "none":
+        raise UserError(f"{spec.weights}: method '{spec.method}' initialises at random; --weights needs a method "
+                        "that transfers weights")
     weights = backbone.read_weights(spec.weights)
+    if weights.method is not None and weights.method != spec.method:
+        raise UserError(f"{spec.weights}: a checkpoint of method '{weights.method}', not '{spec.method}' "
+                        f"(pass --method {weights.method})")
     settings = _agreeing_settings(backbone.settings(), weights.settings, f"the settings given and {spec.weights}",
                                   only=set(dict(spec.backbone_settings)) | set(method.backbone_settings()))
     return BACKBONES.create(backbone.name, **settings), weights
@@ -330,7 +348,8 @@ def _train_and_evaluate(plan: Plan, results: Path, device: torch.device, progres
     pretraining: dict[str, Any] | None = None
     transfer = {"transferred": "none", "fresh_modules": ["all"], "loaded_keys": 0, "inflated_first_conv": False}
     if plan.weights is not None:
-        transfer = transfer_weights(model, plan.weights.state_dict, plan.weights.transfers, str(spec.weights),
+        transfer = transfer_weights(model, plan.weights.state_dict,
+                                    shared_transfer(method.transfers, plan.weights.transfers), str(spec.weights),
                                     backbone.first_conv, backbone.output_layer)
     elif plan.source is not None:
         checkpoint, pretraining = _supervised_checkpoint(plan, task_data, results, device, progress)

@@ -102,16 +102,36 @@ class Latest:
     generators: Sequence[np.random.Generator] = ()
 
 
+def _live_state(latest: Latest, model: nn.Module, optimizer: torch.optim.Optimizer,
+                scheduler: LRScheduler | None) -> dict:
+    """The model, optimiser and scheduler states and the random streams, as a snapshot holds them (copies)."""
+    return copy.deepcopy({
+        "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict() if scheduler is not None else None,
+        "torch_rng": torch.get_rng_state(),
+        "numpy_rng": [generator.bit_generator.state for generator in latest.generators],
+    })
+
+
+def _restore(snapshot: dict, latest: Latest, model: nn.Module, optimizer: torch.optim.Optimizer,
+             scheduler: LRScheduler | None) -> None:
+    """Load a snapshot's states into the model, optimiser, scheduler and random streams."""
+    model.load_state_dict(snapshot["model"])
+    optimizer.load_state_dict(snapshot["optimizer"])
+    if scheduler is not None:
+        scheduler.load_state_dict(snapshot["scheduler"])
+    torch.set_rng_state(snapshot["torch_rng"])
+    for generator, saved_state in zip(latest.generators, snapshot["numpy_rng"], strict=True):
+        generator.bit_generator.state = saved_state
+
+
 def save_latest(latest: Latest, phase: str, model: nn.Module, optimizer: torch.optim.Optimizer,
                 scheduler: LRScheduler | None, state: TrainingState) -> None:
     snapshot = {
-        "phase": phase, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict() if scheduler is not None else None,
+        "phase": phase, **_live_state(latest, model, optimizer, scheduler),
         "state": {"epoch": state.epoch, "best_value": state.best_value, "best_epoch": state.best_epoch,
                   "stale": state.stale, "best_state": state.best_state, "history": state.history,
                   "seconds": state.seconds},
-        "torch_rng": torch.get_rng_state(),
-        "numpy_rng": [generator.bit_generator.state for generator in latest.generators],
     }
     files.write_atomic(latest.path, lambda tmp: torch.save(snapshot, tmp))
 
@@ -120,29 +140,27 @@ def load_latest(latest: Latest, phase: str, model: nn.Module, optimizer: torch.o
                 scheduler: LRScheduler | None) -> TrainingState | None:
     """The state saved at ``latest.path`` restored into the model, optimiser, scheduler and random
     streams; None when there is none. An unreadable or foreign file is reported and ignored (the
-    training starts from its beginning): it never stops a run nor feeds it wrong weights."""
+    training starts from its beginning): it never stops a run nor feeds it wrong weights. A file that
+    fails part-way through (a strict ``load_state_dict`` copies the keys that fit before it raises) is
+    undone: the model, optimiser, scheduler and random streams get back the states they had."""
     if not latest.path.is_file():
         return None
+    fresh = _live_state(latest, model, optimizer, scheduler)
     try:
         check_zip_checksums(latest.path)
         snapshot = torch.load(latest.path, map_location="cpu", weights_only=True)
         if snapshot["phase"] != phase or len(snapshot["numpy_rng"]) != len(latest.generators):
             raise ValueError(f"it belongs to '{snapshot['phase']}'")
-        model.load_state_dict(snapshot["model"])
-        optimizer.load_state_dict(snapshot["optimizer"])
-        if scheduler is not None:
-            scheduler.load_state_dict(snapshot["scheduler"])
         saved = snapshot["state"]
         state = TrainingState(saved["epoch"], saved["best_value"], saved["best_epoch"], saved["stale"],
                               saved["best_state"], saved["history"], resumed_from_epoch=saved["epoch"],
                               seconds=float(saved["seconds"]), earlier_seconds=float(saved["seconds"]))
+        _restore(snapshot, latest, model, optimizer, scheduler)
     except Exception as error:  # a damaged file raises many types; none may stop the run
+        _restore(fresh, latest, model, optimizer, scheduler)
         log.warning("%s: cannot resume from %s (%s); starting from the beginning", phase, latest.path,
                     str(error).splitlines()[0] if str(error) else type(error).__name__)
         return None
-    torch.set_rng_state(snapshot["torch_rng"])
-    for generator, saved_state in zip(latest.generators, snapshot["numpy_rng"]):
-        generator.bit_generator.state = saved_state
     log.info("%s: resuming from epoch %d (%s)", phase, state.epoch, latest.path)
     return state
 

@@ -22,6 +22,12 @@ from benchmark.errors import UserError
 TRANSFERRED_PARTS = {"none": (), "encoder": ("encoder.",), "encoder+decoder": ("encoder.", "decoder.")}
 
 
+def shared_transfer(first: str, second: str) -> str:
+    """What both transfer (``encoder`` for ``encoder`` and ``encoder+decoder``): a method transfers no
+    more of a weights file than it transfers of its own pretraining, nor than the file holds."""
+    return min(first, second, key=list(TRANSFERRED_PARTS).index)
+
+
 def parts_to_transfer(transfers: str, model: nn.Module) -> tuple[str, ...]:
     """Key prefixes of ``model`` that receive pretrained weights: the parts the method transfers
     that the model has."""

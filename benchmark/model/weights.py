@@ -22,8 +22,8 @@ The width and the input channels are read off ``down_tr64.ops.0.conv1.weight``
 ``UNet3D(in_channels, 1, width)``. The file transfers ``encoder+decoder`` when it holds
 the decoder's weights, ``encoder`` when it holds only the encoder's. Any missing,
 unexpected or mis-shaped key is a ``UserError`` naming the file and the keys: never a
-silent fallback to random weights. So is a weight holding a NaN or an infinity (the first
-one is named, by the file's key). The output convolution (``decoder.out_tr.*``) may have
+silent fallback to random weights. So is a weight holding a NaN or an infinity, or a BatchNorm
+variance below 0 (the first one is named, by the file's key). The output convolution (``decoder.out_tr.*``) may have
 any number of output channels (it is never transferred); missing BatchNorm
 ``num_batches_tracked`` counters (files from PyTorch < 0.4.1) are filled with 0.
 
@@ -32,11 +32,13 @@ Axis order *(our reading)*: the released weights were trained on cubes laid out
 SimpleITK array), while this project feeds ``(N, C, Z, Y, X)`` = ``(..., 32, 64, 64)``
 (SimpleITK order). The architecture notes state the released axis convention only
 implicitly (through the 64x64x32 input size); the layout above is our reading of the
-reference code. With ``reorder_kernels`` (the default for ``released-genesis`` only)
-every convolution and transposed-convolution kernel has its three spatial dimensions
-permuted from ``(x, y, z)`` to ``(z, y, x)`` (``weight.permute(0, 1, 4, 3, 2)``), so that
-a learned filter sees anatomy in the orientation it was trained on. Weights trained by
-this project, or any file already in ``(z, y, x)`` order, must not be reordered.
+reference code. With ``reorder_kernels`` (by default: for a file with the reference code's
+bare names, in any container: a ``torch.save`` dict, under ``'state_dict'`` or safetensors; only
+the reference code names its modules so) every convolution and transposed-convolution kernel
+has its three spatial dimensions permuted from ``(x, y, z)`` to ``(z, y, x)``
+(``weight.permute(0, 1, 4, 3, 2)``), so that a learned filter sees anatomy in the orientation it
+was trained on. Weights trained by this project, or any file already in ``(z, y, x)`` order
+(keys ``encoder.``/``decoder.``), must not be reordered; a file mixing the two namings is refused.
 """
 
 from __future__ import annotations
@@ -121,10 +123,12 @@ def read_weights_file(path: Path) -> tuple[Any, bool]:
     try:
         return torch.load(path, map_location="cpu", weights_only=True), False
     except pickle.UnpicklingError as error:
-        raise UserError(
-            f"{path}: refused: it holds pickled Python objects other than tensors, which are never unpickled "
-            f"(torch.load weights_only=True); save a plain state dict or a .safetensors file instead"
-        ) from error
+        if "unsupported global" in str(error).lower():  # torch's weights-only unpickler met a class or function
+            raise UserError(
+                f"{path}: refused: it holds pickled Python objects other than tensors, which are never unpickled "
+                f"(torch.load weights_only=True); save a plain state dict or a .safetensors file instead"
+            ) from error
+        raise UserError(f"{path}: not a readable torch file (truncated, or another format)") from error
     except Exception as error:  # torch raises several types for files that are not torch files or are corrupt
         raise UserError(f"{path}: not a readable torch or safetensors weights file ({_first_line(error)})") from error
 
@@ -167,11 +171,23 @@ def _classify(path: Path, content: Any, safetensors: bool) -> tuple[str, dict[st
             if not isinstance(content["backbone"], dict):
                 raise UserError(f"{path}: the checkpoint's 'backbone' is not a description of a backbone")
             return "benchmark-checkpoint", state, content
-        if any(key.removeprefix("module.").startswith(("encoder.", "decoder.")) for key in state):
-            return "state-dict", state, content  # this project's layout: never the released (x, y, z) kernels
-        return "released-genesis", state, content
+        if reference_layout(path, state):
+            return "released-genesis", state, content
+        return "state-dict", state, content
     raise UserError(f"{path}: not a weights file: expected a state dict of tensors or a checkpoint dict "
                     f"with a 'state_dict' (found {type(content).__name__})")
+
+
+def reference_layout(path: Path, state: dict[str, torch.Tensor]) -> bool:
+    """Whether the keys are the reference code's bare stage names (``down_tr*``, ``up_tr*``, ``out_tr``,
+    with or without ``module.``), whose kernels are laid out (x, y, z), rather than this suite's
+    ``encoder.``/``decoder.`` names, whose kernels are (z, y, x): the layout decides, not the container.
+    A UserError for a file that mixes the two (its kernels' axis order cannot be told)."""
+    ours = {key.removeprefix("module.").startswith(("encoder.", "decoder.")) for key in state}
+    if len(ours) > 1:
+        raise UserError(f"{path}: mixes the reference code's bare names (down_tr*, up_tr*, out_tr) with this "
+                        "suite's encoder./decoder. names: their kernels' axis order cannot be told")
+    return ours == {False}
 
 
 def _project_key(key: str) -> str | None:
@@ -246,8 +262,8 @@ def check_state(path: Path, state: dict[str, torch.Tensor], reference: dict[str,
 
 def check_finite(path: Path, raw: dict[str, torch.Tensor]) -> None:
     """A UserError naming the first weight of the file (by its own key) that is not a dense CPU tensor of a
-    floating-point type with finite values; batch-norm step counters (``num_batches_tracked``) must be
-    integer scalars."""
+    floating-point type with finite values, or a BatchNorm variance (``running_var``) with a negative value;
+    batch-norm step counters (``num_batches_tracked``) must be integer scalars."""
     for key, tensor in raw.items():
         where = f"{path}: the weight {shown(key)}"
         if tensor.layout != torch.strided or tensor.device.type != "cpu":
@@ -260,6 +276,8 @@ def check_finite(path: Path, raw: dict[str, torch.Tensor]) -> None:
             raise UserError(f"{where} is of type {tensor.dtype}, not a floating-point weight")
         if not bool(torch.isfinite(tensor).all()):
             raise UserError(f"{where} holds non-finite values (NaN or infinity)")
+        if key.endswith("running_var") and bool((tensor < 0).any()):
+            raise UserError(f"{where} (a BatchNorm variance) holds negative values")
 
 
 def shown(key: str) -> str:
@@ -277,7 +295,7 @@ def load_pretrained_weights(path: Path | str, reorder_kernels: bool | None = Non
 
     Returns ``{"state_dict", "transfers", "width", "in_channels", "format", "fingerprint",
     "kernels_reordered", "path"}``; ``fingerprint`` is the first 16 hex digits of the file's
-    SHA-256. ``reorder_kernels`` (None: True for ``released-genesis`` only) permutes every
+    SHA-256. ``reorder_kernels`` (None: True for the reference code's bare names) permutes every
     5-D kernel from ``(x, y, z)`` to ``(z, y, x)``. Raises ``UserError`` for anything it
     cannot load or that does not match the backbone.
     """
@@ -323,7 +341,7 @@ def unet_weights(path: Path, content: Any, safetensors: bool, reorder_kernels: b
                             f"{backbone.get('in_channels')} input channel(s) but its weights have {width} and "
                             f"{in_channels}")
 
-    reorder = fmt == "released-genesis" if reorder_kernels is None else bool(reorder_kernels)
+    reorder = reference_layout(path, raw) if reorder_kernels is None else bool(reorder_kernels)
     if reorder:
         state = {k: reorder_kernel(v) if k.endswith(".weight") and v.ndim == 5 else v for k, v in state.items()}
     return {"state_dict": state, "transfers": transfers, "width": width, "in_channels": in_channels,
