@@ -124,9 +124,10 @@ def test_a_record_made_on_another_kind_of_device_is_reused_with_a_warning(made_o
                       "('benchmark run --force' computes it again, --results elsewhere keeps both)"] if warned else [])
 
 
-def test_a_sweep_leaves_a_cell_with_an_unreadable_record_to_its_job(damaged_record, tmp_path):
+@pytest.mark.parametrize("content", ["[]", '{"seed": 1' + "0" * 5000 + "}"])  # the second: no int holds it
+def test_a_sweep_leaves_a_cell_with_an_unreadable_record_to_its_job(damaged_record, tmp_path, content):
     spec, run_id, path = damaged_record
-    path.write_text(json.dumps([]))
+    path.write_text(content)
     _, unfinished = pending_work([plan_run(spec)], tmp_path)
     assert [plan.run_id for plan in unfinished] == [run_id]
 

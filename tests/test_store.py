@@ -87,7 +87,8 @@ def test_finished_result_is_none_until_the_record_exists(tmp_path):
 
 @pytest.mark.parametrize(("content", "why"), [(b'{"run_id": "\xff"}', "is not utf-8 text (byte 12"),
                                               (b"[" * 100_000, "nested too deeply"),
-                                              (b'{"run_id": ', "cannot read JSON")])
+                                              (b'{"run_id": ', "cannot read JSON"),
+                                              (b'{"seed": 1' + b"0" * 5000 + b"}", "Exceeds the limit (4300 digits)")])
 def test_a_record_that_is_not_json_text_is_unreadable_not_a_crash(tmp_path, content, why):
     path = store.run_dir(tmp_path, "run-1") / store.RESULT_FILE
     path.parent.mkdir(parents=True)

@@ -172,10 +172,12 @@ def read_text(path: Path | Traversable, what: str, encoding: str = "utf-8") -> s
 
 
 def read_json(path: Path) -> dict[str, Any]:
+    """The JSON value in ``path``; UserError naming the file if it is not JSON Python can hold (an integer
+    of more than 4300 digits is refused by ``int``, with a ValueError that is not a JSONDecodeError)."""
     text = read_text(Path(path), "the JSON file")
     try:
         return json.loads(text)
-    except json.JSONDecodeError as error:
+    except ValueError as error:
         raise UserError(f"{path}: cannot read JSON ({error})") from error
     except RecursionError as error:
         raise UserError(f"{path}: cannot read JSON (nested too deeply)") from error
