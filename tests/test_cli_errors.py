@@ -51,7 +51,7 @@ def test_a_binary_split_file_is_one_line(tmp_path, capsys):
     assert status == 2 and "not a readable CSV text file" in one_error_line(capsys)
 
 
-@pytest.mark.parametrize("code", [errno.EROFS, errno.ENOSPC, errno.EACCES])
+@pytest.mark.parametrize("code", [errno.EROFS, errno.ENOSPC, errno.EACCES, errno.EFBIG])
 def test_a_folder_that_cannot_be_written_is_one_line(code, monkeypatch, capsys):
     def fail(args):
         raise OSError(code, "cannot write", "/results/runs/x/result.json")

@@ -1,5 +1,6 @@
 """Atomic writes: an interrupted write leaves the old file (or nothing), never a partial one."""
 
+import errno
 import json
 import os
 import signal
@@ -33,6 +34,35 @@ def test_a_failing_write_keeps_the_previous_file(tmp_path):
         files.write_atomic(path, explode)
     assert json.loads(path.read_text()) == {"a": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["result.json"]
+
+
+def test_a_write_that_fails_without_a_file_name_is_reported_with_the_file_meant(tmp_path):
+    def full(tmp):
+        raise OSError(errno.ENOSPC, "No space left on device")  # as a write to an open file fails
+
+    with pytest.raises(OSError) as caught:
+        files.write_atomic(tmp_path / "latest.pt", full)
+    assert (caught.value.errno, caught.value.filename) == (errno.ENOSPC, str(tmp_path / "latest.pt"))
+    assert list(tmp_path.iterdir()) == []
+
+
+SAVE_PAST_THE_SIZE_LIMIT = """
+import resource, signal, sys, torch
+from benchmark.engine.pretrain import save_checkpoint
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit then fails as a write to a full disk does
+resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 16, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+save_checkpoint({"weights": torch.zeros(1 << 16)}, sys.argv[1])
+"""
+
+
+def test_saving_a_checkpoint_onto_a_full_disk_is_an_os_error_naming_the_file(tmp_path):
+    """torch.save writing a file itself fails in C++ ("unexpected pos", a RuntimeError, which the command
+    line reports as a bug); the bytes are written by Python, whose OSError the command line reports."""
+    path = tmp_path / "checkpoint.pt"
+    saved = subprocess.run([sys.executable, "-c", SAVE_PAST_THE_SIZE_LIMIT, str(path)], capture_output=True, text=True)
+    assert saved.returncode == 1
+    assert saved.stderr.splitlines()[-1] == f"OSError: [Errno {errno.EFBIG}] File too large: '{path}'"
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize("umask", [0o022, 0o002, 0o077])

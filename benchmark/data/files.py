@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import io
 import json
 import logging
 import os
@@ -21,7 +22,7 @@ import time
 from collections.abc import Callable
 from importlib.abc import Traversable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import pandas as pd
 
@@ -53,11 +54,25 @@ def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
         os.fsync(handle)  # the descriptor of the same file ``write`` filled
         os.replace(tmp, path)
         _sync_folder(path.parent)
+    except OSError as error:
+        Path(tmp).unlink(missing_ok=True)
+        if error.filename is None:  # a write to an open file (a full disk) names none: name the file meant
+            raise OSError(error.errno, error.strerror, str(path)) from error
+        raise
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     finally:
         os.close(handle)
+
+
+def write_serialised(path: Path, serialise: Callable[[BinaryIO], None]) -> None:
+    """``write_atomic`` for a writer of file objects (``torch.save``): ``serialise(buffer)`` fills a buffer in
+    memory, which Python's own file calls then write, so that a full disk is the OSError ``No space left on
+    device`` naming ``path``, not the failure of a writer in C++ (torch's says "unexpected pos")."""
+    buffer = io.BytesIO()
+    serialise(buffer)
+    write_atomic(path, lambda tmp: tmp.write_bytes(buffer.getbuffer()))
 
 
 def _sync_folder(folder: Path) -> None:

@@ -113,7 +113,7 @@ def save_latest(latest: Latest, phase: str, model: nn.Module, optimizer: torch.o
         "torch_rng": torch.get_rng_state(),
         "numpy_rng": [generator.bit_generator.state for generator in latest.generators],
     }
-    files.write_atomic(latest.path, lambda tmp: torch.save(snapshot, tmp))
+    files.write_serialised(latest.path, lambda buffer: torch.save(snapshot, buffer))
 
 
 def load_latest(latest: Latest, phase: str, model: nn.Module, optimizer: torch.optim.Optimizer,
