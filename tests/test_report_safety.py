@@ -131,6 +131,7 @@ BROKEN_FILES = {  # content of result.json -> why it is skipped
     "not json": "cannot read the record",
     "\xff\xfe": "cannot read the record",
     "[" * 100_000: "cannot read the record (nested too deeply)",
+    "{}" + " " * 300_000: "300002 bytes, more than a record's 262144",  # refused unread
 }
 WRONG_TYPES = [  # changes to a record -> why it is skipped
     ({"seed": "zero"}, "'seed' is not an integer from 0 to 4294967295 ('zero')"),
@@ -143,6 +144,8 @@ WRONG_TYPES = [  # changes to a record -> why it is skipped
     ({"metrics": {"dice": 10**400}}, "'metrics' is not an object of numbers"),  # no float holds it
     ({"metrics": []}, "'metrics' is not an object of numbers"),
     ({"method": ""}, "'method' is not a non-empty string"),
+    ({"method": "m" * 201}, "'method' is 201 characters long, more than a name's 200"),
+    ({"warnings": ["w" * 5000]}, "a text in 'warnings' is 5000 characters long, more than 4096"),
 ]
 
 

@@ -3,6 +3,7 @@
 import errno
 import json
 import os
+import re
 import signal
 import stat
 import subprocess
@@ -136,6 +137,11 @@ def test_a_record_that_is_not_json_text_is_unreadable_not_a_crash(tmp_path, cont
     ({"cases": {"test": -1}}, "'cases' is not an object of counts"),
     ({"task": "../x"}, "task"),
     ({"run_id": "run-2"}, "another run's record"),
+    ({"profile": "p" * 201}, "'profile' is 201 characters long, more than a name's 200"),
+    ({"backbone": {"name": "b" * 201}}, "'backbone.name' is 201 characters long"),
+    ({"metrics": {"a" * 201: 0.5}}, "a metric's name is 201 characters long"),
+    ({"data": {"root": "/" * 4097}}, "a text in 'data' is 4097 characters long, more than 4096"),
+    ({"method_settings": {"k" * 4097: 1}}, "a text in 'method_settings' is 4097 characters long"),
 ])
 def test_a_record_with_values_of_the_wrong_kind_is_unreadable_not_reused(tmp_path, changes, why):
     """A damaged or edited record is named, never handed to the summary (which would fail on it) or a sweep."""
@@ -145,6 +151,15 @@ def test_a_record_with_values_of_the_wrong_kind_is_unreadable_not_reused(tmp_pat
         store.finished_result(tmp_path, "run-1")
     message = str(caught.value)
     assert message.startswith(f"{path}: not a record of this run (") and why in message and "--force" in message
+
+
+def test_a_record_file_larger_than_a_record_can_be_is_refused_unread(tmp_path):
+    path = store.run_dir(tmp_path, "run-1") / store.RESULT_FILE
+    files.write_json(path, a_record() | {"warnings": ["w" * 4000] * 70})  # each text short, the whole 280 KB
+    with pytest.raises(store.UnreadableRecord) as caught:
+        store.finished_result(tmp_path, "run-1")
+    assert re.fullmatch(rf"{re.escape(str(path))}: [0-9]+ bytes, more than a record's 262144; .*--force.*",
+                        str(caught.value))
 
 
 HOLD_AND_FORK = """

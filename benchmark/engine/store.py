@@ -30,7 +30,7 @@ from typing import Any
 from benchmark.data import files
 from benchmark.engine.runtime import MAX_SEED
 from benchmark.errors import UserError
-from benchmark.names import check_name
+from benchmark.names import NAME_LENGTH, check_name
 
 RESULT_FILE = "result.json"
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -55,6 +55,10 @@ class UnreadableRecord(UserError):
     """A run's record exists but is not a record of that run (damaged, truncated, edited)."""
 
 
+MAX_RECORD_BYTES = 256 * 1024  # a record's file (a run writes a few KB): a larger one is refused unread
+MAX_TEXT = 4096  # characters of any text in a record that is not a name (a warning, a setting, a path)
+NAME_FIELDS = ("method", "profile", "primary_metric")  # texts that name things, besides the ids checked as names
+
 RECORD_KEYS = ("run_id", "method", "task", "seed", "fraction", "profile", "metrics", "transfer", "cases",
                "finetune", "wall_seconds", "peak_memory_mb", "device", "data")
 
@@ -67,6 +71,7 @@ def finished_result(results: Path, run_id: str) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     try:
+        check_record_size(path)
         record = files.read_json(path)
     except UserError as error:
         raise UnreadableRecord(f"{error}; 'benchmark run --force' replaces it") from error
@@ -86,17 +91,28 @@ def _fault(record: dict[str, Any], run_id: str) -> str:
     return "another run's record" if record["run_id"] != run_id else ""
 
 
+def check_record_size(path: Path) -> None:
+    """UserError naming ``path`` if its file is larger than a record can be (``MAX_RECORD_BYTES``): it is
+    refused before it is read, a hostile record's megabytes never reach a report's tables."""
+    try:
+        size = path.stat().st_size
+    except OSError:
+        return  # reading it reports why it cannot be read
+    if size > MAX_RECORD_BYTES:
+        raise UserError(f"{path}: {size} bytes, more than a record's {MAX_RECORD_BYTES}")
+
+
 def check_record(record: dict[str, Any]) -> None:
     """UserError (one line) if a record's fields are not of the kinds the suite reads: ids that are valid
-    names (they become file names), non-empty strings, a seed from 0 to ``MAX_SEED``, a fraction in (0, 1],
-    metrics that are numbers a float holds, split sizes that are counts; a record may be damaged or
-    hostile."""
+    names (they become file names), non-empty strings no longer than a name, a seed from 0 to ``MAX_SEED``,
+    a fraction in (0, 1], metrics that are numbers a float holds, split sizes that are counts, no text
+    longer than ``MAX_TEXT``; a record may be damaged or hostile."""
     for key in ("run_id", "task"):
         check_name(record[key], key)
     pretraining = record.get("pretraining")
     if isinstance(pretraining, dict) and pretraining.get("checkpoint_id") is not None:
         check_name(pretraining["checkpoint_id"], "pretraining.checkpoint_id")
-    for key in ("method", "profile", "primary_metric"):
+    for key in NAME_FIELDS:
         if key in record and not (isinstance(record[key], str) and record[key]):
             raise UserError(f"'{key}' is not a non-empty string")
     seed = record["seed"]
@@ -112,6 +128,36 @@ def check_record(record: dict[str, Any]) -> None:
     if not isinstance(cases, dict) or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0
                                               for v in cases.values()):
         raise UserError("'cases' is not an object of counts")
+    _check_text_lengths(record)
+
+
+def _check_text_lengths(record: dict[str, Any]) -> None:
+    """UserError if a name (``NAME_FIELDS``, the backbone's, a metric's) is longer than ``NAME_LENGTH`` or any
+    other text of the record (a key or a value, at any depth) is longer than ``MAX_TEXT``."""
+    backbone = record.get("backbone")
+    names = [(f"'{key}'", record.get(key)) for key in NAME_FIELDS]
+    names += [("'backbone.name'", backbone.get("name") if isinstance(backbone, dict) else None)]
+    names += [("a metric's name", name) for name in record["metrics"]]  # check_record found an object
+    for what, name in names:
+        if isinstance(name, str) and len(name) > NAME_LENGTH:
+            raise UserError(f"{what} is {len(name)} characters long, more than a name's {NAME_LENGTH}")
+    for key, value in record.items():
+        longest = max(map(len, _texts({key: value})))
+        if longest > MAX_TEXT:
+            raise UserError(f"a text in {_shown(key)} is {longest} characters long, more than {MAX_TEXT}")
+
+
+def _texts(value: Any) -> Iterator[str]:
+    """Every string in a JSON value, keys included (without recursion: a record may be nested deeply)."""
+    pending = [value]
+    while pending:
+        value = pending.pop()
+        if isinstance(value, str):
+            yield value
+        elif isinstance(value, dict):
+            pending += [*value.keys(), *value.values()]
+        elif isinstance(value, list):
+            pending += value
 
 
 def _is_number(value: Any) -> bool:

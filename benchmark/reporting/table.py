@@ -171,6 +171,7 @@ def case_rows(cases: pd.DataFrame) -> pd.DataFrame:
 def read_record(path: Path) -> dict[str, Any]:
     """A ``result.json`` with the keys the table needs, of the right types, its ids valid names
     (they become file names); UserError naming the file otherwise."""
+    store.check_record_size(Path(path))
     try:
         record = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
