@@ -8,6 +8,8 @@ import signal
 import stat
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -160,6 +162,37 @@ def test_a_record_file_larger_than_a_record_can_be_is_refused_unread(tmp_path):
         store.finished_result(tmp_path, "run-1")
     assert re.fullmatch(rf"{re.escape(str(path))}: [0-9]+ bytes, more than a record's 262144; .*--force.*",
                         str(caught.value))
+
+
+def wait_for_lock_in_a_thread(lock: Path, holder: str, caplog) -> list[str]:
+    """The lines logged while a thread waits for ``lock``, which this thread holds until the wait is logged."""
+    obtained = threading.Event()
+
+    def take() -> None:
+        with store.exclusive(lock, wait=True, holder=holder) as got:
+            if got:
+                obtained.set()
+
+    with caplog.at_level("INFO", logger="benchmark.engine.store"), store.exclusive(lock, wait=False) as held:
+        assert held
+        waiter = threading.Thread(target=take)
+        waiter.start()
+        deadline = time.monotonic() + 30
+        while not caplog.records and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert not obtained.is_set()  # still waiting
+    waiter.join(30)
+    assert obtained.is_set()
+    return [record.getMessage() for record in caplog.records]
+
+
+def test_waiting_for_a_lock_says_for_what_and_who_holds_it(tmp_path, caplog):
+    lock = tmp_path / "locks" / "genesis-1.lock"
+    lines = wait_for_lock_in_a_thread(lock, "another process is pretraining genesis-1", caplog)
+    assert lines == [f"waiting for {lock}: another process is pretraining genesis-1"]
+    caplog.clear()
+    with caplog.at_level("INFO", logger="benchmark.engine.store"), store.exclusive(lock, wait=True) as held:
+        assert held and not caplog.records  # a lock nobody holds: no line
 
 
 HOLD_AND_FORK = """

@@ -32,6 +32,8 @@ from benchmark.engine.runtime import MAX_SEED
 from benchmark.errors import UserError
 from benchmark.names import NAME_LENGTH, check_name
 
+log = logging.getLogger(__name__)
+
 RESULT_FILE = "result.json"
 CHECKPOINT_FILE = "checkpoint.pt"
 LATEST_FILE = "latest.pt"  # the state an interrupted training resumes from (removed once the result is written)
@@ -214,20 +216,24 @@ os.register_at_fork(after_in_child=_drop_inherited_locks)
 
 
 @contextmanager
-def exclusive(path: Path, wait: bool) -> Iterator[bool]:
+def exclusive(path: Path, wait: bool, holder: str = "another process holds it") -> Iterator[bool]:
     """Hold an exclusive advisory lock on ``path`` for the ``with`` block; yield whether it was obtained.
 
-    With ``wait`` the call blocks until the holder finishes; without it, yields False
-    at once when another process holds the lock.
+    With ``wait`` the call blocks until the holder finishes, after logging one line ``waiting for <path>:
+    <holder>`` when the lock is taken (what the other process is doing: a wait is never silent); without
+    it, yields False at once when another process holds the lock.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a", encoding="utf-8") as handle:
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            yield False
-            return
+            if not wait:
+                yield False
+                return
+            log.info("waiting for %s: %s", path, holder)
+            fcntl.flock(handle, fcntl.LOCK_EX)
         _HELD_LOCKS.add(handle.fileno())
         try:
             yield True
