@@ -219,11 +219,14 @@ def _read_csv(path: Path, required: tuple[str, ...], rows: Any = None) -> pd.Dat
 
 
 def _unique_cases(cases: pd.DataFrame, path: Path) -> pd.DataFrame:
-    """``cases`` if no case id repeats (paired tests join on it); UserError naming the file otherwise."""
+    """``cases`` if no case id repeats (paired tests join on it); UserError naming the file and the ids
+    otherwise, each as ``repr`` shows it (an id is the file's text: a control character is shown escaped, never
+    sent to the terminal the warning is printed on)."""
     repeated = cases["case_id"].astype(str)
     repeated = sorted(set(repeated[repeated.duplicated()]))
     if repeated:
-        raise UserError(f"{path}: case id(s) listed twice ({', '.join(repeated[:3])}): not one row per case")
+        raise UserError(f"{path}: case id(s) listed twice ({', '.join(map(repr, repeated[:3]))}): "
+                        "not one row per case")
     return cases
 
 
