@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 
@@ -122,6 +123,21 @@ def test_a_record_made_on_another_kind_of_device_is_reused_with_a_warning(made_o
     lines = [r.getMessage() for r in caplog.records if "computed on" in r.getMessage()]
     assert lines == ([f"run {run_id}: its record was computed on cuda; reused here, where it would run on cpu "
                       "('benchmark run --force' computes it again, --results elsewhere keeps both)"] if warned else [])
+
+
+@pytest.mark.parametrize("held", [False, True])
+def test_reusing_a_record_removes_what_a_run_killed_after_writing_it_left(damaged_record, tmp_path, held):
+    """latest.pt and a half-written temporary record go, unless another process holds the run (--force)."""
+    spec, run_id, path = damaged_record
+    path.write_text(json.dumps({key: {} for key in store.RECORD_KEYS} | {
+        "run_id": run_id, "method": "scratch-he", "task": "ncs", "profile": "smoke", "seed": 0, "fraction": 1.0,
+        "metrics": {"iou": 0.5}, "device": "cpu"}))
+    leftovers = {path.parent / store.LATEST_FILE, path.parent / ".result.json.ab_cd123.tmp"}
+    for leftover in leftovers:
+        leftover.write_text('{"run_id": "partial')
+    with store.exclusive(store.lock_path(tmp_path, run_id), wait=False) if held else contextlib.nullcontext():
+        assert execute(spec, tmp_path, device_name="cpu")["reused"]
+    assert set(path.parent.iterdir()) == {path} | (leftovers if held else set())
 
 
 @pytest.mark.parametrize("content", ["[]", '{"seed": 1' + "0" * 5000 + "}"])  # the second: no int holds it

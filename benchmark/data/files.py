@@ -83,15 +83,16 @@ def _sync_folder(folder: Path) -> None:
         os.close(descriptor)
 
 
-def remove_leftovers(folder: Path, name: re.Pattern[str]) -> None:
+def remove_leftovers(folder: Path, name: re.Pattern[str], age: float = STALE_SECONDS) -> None:
     """Remove the files and folders of ``folder`` whose whole name matches ``name`` that are older than
-    ``STALE_SECONDS`` (last modified) and locked by no live writer: what killed writers left."""
+    ``age`` seconds (last modified) and locked by no live writer: what killed writers left (``age`` 0:
+    however recent, where the caller knows no writer can be starting, under a lock of its own)."""
     try:
         entries = list(os.scandir(folder))
     except FileNotFoundError:
         return
     for entry in entries:
-        if name.fullmatch(entry.name) and _stale(Path(entry.path)):
+        if name.fullmatch(entry.name) and _stale(Path(entry.path), age):
             if entry.is_dir(follow_symlinks=False):
                 shutil.rmtree(entry.path, ignore_errors=True)
             else:
@@ -99,9 +100,9 @@ def remove_leftovers(folder: Path, name: re.Pattern[str]) -> None:
             log.info("removed %s, left by a writer that was stopped", entry.path)
 
 
-def _stale(path: Path) -> bool:
+def _stale(path: Path, age: float) -> bool:
     try:
-        if time.time() - path.lstat().st_mtime < STALE_SECONDS:
+        if time.time() - path.lstat().st_mtime < age:
             return False
         descriptor = os.open(path, os.O_RDONLY)
     except OSError:  # gone meanwhile, or not ours to open

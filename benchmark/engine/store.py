@@ -187,6 +187,21 @@ def discard_finished_run(folder: Path) -> None:
         (folder / name).unlink(missing_ok=True)
 
 
+def clear_finished_run(results: Path, run_id: str) -> None:
+    """Remove what a run killed just after writing its record left in its folder (its training state, a
+    temporary file of a record being written), under the run's lock; nothing while another process holds
+    it (a ``--force`` computing the run again). A folder without such files is left untouched, unlocked
+    (a results root that is read-only keeps serving its records)."""
+    folder = run_dir(results, run_id)
+    leftovers = [name for name in os.listdir(folder) if name == LATEST_FILE or files.TEMPORARY_FILE.fullmatch(name)]
+    if not leftovers:
+        return
+    with exclusive(lock_path(results, run_id), wait=False) as obtained:
+        if obtained:
+            (folder / LATEST_FILE).unlink(missing_ok=True)
+            files.remove_leftovers(folder, files.TEMPORARY_FILE, age=0)
+
+
 def lock_path(results: Path, name: str) -> Path:
     return Path(results) / "locks" / f"{name}.lock"
 
