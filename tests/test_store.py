@@ -16,6 +16,7 @@ import pytest
 
 from benchmark.data import files
 from benchmark.engine import store
+from benchmark.errors import UserError
 
 
 def test_write_json_is_atomic_and_leaves_no_temporary_files(tmp_path):
@@ -193,6 +194,17 @@ def test_waiting_for_a_lock_says_for_what_and_who_holds_it(tmp_path, caplog):
     caplog.clear()
     with caplog.at_level("INFO", logger="benchmark.engine.store"), store.exclusive(lock, wait=True) as held:
         assert held and not caplog.records  # a lock nobody holds: no line
+
+
+@pytest.mark.parametrize("wait", [False, True])
+def test_a_lock_that_is_a_symbolic_link_is_refused_not_followed(tmp_path, wait):
+    lock = tmp_path / "out" / ".report.lock"
+    lock.parent.mkdir()
+    lock.symlink_to(tmp_path / "victim")  # planted: the lock file would be created there
+    with pytest.raises(UserError, match=f"^{re.escape(str(lock))}: a symbolic link, not a lock file; remove it$"):
+        with store.exclusive(lock, wait=wait):
+            pass
+    assert not (tmp_path / "victim").exists()
 
 
 HOLD_AND_FORK = """

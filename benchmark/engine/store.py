@@ -19,6 +19,7 @@ let go of the locks they inherit).
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import logging
 import os
@@ -236,11 +237,12 @@ def exclusive(path: Path, wait: bool, holder: str = "another process holds it") 
 
     With ``wait`` the call blocks until the holder finishes, after logging one line ``waiting for <path>:
     <holder>`` when the lock is taken (what the other process is doing: a wait is never silent); without
-    it, yields False at once when another process holds the lock.
+    it, yields False at once when another process holds the lock. A symbolic link at ``path`` is refused
+    (UserError), never followed: a link planted there would have the lock file created wherever it points.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a", encoding="utf-8") as handle:
+    with open(_open_lock_file(path), "ab") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -255,6 +257,16 @@ def exclusive(path: Path, wait: bool, holder: str = "another process holds it") 
         finally:
             _HELD_LOCKS.discard(handle.fileno())
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _open_lock_file(path: Path) -> int:
+    """A descriptor of the lock file ``path``, created if absent; UserError if ``path`` is a symbolic link."""
+    try:
+        return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666)
+    except OSError as error:
+        if error.errno == errno.ELOOP:  # what O_NOFOLLOW answers for a link
+            raise UserError(f"{path}: a symbolic link, not a lock file; remove it") from error
+        raise
 
 
 @contextmanager
