@@ -12,8 +12,9 @@ import re
 
 from benchmark.errors import UserError
 
-NAME_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,200}")
-NAME_RULE = "1 to 200 letters, digits, '-', '_' or '.', not '.' or '..'"
+NAME_LENGTH = 200  # the longest name
+NAME_PATTERN = re.compile(rf"[A-Za-z0-9._-]{{1,{NAME_LENGTH}}}")
+NAME_RULE = f"1 to {NAME_LENGTH} letters, digits, '-', '_' or '.', not '.' or '..'"
 
 
 def is_valid_name(text: object) -> bool:

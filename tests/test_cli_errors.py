@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 
@@ -51,7 +52,7 @@ def test_a_binary_split_file_is_one_line(tmp_path, capsys):
     assert status == 2 and "not a readable CSV text file" in one_error_line(capsys)
 
 
-@pytest.mark.parametrize("code", [errno.EROFS, errno.ENOSPC, errno.EACCES])
+@pytest.mark.parametrize("code", [errno.EROFS, errno.ENOSPC, errno.EACCES, errno.EFBIG])
 def test_a_folder_that_cannot_be_written_is_one_line(code, monkeypatch, capsys):
     def fail(args):
         raise OSError(code, "cannot write", "/results/runs/x/result.json")
@@ -124,9 +125,25 @@ def test_a_record_made_on_another_kind_of_device_is_reused_with_a_warning(made_o
                       "('benchmark run --force' computes it again, --results elsewhere keeps both)"] if warned else [])
 
 
-def test_a_sweep_leaves_a_cell_with_an_unreadable_record_to_its_job(damaged_record, tmp_path):
+@pytest.mark.parametrize("held", [False, True])
+def test_reusing_a_record_removes_what_a_run_killed_after_writing_it_left(damaged_record, tmp_path, held):
+    """latest.pt and a half-written temporary record go, unless another process holds the run (--force)."""
     spec, run_id, path = damaged_record
-    path.write_text(json.dumps([]))
+    path.write_text(json.dumps({key: {} for key in store.RECORD_KEYS} | {
+        "run_id": run_id, "method": "scratch-he", "task": "ncs", "profile": "smoke", "seed": 0, "fraction": 1.0,
+        "metrics": {"iou": 0.5}, "device": "cpu"}))
+    leftovers = {path.parent / store.LATEST_FILE, path.parent / ".result.json.ab_cd123.tmp"}
+    for leftover in leftovers:
+        leftover.write_text('{"run_id": "partial')
+    with store.exclusive(store.lock_path(tmp_path, run_id), wait=False) if held else contextlib.nullcontext():
+        assert execute(spec, tmp_path, device_name="cpu")["reused"]
+    assert set(path.parent.iterdir()) == {path} | (leftovers if held else set())
+
+
+@pytest.mark.parametrize("content", ["[]", '{"seed": 1' + "0" * 5000 + "}"])  # the second: no int holds it
+def test_a_sweep_leaves_a_cell_with_an_unreadable_record_to_its_job(damaged_record, tmp_path, content):
+    spec, run_id, path = damaged_record
+    path.write_text(content)
     _, unfinished = pending_work([plan_run(spec)], tmp_path)
     assert [plan.run_id for plan in unfinished] == [run_id]
 

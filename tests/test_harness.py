@@ -96,6 +96,19 @@ def test_the_summary_shows_the_device_peak_memory_where_recorded(results, peak, 
     assert fit.endswith(shown)
 
 
+def test_the_summary_shows_a_record_s_texts_escaped(results):
+    """A reused record's texts are the file's: an escape sequence or a line break is shown, never sent."""
+    from benchmark.cli.run import format_summary
+
+    record = json.loads(run(results, "scratch-he", "ncc").read_text())
+    record.update(warnings=["\x1b[2J", "line1\nerror: forged line"], data={**record["data"], "root": "/d\x1b[31m"},
+                  metrics={"auc\r": 0.5})
+    lines = format_summary(record, results).split("\n")
+    assert all(line.isprintable() for line in lines)
+    assert lines[-2:] == ["warning  \\x1b[2J", "warning  line1\\nerror: forged line"]
+    assert "data     phantom /d\\x1b[31m" in lines and "test     auc\\r 0.5000" in lines
+
+
 def test_the_pretrained_checkpoint_is_reused_across_tasks(results):
     checkpoints = list((results / "checkpoints").glob("genesis-*/checkpoint.pt"))
     assert len(checkpoints) == 1

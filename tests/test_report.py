@@ -17,6 +17,7 @@ from benchmark.api.profiles import PROFILES
 from benchmark.api.registry import METHODS
 from benchmark.cli import main
 from benchmark.data import files
+from benchmark.reporting import views
 from benchmark.reporting.restoration import NotRestoration, restoration_panels, restores_its_input
 
 FIGURES = ["label_efficiency", "convergence", "seeds_boxplot"]
@@ -285,6 +286,20 @@ def test_of_duplicate_records_the_newest_is_used_and_said(tmp_path, write_run):
     notes = (tmp_path / "out" / "not_computed.md").read_text(encoding="utf-8")
     assert "2 records for scratch-he on t, fraction 1, seed 0 (t-scratch-he-quick-s0-f1-old, " \
            "t-scratch-he-quick-s0-f1-new): the newest (t-scratch-he-quick-s0-f1-new) is used" in notes
+
+
+@pytest.mark.parametrize("earlier, later", [
+    ("~", "2026-01-01T00:00:00+00:00"),  # not a time: the oldest, though it sorts last as text
+    ("2026-01-01T12:00:00+02:00", "2026-01-01T11:00:00+00:00"),  # 10:00 and 11:00 UTC
+    (None, "2025-01-01T00:00:00+00:00"),  # a record before finished_at was recorded
+])
+def test_the_newest_record_is_chosen_by_its_time_not_its_text(earlier, later):
+    runs = pd.DataFrame({"method": "m", "task": "t", "profile": "quick", "fraction": 1.0, "seed": 0,
+                         "run_id": ["later", "earlier"], "finished_at": [later, earlier]})
+    kept, notes = views.keep_newest_runs(runs)
+    assert kept["run_id"].tolist() == ["later"]
+    assert notes[0].endswith("the newest (later) is used")
+    assert notes[1:] == (["earlier: finished_at '~' is not a time; counted as the oldest"] if earlier == "~" else [])
 
 
 def write_runs_of_two_profiles(results, write_run, other: dict) -> None:

@@ -7,6 +7,8 @@ from __future__ import annotations
 import html
 import json
 import re
+import threading
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -14,8 +16,10 @@ import pytest
 from helpers import start_tags
 
 from benchmark.cli import main
+from benchmark.engine import store
 from benchmark.errors import UserError
 from benchmark.names import check_name, is_valid_name
+from benchmark.reporting.build import LOCK
 from benchmark.reporting.formats import latex_text, markdown_text
 
 EVIL_HTML = "<img src=x onerror=alert(1)>"
@@ -131,6 +135,7 @@ BROKEN_FILES = {  # content of result.json -> why it is skipped
     "not json": "cannot read the record",
     "\xff\xfe": "cannot read the record",
     "[" * 100_000: "cannot read the record (nested too deeply)",
+    "{}" + " " * 300_000: "300002 bytes, more than a record's 262144",  # refused unread
 }
 WRONG_TYPES = [  # changes to a record -> why it is skipped
     ({"seed": "zero"}, "'seed' is not an integer from 0 to 4294967295 ('zero')"),
@@ -143,6 +148,8 @@ WRONG_TYPES = [  # changes to a record -> why it is skipped
     ({"metrics": {"dice": 10**400}}, "'metrics' is not an object of numbers"),  # no float holds it
     ({"metrics": []}, "'metrics' is not an object of numbers"),
     ({"method": ""}, "'method' is not a non-empty string"),
+    ({"method": "m" * 201}, "'method' is 201 characters long, more than a name's 200"),
+    ({"warnings": ["w" * 5000]}, "a text in 'warnings' is 5000 characters long, more than 4096"),
 ]
 
 
@@ -169,6 +176,23 @@ def test_a_broken_record_is_one_line_of_not_computed_and_the_report_goes_on(tmp_
         assert markdown_text(why) in line and line.endswith("skipped")
     table3 = pd.read_csv(tmp_path / "out" / "table3.csv").set_index("method")
     assert table3["n_seeds"].to_dict() == {"scratch-he": 2, "genesis": 1}
+
+
+def test_a_report_waiting_for_another_in_the_same_folder_says_so(tmp_path, write_run, caplog):
+    results, out = tmp_path / "results", tmp_path / "out"
+    for seed in (0, 1):
+        write_run(results, "scratch-he", "t", seed, 1.0, {"dice": 0.7 + seed / 100}, "dice")
+    statuses = []
+    with caplog.at_level("INFO", logger="benchmark.engine.store"), store.exclusive(out / LOCK, wait=False):
+        waiter = threading.Thread(target=lambda: statuses.append(report(results, out)))
+        waiter.start()
+        deadline = time.monotonic() + 60
+        while not caplog.records and time.monotonic() < deadline:
+            time.sleep(0.01)
+    waiter.join(120)
+    assert statuses == [0]
+    assert caplog.records[0].getMessage() == \
+        f"waiting for {out / LOCK}: another process is building a report in {out}"
 
 
 def test_out_naming_a_file_is_a_one_line_error(tmp_path, write_run, capsys):

@@ -279,7 +279,7 @@ def test_cases_not_a_number_in_a_seed_and_repeated_case_ids_are_named_not_paired
     assert report(results, tmp_path / "out") == 0
     skipped = (tmp_path / "out" / "not_computed.md").read_text(encoding="utf-8").replace("\\", "")  # unescaped
     assert "genesis: 1 case(s) with a value that is not a number in some seed (case2)" in skipped
-    assert f"{repeated / 'cases.csv'}: case id(s) listed twice (case0)" in skipped
+    assert f"{repeated / 'cases.csv'}: case id(s) listed twice ('case0')" in skipped
     wilcoxon = pd.read_csv(tmp_path / "out" / "pairwise.csv")
     pair = wilcoxon[wilcoxon["test"].str.startswith("Wilcoxon") & (wilcoxon["method_a"] == "genesis")
                     & (wilcoxon["method_b"] == "scratch-he")]

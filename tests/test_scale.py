@@ -14,7 +14,8 @@ import pytest
 import SimpleITK as sitk
 
 from benchmark.cli import main
-from benchmark.cli.scale import Dataset, Row, growth_table, verdicts
+from benchmark.cli.scale import Dataset, Row, _generate, growth_table, verdicts
+from benchmark.data import files
 from benchmark.data.phantoms.chest import CANDIDATE_HEADER
 from benchmark.data.phantoms.scaled import (
     SPLIT_OF_SUBSET,
@@ -230,3 +231,12 @@ def test_scale_options_need_scale_and_keep_must_be_a_folder(tmp_path, capsys):
     (tmp_path / "file").write_text("")
     assert main(["speed", "--scale", "--keep", str(tmp_path / "file")]) == 2
     assert capsys.readouterr().err == f"error: --keep {tmp_path / 'file'}: not a folder\n"
+
+
+def test_a_kept_dataset_whose_marker_is_damaged_is_written_again(tmp_path):
+    """A marker no int holds (a 5000-digit number) marks no dataset: written anew, never a traceback."""
+    (tmp_path / "data").mkdir()
+    (tmp_path / "dataset.json").write_text('{"seed": 1' + "0" * 5000 + "}")
+    _generate(tmp_path, {"seed": 1}, lambda data: (data / "scan.mhd").write_text("new"))
+    assert (tmp_path / "data" / "scan.mhd").read_text() == "new"
+    assert files.read_json(tmp_path / "dataset.json") == {"seed": 1}

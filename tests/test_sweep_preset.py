@@ -83,6 +83,7 @@ def test_a_preset_of_ones_own_runs_its_grids_in_turn_and_prints_the_report_comma
 
 @pytest.mark.parametrize("content, message", [
     ("{\"grid\": [", "not a JSON preset"),
+    ('{"grid": 1' + "0" * 5000 + "}", "not a JSON preset (Exceeds the limit (4300 digits)"),
     ("[1, 2]", "expected a JSON object"),
     ({"grid": []}, "grid: expected a list of one or more objects"),
     ({"grid": [{"methods": ["scratch-he"], "tasks": ["ncc"]}], "extra": 1}, "unknown key 'extra'"),

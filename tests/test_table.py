@@ -162,3 +162,11 @@ def test_a_truncated_cases_or_history_file_is_refused_not_read_short(tmp_path, w
     assert f"{folder / 'cases.csv'}: {expected}" in skipped
     assert f"{folder / 'history.csv'}: {expected}" in skipped
     assert set(results.table["level"]) == {"run"} and results.histories.empty
+
+
+def test_repeated_case_ids_are_named_escaped(tmp_path, write_run):
+    """An id is the text of a file: printed as a warning, a control character in it is shown, not sent."""
+    write_run(tmp_path, "scratch-he", "t", 0, 1.0, {"dice": 0.7}, "dice",
+              cases={"case_id": ["\x1b[2J", "\x1b[2J", "a\nerror: forged"], "dice": [0.7, 0.7, 0.7]})
+    (skipped,) = [line for line in read_results(tmp_path).skipped if "listed twice" in line]
+    assert "case id(s) listed twice ('\\x1b[2J')" in skipped and skipped.isprintable()

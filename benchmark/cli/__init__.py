@@ -316,9 +316,10 @@ def module_command(module: str) -> Callable[[argparse.Namespace], int | None]:
     return lambda args: importlib.import_module(module).command(args)
 
 
-# Failures of the user's environment, not of the suite: a folder that is read-only, missing or full.
-ENVIRONMENT_ERRORS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.ENOENT,
-                      errno.ENOTDIR, errno.EISDIR, errno.EEXIST, errno.ENAMETOOLONG}
+# Failures of the user's environment, not of the suite: a folder that is read-only, missing or full, a file
+# larger than the size limit (``ulimit -f``) allows.
+ENVIRONMENT_ERRORS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EFBIG,
+                      errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.EEXIST, errno.ENAMETOOLONG}
 
 
 class OneLineParser(argparse.ArgumentParser):

@@ -78,7 +78,7 @@ def load_preset(text: str) -> Preset:
         data = json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=functools.partial(_object, path))
     except OSError as error:
         raise UserError(f"{path}: cannot read the preset ({error.strerror or error})") from error
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as error:
+    except (ValueError, RecursionError) as error:  # JSONDecodeError, UnicodeDecodeError, a 4300-digit integer
         raise UserError(f"{path}: not a JSON preset ({str(error).splitlines()[0]})") from error
     if not isinstance(data, dict):
         raise UserError(f"{path}: expected a JSON object")

@@ -10,6 +10,7 @@ from typing import Any
 from benchmark.api.backbone import DEFAULT_BACKBONE
 from benchmark.api.registry import BACKBONES, METHODS, TASKS
 from benchmark.api.settings import format_value
+from benchmark.cli import one_line
 from benchmark.cli.options import backbone_settings, method_settings, switches, task_settings
 from benchmark.engine.harness import RunSpec, execute
 from benchmark.errors import UserError
@@ -49,6 +50,8 @@ def device_memory_text(record: dict[str, Any]) -> str:
 
 
 def format_summary(record: dict[str, Any], results: Path) -> str:
+    """The run's summary, a line per topic, each with its unprintable characters escaped: the texts of a
+    reused record (a warning, the data's folder, a metric's name) never reach the terminal as they are."""
     scores = "   ".join(f"{k} {v:.4f}" for k, v in record["metrics"].items())
     pre = record.get("pretraining")
     if record.get("weights"):
@@ -77,7 +80,7 @@ def format_summary(record: dict[str, Any], results: Path) -> str:
         f"record   {Path(results) / 'runs' / record['run_id'] / 'result.json'}",
         *(f"warning  {warning}" for warning in record.get("warnings") or []),
     ]
-    return "\n".join(lines)
+    return "\n".join(map(one_line, lines))
 
 
 def command(args: argparse.Namespace) -> None:

@@ -24,7 +24,6 @@ first, the ratios to the previous size: of the size, the time and the memory.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import tempfile
 from collections.abc import Callable, Sequence
@@ -225,7 +224,7 @@ def _generate(folder: Path, identity: dict, write: Callable[[Path], object]) -> 
     ``identity`` (a kept folder); its cache folder emptied either way (preprocessing is measured)."""
     marker = folder / DATASET_FILE
     data = folder / "data"
-    if not (data.is_dir() and marker.is_file() and json.loads(marker.read_text(encoding="utf-8")) == identity):
+    if not (data.is_dir() and _marks(marker, identity)):
         if data.exists():
             files.remove_folder(data)
         marker.unlink(missing_ok=True)
@@ -233,6 +232,14 @@ def _generate(folder: Path, identity: dict, write: Callable[[Path], object]) -> 
         files.write_json(marker, identity)
     if (folder / "cache").exists():
         files.remove_folder(folder / "cache")
+
+
+def _marks(marker: Path, identity: dict) -> bool:
+    """Whether ``marker`` is there and records ``identity`` (a damaged one: no, the dataset is written anew)."""
+    try:
+        return marker.is_file() and files.read_json(marker) == identity
+    except UserError:
+        return False
 
 
 def _step(bar: tqdm, what: str) -> None:

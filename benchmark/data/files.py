@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import io
 import json
 import logging
 import os
@@ -21,7 +22,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from importlib.abc import Traversable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import pandas as pd
 
@@ -53,11 +54,25 @@ def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
         os.fsync(handle)  # the descriptor of the same file ``write`` filled
         os.replace(tmp, path)
         _sync_folder(path.parent)
+    except OSError as error:
+        Path(tmp).unlink(missing_ok=True)
+        if error.filename is None:  # a write to an open file (a full disk) names none: name the file meant
+            raise OSError(error.errno, error.strerror, str(path)) from error
+        raise
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     finally:
         os.close(handle)
+
+
+def write_serialised(path: Path, serialise: Callable[[BinaryIO], None]) -> None:
+    """``write_atomic`` for a writer of file objects (``torch.save``): ``serialise(buffer)`` fills a buffer in
+    memory, which Python's own file calls then write, so that a full disk is the OSError ``No space left on
+    device`` naming ``path``, not the failure of a writer in C++ (torch's says "unexpected pos")."""
+    buffer = io.BytesIO()
+    serialise(buffer)
+    write_atomic(path, lambda tmp: tmp.write_bytes(buffer.getbuffer()))
 
 
 def _sync_folder(folder: Path) -> None:
@@ -68,15 +83,16 @@ def _sync_folder(folder: Path) -> None:
         os.close(descriptor)
 
 
-def remove_leftovers(folder: Path, name: re.Pattern[str]) -> None:
+def remove_leftovers(folder: Path, name: re.Pattern[str], age: float = STALE_SECONDS) -> None:
     """Remove the files and folders of ``folder`` whose whole name matches ``name`` that are older than
-    ``STALE_SECONDS`` (last modified) and locked by no live writer: what killed writers left."""
+    ``age`` seconds (last modified) and locked by no live writer: what killed writers left (``age`` 0:
+    however recent, where the caller knows no writer can be starting, under a lock of its own)."""
     try:
         entries = list(os.scandir(folder))
     except FileNotFoundError:
         return
     for entry in entries:
-        if name.fullmatch(entry.name) and _stale(Path(entry.path)):
+        if name.fullmatch(entry.name) and _stale(Path(entry.path), age):
             if entry.is_dir(follow_symlinks=False):
                 shutil.rmtree(entry.path, ignore_errors=True)
             else:
@@ -84,9 +100,9 @@ def remove_leftovers(folder: Path, name: re.Pattern[str]) -> None:
             log.info("removed %s, left by a writer that was stopped", entry.path)
 
 
-def _stale(path: Path) -> bool:
+def _stale(path: Path, age: float) -> bool:
     try:
-        if time.time() - path.lstat().st_mtime < STALE_SECONDS:
+        if time.time() - path.lstat().st_mtime < age:
             return False
         descriptor = os.open(path, os.O_RDONLY)
     except OSError:  # gone meanwhile, or not ours to open
@@ -229,10 +245,12 @@ def read_text(path: Path | Traversable, what: str, encoding: str = "utf-8") -> s
 
 
 def read_json(path: Path) -> dict[str, Any]:
+    """The JSON value in ``path``; UserError naming the file if it is not JSON Python can hold (an integer
+    of more than 4300 digits is refused by ``int``, with a ValueError that is not a JSONDecodeError)."""
     text = read_text(Path(path), "the JSON file")
     try:
         return json.loads(text)
-    except json.JSONDecodeError as error:
+    except ValueError as error:
         raise UserError(f"{path}: cannot read JSON ({error})") from error
     except RecursionError as error:
         raise UserError(f"{path}: cannot read JSON (nested too deeply)") from error

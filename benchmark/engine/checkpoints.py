@@ -91,7 +91,9 @@ def obtain_checkpoint(method: Method, pool: DataSource, profile: Profile, seed: 
     folder = store.checkpoint_dir(results, checkpoint_id(method, identity))
     # data-parallel pretraining: rank 0 holds the lock and writes; every rank looks for a cached checkpoint
     # only once rank 0 holds it, so that all of them find the same (no other process writes meanwhile)
-    held = store.exclusive(store.lock_path(results, folder.name), wait=True) if distributed.is_main() else nullcontext()
+    lock = store.lock_path(results, folder.name)
+    holder = f"another process is pretraining {folder.name}"
+    held = store.exclusive(lock, wait=True, holder=holder) if distributed.is_main() else nullcontext()
     with held:
         distributed.barrier()
         return _load_or_pretrain(method, backbone, pool, profile, seed, device, progress, identity, folder)

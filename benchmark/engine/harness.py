@@ -299,6 +299,7 @@ def execute(spec: RunSpec, results: Path, device_name: str = "auto", force: bool
     plan = plan_run(spec)
     finished = None if force else store.finished_result(results, plan.run_id)
     if finished is not None:
+        store.clear_finished_run(results, plan.run_id)
         return _reused(finished, device_name)
     lock = store.lock_path(results, plan.run_id)
     with store.exclusive(lock, wait=False) as obtained:

@@ -193,7 +193,7 @@ def pretrain(
 
 
 def save_checkpoint(checkpoint: dict[str, Any], path: Path) -> None:
-    files.write_atomic(path, lambda tmp: torch.save(checkpoint, tmp))
+    files.write_serialised(path, lambda buffer: torch.save(checkpoint, buffer))
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:

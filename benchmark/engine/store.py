@@ -19,6 +19,7 @@ let go of the locks they inherit).
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import logging
 import os
@@ -30,7 +31,9 @@ from typing import Any
 from benchmark.data import files
 from benchmark.engine.runtime import MAX_SEED
 from benchmark.errors import UserError
-from benchmark.names import check_name
+from benchmark.names import NAME_LENGTH, check_name
+
+log = logging.getLogger(__name__)
 
 RESULT_FILE = "result.json"
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -55,6 +58,10 @@ class UnreadableRecord(UserError):
     """A run's record exists but is not a record of that run (damaged, truncated, edited)."""
 
 
+MAX_RECORD_BYTES = 256 * 1024  # a record's file (a run writes a few KB): a larger one is refused unread
+MAX_TEXT = 4096  # characters of any text in a record that is not a name (a warning, a setting, a path)
+NAME_FIELDS = ("method", "profile", "primary_metric")  # texts that name things, besides the ids checked as names
+
 RECORD_KEYS = ("run_id", "method", "task", "seed", "fraction", "profile", "metrics", "transfer", "cases",
                "finetune", "wall_seconds", "peak_memory_mb", "device", "data")
 
@@ -67,6 +74,7 @@ def finished_result(results: Path, run_id: str) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     try:
+        check_record_size(path)
         record = files.read_json(path)
     except UserError as error:
         raise UnreadableRecord(f"{error}; 'benchmark run --force' replaces it") from error
@@ -86,17 +94,28 @@ def _fault(record: dict[str, Any], run_id: str) -> str:
     return "another run's record" if record["run_id"] != run_id else ""
 
 
+def check_record_size(path: Path) -> None:
+    """UserError naming ``path`` if its file is larger than a record can be (``MAX_RECORD_BYTES``): it is
+    refused before it is read, a hostile record's megabytes never reach a report's tables."""
+    try:
+        size = path.stat().st_size
+    except OSError:
+        return  # reading it reports why it cannot be read
+    if size > MAX_RECORD_BYTES:
+        raise UserError(f"{path}: {size} bytes, more than a record's {MAX_RECORD_BYTES}")
+
+
 def check_record(record: dict[str, Any]) -> None:
     """UserError (one line) if a record's fields are not of the kinds the suite reads: ids that are valid
-    names (they become file names), non-empty strings, a seed from 0 to ``MAX_SEED``, a fraction in (0, 1],
-    metrics that are numbers a float holds, split sizes that are counts; a record may be damaged or
-    hostile."""
+    names (they become file names), non-empty strings no longer than a name, a seed from 0 to ``MAX_SEED``,
+    a fraction in (0, 1], metrics that are numbers a float holds, split sizes that are counts, no text
+    longer than ``MAX_TEXT``; a record may be damaged or hostile."""
     for key in ("run_id", "task"):
         check_name(record[key], key)
     pretraining = record.get("pretraining")
     if isinstance(pretraining, dict) and pretraining.get("checkpoint_id") is not None:
         check_name(pretraining["checkpoint_id"], "pretraining.checkpoint_id")
-    for key in ("method", "profile", "primary_metric"):
+    for key in NAME_FIELDS:
         if key in record and not (isinstance(record[key], str) and record[key]):
             raise UserError(f"'{key}' is not a non-empty string")
     seed = record["seed"]
@@ -112,6 +131,36 @@ def check_record(record: dict[str, Any]) -> None:
     if not isinstance(cases, dict) or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0
                                               for v in cases.values()):
         raise UserError("'cases' is not an object of counts")
+    _check_text_lengths(record)
+
+
+def _check_text_lengths(record: dict[str, Any]) -> None:
+    """UserError if a name (``NAME_FIELDS``, the backbone's, a metric's) is longer than ``NAME_LENGTH`` or any
+    other text of the record (a key or a value, at any depth) is longer than ``MAX_TEXT``."""
+    backbone = record.get("backbone")
+    names = [(f"'{key}'", record.get(key)) for key in NAME_FIELDS]
+    names += [("'backbone.name'", backbone.get("name") if isinstance(backbone, dict) else None)]
+    names += [("a metric's name", name) for name in record["metrics"]]  # check_record found an object
+    for what, name in names:
+        if isinstance(name, str) and len(name) > NAME_LENGTH:
+            raise UserError(f"{what} is {len(name)} characters long, more than a name's {NAME_LENGTH}")
+    for key, value in record.items():
+        longest = max(map(len, _texts({key: value})))
+        if longest > MAX_TEXT:
+            raise UserError(f"a text in {_shown(key)} is {longest} characters long, more than {MAX_TEXT}")
+
+
+def _texts(value: Any) -> Iterator[str]:
+    """Every string in a JSON value, keys included (without recursion: a record may be nested deeply)."""
+    pending = [value]
+    while pending:
+        value = pending.pop()
+        if isinstance(value, str):
+            yield value
+        elif isinstance(value, dict):
+            pending += [*value.keys(), *value.values()]
+        elif isinstance(value, list):
+            pending += value
 
 
 def _is_number(value: Any) -> bool:
@@ -137,6 +186,21 @@ def discard_finished_run(folder: Path) -> None:
     starts afresh instead of resuming a finished one's state."""
     for name in (RESULT_FILE, LATEST_FILE):
         (folder / name).unlink(missing_ok=True)
+
+
+def clear_finished_run(results: Path, run_id: str) -> None:
+    """Remove what a run killed just after writing its record left in its folder (its training state, a
+    temporary file of a record being written), under the run's lock; nothing while another process holds
+    it (a ``--force`` computing the run again). A folder without such files is left untouched, unlocked
+    (a results root that is read-only keeps serving its records)."""
+    folder = run_dir(results, run_id)
+    leftovers = [name for name in os.listdir(folder) if name == LATEST_FILE or files.TEMPORARY_FILE.fullmatch(name)]
+    if not leftovers:
+        return
+    with exclusive(lock_path(results, run_id), wait=False) as obtained:
+        if obtained:
+            (folder / LATEST_FILE).unlink(missing_ok=True)
+            files.remove_leftovers(folder, files.TEMPORARY_FILE, age=0)
 
 
 def lock_path(results: Path, name: str) -> Path:
@@ -168,26 +232,41 @@ os.register_at_fork(after_in_child=_drop_inherited_locks)
 
 
 @contextmanager
-def exclusive(path: Path, wait: bool) -> Iterator[bool]:
+def exclusive(path: Path, wait: bool, holder: str = "another process holds it") -> Iterator[bool]:
     """Hold an exclusive advisory lock on ``path`` for the ``with`` block; yield whether it was obtained.
 
-    With ``wait`` the call blocks until the holder finishes; without it, yields False
-    at once when another process holds the lock.
+    With ``wait`` the call blocks until the holder finishes, after logging one line ``waiting for <path>:
+    <holder>`` when the lock is taken (what the other process is doing: a wait is never silent); without
+    it, yields False at once when another process holds the lock. A symbolic link at ``path`` is refused
+    (UserError), never followed: a link planted there would have the lock file created wherever it points.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a", encoding="utf-8") as handle:
+    with open(_open_lock_file(path), "ab") as handle:
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            yield False
-            return
+            if not wait:
+                yield False
+                return
+            log.info("waiting for %s: %s", path, holder)
+            fcntl.flock(handle, fcntl.LOCK_EX)
         _HELD_LOCKS.add(handle.fileno())
         try:
             yield True
         finally:
             _HELD_LOCKS.discard(handle.fileno())
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _open_lock_file(path: Path) -> int:
+    """A descriptor of the lock file ``path``, created if absent; UserError if ``path`` is a symbolic link."""
+    try:
+        return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666)
+    except OSError as error:
+        if error.errno == errno.ELOOP:  # what O_NOFOLLOW answers for a link
+            raise UserError(f"{path}: a symbolic link, not a lock file; remove it") from error
+        raise
 
 
 @contextmanager

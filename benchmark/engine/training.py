@@ -133,7 +133,7 @@ def save_latest(latest: Latest, phase: str, model: nn.Module, optimizer: torch.o
                   "stale": state.stale, "best_state": state.best_state, "history": state.history,
                   "seconds": state.seconds},
     }
-    files.write_atomic(latest.path, lambda tmp: torch.save(snapshot, tmp))
+    files.write_serialised(latest.path, lambda buffer: torch.save(snapshot, buffer))
 
 
 def load_latest(latest: Latest, phase: str, model: nn.Module, optimizer: torch.optim.Optimizer,

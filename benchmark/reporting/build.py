@@ -625,7 +625,7 @@ def build_report(settings: Settings) -> Report:
     """The report of ``settings.results`` written into ``settings.out``, replacing the previous one there
     as a whole (one report at a time per folder: a second waits for the first)."""
     out = prepare_out(settings.out)
-    with store.exclusive(out / LOCK, wait=True):
+    with store.exclusive(out / LOCK, wait=True, holder=f"another process is building a report in {out}"):
         try:
             report = write_report(settings, out)
         finally:

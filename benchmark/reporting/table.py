@@ -174,6 +174,7 @@ def case_rows(cases: pd.DataFrame) -> pd.DataFrame:
 def read_record(path: Path) -> dict[str, Any]:
     """A ``result.json`` with the keys the table needs, of the right types, its ids valid names
     (they become file names); UserError naming the file otherwise."""
+    store.check_record_size(Path(path))
     try:
         record = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
@@ -258,11 +259,14 @@ def _read_csv(path: Path, required: tuple[str, ...], rows: Any = None) -> pd.Dat
 
 
 def _unique_cases(cases: pd.DataFrame, path: Path) -> pd.DataFrame:
-    """``cases`` if no case id repeats (paired tests join on it); UserError naming the file otherwise."""
+    """``cases`` if no case id repeats (paired tests join on it); UserError naming the file and the ids
+    otherwise, each as ``repr`` shows it (an id is the file's text: a control character is shown escaped, never
+    sent to the terminal the warning is printed on)."""
     repeated = cases["case_id"].astype(str)
     repeated = sorted(set(repeated[repeated.duplicated()]))
     if repeated:
-        raise UserError(f"{path}: case id(s) listed twice ({', '.join(repeated[:3])}): not one row per case")
+        raise UserError(f"{path}: case id(s) listed twice ({', '.join(map(repr, repeated[:3]))}): "
+                        "not one row per case")
     return cases
 
 

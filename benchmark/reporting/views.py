@@ -64,14 +64,23 @@ def primary_cases(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def keep_newest_runs(table: pd.DataFrame) -> tuple[pd.DataFrame, Gaps]:
-    """One run per (method, task, profile, fraction, seed): the most recently finished one."""
+    """One run per (method, task, profile, fraction, seed): the most recently finished one.
+
+    ``finished_at`` is read as an ISO 8601 time (compared as times, whatever their UTC offsets, not as
+    text); a record without one, or with a text that is not a time (an edited record), counts as the
+    oldest, which the notes say where it competes with another record."""
     keys = ["method", "task", "profile", "fraction", "seed"]
     runs = table.drop_duplicates("run_id")[[*keys, "run_id", "finished_at"]]
-    runs = runs.sort_values("finished_at", na_position="first", kind="stable")
+    finished = pd.to_datetime(runs["finished_at"], utc=True, errors="coerce", format="ISO8601")
+    runs = runs.assign(finished=finished).sort_values("finished", na_position="first", kind="stable")
     newest = runs.drop_duplicates(keys, keep="last")
-    notes = [f"{len(group)} records for {name[0]} on {name[1]}, fraction {name[3]:g}, seed {name[4]} "
-             f"({', '.join(group['run_id'])}): the newest ({group['run_id'].iloc[-1]}) is used"
-             for name, group in runs.groupby(keys) if len(group) > 1]
+    notes = []
+    for name, group in runs.groupby(keys):
+        if len(group) > 1:
+            notes.append(f"{len(group)} records for {name[0]} on {name[1]}, fraction {name[3]:g}, seed {name[4]} "
+                         f"({', '.join(group['run_id'])}): the newest ({group['run_id'].iloc[-1]}) is used")
+            notes += [f"{run.run_id}: finished_at {str(run.finished_at)[:40]!r} is not a time; counted as the oldest"
+                      for run in group.itertuples() if pd.isna(run.finished) and pd.notna(run.finished_at)]
     return table[table["run_id"].isin(newest["run_id"])], notes
 
 
