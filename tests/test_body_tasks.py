@@ -197,7 +197,8 @@ def test_brain_phantom_layout(brain_root: Path) -> None:
         assert shapes == {seg.shape}
         labels |= set(np.unique(seg).tolist())
     assert labels == {0, 1, 2, 4} and grades == {"HGG", "LGG"}
-    assert sorted(p.name for p in brain_root.iterdir()) == ["HGG", "LGG"]
+    # BraTS's layout, beside the manifest the suite checks its phantoms against
+    assert sorted(p.name for p in brain_root.iterdir()) == ["HGG", "LGG", datasets.PHANTOM_MANIFEST]
     assert brain_phantom.brats_grade("Brats18_TCIA10_393_1") == "LGG"
     assert brain_phantom.brats_grade("Brats18_2013_0_1") == "LGG"
     assert brain_phantom.brats_grade("Brats18_2013_10_1") == "HGG"
