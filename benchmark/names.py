@@ -27,3 +27,9 @@ def check_name(text: object, what: str) -> str:
     if not is_valid_name(text):
         raise UserError(f"{what} {text!r} is not a valid name ({NAME_RULE})")
     return text
+
+
+def one_line(message: str) -> str:
+    """``message`` with every unprintable character escaped: a name or value the user typed or a record
+    holds (a line break, a terminal control sequence) never breaks a printed line in two."""
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in message)

@@ -178,6 +178,18 @@ def test_a_broken_record_is_one_line_of_not_computed_and_the_report_goes_on(tmp_
     assert table3["n_seeds"].to_dict() == {"scratch-he": 2, "genesis": 1}
 
 
+def test_a_skipped_record_is_one_escaped_line_on_the_terminal(tmp_path, write_run, capsys):
+    results = tmp_path / "results"
+    for seed in (0, 1):
+        write_run(results, "scratch-he", "t", seed, 1.0, {"dice": 0.7 + seed / 100}, "dice")
+    forged = results / "runs" / "odd\x1b[2J\nerror: forged" / "result.json"  # a folder name is the user's, not ours
+    forged.parent.mkdir()
+    forged.write_text("{")
+    assert main(["report", "--results", str(results), "--out", str(tmp_path / "out"), "--no-progress"]) == 0
+    (line,) = [line for line in capsys.readouterr().err.splitlines() if "odd" in line]
+    assert line.startswith("warning: ") and "\\x1b[2J\\nerror: forged" in line and "\x1b" not in line
+
+
 def test_a_report_waiting_for_another_in_the_same_folder_says_so(tmp_path, write_run, caplog):
     results, out = tmp_path / "results", tmp_path / "out"
     for seed in (0, 1):

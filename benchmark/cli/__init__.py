@@ -21,6 +21,7 @@ from benchmark.cli.options import add_switch_arguments
 from benchmark.cli.report import add_arguments as add_report_arguments
 from benchmark.errors import UserError
 from benchmark.logs import log_to_stderr
+from benchmark.names import one_line
 
 
 def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
@@ -327,12 +328,6 @@ class OneLineParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"error: {one_line(f'{self.prog}: {message}')} (see '{self.prog} --help')\n")
-
-
-def one_line(message: str) -> str:
-    """``message`` with every unprintable character escaped: a name or value the user typed (a line
-    break, a terminal control sequence) never breaks an ``error:`` line in two."""
-    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in message)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

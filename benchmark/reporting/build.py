@@ -30,7 +30,7 @@ from benchmark.data import files
 from benchmark.engine import store
 from benchmark.errors import UserError
 from benchmark.model.dims import DIMS
-from benchmark.names import check_name, is_valid_name
+from benchmark.names import check_name, is_valid_name, one_line
 from benchmark.reporting import (
     ALPHA,
     ANALYSES_FOLDER,
@@ -636,7 +636,7 @@ def build_report(settings: Settings) -> Report:
 def write_report(settings: Settings, out: Path) -> Report:
     results = read_results(settings.results)
     for message in results.skipped:
-        print(f"warning: {message}", file=sys.stderr)
+        print(f"warning: {one_line(message)}", file=sys.stderr)
     table, profile, duplicates = comparable_runs(results, settings)
     notes = duplicates + views.run_warnings(table)
     methods = sorted(table["method"].unique())
