@@ -26,6 +26,7 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
+from benchmark.data import imageio
 from benchmark.data.cache import Entry, cached, windowed_hu
 from benchmark.data.imageio import HU_MIN
 from benchmark.data.verify import Problem, progress
@@ -84,6 +85,7 @@ def read_series(folder: Path) -> sitk.Image:
         raise UserError(f"{folder}: no DICOM series")
     uid = max(series, key=lambda sid: len(series[sid]))
     files = series[uid]
+    check_series_size(folder, files)
     reader.SetFileNames(files)
     reader.MetaDataDictionaryArrayUpdateOn()
     try:
@@ -94,6 +96,22 @@ def read_series(folder: Path) -> sitk.Image:
     check_slice_gaps(folder, np.array(heights))
     image.SetMetaData(SERIES_UID, uid)
     return image
+
+
+def check_series_size(folder: Path, files: tuple[str, ...]) -> None:
+    """UserError if the series' slices (the first one's header, times their number) hold more than
+    ``imageio.MAX_VOXELS``: checked before the series is read, as for a single image."""
+    header = sitk.ImageFileReader()
+    header.SetFileName(files[0])
+    try:
+        header.ReadImageInformation()
+    except RuntimeError as error:
+        raise UserError(f"{files[0]}: not a readable DICOM slice (truncated or damaged)") from error
+    count = math.prod(header.GetSize()[:2]) * header.GetNumberOfComponents() * len(files)
+    if count > imageio.MAX_VOXELS:
+        raise UserError(f"{folder}: {len(files)} slices of {header.GetSize()[0]} x {header.GetSize()[1]} x "
+                        f"{header.GetNumberOfComponents()} component(s) are {count} voxels, more than the "
+                        f"{imageio.MAX_VOXELS} an image may hold")
 
 
 def check_slices_readable(folder: Path, series: list[tuple[str, ...]]) -> None:

@@ -98,6 +98,14 @@ def test_a_truncated_slice_is_refused_not_dropped(tmp_path: Path, cut: int) -> N
         lidc.read_series(tmp_path / "series")
 
 
+def test_a_series_larger_than_an_image_may_be_is_refused_before_it_is_read(tmp_path: Path, monkeypatch) -> None:
+    write_series(tmp_path / "series", [0.0, 2.5, 5.0, 7.5])
+    size = lidc.read_series(tmp_path / "series").GetSize()
+    monkeypatch.setattr("benchmark.data.imageio.MAX_VOXELS", size[0] * size[1] * 4 - 1)  # one voxel short
+    with pytest.raises(UserError, match=rf"{tmp_path / 'series'}: 4 slices of {size[0]} x {size[1]} x 1 component"):
+        lidc.read_series(tmp_path / "series")
+
+
 def test_a_missing_slice_is_refused(tmp_path: Path) -> None:
     write_series(tmp_path / "series", [0.0, 2.5, 5.0, 10.0, 12.5])
     with pytest.raises(UserError, match=rf"{tmp_path / 'series'}: slices at 5 and 10 mm are 5 mm apart, "
