@@ -205,9 +205,10 @@ def recorded_files_fault(folder: Path, recorded: Mapping[str, tuple[int, str]], 
         path = folder / name
         if not path.is_file():
             return f"{name} is missing"
-        if path.stat().st_size != size:
-            return f"{name} holds {path.stat().st_size} of its {size} bytes"
-        if not isinstance(stamps, dict) or stamps.get(name) != stamp(path):
+        current = stamp(path)
+        if current[0] != size:
+            return f"{name} holds {current[0]} of its {size} bytes"
+        if not isinstance(stamps, dict) or stamps.get(name) != current:
             changed.append(name)
     for name in changed:
         if sha256_file(folder / name) != recorded[name][1]:

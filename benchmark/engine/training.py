@@ -104,13 +104,14 @@ class Latest:
 
 def _live_state(latest: Latest, model: nn.Module, optimizer: torch.optim.Optimizer,
                 scheduler: LRScheduler | None) -> dict:
-    """The model, optimiser and scheduler states and the random streams, as a snapshot holds them (copies)."""
-    return copy.deepcopy({
+    """The model, optimiser and scheduler states and the random streams, as a snapshot holds them (the
+    live tensors, not copies: saving them needs none)."""
+    return {
         "model": model.state_dict(), "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict() if scheduler is not None else None,
         "torch_rng": torch.get_rng_state(),
         "numpy_rng": [generator.bit_generator.state for generator in latest.generators],
-    })
+    }
 
 
 def _restore(snapshot: dict, latest: Latest, model: nn.Module, optimizer: torch.optim.Optimizer,
@@ -145,7 +146,7 @@ def load_latest(latest: Latest, phase: str, model: nn.Module, optimizer: torch.o
     undone: the model, optimiser, scheduler and random streams get back the states they had."""
     if not latest.path.is_file():
         return None
-    fresh = _live_state(latest, model, optimizer, scheduler)
+    fresh = copy.deepcopy(_live_state(latest, model, optimizer, scheduler))  # what a failed restore puts back
     try:
         check_zip_checksums(latest.path)
         snapshot = torch.load(latest.path, map_location="cpu", weights_only=True)
