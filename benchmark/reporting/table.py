@@ -203,9 +203,9 @@ def check_metric_values(values: dict[str, float]) -> None:
         if math.isnan(value):
             continue
         if name in metrics.UNIT_SCORES and not 0.0 <= value <= 1.0:
-            raise UserError(f"metric '{name}' is {value:.6g}, outside [0, 1]")
+            raise UserError(f"metric '{name}' is {value:.10g}, outside [0, 1]")
         if not abs(value) <= MAX_SCORE:
-            raise UserError(f"metric '{name}' is {value:.6g}, beyond ±{MAX_SCORE:g}")
+            raise UserError(f"metric '{name}' is {value:.10g}, beyond ±{MAX_SCORE:g}")
 
 
 def _metrics_from_cases(cases: pd.DataFrame, names: list[str]) -> dict[str, float]:
