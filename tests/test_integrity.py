@@ -460,6 +460,17 @@ def test_a_whole_checkpoint_is_reused(cached_checkpoints: Path, caplog: pytest.L
     assert not [r for r in caplog.records if r.levelname == "WARNING"]
 
 
+def test_a_whole_checkpoint_found_with_the_training_state_a_kill_left_drops_that_state(
+    cached_checkpoints: Path, tmp_path: Path
+) -> None:
+    """Killed after writing meta.json, before removing latest.pt: the next process reuses the checkpoint
+    and removes the leftover state (a full model and optimiser) rather than keeping it for ever."""
+    results = Path(shutil.copytree(cached_checkpoints, tmp_path / "results"))
+    leftover = folder_of(results, 0) / store.LATEST_FILE
+    leftover.write_bytes(b"the training state of the last epoch")
+    assert obtain(results, 0)[1]["reused"] and not leftover.exists()
+
+
 @pytest.mark.parametrize("damage", list(CHECKPOINT_DAMAGES))
 def test_a_damaged_or_replaced_checkpoint_is_pretrained_again_never_used(
     damage: str, cached_checkpoints: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture

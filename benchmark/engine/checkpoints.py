@@ -135,6 +135,8 @@ def _load_or_pretrain(method: Method, backbone: Backbone, pool: DataSource, prof
     cached = cached_checkpoint(folder, identity)
     if cached is not None:
         checkpoint, meta = cached
+        if distributed.is_main():  # a pretraining killed after its meta.json left its training state
+            (folder / store.LATEST_FILE).unlink(missing_ok=True)
         return checkpoint, {**meta, "reused": True}
     start = time.perf_counter()
     layout = pool_layout(method.pool_layout)
