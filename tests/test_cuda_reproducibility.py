@@ -1,11 +1,14 @@
 """CUDA reproducibility settings: deterministic algorithms on, and the one nondeterministic op they let
 through (max-pooling backward with overlapping windows) found in every backbone by a brute-force
-count of the windows that cover each voxel."""
+count of the windows that cover each voxel; on the CPU, the instruction set of torch's kernels recorded with
+the machine."""
 
 from __future__ import annotations
 
 import logging
 import os
+import subprocess
+import sys
 import warnings
 
 import pytest
@@ -14,7 +17,7 @@ from torch import nn
 
 from benchmark.api.backbone import for_volumes
 from benchmark.api.registry import BACKBONES
-from benchmark.engine.runtime import overlapping_max_pools, resolve_device, use_deterministic_cuda
+from benchmark.engine.runtime import device_name, overlapping_max_pools, resolve_device, use_deterministic_cuda
 from benchmark.engine.sweep import dims_of
 from benchmark.engine.training import warn_if_not_reproducible
 from benchmark.model.backbone import UNet3D
@@ -105,3 +108,13 @@ def test_training_on_cuda_names_the_overlapping_pools(caplog):
         warn_if_not_reproducible(UNet3D(in_channels=1, out_channels=1, width=2), "fine-tuning lcs")
     assert [record.getMessage().split(":")[0] for record in caplog.records] == ["fine-tuning ncc"]
     assert "(1)" in caplog.records[0].getMessage()
+
+
+def test_the_cpu_machine_is_named_with_the_instruction_set_torch_computes_with() -> None:
+    """Kernels of another instruction set round differently, so the record names the one in use: torch's
+    own choice (here forced to its portable kernels), and oneDNN's cap when one is set."""
+    assert device_name(torch.device("cpu")).endswith(f" cores, {torch.backends.cpu.get_cpu_capability()} kernels)")
+    script = "import torch; from benchmark.engine.runtime import device_name; print(device_name(torch.device('cpu')))"
+    env = {**os.environ, "ATEN_CPU_CAPABILITY": "default", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+    named = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
+    assert named.stdout.strip().endswith(" cores, DEFAULT kernels, oneDNN up to AVX2)"), named.stdout

@@ -120,7 +120,8 @@ def peak_device_memory_mb(device: torch.device) -> float | None:
 
 
 def device_name(device: torch.device) -> str:
-    """A human-readable name of the hardware: the GPU model, or the CPU model and core count."""
+    """A human-readable name of the hardware: the GPU model, or the CPU model, core count and the
+    instruction set of torch's kernels (``cpu_kernels``)."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     model = platform.processor() or platform.machine()
@@ -129,4 +130,19 @@ def device_name(device: torch.device) -> str:
         names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text(encoding="utf-8").splitlines()
                  if line.startswith("model name")]
         model = names[0] if names else model
-    return f"{model} ({len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()} cores)"
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return f"{model} ({cores} cores, {cpu_kernels()})"
+
+
+def cpu_kernels() -> str:
+    """The instruction set torch's CPU kernels use (``AVX512 kernels``, ``AVX2 kernels``...), with oneDNN's cap
+    when one is set.
+
+    torch picks its kernels by what the CPU offers, and kernels of another instruction set round
+    differently: a run on an AVX-512 machine does not reproduce one made on an AVX2 machine past the
+    last digits, and training carries the difference on. ``ATEN_CPU_CAPABILITY=avx2`` with
+    ``ONEDNN_MAX_CPU_ISA=AVX2`` makes a newer CPU compute as the older one did (README, "Results").
+    """
+    capability = torch.backends.cpu.get_cpu_capability()
+    onednn = os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA")
+    return f"{capability} kernels, oneDNN up to {onednn}" if onednn else f"{capability} kernels"
