@@ -127,6 +127,19 @@ def test_a_dataset_problem_of_a_stage_is_one_user_error(tmp_path):
         measure_stage(spec, tmp_path / "cache", tmp_path / "work")
 
 
+@pytest.mark.parametrize("written", [b'{"seconds": 1.5, "ite', b"[1, 2]", b"\xff\xfe"])
+def test_a_stage_whose_result_file_is_damaged_fails_with_its_log(tmp_path, monkeypatch, written):
+    """A child killed while writing, or a file damaged since: the stage failed, its log's end shown."""
+    def child_died(argv, log, env=None):
+        Path(argv[-1]).write_bytes(written)
+        log.write_text("the child's last words\n")
+        return 137, 1.0, 10.0
+
+    monkeypatch.setattr("benchmark.engine.scale.run_measured", child_died)
+    with pytest.raises(RuntimeError, match=r"(?s)loading of ncc on .* failed \(exit status 137\).*last words"):
+        measure_stage(StageSpec("loading", "ncc", str(tmp_path)), tmp_path / "cache", tmp_path / "work")
+
+
 def _row(size: int, stage: str, seconds: float, peak: float, items: int | None = None) -> Row:
     dataset = Dataset(f"{size:,} candidates", size, "candidates", Path("."))
     return Row(dataset, Measurement(stage, seconds, size if items is None else items, "test cases", peak, seconds))

@@ -39,6 +39,7 @@ from benchmark.api.backbone import DEFAULT_BACKBONE
 from benchmark.api.profiles import Profile, get_profile
 from benchmark.api.registry import BACKBONES, TASKS
 from benchmark.api.task import Task
+from benchmark.data import files
 from benchmark.engine.finetune import evaluate, finetune
 from benchmark.engine.runtime import peak_host_memory_mb, resolve_device, seed_everything
 from benchmark.errors import UserError
@@ -158,13 +159,23 @@ def measure_stage(spec: StageSpec, cache: Path, work: Path) -> Measurement:
     out_file.unlink(missing_ok=True)
     code, seconds, peak = run_measured([sys.executable, "-m", __name__, str(spec_file), str(out_file)], log,
                                        _environment(cache))
-    result = json.loads(out_file.read_text(encoding="utf-8")) if out_file.is_file() else {}
+    result = _stage_result(out_file)
     if "error" in result:
         raise UserError(f"{spec.stage} of {spec.task} on {spec.root}: {result['error']}")
     if code != 0 or "seconds" not in result:
         raise _failure(f"{spec.stage} of {spec.task} on {spec.root}", code, log)
     return Measurement(spec.stage, float(result["seconds"]), int(result["items"]), str(result["unit"]), peak,
                        seconds, dict(result.get("detail", {})))
+
+
+def _stage_result(out_file: Path) -> dict[str, Any]:
+    """What the child wrote (empty when it wrote nothing whole: killed, or its file damaged since; the
+    caller then reports the stage as failed, with its log)."""
+    try:
+        result = json.loads(out_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return result if isinstance(result, dict) else {}
 
 
 def measure_run(task: str, root: Path, profile: str, device: str, seed: int, cache: Path, work: Path) -> Measurement:
@@ -285,11 +296,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         result = run_stage(spec)
     except UserError as error:
-        Path(out_file).write_text(json.dumps({"error": str(error)}), encoding="utf-8")
+        _write_stage_result(Path(out_file), {"error": str(error)})
         return 2
     result["detail"]["VmHWM MB"] = peak_host_memory_mb()
-    Path(out_file).write_text(json.dumps(result, default=float), encoding="utf-8")
+    _write_stage_result(Path(out_file), result)
     return 0
+
+
+def _write_stage_result(out_file: Path, result: dict[str, Any]) -> None:
+    """All or nothing, so that a child killed while writing leaves no half a result to be read."""
+    text = json.dumps(result, default=float)
+    files.write_atomic(out_file, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 if __name__ == "__main__":
