@@ -118,13 +118,16 @@ def checkpoint_fault(folder: Path, identity: dict[str, Any]) -> str | None:
 
 
 def cached_checkpoint(folder: Path, identity: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]] | None:
-    """The verified checkpoint in ``folder`` and its meta, or None (with a warning if something is there)."""
+    """The verified checkpoint in ``folder`` and its meta (dropping the training state a kill left beside it),
+    or None (with a warning if something is there)."""
     if not any((folder / name).exists() for name in (META_FILE, store.CHECKPOINT_FILE)):
         return None  # nothing there yet, or an interrupted pretraining (its latest state only)
     fault = checkpoint_fault(folder, identity)
     if fault is not None:
         log.warning("checkpoint %s: %s; pretraining it again", folder.name, fault)
         return None
+    if distributed.is_main():  # a training killed after its meta.json left its training state
+        (folder / store.LATEST_FILE).unlink(missing_ok=True)
     return load_checkpoint(folder / store.CHECKPOINT_FILE), files.read_json(folder / META_FILE)
 
 
@@ -135,8 +138,6 @@ def _load_or_pretrain(method: Method, backbone: Backbone, pool: DataSource, prof
     cached = cached_checkpoint(folder, identity)
     if cached is not None:
         checkpoint, meta = cached
-        if distributed.is_main():  # a pretraining killed after its meta.json left its training state
-            (folder / store.LATEST_FILE).unlink(missing_ok=True)
         return checkpoint, {**meta, "reused": True}
     start = time.perf_counter()
     layout = pool_layout(method.pool_layout)
