@@ -33,6 +33,8 @@ WIDTHS = {"": 7.0, "_column": 3.5}  # file-name suffix -> figure width in inches
 FORMATS = {"": ("png", "pdf"), "_column": ("pdf",)}  # file-name suffix -> the formats it is saved in
 MIN_FONT_PT = 7
 PANEL_HEIGHT = 2.2  # inches
+LEGEND_CHAR_INCHES = 0.06  # a 7-pt character of the default font, a little wider than its average
+LEGEND_ENTRY_INCHES = 0.6  # an entry's marker, line and the spacing between columns
 STYLE = {"font.size": 8, "axes.titlesize": 8, "axes.labelsize": 8, "xtick.labelsize": 7, "ytick.labelsize": 7,
          "legend.fontsize": 7, "legend.title_fontsize": 7, "figure.titlesize": 8, "text.usetex": False,
          "pdf.fonttype": 42, "svg.fonttype": "none", "axes.titleweight": "bold"}
@@ -69,11 +71,24 @@ def panel_grid(tasks: list[str], width: float, extra_height: float = 0.5) -> tup
 
 
 def shared_legend(figure: Figure, entries: dict[str, tuple], title: str = "") -> None:
-    """One legend below the panels: ``entries`` maps a label to its colour; ``title`` above them."""
+    """One legend below the panels: ``entries`` maps a label to its colour; ``title`` above them.
+    Labels (a method's name and arguments can be long) are wrapped to the figure's width, and the
+    legend has as many columns, up to 3, as its widest entries leave room for side by side."""
+    width = figure.get_figwidth()
+    characters = max(12, int((width - LEGEND_ENTRY_INCHES) / LEGEND_CHAR_INCHES))
+    labels = [_wrapped(label, characters) for label in entries]
+    widest = sorted((max(map(len, label.splitlines()), default=0) * LEGEND_CHAR_INCHES + LEGEND_ENTRY_INCHES
+                     for label in labels), reverse=True)
+    columns = max((n for n in range(1, min(len(labels), 3) + 1) if sum(widest[:n]) <= width), default=1)
     handles = [Line2D([], [], color=colour, marker="o", linewidth=1.5) for colour in entries.values()]
-    figure.legend(handles, [literal(label) for label in entries], loc="outside lower center",
-                  ncols=min(len(entries), 3 if figure.get_figwidth() >= 7 else 1), frameon=False,
-                  title=literal(title) or None)
+    figure.legend(handles, [literal(label) for label in labels], loc="outside lower center", ncols=columns,
+                  frameon=False, title=literal(_wrapped(title, int(width / LEGEND_CHAR_INCHES))) or None)
+
+
+def _wrapped(text: str, characters: int) -> str:
+    """``text`` broken into lines of at most ``characters`` (long words broken too), its own breaks kept."""
+    return "\n".join(textwrap.fill(line, characters, break_long_words=True) if line else line
+                     for line in text.split("\n"))
 
 
 SAVE_OPTIONS = {"png": {"dpi": DPI, "metadata": {"Software": None}}, "pdf": {"metadata": {"CreationDate": None}}}
@@ -161,19 +176,26 @@ def draw_convergence(histories: pd.DataFrame, curves: pd.DataFrame, primary: dic
 
 
 def draw_seed_boxes(scores: pd.DataFrame, width: float) -> Figure:
-    """Per task, one box per method over its seeds' test scores, with every seed drawn as a point."""
+    """Per task, one box per method over its seeds' test scores, with every seed drawn as a point; boxes
+    coloured by method and named in the legend (a method's name can be longer than a box is wide),
+    each box's n below it."""
     tasks = task_order(list(scores["task"].unique()))
+    colours = method_colours(list(scores["method"].unique()))
     figure, axes = panel_grid(tasks, width, extra_height=0.3)
     for ax, task in zip(axes, tasks):
         own = scores[scores["task"] == task]
         methods = sorted(own["method"].unique())
         values = [own[own["method"] == m]["value"].to_numpy() for m in methods]
-        ax.boxplot(values)
-        ax.set_xticks(range(1, len(methods) + 1), [f"{literal(m)}\nn={v.size}" for m, v in zip(methods, values)])
+        boxes = ax.boxplot(values, patch_artist=True, medianprops={"color": "black"})
+        for box, method in zip(boxes["boxes"], methods):
+            box.set(facecolor=colours[method], alpha=0.6)
+        ax.set_xticks(range(1, len(methods) + 1), [f"n={v.size}" for v in values])
         for position, points in enumerate(values, start=1):
             ax.scatter(np.full(points.size, position), points, s=8, color="black", zorder=3)
         ax.set_ylabel(f"test {literal(own['metric'].iloc[0])}")
-        ax.tick_params(axis="x", labelrotation=30)
+    counts = scores.groupby(["method", "task"]).size().groupby("method").apply(list)
+    shared_legend(figure, {f"{method} ({_n_text(counts[method], 'seeds')})": colours[method]
+                           for method in sorted(colours)})
     figure.suptitle("One point per seed (n = seeds)")
     return figure
 
