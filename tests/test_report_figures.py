@@ -121,6 +121,36 @@ def test_panels_follow_the_paper_and_legends_give_n(drawn):
     assert plots.literal(METHODS[-1]) in texts  # drawn literally, not parsed as mathtext
 
 
+@pytest.mark.parametrize("count", [3, 10, 15, 20])
+def test_methods_get_distinct_colours_up_to_twenty(count):
+    colours = plots.method_colours([f"method-{index}" for index in range(count)])
+    assert len(set(colours.values())) == count
+
+
+@pytest.mark.parametrize("width", plots.WIDTHS.values())
+def test_many_methods_keep_the_box_plots_readable(width):
+    """Fifteen methods (a report with ablations and 2D variants): the boxes' labels under each panel do
+    not run into each other, and every method has its own colour in the legend."""
+    rng = np.random.default_rng(2)
+    methods = [f"genesis-variant-{index} [loss=ssim] (2.5d)" for index in range(15)]
+    scores = pd.DataFrame([{"task": t, "method": m, "seed": s, "metric": "dice", "value": rng.uniform(0.6, 0.9)}
+                           for t in TASKS for m in methods for s in range(3)])
+    with rc_context(plots.STYLE):
+        figure = plots.draw_seed_boxes(scores, width=width)
+        renderer = FigureCanvasAgg(figure).get_renderer()
+        figure.draw(renderer)
+        for ax in figure.axes:
+            if not ax.get_visible():
+                continue
+            boxes = [label.get_window_extent(renderer) for label in ax.get_xticklabels() if label.get_text()]
+            assert len(boxes) == len(methods)
+            assert not any(a.overlaps(b) for a, b in zip(boxes, boxes[1:])), ax.get_title()
+        drawn_box = figure.get_tightbbox(renderer)
+        assert drawn_box.x0 >= -0.01 and drawn_box.x1 <= width + 0.01
+    handles = figure.legends[0].legend_handles
+    assert len({handle.get_color() for handle in handles}) == len(methods)
+
+
 def test_each_figure_is_saved_as_pdf_and_the_wide_one_as_png_reproducibly(tmp_path):
     scores = _scores()
     scores = scores[scores["task"] == "ncc"]

@@ -47,8 +47,10 @@ def literal(text: object) -> str:
 
 
 def method_colours(methods: list[str]) -> dict[str, tuple]:
-    palette = colormaps["tab10"]
-    return {method: palette(index % 10) for index, method in enumerate(sorted(methods))}
+    """A colour per method, in name order: tab10's up to 10 methods, tab20's (pairs of a dark and a light
+    shade) up to 20, repeating only beyond that."""
+    palette = colormaps["tab10" if len(methods) <= 10 else "tab20"]
+    return {method: palette(index % palette.N) for index, method in enumerate(sorted(methods))}
 
 
 def _n_text(counts: list[int], unit: str) -> str:
@@ -178,7 +180,7 @@ def draw_convergence(histories: pd.DataFrame, curves: pd.DataFrame, primary: dic
 def draw_seed_boxes(scores: pd.DataFrame, width: float) -> Figure:
     """Per task, one box per method over its seeds' test scores, with every seed drawn as a point; boxes
     coloured by method and named in the legend (a method's name can be longer than a box is wide),
-    each box's n below it."""
+    each box's number of seeds below it."""
     tasks = task_order(list(scores["task"].unique()))
     colours = method_colours(list(scores["method"].unique()))
     figure, axes = panel_grid(tasks, width, extra_height=0.3)
@@ -189,7 +191,8 @@ def draw_seed_boxes(scores: pd.DataFrame, width: float) -> Figure:
         boxes = ax.boxplot(values, patch_artist=True, medianprops={"color": "black"})
         for box, method in zip(boxes["boxes"], methods):
             box.set(facecolor=colours[method], alpha=0.6)
-        ax.set_xticks(range(1, len(methods) + 1), [f"n={v.size}" for v in values])
+        ax.set_xticks(range(1, len(methods) + 1), [str(v.size) for v in values])
+        ax.set_xlabel("seeds (n)")
         for position, points in enumerate(values, start=1):
             ax.scatter(np.full(points.size, position), points, s=8, color="black", zorder=3)
         ax.set_ylabel(f"test {literal(own['metric'].iloc[0])}")
