@@ -454,6 +454,18 @@ CHECKPOINT_DAMAGES: dict[str, tuple[Callable[[Path], None], str]] = {
 }
 
 
+def test_a_checkpoints_bytes_depend_on_its_content_not_on_its_file_name(tmp_path: Path) -> None:
+    """torch.save names its zip archive after the file it writes to; the suite saves through a buffer,
+    so the same weights give the same bytes (and the same recorded SHA-256) wherever they are written,
+    and two trainings of one spec can be compared by hash."""
+    from benchmark.engine.pretrain import save_checkpoint
+    checkpoint = {"state_dict": {"encoder.weight": torch.arange(6.0).reshape(2, 3)}, "epochs": 3}
+    first, second = tmp_path / "a" / "checkpoint.pt", tmp_path / "b" / "other-name.pt"
+    save_checkpoint(checkpoint, first)
+    save_checkpoint(checkpoint, second)
+    assert first.read_bytes() == second.read_bytes()
+
+
 def test_a_whole_checkpoint_is_reused(cached_checkpoints: Path, caplog: pytest.LogCaptureFixture) -> None:
     checkpoint, meta = obtain(cached_checkpoints, 0)
     assert meta["reused"] and len(meta[checkpoints.SHA256_KEY]) == 64 and checkpoint["method"] == "genesis"
