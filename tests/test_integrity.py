@@ -26,6 +26,7 @@ from benchmark.api.registry import METHODS
 from benchmark.data import datasets, files
 from benchmark.data.imageio import metaimage_data_files, read_array, read_image
 from benchmark.engine import checkpoints, store
+from benchmark.engine.pretrain import save_checkpoint
 from benchmark.errors import UserError
 
 SHAPE = (6, 7, 8)  # (z, y, x)
@@ -458,7 +459,6 @@ def test_a_checkpoints_bytes_depend_on_its_content_not_on_its_file_name(tmp_path
     """torch.save names its zip archive after the file it writes to; the suite saves through a buffer,
     so the same weights give the same bytes (and the same recorded SHA-256) wherever they are written,
     and two trainings of one spec can be compared by hash."""
-    from benchmark.engine.pretrain import save_checkpoint
     checkpoint = {"state_dict": {"encoder.weight": torch.arange(6.0).reshape(2, 3)}, "epochs": 3}
     first, second = tmp_path / "a" / "checkpoint.pt", tmp_path / "b" / "other-name.pt"
     save_checkpoint(checkpoint, first)
