@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -149,6 +150,25 @@ def test_many_methods_keep_the_box_plots_readable(width):
         assert drawn_box.x0 >= -0.01 and drawn_box.x1 <= width + 0.01
     handles = figure.legends[0].legend_handles
     assert len({handle.get_color() for handle in handles}) == len(methods)
+
+
+@pytest.mark.parametrize("width", plots.WIDTHS.values())
+def test_a_tall_legend_makes_the_figure_taller_not_the_panels_flatter(width):
+    """Names that wrap to several lines (a 200-character name, one with its own line breaks): the figure
+    grows, every panel keeps at least an inch of height and the layout is not abandoned."""
+    methods = ["x" * 200, "a\nb\n\n<script>alert(1)</script>", "$\\frac{1}{0}$", "scratch-he", "genesis"]
+    rng = np.random.default_rng(3)
+    scores = pd.DataFrame([{"task": t, "method": m, "seed": s, "metric": "dice", "value": rng.uniform(0.6, 0.9)}
+                           for t in TASKS for m in methods for s in range(2)])
+    with rc_context(plots.STYLE), warnings.catch_warnings():
+        warnings.simplefilter("error")  # "constrained_layout not applied because axes sizes collapsed"
+        figure = plots.draw_seed_boxes(scores, width=width)
+        renderer = FigureCanvasAgg(figure).get_renderer()
+        figure.draw(renderer)
+    heights = [ax.get_window_extent(renderer).height / figure.dpi for ax in figure.axes if ax.get_visible()]
+    assert min(heights) >= 1.0
+    drawn_box = figure.get_tightbbox(renderer)
+    assert drawn_box.y0 >= -0.01 and drawn_box.y1 <= figure.get_figheight() + 0.01
 
 
 def test_each_figure_is_saved_as_pdf_and_the_wide_one_as_png_reproducibly(tmp_path):

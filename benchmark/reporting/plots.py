@@ -35,6 +35,7 @@ MIN_FONT_PT = 7
 PANEL_HEIGHT = 2.2  # inches
 LEGEND_CHAR_INCHES = 0.06  # a 7-pt character of the default font, a little wider than its average
 LEGEND_ENTRY_INCHES = 0.6  # an entry's marker, line and the spacing between columns
+LEGEND_LINE_INCHES = 0.15  # a 7-pt line of a legend with the spacing between entries, a little more than it takes
 STYLE = {"font.size": 8, "axes.titlesize": 8, "axes.labelsize": 8, "xtick.labelsize": 7, "ytick.labelsize": 7,
          "legend.fontsize": 7, "legend.title_fontsize": 7, "figure.titlesize": 8, "text.usetex": False,
          "pdf.fonttype": 42, "svg.fonttype": "none", "axes.titleweight": "bold"}
@@ -75,16 +76,23 @@ def panel_grid(tasks: list[str], width: float, extra_height: float = 0.5) -> tup
 def shared_legend(figure: Figure, entries: dict[str, tuple], title: str = "") -> None:
     """One legend below the panels: ``entries`` maps a label to its colour; ``title`` above them.
     Labels (a method's name and arguments can be long) are wrapped to the figure's width, and the
-    legend has as many columns, up to 3, as its widest entries leave room for side by side."""
+    legend has as many columns, up to 3, as its widest entries leave room for side by side. The room
+    the figure keeps below its panels holds one line; the figure grows by the legend's other lines,
+    so that a tall legend does not squeeze the panels."""
     width = figure.get_figwidth()
     characters = max(12, int((width - LEGEND_ENTRY_INCHES) / LEGEND_CHAR_INCHES))
     labels = [_wrapped(label, characters) for label in entries]
     widest = sorted((max(map(len, label.splitlines()), default=0) * LEGEND_CHAR_INCHES + LEGEND_ENTRY_INCHES
                      for label in labels), reverse=True)
     columns = max((n for n in range(1, min(len(labels), 3) + 1) if sum(widest[:n]) <= width), default=1)
+    title = _wrapped(title, int(width / LEGEND_CHAR_INCHES))
+    per_column = math.ceil(len(labels) / columns)  # matplotlib fills a legend column by column
+    lines = sum(max(label.count("\n") + 1 for label in labels[row::per_column])
+                for row in range(min(per_column, len(labels)))) + (title.count("\n") + 1 if title else 0)
+    figure.set_figheight(figure.get_figheight() + max(0, lines - 1) * LEGEND_LINE_INCHES)
     handles = [Line2D([], [], color=colour, marker="o", linewidth=1.5) for colour in entries.values()]
     figure.legend(handles, [literal(label) for label in labels], loc="outside lower center", ncols=columns,
-                  frameon=False, title=literal(_wrapped(title, int(width / LEGEND_CHAR_INCHES))) or None)
+                  frameon=False, title=literal(title) or None)
 
 
 def _wrapped(text: str, characters: int) -> str:
